@@ -1,0 +1,72 @@
+// Block and inode allocation over the on-disk bitmaps.
+//
+// Two views of each bitmap: the on-disk bitmap blocks (journalled metadata,
+// the committed truth after a crash) and an in-memory "in use" bitmap that
+// decides what may be handed out. A free clears the on-disk bit inside the
+// freeing handle's transaction, but the in-memory bit stays set until that
+// transaction is durable (release_committed). So a freed block is never
+// reused before its freeing commit is on stable storage (DESIGN.md, crash
+// consistency). No I/O can be in flight on a block when it is freed: data
+// pages are freed only after truncate has waited out their writeback, and
+// a redirect-on-write frees the old block only after the new write completed.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "core/base/format.h"
+#include "core/base/result.h"
+#include "core/extent_map.h"
+#include "journal/buffer.h"
+#include "journal/journal.h"
+
+namespace stablefs {
+
+class Bitmap;
+
+class Allocator {
+ public:
+  static Result<std::unique_ptr<Allocator>> load(BufferCache& cache, const Superblock& sb);
+  ~Allocator();
+
+  // Up to `want` contiguous free blocks, starting at or after `goal` when
+  // possible. ENOSPC when the filesystem is full.
+  Result<PhysRange> alloc_blocks(Handle& h, uint64_t goal, uint64_t want);
+  Status free_blocks(Handle& h, PhysRange r);
+
+  // Data writeback allocates in two steps, so the blocks, the mapping and
+  // the checksum all land in one transaction after the data I/O completed:
+  // reserve_blocks takes blocks in memory only; commit_reserved sets their
+  // on-disk bits inside the handle that maps them; unreserve gives them
+  // back after a failed write.
+  Result<PhysRange> reserve_blocks(uint64_t goal, uint64_t want);
+  Status commit_reserved(Handle& h, PhysRange r);
+  void unreserve(PhysRange r);
+
+  Result<uint64_t> alloc_inode(Handle& h);
+  Status free_inode(Handle& h, uint64_t ino);
+
+  // Makes everything freed by transactions <= txid allocatable again.
+  void release_committed(uint64_t txid);
+
+  uint64_t free_block_count() const;
+  uint64_t free_inode_count() const;
+  // Blocks that are free on disk but wait for their freeing commit.
+  uint64_t pending_free_blocks() const;
+
+ private:
+  Allocator() = default;
+  mutable std::mutex mu_;  // protects everything below; a leaf lock
+  std::unique_ptr<Bitmap> blocks_;
+  std::unique_ptr<Bitmap> inodes_;
+  std::map<uint64_t, std::vector<PhysRange>> pending_blocks_;  // txid -> ranges
+  std::map<uint64_t, std::vector<uint64_t>> pending_inodes_;   // txid -> inos
+  uint64_t pending_block_count_ = 0;
+  uint64_t block_goal_ = 0;
+  uint64_t inode_goal_ = 0;
+};
+
+}  // namespace stablefs

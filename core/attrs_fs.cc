@@ -1,0 +1,216 @@
+// Attributes, statfs and extended attributes.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include <cstring>
+
+#include "core/base/endian.h"
+#include "core/base/log.h"
+#include "core/mounted_fs.h"
+
+namespace stablefs {
+
+Result<Attr> MountedFs::getattr(uint64_t ino) {
+  auto n = get_inode(ino);
+  if (!n.ok()) return Error{n.error()};
+  std::lock_guard lk((*n)->mu);
+  return to_attr(**n);
+}
+
+Result<Attr> MountedFs::setattr(uint64_t ino, const SetAttr& sa) {
+  if (read_only_) return err(EROFS);
+  auto nr = get_inode(ino);
+  if (!nr.ok()) return Error{nr.error()};
+  Inode& n = **nr;
+  std::unique_lock op(n.op);
+  if (sa.size) {
+    {
+      std::lock_guard lk(n.mu);
+      if (n.is_dir()) return err(EISDIR);
+      if (!n.is_reg()) return err(EINVAL);
+    }
+    if (*sa.size > (uint64_t(UINT32_MAX) + 1) * kBlockSize) return err(EFBIG);
+    SFS_TRY(truncate_locked(*nr, *sa.size));
+  }
+  Handle h = journal_->start();
+  std::lock_guard lk(n.mu);
+  Timespec t = now();
+  if (sa.mode) n.disk.mode = (n.disk.mode & S_IFMT) | (*sa.mode & 07777);
+  if (sa.uid) n.disk.uid = *sa.uid;
+  if (sa.gid) n.disk.gid = *sa.gid;
+  if (sa.atime) n.disk.atime = *sa.atime;
+  if (sa.mtime) n.disk.mtime = *sa.mtime;
+  if (sa.size && !sa.mtime) n.disk.mtime = t;
+  n.disk.ctime = sa.ctime ? *sa.ctime : t;
+  SFS_TRY(store_inode(h, n));
+  return to_attr(n);
+}
+
+Result<FsStat> MountedFs::statfs() {
+  FsStat s;
+  s.blocks = sb_.total_blocks - sb_.data_start;
+  uint64_t free_blocks = alloc_->free_block_count() + alloc_->pending_free_blocks();
+  s.blocks_free = std::min(free_blocks, s.blocks);
+  s.files = sb_.inode_count;
+  s.files_free = alloc_->free_inode_count();
+  return s;
+}
+
+Status MountedFs::open(uint64_t ino, int flags) {
+  auto nr = get_inode(ino);
+  if (!nr.ok()) return Error{nr.error()};
+  std::lock_guard lk((*nr)->mu);
+  if ((*nr)->is_dir() && (flags & O_ACCMODE) != O_RDONLY) return err(EISDIR);
+  if (read_only_ && (flags & O_ACCMODE) != O_RDONLY) return err(EROFS);
+  return Status::Ok();
+}
+
+// ---- Extended attributes: one metadata block per inode ----
+namespace {
+
+bool supported_namespace(std::string_view name) {
+  for (std::string_view p : {"user.", "trusted.", "security."})
+    if (name.size() > p.size() && name.substr(0, p.size()) == p) return true;
+  return false;
+}
+
+size_t encoded_size(const std::map<std::string, std::string>& xs) {
+  size_t n = kXattrHeader;
+  for (auto& [k, v] : xs) n += 3 + k.size() + v.size();
+  return n;
+}
+
+}  // namespace
+
+static Status load_xattrs(BufferCache& cache, Inode& n) {
+  if (n.xattrs) return Status::Ok();
+  auto xs = std::make_unique<std::map<std::string, std::string>>();
+  if (n.disk.xattr_block) {
+    auto buf = cache.read(n.disk.xattr_block, kMagicXattr);
+    if (!buf.ok()) return Error{buf.error()};
+    Decoder d((*buf)->payload(), kMetaPayload);
+    uint16_t count = d.u16();
+    for (uint16_t i = 0; i < count; i++) {
+      uint8_t nl = d.u8();
+      uint16_t vl = d.u16();
+      std::string k(nl, '\0'), v(vl, '\0');
+      if (nl == 0 || !d.bytes(k.data(), nl) || !d.bytes(v.data(), vl)) {
+        SFS_LOG("inode %llu: xattr block %llu is corrupt", (unsigned long long)n.ino,
+                (unsigned long long)n.disk.xattr_block);
+        return err(EUCLEAN);
+      }
+      (*xs)[k] = std::move(v);
+    }
+  }
+  n.xattrs = std::move(xs);
+  return Status::Ok();
+}
+
+static Status store_xattrs(Handle& h, BufferCache& cache, Allocator& alloc, Inode& n) {
+  if (n.xattrs->empty()) {
+    if (n.disk.xattr_block) {
+      h.revoke(n.disk.xattr_block);
+      cache.forget(n.disk.xattr_block);
+      SFS_TRY(alloc.free_blocks(h, {n.disk.xattr_block, 1}));
+      n.disk.xattr_block = 0;
+      n.disk.blocks -= std::min<uint64_t>(n.disk.blocks, 1);
+    }
+    return Status::Ok();
+  }
+  std::shared_ptr<MetaBuffer> buf;
+  if (n.disk.xattr_block) {
+    auto r = cache.read(n.disk.xattr_block, kMagicXattr);
+    if (!r.ok()) return Error{r.error()};
+    buf = *r;
+  } else {
+    auto r = alloc.alloc_blocks(h, 0, 1);
+    if (!r.ok()) return Error{r.error()};
+    buf = cache.create(r->start, kMagicXattr, n.ino);
+    n.disk.xattr_block = r->start;
+    n.disk.blocks++;
+  }
+  SFS_TRY(h.get_write_access(*buf));
+  std::memset(buf->payload(), 0, kMetaPayload);
+  Encoder e(buf->payload(), kMetaPayload);
+  e.u16(uint16_t(n.xattrs->size()));
+  for (auto& [k, v] : *n.xattrs) {
+    e.u8(uint8_t(k.size()));
+    e.u16(uint16_t(v.size()));
+    e.bytes(k.data(), k.size());
+    e.bytes(v.data(), v.size());
+  }
+  h.dirty_metadata(*buf);
+  return e.overflow() ? Status(err(ENOSPC)) : Status::Ok();
+}
+
+Status MountedFs::setxattr(uint64_t ino, std::string_view name, std::string_view value,
+                           int flags) {
+  if (read_only_) return err(EROFS);
+  if (name.size() > 255) return err(ERANGE);
+  if (!supported_namespace(name)) return err(EOPNOTSUPP);
+  if (value.size() > 65536) return err(E2BIG);
+  auto nr = get_inode(ino);
+  if (!nr.ok()) return Error{nr.error()};
+  Inode& n = **nr;
+  std::unique_lock op(n.op);
+  Handle h = journal_->start();
+  std::lock_guard lk(n.mu);
+  SFS_TRY(load_xattrs(*cache_, n));
+  std::string key(name);
+  auto it = n.xattrs->find(key);
+  if ((flags & XATTR_CREATE) && it != n.xattrs->end()) return err(EEXIST);
+  if ((flags & XATTR_REPLACE) && it == n.xattrs->end()) return err(ENODATA);
+  auto saved = *n.xattrs;
+  (*n.xattrs)[key] = std::string(value);
+  if (encoded_size(*n.xattrs) > kMetaPayload) {
+    *n.xattrs = std::move(saved);
+    return err(ENOSPC);
+  }
+  SFS_TRY(store_xattrs(h, *cache_, *alloc_, n));
+  n.disk.ctime = now();
+  return store_inode(h, n);
+}
+
+Result<std::string> MountedFs::getxattr(uint64_t ino, std::string_view name) {
+  auto nr = get_inode(ino);
+  if (!nr.ok()) return Error{nr.error()};
+  Inode& n = **nr;
+  std::lock_guard lk(n.mu);
+  if (!supported_namespace(name)) return err(ENODATA);
+  SFS_TRY(load_xattrs(*cache_, n));
+  auto it = n.xattrs->find(std::string(name));
+  if (it == n.xattrs->end()) return err(ENODATA);
+  return it->second;
+}
+
+Result<std::string> MountedFs::listxattr(uint64_t ino) {
+  auto nr = get_inode(ino);
+  if (!nr.ok()) return Error{nr.error()};
+  Inode& n = **nr;
+  std::lock_guard lk(n.mu);
+  SFS_TRY(load_xattrs(*cache_, n));
+  std::string out;
+  for (auto& [k, v] : *n.xattrs) {
+    out += k;
+    out.push_back('\0');
+  }
+  return out;
+}
+
+Status MountedFs::removexattr(uint64_t ino, std::string_view name) {
+  if (read_only_) return err(EROFS);
+  auto nr = get_inode(ino);
+  if (!nr.ok()) return Error{nr.error()};
+  Inode& n = **nr;
+  std::unique_lock op(n.op);
+  Handle h = journal_->start();
+  std::lock_guard lk(n.mu);
+  SFS_TRY(load_xattrs(*cache_, n));
+  if (n.xattrs->erase(std::string(name)) == 0) return err(ENODATA);
+  SFS_TRY(store_xattrs(h, *cache_, *alloc_, n));
+  n.disk.ctime = now();
+  return store_inode(h, n);
+}
+
+}  // namespace stablefs

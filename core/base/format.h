@@ -1,0 +1,194 @@
+// stablefs on-disk format, version 1. The prose lives in docs/FORMAT.md;
+// this header holds only the constants and layouts that writers and readers
+// share. All fields are little-endian and fixed-width, encoded through
+// core/base/endian.h.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "core/base/result.h"
+
+namespace stablefs {
+
+constexpr uint32_t kBlockSize = 4096;
+constexpr uint32_t kFormatVersion = 1;
+constexpr uint64_t kSuperMagic = 0x3130534642415453ull;  // "STABFS01"
+constexpr uint64_t kSuperblockA = 0;
+constexpr uint64_t kSuperblockB = 1;
+constexpr uint64_t kRootIno = 1;
+constexpr uint32_t kMaxNameLen = 255;
+
+// ---- Metadata block header: first 64 bytes of every metadata block ----
+// 0 u32 magic | 4 u32 header version | 8 u64 blocknr | 16 u64 txid
+// 24 u64 owner inode (0 = none) | 32 u64 checksum | 40..64 zero
+// checksum = XXH3-64 over the whole block with the checksum field zeroed,
+// seeded with blocknr: catches torn, misdirected and stale writes.
+constexpr uint32_t kMetaHeaderSize = 64;
+constexpr uint32_t kMetaPayload = kBlockSize - kMetaHeaderSize;  // 4032
+constexpr uint32_t kMetaHeaderVersion = 1;
+constexpr uint32_t kChecksumOffset = 32;
+
+enum BlockMagic : uint32_t {
+  kMagicInodeBitmap = 0x504D4249,  // "IBMP"
+  kMagicBlockBitmap = 0x504D4242,  // "BBMP"
+  kMagicInodeTable = 0x444F4E49,   // "INOD"
+  kMagicChecksumTable = 0x4D555343,  // "CSUM"
+  kMagicDirectory = 0x42524944,    // "DIRB"
+  kMagicExtentLeaf = 0x4C545845,   // "EXTL"
+  kMagicExtentIndex = 0x49545845,  // "EXTI"
+  kMagicXattr = 0x52544158,        // "XATR"
+  kMagicJournalDescriptor = 0x4353444A,  // "JDSC"
+  kMagicJournalCommit = 0x544D434A,      // "JCMT"
+  kMagicJournalRevoke = 0x4B56524A,      // "JRVK"
+};
+
+struct MetaHeader {
+  uint32_t magic = 0;
+  uint64_t blocknr = 0;
+  uint64_t txid = 0;
+  uint64_t owner = 0;
+  uint64_t checksum = 0;
+};
+
+void encode_meta_header(uint8_t* block, const MetaHeader& h);
+MetaHeader decode_meta_header(const uint8_t* block);
+// Recomputes and stores the header checksum over the block's current bytes.
+void seal_meta_block(uint8_t* block, uint64_t blocknr, uint64_t txid);
+// Checks magic, self-identifying block number, header version and checksum.
+// expected_magic 0 accepts any magic. Returns EUCLEAN ("structure needs
+// cleaning") with a reason in *why on mismatch.
+Status verify_meta_block(const uint8_t* block, uint64_t blocknr,
+                         uint32_t expected_magic, std::string* why = nullptr);
+uint64_t compute_meta_checksum(const uint8_t* block, uint64_t blocknr);
+
+// ---- Bitmaps: one bit per inode / block, payload bytes after the header ----
+constexpr uint64_t kBitsPerBitmapBlock = uint64_t(kMetaPayload) * 8;  // 32256
+
+// ---- Inode table: 15 inodes of 256 bytes per block, after the header ----
+constexpr uint32_t kInodeSize = 256;
+constexpr uint32_t kInodesPerBlock = kMetaPayload / kInodeSize;  // 15
+constexpr uint32_t kInodeRootOffset = 112;
+constexpr uint32_t kInodeRootSize = kInodeSize - kInodeRootOffset;  // 144
+
+enum InodeFlags : uint32_t {
+  kInodeInlineData = 1u << 0,  // root area holds the file bytes (short symlinks)
+};
+
+// Decoded inode (in-memory form of the 256-byte record).
+struct Timespec {
+  int64_t sec = 0;
+  uint32_t nsec = 0;
+};
+struct DiskInode {
+  uint32_t mode = 0;  // 0 = free slot
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t nlink = 0;
+  uint64_t size = 0;
+  Timespec atime, mtime, ctime, btime;
+  uint32_t generation = 0;
+  uint32_t flags = 0;
+  uint64_t blocks = 0;        // blocks charged to this inode (data + map + xattr)
+  uint64_t rdev = 0;
+  uint64_t xattr_block = 0;   // 0 = none
+  uint8_t map_depth = 0;      // extent tree depth; 0 = extents inline in root
+  uint8_t inline_count = 0;   // depth 0: number of inline extents in use
+  std::array<uint8_t, kInodeRootSize> root{};  // extent root / inline data
+};
+// Record layout (offsets within the 256-byte record):
+// 0 mode u32 | 4 uid | 8 gid | 12 nlink | 16 size u64
+// 24 atime(sec i64,nsec u32) | 36 mtime | 48 ctime | 60 btime
+// 72 generation u32 | 76 flags u32 | 80 blocks u64 | 88 rdev u64
+// 96 xattr_block u64 | 104 map_depth u8 | 105 inline_count u8 | 106..112 zero
+// 112..256 root area
+void encode_inode(uint8_t* rec, const DiskInode& ino);
+DiskInode decode_inode(const uint8_t* rec);
+
+// ---- Extent maps ----
+// Entry (16 bytes): 0 u32 logical block | 4 u32 length (bit 31 = unwritten)
+// | 8 u64 physical block.
+// Depth 0: up to 9 entries inline in the inode root.
+// Depth d >= 1: the root holds 16 child pointers (u64, 0 = hole). Each
+// level-1 node is a leaf covering kLeafSpan logical blocks; each index node
+// covers kIndexFanout children. A leaf never overflows: extents are split at
+// leaf boundaries and a leaf's span equals its capacity in the worst case.
+constexpr uint32_t kExtentEntrySize = 16;
+constexpr uint32_t kInlineExtents = kInodeRootSize / kExtentEntrySize;  // 9
+constexpr uint32_t kRootPointers = 16;
+constexpr uint32_t kLeafSpan = 128;
+constexpr uint32_t kIndexFanout = 256;
+constexpr uint32_t kMaxMapDepth = 4;
+constexpr uint32_t kExtentUnwritten = 1u << 31;
+// Leaf payload: 0 u64 first logical | 8 u16 count | 10..16 zero | 16.. entries
+// Index payload: 0 u64 first logical | 8 u32 level | 12 zero | 16.. 256 x u64
+constexpr uint32_t kNodeEntriesOffset = 16;
+
+// ---- Checksum table: one u64 XXH3 per physical block ----
+constexpr uint32_t kChecksumsPerBlock = kMetaPayload / 8;  // 504
+
+// ---- Directory blocks ----
+// Payload: records packed from offset 0: u64 ino | u8 type | u8 name_len |
+// name bytes. A record with ino 0 (or the payload end) terminates the block.
+constexpr uint32_t kDirRecordHeader = 10;
+
+// d_type values stored in directory records (same numbers as <dirent.h>).
+enum DirType : uint8_t {
+  kTypeUnknown = 0, kTypeFifo = 1, kTypeChr = 2, kTypeDir = 4, kTypeBlk = 6,
+  kTypeReg = 8, kTypeLnk = 10, kTypeSock = 12,
+};
+
+// ---- Xattr block ----
+// Payload: 0 u16 count | then per entry: u8 name_len | u16 value_len | name | value
+constexpr uint32_t kXattrHeader = 2;
+
+// ---- Superblock (blocks 0 and 1, identical contents) ----
+enum SuperState : uint32_t { kStateClean = 1, kStateMounted = 2 };
+
+struct Superblock {
+  uint32_t version = kFormatVersion;
+  uint32_t compat = 0, incompat = 0, ro_compat = 0;
+  std::array<uint8_t, 16> uuid{};
+  uint32_t block_size = kBlockSize;
+  uint64_t total_blocks = 0;
+  uint64_t inode_count = 0;
+  uint64_t inode_bitmap_start = 0, inode_bitmap_blocks = 0;
+  uint64_t block_bitmap_start = 0, block_bitmap_blocks = 0;
+  uint64_t inode_table_start = 0, inode_table_blocks = 0;
+  uint64_t csum_table_start = 0, csum_table_blocks = 0;
+  uint64_t journal_start = 0, journal_blocks = 0;
+  uint64_t data_start = 0;
+  uint64_t root_ino = kRootIno;
+  uint64_t journal_tail = 0;       // log offset of the oldest live transaction
+  uint64_t journal_tail_txid = 1;  // txid expected at journal_tail
+  uint64_t sequence = 0;           // bumped on every superblock write
+  uint32_t state = kStateClean;
+  uint64_t mkfs_time = 0;
+  uint64_t mount_count = 0;
+};
+// Layout: 0 u64 magic | 8 u32 version | 12 compat | 16 incompat | 20 ro_compat
+// 24 uuid[16] | 40 u32 block_size | 44 zero | 48 total_blocks | 56 inode_count
+// 64 ibmp start | 72 ibmp blocks | 80 bbmp start | 88 bbmp blocks
+// 96 itable start | 104 itable blocks | 112 csum start | 120 csum blocks
+// 128 journal start | 136 journal blocks | 144 data_start | 152 root_ino
+// 160 journal_tail | 168 journal_tail_txid | 176 sequence | 184 u32 state
+// 188 zero | 192 mkfs_time | 200 mount_count | ... zero ...
+// 4088 u64 checksum: XXH3-64 over bytes [0, 4088) seeded with the block number.
+void encode_superblock(uint8_t* block, const Superblock& sb, uint64_t blocknr);
+// Validates magic, version, checksum and geometry (every region inside the
+// device, regions in order and non-overlapping). device_blocks 0 skips the
+// size check. EUCLEAN + reason on failure.
+Result<Superblock> decode_superblock(const uint8_t* block, uint64_t blocknr,
+                                     uint64_t device_blocks, std::string* why);
+
+// Geometry for a new filesystem of total_blocks blocks.
+Result<Superblock> plan_layout(uint64_t total_blocks);
+constexpr uint64_t kMinBlocks = 4096;  // 16 MiB
+
+inline uint64_t inode_block(const Superblock& sb, uint64_t ino) {
+  return sb.inode_table_start + (ino - 1) / kInodesPerBlock;
+}
+inline uint32_t inode_slot(uint64_t ino) { return uint32_t((ino - 1) % kInodesPerBlock); }
+
+}  // namespace stablefs

@@ -1,0 +1,538 @@
+// File data: read, write, truncate, fallocate, SEEK_DATA/SEEK_HOLE,
+// copy_file_range, flush and fsync.
+//
+// A write copies bytes into cache pages under the stable-page protocol
+// (core/page_cache.h); a read is served from the cache or read from the
+// backing store and verified against the block's recorded checksum.
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/base/checksum.h"
+#include "core/base/log.h"
+#include "core/mounted_fs.h"
+
+namespace stablefs {
+namespace {
+
+constexpr uint64_t kMaxFileSize = (uint64_t(UINT32_MAX) + 1) * kBlockSize;  // 16 TiB
+
+}  // namespace
+
+// Fills a locked, !Uptodate page from the backing store (or with zeros for
+// a hole), verifying the block's checksum. Takes n.mu for the mapping.
+Status MountedFs::read_page(Inode& n, Page& page) {
+  uint64_t phys = 0, expected = 0;
+  {
+    std::lock_guard lk(n.mu);
+    SFS_TRY(load_map(n));
+    auto e = n.map->find(uint32_t(page.index()));
+    if (e && !e->unwritten) {
+      phys = e->physical + (page.index() - e->logical);
+      auto c = csums_->get(phys);
+      if (!c.ok()) return Error{c.error()};
+      expected = *c;
+    }
+  }
+  if (phys == 0) {
+    std::memset(page.data(), 0, kPageSize);
+    return Status::Ok();
+  }
+  Status s = dev_->read(phys, page.data(), kPageSize);
+  if (!s.ok()) {
+    SFS_LOG("read error: inode %llu offset %llu block %llu: %s", (unsigned long long)n.ino,
+            (unsigned long long)(page.index() * kPageSize), (unsigned long long)phys,
+            std::strerror(s.error()));
+    return err(EIO);
+  }
+  uint64_t actual = block_checksum(phys, page.data(), kPageSize);
+  if (actual != expected) {
+    integrity_errors_read_++;
+    SFS_LOG("integrity error: inode %llu offset %llu block %llu: expected checksum %016llx, "
+            "actual %016llx",
+            (unsigned long long)n.ino, (unsigned long long)(page.index() * kPageSize),
+            (unsigned long long)phys, (unsigned long long)expected, (unsigned long long)actual);
+    std::memset(page.data(), 0, kPageSize);  // never hand out corrupt bytes
+    return err(EIO);
+  }
+  return Status::Ok();
+}
+
+// Reads pages [first, first+count) that are not cached with as few device
+// requests as possible, verifying each block. Pages are grabbed in
+// ascending order; only the first may wait for a free frame (a thread that
+// holds a page lock must not wait for memory), so the run may come back
+// shorter than asked. Returns the pages, locked and Uptodate.
+Result<std::vector<PageRef>> MountedFs::read_pages(Inode& n, uint64_t first, size_t count) {
+  std::vector<PageRef> pages;
+  for (size_t i = 0; i < count; i++) {
+    auto pr = pages_->grab_cache_page(n.ino, first + i,
+                                      i == 0 ? PageCache::Alloc::kWait : PageCache::Alloc::kNoWait);
+    if (!pr.ok()) {
+      if (i == 0) return Error{pr.error()};
+      break;
+    }
+    if (i > 0 && (*pr)->uptodate()) {  // cached: the run of misses ends here
+      pages_->unlock_page(*pr);
+      break;
+    }
+    pages.push_back(std::move(*pr));
+  }
+  if (pages[0]->uptodate()) {  // someone else read it meanwhile
+    for (size_t i = 1; i < pages.size(); i++) pages_->unlock_page(pages[i]);
+    pages.resize(1);
+    return pages;
+  }
+
+  struct Want {
+    uint64_t phys = 0;
+    uint64_t expected = 0;
+  };
+  std::vector<Want> want(pages.size());
+  Status s;
+  {
+    std::lock_guard lk(n.mu);
+    s = load_map(n);
+    for (size_t i = 0; s.ok() && i < pages.size(); i++) {
+      auto e = n.map->find(uint32_t(pages[i]->index()));
+      if (!e || e->unwritten) continue;
+      want[i].phys = e->physical + (pages[i]->index() - e->logical);
+      auto c = csums_->get(want[i].phys);
+      if (!c.ok()) s = Error{c.error()};
+      else want[i].expected = *c;
+    }
+  }
+  std::vector<IoRequest> reqs;
+  reqs.reserve(pages.size());
+  for (size_t i = 0; s.ok() && i < pages.size(); i++) {
+    if (want[i].phys == 0) {
+      std::memset(pages[i]->data(), 0, kPageSize);
+      continue;
+    }
+    if (reqs.empty() || i == 0 || want[i - 1].phys == 0 || want[i].phys != want[i - 1].phys + 1 ||
+        reqs.back().iov_count == IoRequest::kMaxSegments) {
+      reqs.emplace_back();
+      reqs.back().op = IoOp::kRead;
+      reqs.back().blocknr = want[i].phys;
+    }
+    reqs.back().add(pages[i]->data(), kPageSize);
+  }
+  if (s.ok() && !reqs.empty()) {
+    std::vector<IoRequest*> ptrs;
+    for (auto& r : reqs) ptrs.push_back(&r);
+    s = dev_->submit_and_wait(ptrs);
+    if (!s.ok())
+      SFS_LOG("read error: inode %llu offset %llu: %s", (unsigned long long)n.ino,
+              (unsigned long long)(first * kPageSize), std::strerror(s.error()));
+  }
+  // Verify every block; the first bad one ends the run (and is an error
+  // only if it is the first page: the caller gets a short read before it).
+  size_t good = 0;
+  for (; s.ok() && good < pages.size(); good++) {
+    const Want& w = want[good];
+    if (w.phys == 0) continue;
+    uint64_t actual = block_checksum(w.phys, pages[good]->data(), kPageSize);
+    if (actual != w.expected) {
+      integrity_errors_read_++;
+      SFS_LOG("integrity error: inode %llu offset %llu block %llu: expected checksum %016llx, "
+              "actual %016llx",
+              (unsigned long long)n.ino, (unsigned long long)(pages[good]->index() * kPageSize),
+              (unsigned long long)w.phys, (unsigned long long)w.expected,
+              (unsigned long long)actual);
+      break;
+    }
+  }
+  if (!s.ok()) good = 0;
+  for (size_t i = good; i < pages.size(); i++) {
+    // Never hand out unverified bytes. The page stays !Uptodate, so the
+    // next reader or writer reads (and verifies) it again.
+    std::memset(pages[i]->data(), 0, kPageSize);
+    pages_->unlock_page(pages[i]);
+    pages[i].reset();
+  }
+  pages.resize(good);
+  if (good == 0) return err(s.ok() ? EIO : (s.error() == EIO ? EIO : s.error()));
+  for (auto& p : pages) pages_->set_page_uptodate(p);
+  bytes_read_ += good * kPageSize;
+  return pages;
+}
+
+Result<size_t> MountedFs::read_locked(Inode& n, uint64_t off, size_t size, char* out) {
+  uint64_t isize;
+  {
+    std::lock_guard lk(n.mu);
+    isize = n.disk.size;
+  }
+  if (off >= isize) return size_t(0);
+  size = size_t(std::min<uint64_t>(size, isize - off));
+  size_t done = 0;
+  while (done < size) {
+    uint64_t pos = off + done;
+    uint64_t idx = pos / kPageSize;
+    uint64_t last = (off + size - 1) / kPageSize;
+    std::vector<PageRef> run;
+    PageRef cached = pages_->find_get_page(n.ino, idx);
+    if (cached) {
+      pages_->lock_page(cached);
+      if (cached->attached() && cached->uptodate()) run.push_back(std::move(cached));
+      else pages_->unlock_page(cached);
+    }
+    if (run.empty()) {
+      auto r = read_pages(n, idx, size_t(std::min<uint64_t>(last - idx + 1, 256)));
+      if (!r.ok()) return done ? Result<size_t>(done) : Error{r.error()};
+      run = std::move(*r);
+    }
+    for (auto& p : run) {
+      uint64_t ppos = off + done;
+      size_t in_page = ppos % kPageSize;
+      size_t n_bytes = std::min(kPageSize - in_page, size - done);
+      if (done < size) {
+        std::memcpy(out + done, p->data() + in_page, n_bytes);
+        done += n_bytes;
+      }
+      pages_->unlock_page(p);
+    }
+  }
+  return done;
+}
+
+Result<size_t> MountedFs::read(uint64_t ino, uint64_t off, size_t size, char* out) {
+  auto nr = get_inode(ino);
+  if (!nr.ok()) return Error{nr.error()};
+  Inode& n = **nr;
+  std::shared_lock op(n.op);
+  {
+    std::lock_guard lk(n.mu);
+    if (n.is_dir()) return err(EISDIR);
+  }
+  return read_locked(n, off, size, out);
+}
+
+// Gets the page at idx locked, stable (no writeback in progress on the
+// bytes the caller will change) and Uptodate when `fill` is set.
+Result<PageRef> MountedFs::grab_stable_page(Inode& n, uint64_t idx, bool fill) {
+  auto pr = pages_->grab_cache_page(n.ino, idx);
+  if (!pr.ok()) return Error{pr.error()};
+  PageRef p = std::move(*pr);
+  if (p->writeback()) {
+    switch (opts_.stable_pages) {
+      case StablePages::kWait:
+        (void)pages_->wait_on_page_writeback(p);
+        break;
+      case StablePages::kShadow: {
+        // Take a copy for the new bytes; the I/O keeps the old frame.
+        auto s = pages_->shadow_page(p);
+        if (s.ok()) {
+          pages_->unlock_page(p);
+          p = std::move(*s);
+        } else {
+          shadow_fallbacks_++;
+          (void)pages_->wait_on_page_writeback(p);
+        }
+        break;
+      }
+      case StablePages::kBounce:  // writeback writes a private copy
+      case StablePages::kOff:     // no protection: the reproducer's case
+        break;
+    }
+  }
+  if (fill && !p->uptodate()) {
+    Status s = read_page(n, *p);
+    if (!s.ok()) {
+      pages_->unlock_page(p);
+      return Error{s.error()};
+    }
+    pages_->set_page_uptodate(p);
+  }
+  return p;
+}
+
+Result<size_t> MountedFs::write(uint64_t ino, uint64_t off, const char* data, size_t size) {
+  if (read_only_) return err(EROFS);
+  auto nr = get_inode(ino);
+  if (!nr.ok()) return Error{nr.error()};
+  Inode& n = **nr;
+  std::shared_lock op(n.op);
+  uint64_t isize;
+  {
+    std::lock_guard lk(n.mu);
+    if (n.is_dir()) return err(EISDIR);
+    if (!n.is_reg() && !n.is_lnk()) return err(EINVAL);
+    isize = n.disk.size;
+  }
+  if (off >= kMaxFileSize) return err(EFBIG);
+  size = size_t(std::min<uint64_t>(size, kMaxFileSize - off));
+  size_t done = 0;
+  while (done < size) {
+    uint64_t pos = off + done;
+    uint64_t idx = pos / kPageSize;
+    size_t in_page = pos % kPageSize;
+    size_t n_bytes = std::min(kPageSize - in_page, size - done);
+    // A partial page inside the file needs its old bytes first.
+    bool partial = n_bytes != kPageSize;
+    bool need_fill = partial && idx * kPageSize < isize;
+    auto pr = grab_stable_page(n, idx, need_fill);
+    if (!pr.ok()) {
+      if (done) break;
+      return Error{pr.error()};
+    }
+    PageRef& p = *pr;
+    if (!p->uptodate()) {
+      std::memset(p->data(), 0, kPageSize);  // beyond EOF or a hole
+      pages_->set_page_uptodate(p);
+    }
+    std::memcpy(p->data() + in_page, data + done, n_bytes);
+    (void)pages_->set_page_dirty(p);
+    pages_->unlock_page(p);
+    done += n_bytes;
+  }
+  {
+    std::lock_guard lk(n.mu);
+    n.disk.size = std::max(n.disk.size, off + done);
+    n.disk.mtime = n.disk.ctime = now();
+    n.attrs_dirty = true;
+  }
+  bytes_written_ += done;
+  if (pages_->dirty_count() * 2 > pages_->capacity_pages()) flusher_cv_.notify_one();
+  return done;
+}
+
+// Zeroes [off, off+len) inside one page, through the cache, so the change
+// is written back like any other write (used at truncate and punch edges).
+Status MountedFs::zero_range_in_cache(Inode& n, uint64_t off, uint64_t len) {
+  if (len == 0) return Status::Ok();
+  uint64_t idx = off / kPageSize;
+  auto pr = grab_stable_page(n, idx, true);
+  if (!pr.ok()) return Error{pr.error()};
+  std::memset((*pr)->data() + off % kPageSize, 0, len);
+  (void)pages_->set_page_dirty(*pr);
+  pages_->unlock_page(*pr);
+  return Status::Ok();
+}
+
+Status MountedFs::truncate_locked(const InodeRef& nr, uint64_t size) {
+  Inode& n = *nr;
+  uint64_t old;
+  {
+    std::lock_guard lk(n.mu);
+    old = n.disk.size;
+  }
+  if (size < old) {
+    uint64_t first_gone = (size + kPageSize - 1) / kPageSize;
+    pages_->truncate_inode_pages(n.ino, first_gone);
+    if (size % kPageSize) SFS_TRY(zero_range_in_cache(n, size, kPageSize - size % kPageSize));
+    {
+      Handle h = journal_->start();
+      std::lock_guard lk(n.mu);
+      n.disk.size = size;
+      SFS_TRY(store_inode(h, n));
+    }
+    return truncate_blocks(n, first_gone);
+  }
+  if (size > old && old % kPageSize) {
+    // Bytes past the old EOF in its last page (written through mmap, say)
+    // must read back as zeros now that they are inside the file.
+    SFS_TRY(zero_range_in_cache(n, old, kPageSize - old % kPageSize));
+  }
+  Handle h = journal_->start();
+  std::lock_guard lk(n.mu);
+  n.disk.size = size;
+  return store_inode(h, n);
+}
+
+Status MountedFs::flush(uint64_t ino) {
+  auto nr = get_inode(ino);
+  if (!nr.ok()) return Error{nr.error()};
+  std::lock_guard lk((*nr)->mu);
+  int e = (*nr)->write_error;
+  (*nr)->write_error = 0;
+  return e ? Status(err(e)) : Status::Ok();
+}
+
+Status MountedFs::write_inode_if_dirty(Inode& n) {
+  {
+    std::lock_guard lk(n.mu);
+    if (!n.attrs_dirty || n.freed) return Status::Ok();
+  }
+  Handle h = journal_->start();
+  std::lock_guard lk(n.mu);
+  if (!n.attrs_dirty || n.freed) return Status::Ok();
+  return store_inode(h, n);
+}
+
+Status MountedFs::fsync(uint64_t ino, bool datasync) {
+  auto nr = get_inode(ino);
+  if (!nr.ok()) return Error{nr.error()};
+  Inode& n = **nr;
+  Status s = writeback_inode(n, 0);
+  // Pages another thread was writing back when we looked must be done
+  // (and their mappings journalled) before the commit.
+  pages_->wait_on_writeback_range(n.ino, 0, UINT64_MAX);
+  if (s.ok()) s = write_inode_if_dirty(n);
+  if (s.ok()) s = journal_->commit();
+  std::lock_guard lk(n.mu);
+  if (n.write_error) {
+    int e = n.write_error;
+    n.write_error = 0;
+    return err(e);
+  }
+  return s;
+}
+
+Status MountedFs::fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) {
+  if (read_only_) return err(EROFS);
+  const int supported = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
+  if (mode & ~supported) return err(EOPNOTSUPP);
+  if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE)) return err(EOPNOTSUPP);
+  if (len == 0) return err(EINVAL);
+  if (off + len > kMaxFileSize || off + len < off) return err(EFBIG);
+  auto nr = get_inode(ino);
+  if (!nr.ok()) return Error{nr.error()};
+  Inode& n = **nr;
+  std::unique_lock op(n.op);
+  {
+    std::lock_guard lk(n.mu);
+    if (n.is_dir()) return err(EISDIR);
+    if (!n.is_reg()) return err(ENODEV);
+  }
+  uint64_t end = off + len;
+  if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+    uint64_t isize;
+    {
+      std::lock_guard lk(n.mu);
+      isize = n.disk.size;
+    }
+    // Partial pages at the edges are zeroed in place; whole pages go.
+    uint64_t zend = std::min(end, std::max(isize, off));
+    uint64_t first_full = (off + kPageSize - 1) / kPageSize;
+    uint64_t last_full_end = zend / kPageSize;  // exclusive
+    if (off < zend) {
+      if (first_full > last_full_end) {
+        SFS_TRY(zero_range_in_cache(n, off, zend - off));
+      } else {
+        if (off % kPageSize)
+          SFS_TRY(zero_range_in_cache(n, off, first_full * kPageSize - off));
+        if (zend % kPageSize && last_full_end * kPageSize >= first_full * kPageSize)
+          SFS_TRY(zero_range_in_cache(n, last_full_end * kPageSize, zend % kPageSize));
+      }
+    }
+    if (last_full_end > first_full) {
+      pages_->truncate_inode_pages_range(n.ino, first_full, last_full_end - 1);
+      SFS_TRY(unmap_range(n, first_full, last_full_end - first_full));
+    }
+    if (mode & FALLOC_FL_PUNCH_HOLE) {
+      Handle h = journal_->start();
+      std::lock_guard lk(n.mu);
+      n.disk.mtime = n.disk.ctime = now();
+      return store_inode(h, n);
+    }
+  }
+  // Allocate (as unwritten extents) every hole in the range.
+  SFS_TRY(preallocate(n, off / kPageSize, (end + kPageSize - 1) / kPageSize));
+  Handle h = journal_->start();
+  std::lock_guard lk(n.mu);
+  if (!(mode & FALLOC_FL_KEEP_SIZE) && end > n.disk.size) n.disk.size = end;
+  n.disk.ctime = now();
+  if (mode & FALLOC_FL_ZERO_RANGE) n.disk.mtime = n.disk.ctime;
+  return store_inode(h, n);
+}
+
+Status MountedFs::unmap_range(Inode& n, uint64_t first, uint64_t count) {
+  Handle h = journal_->start();
+  std::lock_guard lk(n.mu);
+  SFS_TRY(load_map(n));
+  std::vector<PhysRange> freed;
+  SFS_TRY(n.map->unmap(h, *cache_, node_allocator(0), uint32_t(first), count, &freed));
+  for (const PhysRange& r : freed) {
+    SFS_TRY(alloc_->free_blocks(h, r));
+    n.disk.blocks -= std::min(n.disk.blocks, r.count);
+  }
+  return store_inode(h, n);
+}
+
+Status MountedFs::preallocate(Inode& n, uint64_t first, uint64_t end) {
+  constexpr uint64_t kBlocksPerHandle = 4096;
+  uint64_t pos = first;
+  while (pos < end) {
+    Handle h = journal_->start();
+    std::lock_guard lk(n.mu);
+    SFS_TRY(load_map(n));
+    uint64_t budget = kBlocksPerHandle;
+    while (pos < end && budget > 0) {
+      auto e = n.map->find(uint32_t(pos));
+      if (e) {
+        pos = uint64_t(e->logical) + e->len;
+        continue;
+      }
+      auto nx = n.map->next(uint32_t(pos));
+      uint64_t hole_end = nx ? std::min<uint64_t>(end, nx->logical) : end;
+      uint64_t want = std::min(hole_end - pos, budget);
+      auto r = alloc_->alloc_blocks(h, 0, want);
+      if (!r.ok()) return Error{r.error()};
+      std::vector<PhysRange> replaced;
+      SFS_TRY(n.map->map(h, *cache_, node_allocator(r->start), uint32_t(pos), uint32_t(r->count),
+                         r->start, true, &replaced));
+      n.disk.blocks += r->count;
+      pos += r->count;
+      budget -= r->count;
+    }
+    SFS_TRY(store_inode(h, n));
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> MountedFs::seek_data_hole(uint64_t ino, uint64_t off, int whence) {
+  auto nr = get_inode(ino);
+  if (!nr.ok()) return Error{nr.error()};
+  Inode& n = **nr;
+  // Dirty pages are data too: write them back so the map tells all.
+  SFS_TRY(writeback_inode(n, 0));
+  pages_->wait_on_writeback_range(n.ino, 0, UINT64_MAX);
+  std::shared_lock op(n.op);
+  std::lock_guard lk(n.mu);
+  uint64_t isize = n.disk.size;
+  if (off >= isize) return err(ENXIO);
+  SFS_TRY(load_map(n));
+  uint64_t blk = off / kBlockSize;
+  if (whence == SEEK_DATA) {
+    for (auto e = n.map->next(uint32_t(blk)); e; e = n.map->next(e->logical + e->len)) {
+      if (e->unwritten) continue;  // preallocated blocks read as zeros: a hole
+      uint64_t start = std::max<uint64_t>(off, uint64_t(e->logical) * kBlockSize);
+      if (start >= isize) break;
+      return start;
+    }
+    return err(ENXIO);
+  }
+  // SEEK_HOLE: the end of the run of written extents containing off.
+  uint64_t pos = blk;
+  for (;;) {
+    auto e = n.map->find(uint32_t(pos));
+    if (!e || e->unwritten) break;
+    pos = uint64_t(e->logical) + e->len;
+    if (pos * kBlockSize >= isize) break;
+  }
+  return std::min(isize, std::max(off, pos * kBlockSize));
+}
+
+Result<size_t> MountedFs::copy_file_range(uint64_t ino_in, uint64_t off_in, uint64_t ino_out,
+                                          uint64_t off_out, size_t len) {
+  if (ino_in == ino_out && off_in < off_out + len && off_out < off_in + len) return err(EINVAL);
+  std::vector<char> buf(std::min<size_t>(len, 1 << 20));
+  size_t done = 0;
+  while (done < len) {
+    size_t chunk = std::min(buf.size(), len - done);
+    auto r = read(ino_in, off_in + done, chunk, buf.data());
+    if (!r.ok()) return done ? Result<size_t>(done) : Error{r.error()};
+    if (*r == 0) break;
+    auto w = write(ino_out, off_out + done, buf.data(), *r);
+    if (!w.ok()) return done ? Result<size_t>(done) : Error{w.error()};
+    done += *w;
+    if (*w < *r) break;
+  }
+  return done;
+}
+
+}  // namespace stablefs

@@ -1,0 +1,149 @@
+// The engine's public face: every filesystem operation as a plain call
+// with errors as values. fs/ translates FUSE requests into these calls and
+// knows nothing of the disk; this API knows nothing of FUSE.
+//
+// Inode numbers are stable across mounts (ino = inode-table slot + 1, root
+// is 1) and equal the FUSE node ids. A generation number guards reuse.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/base/format.h"
+#include "core/base/result.h"
+#include "core/io/block_device.h"
+
+namespace stablefs {
+
+enum class StablePages { kWait, kShadow, kBounce, kOff };
+
+struct MountOptions {
+  uint64_t cache_bytes = 256ull << 20;  // cache_size=
+  StablePages stable_pages = StablePages::kWait;
+  bool verify_writes = false;
+  bool writeback_cache = false;      // FUSE writeback cache (fs/ negotiates it)
+  uint32_t commit_seconds = 5;       // commit=
+  bool read_only = false;
+};
+
+struct Attr {
+  uint64_t ino = 0;
+  uint32_t mode = 0;
+  uint32_t nlink = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint64_t size = 0;
+  uint64_t blocks512 = 0;  // st_blocks, 512-byte units
+  uint64_t rdev = 0;
+  Timespec atime, mtime, ctime, btime;
+  uint32_t generation = 0;
+};
+
+struct SetAttr {
+  std::optional<uint32_t> mode;
+  std::optional<uint32_t> uid;
+  std::optional<uint32_t> gid;
+  std::optional<uint64_t> size;
+  std::optional<Timespec> atime;  // already resolved (UTIME_NOW -> now) by fs/
+  std::optional<Timespec> mtime;
+  std::optional<Timespec> ctime;
+};
+
+struct Creds {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t umask = 0;
+};
+
+struct FsStat {
+  uint64_t block_size = kBlockSize;
+  uint64_t blocks = 0, blocks_free = 0;
+  uint64_t files = 0, files_free = 0;
+  uint32_t name_max = kMaxNameLen;
+};
+
+struct DirListEntry {
+  std::string name;
+  uint64_t ino = 0;
+  uint32_t type = 0;    // DT_* value
+  uint64_t cookie = 0;  // pass back as `after` to continue after this entry
+};
+
+class Filesystem {
+ public:
+  virtual ~Filesystem() = default;
+
+  // Replays the journal, loads metadata and starts the background threads.
+  static Result<std::unique_ptr<Filesystem>> mount(std::unique_ptr<BlockDevice> dev,
+                                                   const MountOptions& opts);
+  // Writes back everything, commits, checkpoints and marks the image clean.
+  virtual Status unmount() = 0;
+
+  // ---- Inode lifetime (the kernel's lookup counts) ----
+  // Every Attr returned by lookup/create/mknod/mkdir/symlink/link counts as
+  // one kernel reference; forget() drops n of them. An inode whose link
+  // count is 0 is freed when its last reference goes.
+  virtual void forget(uint64_t ino, uint64_t n) = 0;
+
+  // ---- Names ----
+  virtual Result<Attr> lookup(uint64_t parent, std::string_view name) = 0;
+  virtual Result<Attr> mknod(uint64_t parent, std::string_view name, uint32_t mode,
+                             uint64_t rdev, const Creds& c) = 0;
+  virtual Result<Attr> mkdir(uint64_t parent, std::string_view name, uint32_t mode,
+                             const Creds& c) = 0;
+  virtual Result<Attr> symlink(uint64_t parent, std::string_view name,
+                               std::string_view target, const Creds& c) = 0;
+  virtual Result<std::string> readlink(uint64_t ino) = 0;
+  virtual Result<Attr> link(uint64_t ino, uint64_t new_parent, std::string_view new_name) = 0;
+  virtual Status unlink(uint64_t parent, std::string_view name) = 0;
+  virtual Status rmdir(uint64_t parent, std::string_view name) = 0;
+  // flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE (RENAME_WHITEOUT: EINVAL).
+  virtual Status rename(uint64_t parent, std::string_view name, uint64_t new_parent,
+                        std::string_view new_name, unsigned flags) = 0;
+
+  // ---- Attributes ----
+  virtual Result<Attr> getattr(uint64_t ino) = 0;
+  virtual Result<Attr> setattr(uint64_t ino, const SetAttr& sa) = 0;
+  virtual Result<FsStat> statfs() = 0;
+
+  // ---- Data ----
+  // open() checks the inode type against the flags and returns pending
+  // errors; O_TRUNC arrives separately as setattr(size=0).
+  virtual Status open(uint64_t ino, int flags) = 0;
+  virtual Result<size_t> read(uint64_t ino, uint64_t off, size_t size, char* out) = 0;
+  virtual Result<size_t> write(uint64_t ino, uint64_t off, const char* data, size_t size) = 0;
+  // Returns (and clears) a write error recorded for this file since the
+  // last flush/fsync: an error is never lost silently.
+  virtual Status flush(uint64_t ino) = 0;
+  virtual Status fsync(uint64_t ino, bool datasync) = 0;
+  virtual Status fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) = 0;
+  // SEEK_DATA / SEEK_HOLE.
+  virtual Result<uint64_t> seek_data_hole(uint64_t ino, uint64_t off, int whence) = 0;
+  virtual Result<size_t> copy_file_range(uint64_t ino_in, uint64_t off_in, uint64_t ino_out,
+                                         uint64_t off_out, size_t len) = 0;
+
+  // ---- Directories ----
+  virtual Status opendir(uint64_t ino) = 0;
+  // Emits entries after cookie `after` (0 = from the start, including "."
+  // and ".."), until emit returns false.
+  virtual Status readdir(uint64_t ino, uint64_t after,
+                         const std::function<bool(const DirListEntry&)>& emit) = 0;
+  virtual Status fsyncdir(uint64_t ino, bool datasync) = 0;
+
+  // ---- Extended attributes ----
+  // flags: 0, XATTR_CREATE or XATTR_REPLACE.
+  virtual Status setxattr(uint64_t ino, std::string_view name, std::string_view value,
+                          int flags) = 0;
+  virtual Result<std::string> getxattr(uint64_t ino, std::string_view name) = 0;
+  // NUL-separated names, as listxattr(2) returns them.
+  virtual Result<std::string> listxattr(uint64_t ino) = 0;
+  virtual Status removexattr(uint64_t ino, std::string_view name) = 0;
+};
+
+}  // namespace stablefs

@@ -1,0 +1,323 @@
+// fsck.stablefs: replay, then check every structure against every other.
+// Reads the device directly; trusts nothing it reads.
+#include "core/fsck.h"
+
+#include <sys/stat.h>
+
+#include <cstring>
+#include <map>
+#include <unordered_map>
+#include <vector>
+
+#include "core/base/checksum.h"
+#include "core/base/endian.h"
+#include "core/base/format.h"
+#include "core/directory.h"
+#include "core/extent_map.h"
+#include "journal/buffer.h"
+#include "journal/journal.h"
+
+namespace stablefs {
+namespace {
+
+class Checker {
+ public:
+  Checker(BlockDevice& dev, const FsckOptions& opts) : dev_(dev), opts_(opts), cache_(dev) {}
+
+  Result<FsckResult> run();
+
+ private:
+  void problem(const std::string& line) {
+    res_.errors++;
+    if (opts_.report) opts_.report(line);
+  }
+  Status load_superblock();
+  Status check_bitmap_blocks();
+  void claim(uint64_t block, uint64_t ino, const char* what);
+  void check_inode(uint64_t ino, const DiskInode& d);
+  void check_links();
+  void check_block_bitmap();
+  void scrub_file(uint64_t ino, const ExtentMap& map);
+  bool bit(const std::vector<std::shared_ptr<MetaBuffer>>& bm, uint64_t n) const {
+    const auto& b = bm[n / kBitsPerBitmapBlock];
+    uint64_t i = n % kBitsPerBitmapBlock;
+    return b->payload()[i / 8] >> (i % 8) & 1;
+  }
+
+  BlockDevice& dev_;
+  const FsckOptions& opts_;
+  BufferCache cache_;
+  Superblock sb_;
+  FsckResult res_;
+  std::vector<std::shared_ptr<MetaBuffer>> ibmp_, bbmp_;
+  std::vector<uint64_t> owner_;                    // block -> claiming inode (0 free)
+  std::unordered_map<uint64_t, uint32_t> nlink_;   // ino -> nlink on disk
+  std::unordered_map<uint64_t, uint32_t> refs_;    // ino -> directory references
+  std::unordered_map<uint64_t, uint32_t> subdirs_; // dir ino -> subdirectories
+  std::unordered_map<uint64_t, uint64_t> parent_;  // dir ino -> parent from entries
+  std::unordered_map<uint64_t, uint64_t> dotdot_;  // dir ino -> parent in inode
+  std::unordered_map<uint64_t, uint32_t> mode_;
+};
+
+Status Checker::load_superblock() {
+  AlignedBlock a, b;
+  SFS_TRY(dev_.read(kSuperblockA, a.data(), kBlockSize));
+  SFS_TRY(dev_.read(kSuperblockB, b.data(), kBlockSize));
+  std::string wa, wb;
+  auto sa = decode_superblock(a.data(), kSuperblockA, dev_.block_count(), &wa);
+  auto sbk = decode_superblock(b.data(), kSuperblockB, dev_.block_count(), &wb);
+  if (!sa.ok() && !sbk.ok()) {
+    if (opts_.report) opts_.report("no valid superblock: primary: " + wa + "; backup: " + wb);
+    return err(EUCLEAN);
+  }
+  if (!sa.ok()) problem("primary superblock invalid (" + wa + "); using backup");
+  if (!sbk.ok()) problem("backup superblock invalid (" + wb + ")");
+  sb_ = sa.ok() ? *sa : *sbk;
+  return Status::Ok();
+}
+
+void Checker::claim(uint64_t block, uint64_t ino, const char* what) {
+  if (block < sb_.data_start || block >= sb_.total_blocks) {
+    problem("inode " + std::to_string(ino) + ": " + what + " block " + std::to_string(block) +
+            " is outside the data area");
+    return;
+  }
+  if (owner_[block] != 0) {
+    problem("block " + std::to_string(block) + " is claimed by inode " +
+            std::to_string(owner_[block]) + " and inode " + std::to_string(ino) + " (" + what +
+            ")");
+    return;
+  }
+  owner_[block] = ino;
+}
+
+void Checker::scrub_file(uint64_t ino, const ExtentMap& map) {
+  AlignedBlock buf;
+  for (const auto& [lo, e] : map.extents()) {
+    if (e.unwritten) continue;
+    for (uint32_t i = 0; i < e.len; i++) {
+      uint64_t phys = e.physical + i;
+      res_.blocks_scrubbed++;
+      auto csum_buf = cache_.read(sb_.csum_table_start + phys / kChecksumsPerBlock,
+                                  kMagicChecksumTable);
+      if (!csum_buf.ok()) continue;  // reported by the table check
+      uint64_t expected =
+          get_le64((*csum_buf)->payload() + (phys % kChecksumsPerBlock) * 8);
+      if (!dev_.read(phys, buf.data(), kBlockSize).ok()) {
+        problem("inode " + std::to_string(ino) + ": read error on block " + std::to_string(phys));
+        continue;
+      }
+      uint64_t actual = block_checksum(phys, buf.data(), kBlockSize);
+      if (actual != expected) {
+        res_.checksum_mismatches++;
+        char line[256];
+        std::snprintf(line, sizeof line,
+                      "checksum mismatch: inode %llu offset %llu block %llu: expected %016llx, "
+                      "actual %016llx",
+                      (unsigned long long)ino,
+                      (unsigned long long)(uint64_t(e.logical + i) * kBlockSize),
+                      (unsigned long long)phys, (unsigned long long)expected,
+                      (unsigned long long)actual);
+        problem(line);
+      }
+    }
+  }
+}
+
+void Checker::check_inode(uint64_t ino, const DiskInode& d) {
+  std::string who = "inode " + std::to_string(ino);
+  res_.inodes++;
+  mode_[ino] = d.mode;
+  nlink_[ino] = d.nlink;
+  if (!bit(ibmp_, ino)) problem(who + ": in use but free in the inode bitmap");
+  uint32_t type = d.mode & S_IFMT;
+  if (type != S_IFREG && type != S_IFDIR && type != S_IFLNK && type != S_IFCHR &&
+      type != S_IFBLK && type != S_IFIFO && type != S_IFSOCK) {
+    problem(who + ": invalid file type");
+    return;
+  }
+  if (d.xattr_block) {
+    claim(d.xattr_block, ino, "xattr");
+    std::string why;
+    AlignedBlock b;
+    if (dev_.read(d.xattr_block, b.data(), kBlockSize).ok() &&
+        !verify_meta_block(b.data(), d.xattr_block, kMagicXattr, &why).ok())
+      problem(who + ": xattr block " + std::to_string(d.xattr_block) + ": " + why);
+  }
+  if (d.flags & kInodeInlineData) {
+    if (d.size > kInodeRootSize) problem(who + ": inline data larger than the inode");
+    return;
+  }
+  auto map = ExtentMap::load(cache_, ino, d, sb_.total_blocks);
+  if (!map.ok()) {
+    problem(who + ": extent map is corrupt");
+    return;
+  }
+  for (uint64_t b : (*map)->node_blocks()) claim(b, ino, "extent tree");
+  for (const auto& [lo, e] : (*map)->extents())
+    for (uint32_t i = 0; i < e.len; i++) claim(e.physical + i, ino, "data");
+  res_.data_blocks += (*map)->mapped_blocks();
+  if (type == S_IFDIR) {
+    res_.directories++;
+    dotdot_[ino] = d.rdev ? d.rdev : kRootIno;
+    std::vector<std::shared_ptr<MetaBuffer>> blocks;
+    uint64_t nblocks = d.size / kBlockSize;
+    if (d.size % kBlockSize) problem(who + ": directory size is not a whole number of blocks");
+    for (uint64_t i = 0; i < nblocks; i++) {
+      auto e = (*map)->find(uint32_t(i));
+      if (!e) {
+        problem(who + ": directory block " + std::to_string(i) + " is not mapped");
+        return;
+      }
+      auto buf = cache_.read(e->physical + (i - e->logical), kMagicDirectory);
+      if (!buf.ok()) {
+        problem(who + ": directory block " + std::to_string(e->physical + (i - e->logical)) +
+                " is corrupt");
+        return;
+      }
+      blocks.push_back(*buf);
+    }
+    auto dir = Directory::load(ino, std::move(blocks));
+    if (!dir.ok()) {
+      problem(who + ": directory entries are corrupt");
+      return;
+    }
+    (*dir)->list(0, [&](const DirEntry& e, uint64_t) {
+      refs_[e.ino]++;
+      if (e.type == kTypeDir) {
+        subdirs_[ino]++;
+        parent_[e.ino] = ino;
+      }
+      if (e.ino == 0 || e.ino > sb_.inode_count)
+        problem(who + ": entry '" + e.name + "' points to invalid inode " + std::to_string(e.ino));
+      return true;
+    });
+  } else if (opts_.scrub && (type == S_IFREG || type == S_IFLNK)) {
+    scrub_file(ino, **map);
+  }
+}
+
+void Checker::check_links() {
+  for (auto& [ino, nlink] : nlink_) {
+    std::string who = "inode " + std::to_string(ino);
+    bool dir = (mode_[ino] & S_IFMT) == S_IFDIR;
+    uint32_t expect = dir ? 2 + subdirs_[ino] : refs_[ino];
+    if (ino == kRootIno) {
+      if (refs_[ino] != 0) problem("root directory is linked from a directory");
+    } else if (refs_[ino] == 0) {
+      if (nlink == 0) continue;  // orphan: freed at the next mount
+      problem(who + ": in use but not in any directory");
+      continue;
+    }
+    if (dir && ino != kRootIno && refs_[ino] != 1)
+      problem(who + ": directory has " + std::to_string(refs_[ino]) + " names");
+    if (nlink != expect)
+      problem(who + ": link count " + std::to_string(nlink) + ", should be " +
+              std::to_string(expect));
+    if (dir && ino != kRootIno && parent_.count(ino) && dotdot_[ino] != parent_[ino])
+      problem(who + ": '..' names " + std::to_string(dotdot_[ino]) + " but it lives in " +
+              std::to_string(parent_[ino]));
+  }
+  for (auto& [ino, n] : refs_)
+    if (!nlink_.count(ino))
+      problem("directory entry points to free inode " + std::to_string(ino));
+}
+
+void Checker::check_block_bitmap() {
+  uint64_t leaked = 0, unmarked = 0;
+  for (uint64_t b = sb_.data_start; b < sb_.total_blocks; b++) {
+    bool marked = bit(bbmp_, b);
+    if (owner_[b] && !marked) {
+      if (unmarked++ < 10)
+        problem("block " + std::to_string(b) + " is used by inode " + std::to_string(owner_[b]) +
+                " but free in the bitmap");
+    } else if (!owner_[b] && marked) {
+      leaked++;
+    }
+  }
+  if (unmarked > 10) problem(std::to_string(unmarked) + " used blocks are free in the bitmap");
+  if (leaked) problem(std::to_string(leaked) + " blocks are marked in use but belong to no inode");
+  for (uint64_t b = 0; b < sb_.data_start; b++)
+    if (!bit(bbmp_, b)) {
+      problem("metadata block " + std::to_string(b) + " is free in the bitmap");
+      break;
+    }
+}
+
+Result<FsckResult> Checker::run() {
+  SFS_TRY(load_superblock());
+  auto rep = replay_journal(dev_, {sb_.journal_start, sb_.journal_blocks},
+                            {sb_.journal_tail, sb_.journal_tail_txid});
+  if (!rep.ok()) return Error{rep.error()};
+  res_.journal_transactions_replayed = rep->transactions;
+  if (rep->transactions) {
+    // Replay moved the tail; persist it so a mount does not replay again.
+    sb_.journal_tail = rep->head.pos;
+    sb_.journal_tail_txid = rep->head.txid;
+    sb_.sequence++;
+    AlignedBlock blk;
+    for (uint64_t nr : {kSuperblockA, kSuperblockB}) {
+      encode_superblock(blk.data(), sb_, nr);
+      SFS_TRY(dev_.write(nr, blk.data(), kBlockSize));
+      SFS_TRY(dev_.flush());
+    }
+  }
+  for (uint64_t i = 0; i < sb_.inode_bitmap_blocks; i++) {
+    auto b = cache_.read(sb_.inode_bitmap_start + i, kMagicInodeBitmap);
+    if (!b.ok()) {
+      problem("inode bitmap block " + std::to_string(sb_.inode_bitmap_start + i) + " is corrupt");
+      return res_;
+    }
+    ibmp_.push_back(*b);
+  }
+  for (uint64_t i = 0; i < sb_.block_bitmap_blocks; i++) {
+    auto b = cache_.read(sb_.block_bitmap_start + i, kMagicBlockBitmap);
+    if (!b.ok()) {
+      problem("block bitmap block " + std::to_string(sb_.block_bitmap_start + i) + " is corrupt");
+      return res_;
+    }
+    bbmp_.push_back(*b);
+  }
+  for (uint64_t i = 0; i < sb_.csum_table_blocks; i++) {
+    AlignedBlock b;
+    std::string why;
+    SFS_TRY(dev_.read(sb_.csum_table_start + i, b.data(), kBlockSize));
+    if (!verify_meta_block(b.data(), sb_.csum_table_start + i, kMagicChecksumTable, &why).ok())
+      problem("checksum table block " + std::to_string(sb_.csum_table_start + i) + ": " + why);
+  }
+  owner_.assign(sb_.total_blocks, 0);
+  bool root_seen = false;
+  for (uint64_t blk = 0; blk < sb_.inode_table_blocks; blk++) {
+    if (opts_.progress) opts_.progress(blk, sb_.inode_table_blocks);
+    uint64_t nr = sb_.inode_table_start + blk;
+    auto buf = cache_.read(nr, kMagicInodeTable);
+    if (!buf.ok()) {
+      problem("inode table block " + std::to_string(nr) + " is corrupt");
+      continue;
+    }
+    for (uint32_t slot = 0; slot < kInodesPerBlock; slot++) {
+      uint64_t ino = blk * kInodesPerBlock + slot + 1;
+      DiskInode d = decode_inode((*buf)->payload() + slot * kInodeSize);
+      if (d.mode == 0) {
+        if (bit(ibmp_, ino)) problem("inode " + std::to_string(ino) + ": free but marked in use");
+        continue;
+      }
+      if (ino == kRootIno) root_seen = (d.mode & S_IFMT) == S_IFDIR;
+      check_inode(ino, d);
+    }
+  }
+  if (!root_seen) problem("root directory is missing");
+  check_links();
+  check_block_bitmap();
+  if (opts_.progress) opts_.progress(sb_.inode_table_blocks, sb_.inode_table_blocks);
+  return res_;
+}
+
+}  // namespace
+
+Result<FsckResult> check_filesystem(BlockDevice& dev, const FsckOptions& opts) {
+  Checker c(dev, opts);
+  return c.run();
+}
+
+}  // namespace stablefs

@@ -1,0 +1,233 @@
+// Loading, creating, storing and releasing inodes.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/base/log.h"
+#include "core/mounted_fs.h"
+
+namespace stablefs {
+
+// Bound on the extents one truncate handle frees, so a single transaction
+// never outgrows the journal however large the file.
+constexpr size_t kExtentsPerTruncateHandle = 64;
+
+Result<InodeRef> MountedFs::get_inode(uint64_t ino) {
+  if (!itable_->valid(ino)) return err(ESTALE);
+  {
+    std::lock_guard lk(icache_mu_);
+    if (auto it = icache_.find(ino); it != icache_.end()) return it->second;
+  }
+  auto d = itable_->read(ino);
+  if (!d.ok()) return Error{d.error()};
+  if (d->mode == 0) return err(ENOENT);
+  auto n = std::make_shared<Inode>(ino);
+  n->disk = *d;
+  std::lock_guard lk(icache_mu_);
+  auto [it, inserted] = icache_.emplace(ino, n);
+  return it->second;
+}
+
+Status MountedFs::load_map(Inode& n) {
+  if (n.map) return Status::Ok();
+  if (n.disk.flags & kInodeInlineData) {
+    n.map = std::make_unique<ExtentMap>(n.ino);  // inline data: no extents
+    return Status::Ok();
+  }
+  auto m = ExtentMap::load(*cache_, n.ino, n.disk, sb_.total_blocks);
+  if (!m.ok()) {
+    SFS_LOG("inode %llu: extent map is corrupt", (unsigned long long)n.ino);
+    return Error{m.error()};
+  }
+  n.map = std::move(*m);
+  return Status::Ok();
+}
+
+Status MountedFs::load_dir(Inode& n) {
+  if (n.dir) return Status::Ok();
+  if (!n.is_dir()) return err(ENOTDIR);
+  SFS_TRY(load_map(n));
+  std::vector<std::shared_ptr<MetaBuffer>> blocks;
+  uint64_t nblocks = n.disk.size / kBlockSize;
+  for (uint64_t i = 0; i < nblocks; i++) {
+    auto e = n.map->find(uint32_t(i));
+    if (!e) {
+      SFS_LOG("directory %llu: block %llu is not mapped", (unsigned long long)n.ino,
+              (unsigned long long)i);
+      return err(EUCLEAN);
+    }
+    auto buf = cache_->read(e->physical + (i - e->logical), kMagicDirectory);
+    if (!buf.ok()) return Error{buf.error()};
+    blocks.push_back(std::move(*buf));
+  }
+  auto d = Directory::load(n.ino, std::move(blocks));
+  if (!d.ok()) {
+    SFS_LOG("directory %llu is corrupt", (unsigned long long)n.ino);
+    return Error{d.error()};
+  }
+  n.dir = std::move(*d);
+  return Status::Ok();
+}
+
+Status MountedFs::store_inode(Handle& h, Inode& n) {
+  if (n.map && !(n.disk.flags & kInodeInlineData)) n.map->store_root(n.disk);
+  SFS_TRY(itable_->write(h, n.ino, n.disk));
+  n.attrs_dirty = false;
+  return Status::Ok();
+}
+
+Attr MountedFs::to_attr(const Inode& n) const {
+  Attr a;
+  a.ino = n.ino;
+  a.mode = n.disk.mode;
+  a.nlink = n.disk.nlink;
+  a.uid = n.disk.uid;
+  a.gid = n.disk.gid;
+  a.size = n.disk.size;
+  a.blocks512 = n.disk.blocks * (kBlockSize / 512);
+  a.rdev = (S_ISCHR(n.disk.mode) || S_ISBLK(n.disk.mode)) ? n.disk.rdev : 0;
+  a.atime = n.disk.atime;
+  a.mtime = n.disk.mtime;
+  a.ctime = n.disk.ctime;
+  a.btime = n.disk.btime;
+  a.generation = n.disk.generation;
+  return a;
+}
+
+NodeAllocator MountedFs::node_allocator(uint64_t goal) {
+  NodeAllocator na;
+  na.alloc = [this, goal](Handle& h) -> Result<uint64_t> {
+    auto r = alloc_->alloc_blocks(h, goal, 1);
+    if (!r.ok()) return Error{r.error()};
+    return r->start;
+  };
+  na.free = [this](Handle& h, uint64_t b) -> Status {
+    h.revoke(b);
+    cache_->forget(b);
+    return alloc_->free_blocks(h, {b, 1});
+  };
+  return na;
+}
+
+Result<InodeRef> MountedFs::new_inode(Handle& h, uint32_t mode, uint32_t uid, uint32_t gid,
+                                      uint64_t rdev) {
+  auto ino = alloc_->alloc_inode(h);
+  if (!ino.ok()) return Error{ino.error()};
+  auto old = itable_->read(*ino);
+  if (!old.ok()) return Error{old.error()};
+  auto n = std::make_shared<Inode>(*ino);
+  DiskInode& d = n->disk;
+  d.mode = mode;
+  d.uid = uid;
+  d.gid = gid;
+  d.nlink = S_ISDIR(mode) ? 2 : 1;
+  d.rdev = rdev;
+  d.generation = old->generation + 1;
+  d.atime = d.mtime = d.ctime = d.btime = now();
+  n->map = std::make_unique<ExtentMap>(*ino);
+  if (S_ISDIR(mode)) n->dir = std::make_unique<Directory>(*ino);
+  {
+    std::lock_guard lk(n->mu);
+    SFS_TRY(store_inode(h, *n));
+  }
+  std::lock_guard lk(icache_mu_);
+  icache_[*ino] = n;  // replaces a stale object of a freed earlier inode
+  return n;
+}
+
+Status MountedFs::truncate_blocks(Inode& n, uint64_t from_block) {
+  for (;;) {
+    Handle h = journal_->start();
+    std::lock_guard lk(n.mu);
+    SFS_TRY(load_map(n));
+    const auto& ex = n.map->extents();
+    auto it = ex.upper_bound(uint32_t(std::min<uint64_t>(from_block, UINT32_MAX)));
+    if (it != ex.begin()) {
+      auto prev = std::prev(it);
+      if (uint64_t(prev->second.logical) + prev->second.len > from_block) it = prev;
+    }
+    if (it == ex.end()) return Status::Ok();
+    // Unmap up to the end of the k-th extent from here.
+    auto last = it;
+    for (size_t k = 1; k < kExtentsPerTruncateHandle && std::next(last) != ex.end(); k++) last++;
+    uint64_t start = std::max<uint64_t>(from_block, it->second.logical);
+    uint64_t end = uint64_t(last->second.logical) + last->second.len;
+    std::vector<PhysRange> freed;
+    SFS_TRY(n.map->unmap(h, *cache_, node_allocator(0), uint32_t(start), end - start, &freed));
+    for (const PhysRange& r : freed) {
+      if (n.is_dir()) {
+        // Directory blocks are journalled metadata: revoke them.
+        for (uint64_t b = r.start; b < r.start + r.count; b++) {
+          h.revoke(b);
+          cache_->forget(b);
+        }
+      }
+      SFS_TRY(alloc_->free_blocks(h, r));
+      n.disk.blocks -= std::min(n.disk.blocks, r.count);
+    }
+    SFS_TRY(store_inode(h, n));
+  }
+}
+
+Status MountedFs::evict_inode(const InodeRef& n) {
+  std::unique_lock op(n->op);
+  {
+    std::lock_guard lk(n->mu);
+    if (n->freed) return Status::Ok();
+  }
+  pages_->truncate_inode_pages(n->ino, 0);
+  SFS_TRY(truncate_blocks(*n, 0));
+  Handle h = journal_->start();
+  std::lock_guard lk(n->mu);
+  if (n->disk.xattr_block) {
+    h.revoke(n->disk.xattr_block);
+    cache_->forget(n->disk.xattr_block);
+    SFS_TRY(alloc_->free_blocks(h, {n->disk.xattr_block, 1}));
+    n->disk.xattr_block = 0;
+  }
+  for (uint64_t b : n->map ? n->map->node_blocks() : std::vector<uint64_t>{}) {
+    h.revoke(b);
+    cache_->forget(b);
+    SFS_TRY(alloc_->free_blocks(h, {b, 1}));
+  }
+  uint32_t gen = n->disk.generation;
+  n->disk = DiskInode{};
+  n->disk.generation = gen;  // the next user of this slot bumps it
+  n->map.reset();
+  n->dir.reset();
+  n->xattrs.reset();
+  SFS_TRY(itable_->write(h, n->ino, n->disk));
+  SFS_TRY(alloc_->free_inode(h, n->ino));
+  n->freed = true;
+  std::lock_guard ilk(icache_mu_);
+  if (auto it = icache_.find(n->ino); it != icache_.end() && it->second == n) icache_.erase(it);
+  return Status::Ok();
+}
+
+void MountedFs::maybe_evict(const InodeRef& n) {
+  {
+    std::lock_guard lk(n->mu);
+    if (n->freed || n->disk.nlink != 0 || n->lookups != 0) return;
+  }
+  Status s = evict_inode(n);
+  if (!s.ok())
+    SFS_LOG("inode %llu: freeing failed: %s", (unsigned long long)n->ino, std::strerror(s.error()));
+}
+
+void MountedFs::forget(uint64_t ino, uint64_t count) {
+  InodeRef n;
+  {
+    std::lock_guard lk(icache_mu_);
+    auto it = icache_.find(ino);
+    if (it == icache_.end()) return;
+    n = it->second;
+  }
+  {
+    std::lock_guard lk(n->mu);
+    n->lookups -= std::min(n->lookups, count);
+  }
+  maybe_evict(n);
+}
+
+}  // namespace stablefs

@@ -1,0 +1,59 @@
+// The backing store, seen as an array of kBlockSize blocks.
+//
+// A request is one unit: a read or write of one contiguous run of blocks
+// (any number of segments), or a flush. Implementations submit each request
+// whole and, on a transient error (EAGAIN, EINTR, a short transfer), retry
+// the whole request, so no segment is ever lost or written twice out of
+// order. Ordering is explicit: only flush() is a barrier; requests in one
+// batch may complete in any order.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <span>
+
+#include "core/base/result.h"
+
+namespace stablefs {
+
+enum class IoOp : uint8_t { kRead, kWrite, kFlush };
+
+// Caller-owned request. Buffers must be kBlockSize-aligned and their total
+// length a multiple of kBlockSize (O_DIRECT rules). The device never
+// allocates per request, so the writeback path can preallocate these.
+struct IoRequest {
+  static constexpr int kMaxSegments = 64;
+  IoOp op = IoOp::kRead;
+  uint64_t blocknr = 0;
+  iovec iov[kMaxSegments];
+  int iov_count = 0;
+  int result = 0;  // out: 0 or positive errno
+
+  void add(void* buf, size_t len) { iov[iov_count++] = iovec{buf, len}; }
+  size_t bytes() const {
+    size_t n = 0;
+    for (int i = 0; i < iov_count; i++) n += iov[i].iov_len;
+    return n;
+  }
+};
+
+class BlockDevice {
+ public:
+  virtual ~BlockDevice() = default;
+
+  virtual uint64_t block_count() const = 0;
+  virtual uint32_t sector_size() const = 0;
+
+  // Submits every request, then waits for all of them. Each request's
+  // result is filled in. Returns the first error, or ok when all succeeded.
+  // Safe to call from many threads at once.
+  virtual Status submit_and_wait(std::span<IoRequest*> requests) = 0;
+
+  // Convenience wrappers over submit_and_wait.
+  Status read(uint64_t blocknr, void* buf, size_t len);
+  Status write(uint64_t blocknr, const void* buf, size_t len);
+  Status flush();
+};
+
+}  // namespace stablefs

@@ -1,0 +1,40 @@
+// An in-memory BlockDevice with a volatile write cache, for tests.
+// Writes land in a cache that only flush() makes durable; crash() throws
+// away everything not yet flushed, as a power cut would.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "core/io/block_device.h"
+
+namespace stablefs {
+
+class MemDevice : public BlockDevice {
+ public:
+  explicit MemDevice(uint64_t blocks);
+
+  uint64_t block_count() const override { return blocks_; }
+  uint32_t sector_size() const override { return 512; }
+  Status submit_and_wait(std::span<IoRequest*> requests) override;
+
+  // Drops every write not made durable by a flush.
+  void crash();
+  // Durable contents of one block (after a crash, what a remount sees).
+  std::vector<uint8_t> durable_block(uint64_t blocknr) const;
+  // Direct access for corruption tests: modifies durable and cached bytes.
+  void poke(uint64_t blocknr, size_t offset, uint8_t value);
+  uint64_t flush_count() const;
+  uint64_t write_count() const;
+
+ private:
+  uint64_t blocks_;
+  mutable std::mutex mu_;  // protects everything below
+  std::vector<uint8_t> durable_;
+  std::map<uint64_t, std::vector<uint8_t>> volatile_;  // blocknr -> bytes
+  uint64_t flushes_ = 0;
+  uint64_t writes_ = 0;
+};
+
+}  // namespace stablefs

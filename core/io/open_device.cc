@@ -1,0 +1,131 @@
+#include "core/io/open_device.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <utility>
+
+#include "core/base/format.h"
+#include "core/io/uring_device.h"
+
+namespace stablefs {
+namespace {
+
+// Owns an fd until it is handed to the device.
+class UniqueFd {
+ public:
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  ~UniqueFd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+};
+
+Result<std::unique_ptr<BlockDevice>> make_device(UniqueFd& fd, const UringDevice::Config& cfg) {
+  auto dev = UringDevice::create(fd.release(), cfg);
+  if (!dev.ok()) return err(dev.error());
+  return std::unique_ptr<BlockDevice>(std::move(*dev));
+}
+
+// Creates a new image of create_size bytes. EEXIST is not an error: the
+// caller then opens whatever is there, as it would without create.
+Status create_image(const std::string& path, uint64_t size) {
+  if (size < kBlockSize) return err(EINVAL);
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return errno == EEXIST ? Status::Ok() : Status(err(errno));
+  UniqueFd guard(fd);
+  if (::ftruncate(fd, off_t(size - size % kBlockSize)) != 0) {
+    int e = errno;
+    ::unlink(path.c_str());
+    return err(e);
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<BlockDevice>> open_image(const std::string& path, const OpenOptions& opts) {
+  int mode = opts.read_only ? O_RDONLY : O_RDWR;
+  bool direct = true;
+  int fd = ::open(path.c_str(), mode | O_DIRECT | O_CLOEXEC);
+  if (fd < 0 && errno == EINVAL) {
+    // The host filesystem refuses O_DIRECT; buffered I/O still goes through
+    // io_uring and flush still makes it durable.
+    direct = false;
+    fd = ::open(path.c_str(), mode | O_CLOEXEC);
+  }
+  if (fd < 0) return err(errno);
+  UniqueFd guard(fd);
+
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return err(errno);
+  if (!S_ISREG(st.st_mode)) return err(ENOTBLK);  // replaced since stat()
+  if (opts.exclusive) {
+    // flock belongs to the open file description, so it also excludes a
+    // second open from this very process. Readers (fsck) may share.
+    int op = (opts.read_only ? LOCK_SH : LOCK_EX) | LOCK_NB;
+    if (::flock(fd, op) != 0) return err(errno == EWOULDBLOCK ? EBUSY : errno);
+  }
+  UringDevice::Config cfg;
+  cfg.block_count = uint64_t(st.st_size) / kBlockSize;
+  cfg.sector_size = 512;
+  cfg.read_only = opts.read_only;
+  cfg.direct_io = direct;
+  return make_device(guard, cfg);
+}
+
+Result<std::unique_ptr<BlockDevice>> open_block_device(const std::string& path,
+                                                       const OpenOptions& opts) {
+  int flags = (opts.read_only ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC;
+  // On a block device O_EXCL without O_CREAT means "fail with EBUSY if it
+  // is mounted or opened exclusively by anyone else".
+  if (opts.exclusive) flags |= O_EXCL;
+  int fd = ::open(path.c_str(), flags);
+  if (fd < 0) return err(errno);
+  UniqueFd guard(fd);
+
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return err(errno);
+  if (!S_ISBLK(st.st_mode)) return err(ENOTBLK);
+  uint64_t bytes = 0;
+  int sector = 0;
+  if (::ioctl(fd, BLKGETSIZE64, &bytes) != 0) return err(errno);
+  if (::ioctl(fd, BLKSSZGET, &sector) != 0) return err(errno);
+  // Requests are whole 4 KiB blocks at 4 KiB offsets, so any sector size up
+  // to the block size works; a larger one could not be addressed.
+  if (sector <= 0 || sector > int(kBlockSize) || kBlockSize % unsigned(sector) != 0)
+    return err(EINVAL);
+  UringDevice::Config cfg;
+  cfg.block_count = bytes / kBlockSize;
+  cfg.sector_size = uint32_t(sector);
+  cfg.read_only = opts.read_only;
+  cfg.direct_io = true;
+  return make_device(guard, cfg);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<BlockDevice>> open_device(const std::string& path,
+                                                 const OpenOptions& opts) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT || !opts.create || opts.read_only) return err(errno);
+    SFS_TRY(create_image(path, opts.create_size));
+    if (::stat(path.c_str(), &st) != 0) return err(errno);
+  }
+  if (S_ISREG(st.st_mode)) return open_image(path, opts);
+  if (S_ISBLK(st.st_mode)) return open_block_device(path, opts);
+  // Directories, character devices, fifos: never opened, since opening some
+  // of them has side effects.
+  return err(ENOTBLK);
+}
+
+}  // namespace stablefs

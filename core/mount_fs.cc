@@ -1,0 +1,217 @@
+// Mount and unmount: superblock selection, journal replay, orphan cleanup,
+// the background flusher.
+#include <cstring>
+
+#include "core/base/log.h"
+#include "core/mounted_fs.h"
+
+namespace stablefs {
+
+Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::unique_ptr<BlockDevice> dev,
+                                                      const MountOptions& opts) {
+  auto fs = std::make_unique<MountedFs>(std::move(dev), opts);
+  SFS_TRY(fs->start());
+  return std::unique_ptr<Filesystem>(std::move(fs));
+}
+
+MountedFs::MountedFs(std::unique_ptr<BlockDevice> dev, const MountOptions& opts)
+    : dev_(std::move(dev)), opts_(opts) {
+  read_only_ = opts.read_only;
+}
+
+MountedFs::~MountedFs() {
+  if (flusher_.joinable()) {
+    {
+      std::lock_guard lk(flusher_mu_);
+      flusher_stop_ = true;
+    }
+    flusher_cv_.notify_all();
+    flusher_.join();
+  }
+}
+
+Status MountedFs::read_superblock() {
+  AlignedBlock a, b;
+  SFS_TRY(dev_->read(kSuperblockA, a.data(), kBlockSize));
+  SFS_TRY(dev_->read(kSuperblockB, b.data(), kBlockSize));
+  std::string why_a, why_b;
+  auto sa = decode_superblock(a.data(), kSuperblockA, dev_->block_count(), &why_a);
+  auto sbk = decode_superblock(b.data(), kSuperblockB, dev_->block_count(), &why_b);
+  if (sa.ok()) {
+    sb_ = *sa;
+    if (!sbk.ok()) SFS_LOG("backup superblock is invalid (%s); it will be rewritten", why_b.c_str());
+    return Status::Ok();
+  }
+  if (sbk.ok()) {
+    SFS_LOG("primary superblock is invalid (%s); using the backup copy", why_a.c_str());
+    sb_ = *sbk;
+    return Status::Ok();
+  }
+  SFS_LOG("no valid superblock: primary: %s; backup: %s", why_a.c_str(), why_b.c_str());
+  return err(EUCLEAN);
+}
+
+Status MountedFs::write_superblocks() {
+  sb_.sequence++;
+  AlignedBlock blk;
+  // Write, flush, write, flush: a torn write can damage at most one copy.
+  for (uint64_t nr : {kSuperblockA, kSuperblockB}) {
+    encode_superblock(blk.data(), sb_, nr);
+    SFS_TRY(dev_->write(nr, blk.data(), kBlockSize));
+    SFS_TRY(dev_->flush());
+  }
+  return Status::Ok();
+}
+
+Status MountedFs::persist_tail(JournalPosition tail) {
+  std::lock_guard lk(sb_mu_);
+  sb_.journal_tail = tail.pos;
+  sb_.journal_tail_txid = tail.txid;
+  return write_superblocks();
+}
+
+Status MountedFs::start() {
+  SFS_TRY(read_superblock());
+  bool unclean = sb_.state == kStateMounted;
+  JournalGeometry geo{sb_.journal_start, sb_.journal_blocks};
+  auto replay = replay_journal(*dev_, geo, {sb_.journal_tail, sb_.journal_tail_txid});
+  if (!replay.ok()) {
+    SFS_LOG("journal replay failed: %s", std::strerror(replay.error()));
+    return Error{replay.error()};
+  }
+  if (replay->transactions > 0)
+    SFS_LOG("replayed %llu journal transactions (%llu blocks); %s",
+            (unsigned long long)replay->transactions, (unsigned long long)replay->blocks,
+            replay->stop_reason.c_str());
+  {
+    std::lock_guard lk(sb_mu_);
+    sb_.journal_tail = replay->head.pos;
+    sb_.journal_tail_txid = replay->head.txid;
+    if (!read_only_) {
+      sb_.state = kStateMounted;
+      sb_.mount_count++;
+      SFS_TRY(write_superblocks());
+    }
+  }
+
+  cache_ = std::make_unique<BufferCache>(*dev_);
+  auto alloc = Allocator::load(*cache_, sb_);
+  if (!alloc.ok()) {
+    SFS_LOG("cannot load allocation bitmaps: %s", std::strerror(alloc.error()));
+    return Error{alloc.error()};
+  }
+  alloc_ = std::move(*alloc);
+  itable_ = std::make_unique<InodeTable>(*cache_, sb_);
+  csums_ = std::make_unique<ChecksumTable>(*cache_, sb_);
+  auto pc = PageCache::create(opts_.cache_bytes);
+  if (!pc.ok()) {
+    SFS_LOG("cannot allocate a page cache of %llu bytes: %s",
+            (unsigned long long)opts_.cache_bytes, std::strerror(pc.error()));
+    return Error{pc.error()};
+  }
+  pages_ = std::move(*pc);
+  // A writer short of free pages kicks the flusher; it never blocks here.
+  pages_->set_pressure_hook([this] { flusher_cv_.notify_one(); });
+
+  JournalOptions jo;
+  jo.commit_interval = std::chrono::seconds(opts_.commit_seconds);
+  jo.persist_tail = [this](JournalPosition t) { return persist_tail(t); };
+  jo.on_commit = [this](uint64_t txid) { alloc_->release_committed(txid); };
+  journal_ = std::make_unique<Journal>(*dev_, *cache_, geo, replay->head, std::move(jo));
+
+  auto root = get_inode(kRootIno);
+  if (!root.ok() || !(*root)->is_dir()) {
+    SFS_LOG("root directory is missing or corrupt");
+    return err(EUCLEAN);
+  }
+  if (unclean && !read_only_) SFS_TRY(cleanup_orphans());
+  mounted_ = true;
+  flusher_ = std::thread([this] { flusher_main(); });
+  return Status::Ok();
+}
+
+// After a crash, inodes that were unlinked while still open are left with
+// a link count of 0; nothing refers to them any more, so free them now.
+Status MountedFs::cleanup_orphans() {
+  uint64_t freed = 0;
+  for (uint64_t blk = 0; blk < sb_.inode_table_blocks; blk++) {
+    auto buf = cache_->read(sb_.inode_table_start + blk, kMagicInodeTable);
+    if (!buf.ok()) return Error{buf.error()};
+    for (uint32_t slot = 0; slot < kInodesPerBlock; slot++) {
+      uint64_t ino = blk * kInodesPerBlock + slot + 1;
+      DiskInode d = decode_inode((*buf)->payload() + slot * kInodeSize);
+      if (d.mode == 0 || d.nlink != 0 || ino == kRootIno) continue;
+      auto n = get_inode(ino);
+      if (!n.ok()) return Error{n.error()};
+      SFS_TRY(evict_inode(*n));
+      freed++;
+    }
+  }
+  if (freed) SFS_LOG("freed %llu orphaned inodes", (unsigned long long)freed);
+  return Status::Ok();
+}
+
+void MountedFs::flusher_main() {
+  std::unique_lock lk(flusher_mu_);
+  while (!flusher_stop_) {
+    // Wake early when the cache fills with dirty pages.
+    flusher_cv_.wait_for(lk, std::chrono::seconds(1), [&] {
+      return flusher_stop_ || pages_->dirty_count() * 2 > pages_->capacity_pages();
+    });
+    if (flusher_stop_) break;
+    lk.unlock();
+    Status s = writeback_all();
+    if (!s.ok()) SFS_LOG("background writeback failed: %s", std::strerror(s.error()));
+    lk.lock();
+  }
+}
+
+Status MountedFs::unmount() {
+  if (!mounted_) return Status::Ok();
+  {
+    std::lock_guard lk(flusher_mu_);
+    flusher_stop_ = true;
+  }
+  flusher_cv_.notify_all();
+  if (flusher_.joinable()) flusher_.join();
+  mounted_ = false;
+  if (read_only_) return Status::Ok();
+
+  Status first;
+  auto keep = [&](Status s) {
+    if (first.ok() && !s.ok()) first = s;
+  };
+  keep(writeback_all());
+  // Inodes still referenced only by the kernel: the kernel is going away.
+  std::vector<InodeRef> all;
+  {
+    std::lock_guard lk(icache_mu_);
+    for (auto& [ino, n] : icache_) all.push_back(n);
+  }
+  for (auto& n : all) {
+    bool orphan;
+    {
+      std::lock_guard lk(n->mu);
+      orphan = !n->freed && n->disk.nlink == 0 && n->disk.mode != 0;
+      n->lookups = 0;
+    }
+    if (orphan) keep(evict_inode(n));
+  }
+  keep(journal_->shutdown());
+  if (!first.ok()) {
+    SFS_LOG("unmount: %s; the image stays marked in use and the journal will be replayed",
+            std::strerror(first.error()));
+    return first;
+  }
+  std::lock_guard lk(sb_mu_);
+  sb_.state = kStateClean;
+  return write_superblocks();
+}
+
+Timespec MountedFs::now() const {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return Timespec{ts.tv_sec, uint32_t(ts.tv_nsec)};
+}
+
+}  // namespace stablefs

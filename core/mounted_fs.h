@@ -1,0 +1,180 @@
+// The engine behind the Filesystem API: one mounted stablefs.
+//
+// Lock order (outermost first):
+//   rename_mu_ -> directory Inode::op (by ino) -> other Inode::op (by ino)
+//   -> page locks -> journal handle (start) -> Inode::mu (by ino)
+//   -> allocator / inode table / checksum table / buffer cache / page cache
+//      index locks (leaf locks, never held while sleeping)
+// A thread that holds a page lock never starts a handle; writeback first
+// marks pages Writeback and unlocks them, then starts its handle.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "core/allocator.h"
+#include "core/checksum_table.h"
+#include "core/filesystem.h"
+#include "core/inode.h"
+#include "core/inode_table.h"
+#include "core/page_cache.h"
+#include "journal/buffer.h"
+#include "journal/journal.h"
+
+namespace stablefs {
+
+using InodeRef = std::shared_ptr<Inode>;
+struct PendingPage;
+
+class MountedFs final : public Filesystem {
+ public:
+  MountedFs(std::unique_ptr<BlockDevice> dev, const MountOptions& opts);
+  ~MountedFs() override;
+  Status start();
+
+  Status unmount() override;
+  void forget(uint64_t ino, uint64_t n) override;
+
+  Result<Attr> lookup(uint64_t parent, std::string_view name) override;
+  Result<Attr> mknod(uint64_t parent, std::string_view name, uint32_t mode, uint64_t rdev,
+                     const Creds& c) override;
+  Result<Attr> mkdir(uint64_t parent, std::string_view name, uint32_t mode,
+                     const Creds& c) override;
+  Result<Attr> symlink(uint64_t parent, std::string_view name, std::string_view target,
+                       const Creds& c) override;
+  Result<std::string> readlink(uint64_t ino) override;
+  Result<Attr> link(uint64_t ino, uint64_t new_parent, std::string_view new_name) override;
+  Status unlink(uint64_t parent, std::string_view name) override;
+  Status rmdir(uint64_t parent, std::string_view name) override;
+  Status rename(uint64_t parent, std::string_view name, uint64_t new_parent,
+                std::string_view new_name, unsigned flags) override;
+
+  Result<Attr> getattr(uint64_t ino) override;
+  Result<Attr> setattr(uint64_t ino, const SetAttr& sa) override;
+  Result<FsStat> statfs() override;
+
+  Status open(uint64_t ino, int flags) override;
+  Result<size_t> read(uint64_t ino, uint64_t off, size_t size, char* out) override;
+  Result<size_t> write(uint64_t ino, uint64_t off, const char* data, size_t size) override;
+  Status flush(uint64_t ino) override;
+  Status fsync(uint64_t ino, bool datasync) override;
+  Status fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) override;
+  Result<uint64_t> seek_data_hole(uint64_t ino, uint64_t off, int whence) override;
+  Result<size_t> copy_file_range(uint64_t ino_in, uint64_t off_in, uint64_t ino_out,
+                                 uint64_t off_out, size_t len) override;
+
+  Status opendir(uint64_t ino) override;
+  Status readdir(uint64_t ino, uint64_t after,
+                 const std::function<bool(const DirListEntry&)>& emit) override;
+  Status fsyncdir(uint64_t ino, bool datasync) override;
+
+  Status setxattr(uint64_t ino, std::string_view name, std::string_view value,
+                  int flags) override;
+  Result<std::string> getxattr(uint64_t ino, std::string_view name) override;
+  Result<std::string> listxattr(uint64_t ino) override;
+  Status removexattr(uint64_t ino, std::string_view name) override;
+
+ private:
+  // ---- mount_fs.cc ----
+  Status read_superblock();
+  Status write_superblocks();  // caller holds sb_mu_
+  Status persist_tail(JournalPosition tail);
+  Status cleanup_orphans();
+  void flusher_main();
+
+  // ---- inode_store.cc ----
+  Result<InodeRef> get_inode(uint64_t ino);
+  Status load_map(Inode& n);                 // n.mu held
+  Status load_dir(Inode& n);                 // n.mu held
+  Status store_inode(Handle& h, Inode& n);   // n.mu held
+  Attr to_attr(const Inode& n) const;        // n.mu held
+  NodeAllocator node_allocator(uint64_t goal);
+  Result<InodeRef> new_inode(Handle& h, uint32_t mode, uint32_t uid, uint32_t gid,
+                             uint64_t rdev);
+  // Frees every block of n beyond `from_block` (file data, tree nodes when
+  // everything goes), in bounded handles. n.op held exclusively.
+  Status truncate_blocks(Inode& n, uint64_t from_block);
+  // Releases an inode whose link count and kernel references are both 0.
+  Status evict_inode(const InodeRef& n);
+  void maybe_evict(const InodeRef& n);
+
+  // ---- names_fs.cc ----
+  Result<Attr> create_node(uint64_t parent, std::string_view name, uint32_t mode,
+                           uint64_t rdev, const Creds& c, std::string_view symlink_target);
+  Result<InodeRef> dir_for_change(uint64_t parent, std::string_view name);
+  Status drop_link(Handle& h, Inode& n);
+  Status rename_locked(InodeRef& src_dir, std::string_view name, InodeRef& dst_dir,
+                       std::string_view new_name, unsigned flags);
+  Directory::GrowFn dir_grower(Inode& dir);
+
+  // ---- data_fs.cc / writeback.cc ----
+  Result<size_t> read_locked(Inode& n, uint64_t off, size_t size, char* out);
+  Status read_page(Inode& n, Page& page);    // page locked, fills it
+  Result<std::vector<PageRef>> read_pages(Inode& n, uint64_t first, size_t count);
+  Status truncate_locked(const InodeRef& n, uint64_t size);
+  Status zero_range_in_cache(Inode& n, uint64_t off, uint64_t len);
+  Result<PageRef> grab_stable_page(Inode& n, uint64_t idx, bool fill);
+  Status unmap_range(Inode& n, uint64_t first, uint64_t count);
+  Status preallocate(Inode& n, uint64_t first, uint64_t end);
+ public:
+  // Writes back dirty pages of one inode (all when max_pages == 0) and
+  // journals their new mappings; waits for the I/O.
+  Status writeback_inode(Inode& n, size_t max_pages);
+  Status writeback_all();
+ private:
+  Status write_inode_if_dirty(Inode& n);
+  Status verify_written(Inode& n, const std::vector<PendingPage>& batch);
+ public:
+  // Test hook: runs after the checksums of a writeback batch are computed
+  // and before its I/O is submitted (opens the write-after-checksum window).
+  std::function<void(uint64_t ino)> writeback_hook_;
+  PageCacheStats page_cache_stats() const { return pages_->stats(); }
+  struct Counters {
+    uint64_t integrity_errors_read = 0, integrity_errors_write = 0;
+    uint64_t shadow_fallbacks = 0, bounce_copies = 0;
+    uint64_t bytes_written = 0, bytes_read = 0;
+  };
+  Counters counters() const {
+    return {integrity_errors_read_, integrity_errors_write_, shadow_fallbacks_,
+            bounce_copies_,         bytes_written_,          bytes_read_};
+  }
+ private:
+
+  Timespec now() const;
+
+  std::unique_ptr<BlockDevice> dev_;
+  MountOptions opts_;
+  std::mutex sb_mu_;  // protects sb_ writes (superblock updates); leaf lock
+  Superblock sb_;
+  std::unique_ptr<BufferCache> cache_;
+  std::unique_ptr<Allocator> alloc_;
+  std::unique_ptr<InodeTable> itable_;
+  std::unique_ptr<ChecksumTable> csums_;
+  std::unique_ptr<PageCache> pages_;
+  std::unique_ptr<Journal> journal_;
+
+  std::mutex icache_mu_;  // protects icache_; leaf lock
+  std::unordered_map<uint64_t, InodeRef> icache_;
+  std::mutex rename_mu_;  // serialises renames (like the VFS rename mutex)
+
+  std::mutex flusher_mu_;  // protects flusher_stop_
+  std::condition_variable flusher_cv_;
+  bool flusher_stop_ = false;
+  std::thread flusher_;
+  bool mounted_ = false;
+
+  // Counters (become the shared-memory live counters).
+  std::atomic<uint64_t> integrity_errors_read_{0};
+  std::atomic<uint64_t> integrity_errors_write_{0};
+  std::atomic<uint64_t> shadow_fallbacks_{0};
+  std::atomic<uint64_t> bounce_copies_{0};
+  std::atomic<uint64_t> bytes_written_{0};
+  std::atomic<uint64_t> bytes_read_{0};
+  std::atomic<bool> read_only_{false};
+};
+
+}  // namespace stablefs

@@ -1,0 +1,66 @@
+// What stablefs asks of the kernel, one decision per flag. libfuse 3.14
+// has already set its defaults in conn->want when init runs; each line
+// below overrides one of them (or confirms it) for a reason of ours.
+#include "fs/fuse_adapter.h"
+
+namespace stablefs {
+namespace {
+
+void want(fuse_conn_info* conn, unsigned cap, bool on) {
+  if (on && (conn->capable & cap)) conn->want |= cap;
+  else conn->want &= ~cap;
+}
+
+}  // namespace
+
+void negotiate_capabilities(fuse_conn_info* conn, const MountOptions& opts) {
+  // Readahead and concurrent reads of one file: the engine locks per page.
+  want(conn, FUSE_CAP_ASYNC_READ, true);
+  // Lookups and readdirs in one directory may run in parallel; the engine
+  // locks per inode, not per tree.
+  want(conn, FUSE_CAP_PARALLEL_DIROPS, true);
+  // Only when asked (-o writeback_cache): the kernel then batches small
+  // writes and owns mtime/ctime, which changes what a WRITE means.
+  want(conn, FUSE_CAP_WRITEBACK_CACHE, opts.writeback_cache);
+  // The engine's open() expects O_TRUNC as a separate setattr(size=0), so
+  // truncation goes through the one code path that journals it.
+  want(conn, FUSE_CAP_ATOMIC_O_TRUNC, false);
+  // Splicing would hand us pipe pages we don't own; every write must be
+  // copied into our cache pages before it is checksummed anyway.
+  want(conn, FUSE_CAP_SPLICE_READ, false);
+  want(conn, FUSE_CAP_SPLICE_WRITE, false);
+  want(conn, FUSE_CAP_SPLICE_MOVE, false);
+  // We are the only writer of the image, so the kernel's cached pages can
+  // never be stale; re-validating them on every mtime change would only
+  // throw away good pages.
+  want(conn, FUSE_CAP_AUTO_INVAL_DATA, false);
+  // Not claimed: export support promises lookups of "." and ".." by node
+  // id (for NFS and open_by_handle_at), which the engine doesn't offer;
+  // unclaimed, the kernel refuses file handles with the errno callers expect.
+  want(conn, FUSE_CAP_EXPORT_SUPPORT, false);
+  // The kernel clears suid/sgid itself (by sending a mode change), which
+  // keeps that rule out of the engine.
+  want(conn, FUSE_CAP_HANDLE_KILLPRIV, false);
+  // No ACLs: default_permissions checks mode bits only.
+  want(conn, FUSE_CAP_POSIX_ACL, false);
+  // Kernel applies the umask before sending the mode, as for local fs.
+  want(conn, FUSE_CAP_DONT_MASK, false);
+  // A symlink's target never changes, so the kernel may cache it.
+  want(conn, FUSE_CAP_CACHE_SYMLINKS, true);
+  // readdirplus saves a lookup per entry for `ls -l`; AUTO lets the kernel
+  // fall back to plain readdir for a bare `ls`.
+  want(conn, FUSE_CAP_READDIRPLUS, true);
+  want(conn, FUSE_CAP_READDIRPLUS_AUTO, true);
+
+  // 1 MiB writes, the most libfuse 3.14's buffer holds: fewer, larger
+  // requests and whole extents per write.
+  conn->max_write = 1u << 20;
+  // Writeback of dirty pages and async reads are background requests; the
+  // kernel's default of 12 in flight starves the loop's threads.
+  conn->max_background = 64;
+  conn->congestion_threshold = 48;
+  // Timestamps are stored with nanoseconds.
+  conn->time_gran = 1;
+}
+
+}  // namespace stablefs

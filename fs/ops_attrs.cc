@@ -1,0 +1,76 @@
+// Attributes: getattr, setattr (with the kernel's "now" timestamps resolved
+// here, so the engine only ever sees concrete times) and statfs.
+#include <sys/statvfs.h>
+
+#include "fs/request.h"
+
+namespace stablefs {
+namespace {
+
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* /*fi*/) {
+  guarded(req, "getattr", [&] {
+    auto r = mount_of(req).fs().getattr(ino);
+    if (r.ok()) reply_attr(req, *r);
+    else fuse_reply_err(req, r.error());
+  });
+}
+
+}  // namespace
+
+SetAttr translate_setattr(const struct stat& attr, int to_set, Timespec now) {
+  SetAttr sa;
+  if (to_set & FUSE_SET_ATTR_MODE) sa.mode = attr.st_mode;
+  if (to_set & FUSE_SET_ATTR_UID) sa.uid = attr.st_uid;
+  if (to_set & FUSE_SET_ATTR_GID) sa.gid = attr.st_gid;
+  if (to_set & FUSE_SET_ATTR_SIZE) sa.size = uint64_t(attr.st_size);
+  // The kernel sends ATIME together with ATIME_NOW for utimensat(UTIME_NOW)
+  // and for `touch`; NOW wins, and it is the daemon's clock that decides.
+  if (to_set & FUSE_SET_ATTR_ATIME_NOW) sa.atime = now;
+  else if (to_set & FUSE_SET_ATTR_ATIME) sa.atime = to_timespec(attr.st_atim);
+  if (to_set & FUSE_SET_ATTR_MTIME_NOW) sa.mtime = now;
+  else if (to_set & FUSE_SET_ATTR_MTIME) sa.mtime = to_timespec(attr.st_mtim);
+  // Only with writeback_cache does the kernel own ctime and send it; the
+  // engine stamps ctime itself otherwise.
+  if (to_set & FUSE_SET_ATTR_CTIME) sa.ctime = to_timespec(attr.st_ctim);
+  return sa;
+}
+
+namespace {
+
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+                fuse_file_info* /*fi*/) {
+  guarded(req, "setattr", [&] {
+    SetAttr sa = translate_setattr(*attr, to_set, current_time());
+    auto r = mount_of(req).fs().setattr(ino, sa);
+    if (r.ok()) reply_attr(req, *r);
+    else fuse_reply_err(req, r.error());
+  });
+}
+
+void op_statfs(fuse_req_t req, fuse_ino_t /*ino*/) {
+  guarded(req, "statfs", [&] {
+    auto r = mount_of(req).fs().statfs();
+    if (!r.ok()) return (void)fuse_reply_err(req, r.error());
+    struct statvfs st {};
+    st.f_bsize = r->block_size;
+    st.f_frsize = r->block_size;
+    st.f_blocks = r->blocks;
+    st.f_bfree = r->blocks_free;
+    st.f_bavail = r->blocks_free;  // no blocks reserved for root
+    st.f_files = r->files;
+    st.f_ffree = r->files_free;
+    st.f_favail = r->files_free;
+    st.f_namemax = r->name_max;
+    fuse_reply_statfs(req, &st);
+  });
+}
+
+}  // namespace
+
+void add_attr_ops(fuse_lowlevel_ops& ops) {
+  ops.getattr = op_getattr;
+  ops.setattr = op_setattr;
+  ops.statfs = op_statfs;
+}
+
+}  // namespace stablefs

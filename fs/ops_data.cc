@@ -1,0 +1,150 @@
+// File data: open/create, read/write, flush/release/fsync, fallocate,
+// SEEK_DATA/SEEK_HOLE and copy_file_range. File handles carry nothing: the
+// engine keys everything on the inode, so fi->fh stays 0.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "fs/request.h"
+
+namespace stablefs {
+namespace {
+
+// The kernel's page cache stays valid across opens: every write reaches
+// the image through this daemon, so nothing can change the file behind
+// the kernel's back, and dropping the cache on each open would only cost
+// re-reads (and break the point of mmap).
+void set_open_flags(fuse_file_info* fi) {
+  fi->keep_cache = 1;
+  fi->direct_io = 0;
+}
+
+void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  guarded(req, "open", [&] {
+    Status s = mount_of(req).fs().open(ino, fi->flags);
+    if (!s.ok()) return reply_status(req, s);
+    set_open_flags(fi);
+    fuse_reply_open(req, fi);
+  });
+}
+
+// create is mknod + open of a regular file. The new inode's reference is
+// the kernel's only if the reply arrives, so any failure after mknod
+// drops it again.
+void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+               fuse_file_info* fi) {
+  guarded(req, "create", [&] {
+    MountContext& m = mount_of(req);
+    auto r = m.fs().mknod(parent, name, S_IFREG | (mode & ~S_IFMT), 0, caller_creds(req));
+    if (!r.ok()) return (void)fuse_reply_err(req, r.error());
+    const Attr a = *r;
+    Status s = m.fs().open(a.ino, fi->flags);
+    if (!s.ok()) {
+      drop_references(m.fs(), a.ino, 1);
+      return reply_status(req, s);
+    }
+    set_open_flags(fi);
+    fuse_entry_param e{};
+    e.ino = a.ino;
+    e.generation = a.generation;
+    e.attr = to_stat(a);
+    e.attr_timeout = m.timeout();
+    e.entry_timeout = m.timeout();
+    if (fuse_reply_create(req, &e, fi) != 0) drop_references(m.fs(), a.ino, 1);
+  });
+}
+
+// One buffer per loop thread, grown to the largest read seen (max_read is
+// 1 MiB): the read path allocates nothing in the steady state.
+std::vector<char>& read_buffer(size_t size) {
+  thread_local std::vector<char> buf;
+  if (buf.size() < size) buf.resize(size);
+  return buf;
+}
+
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* /*fi*/) {
+  guarded(req, "read", [&] {
+    if (off < 0) return (void)fuse_reply_err(req, EINVAL);
+    std::vector<char>& buf = read_buffer(size);
+    auto r = mount_of(req).fs().read(ino, uint64_t(off), size, buf.data());
+    if (r.ok()) fuse_reply_buf(req, buf.data(), *r);
+    else fuse_reply_err(req, r.error());
+  });
+}
+
+void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off,
+              fuse_file_info* /*fi*/) {
+  guarded(req, "write", [&] {
+    if (off < 0) return (void)fuse_reply_err(req, EINVAL);
+    auto r = mount_of(req).fs().write(ino, uint64_t(off), data, size);
+    if (r.ok()) fuse_reply_write(req, *r);
+    else fuse_reply_err(req, r.error());
+  });
+}
+
+// flush runs on every close(): it is where a write error recorded since
+// the last flush/fsync reaches the application.
+void op_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* /*fi*/) {
+  guarded(req, "flush", [&] { reply_status(req, mount_of(req).fs().flush(ino)); });
+}
+
+void op_release(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* /*fi*/) {
+  fuse_reply_err(req, 0);
+}
+
+void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* /*fi*/) {
+  guarded(req, "fsync", [&] { reply_status(req, mount_of(req).fs().fsync(ino, datasync != 0)); });
+}
+
+// mode is passed through: KEEP_SIZE, PUNCH_HOLE and ZERO_RANGE are the
+// engine's to accept or refuse with EOPNOTSUPP.
+void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+                  fuse_file_info* /*fi*/) {
+  guarded(req, "fallocate", [&] {
+    if (off < 0 || len <= 0) return (void)fuse_reply_err(req, EINVAL);
+    reply_status(req, mount_of(req).fs().fallocate(ino, mode, uint64_t(off), uint64_t(len)));
+  });
+}
+
+// The kernel answers SEEK_SET/CUR/END itself; only SEEK_DATA and
+// SEEK_HOLE need the extent map.
+void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* /*fi*/) {
+  guarded(req, "lseek", [&] {
+    if (whence != SEEK_DATA && whence != SEEK_HOLE) return (void)fuse_reply_err(req, EINVAL);
+    if (off < 0) return (void)fuse_reply_err(req, ENXIO);
+    auto r = mount_of(req).fs().seek_data_hole(ino, uint64_t(off), whence);
+    if (r.ok()) fuse_reply_lseek(req, off_t(*r));
+    else fuse_reply_err(req, r.error());
+  });
+}
+
+void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info* /*fi_in*/,
+                        fuse_ino_t ino_out, off_t off_out, fuse_file_info* /*fi_out*/, size_t len,
+                        int flags) {
+  guarded(req, "copy_file_range", [&] {
+    if (flags != 0 || off_in < 0 || off_out < 0) return (void)fuse_reply_err(req, EINVAL);
+    auto r = mount_of(req).fs().copy_file_range(ino_in, uint64_t(off_in), ino_out,
+                                                uint64_t(off_out), len);
+    if (r.ok()) fuse_reply_write(req, *r);
+    else fuse_reply_err(req, r.error());
+  });
+}
+
+}  // namespace
+
+void add_data_ops(fuse_lowlevel_ops& ops) {
+  ops.open = op_open;
+  ops.create = op_create;
+  ops.read = op_read;
+  ops.write = op_write;
+  ops.flush = op_flush;
+  ops.release = op_release;
+  ops.fsync = op_fsync;
+  ops.fallocate = op_fallocate;
+  ops.lseek = op_lseek;
+  ops.copy_file_range = op_copy_file_range;
+}
+
+}  // namespace stablefs

@@ -1,0 +1,47 @@
+// Extended attributes, with getxattr/listxattr's two-step protocol: a
+// size of 0 asks only how big the value is; a buffer too small is ERANGE.
+#include <string>
+
+#include "fs/request.h"
+
+namespace stablefs {
+namespace {
+
+void reply_sized(fuse_req_t req, const Result<std::string>& r, size_t size) {
+  if (!r.ok()) return (void)fuse_reply_err(req, r.error());
+  if (size == 0) return (void)fuse_reply_xattr(req, r->size());
+  if (r->size() > size) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, r->data(), r->size());
+}
+
+void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                 int flags) {
+  guarded(req, "setxattr", [&] {
+    reply_status(req, mount_of(req).fs().setxattr(ino, name, std::string_view(value, size), flags));
+  });
+}
+
+void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  guarded(req, "getxattr",
+          [&] { reply_sized(req, mount_of(req).fs().getxattr(ino, name), size); });
+}
+
+void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  guarded(req, "listxattr", [&] { reply_sized(req, mount_of(req).fs().listxattr(ino), size); });
+}
+
+void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  guarded(req, "removexattr",
+          [&] { reply_status(req, mount_of(req).fs().removexattr(ino, name)); });
+}
+
+}  // namespace
+
+void add_xattr_ops(fuse_lowlevel_ops& ops) {
+  ops.setxattr = op_setxattr;
+  ops.getxattr = op_getxattr;
+  ops.listxattr = op_listxattr;
+  ops.removexattr = op_removexattr;
+}
+
+}  // namespace stablefs

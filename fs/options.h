@@ -1,0 +1,50 @@
+// Mount options: what `-o a,b=c` means to stablefs and what goes on to
+// libfuse and the kernel. mount.fuse3 hands the daemon every option from
+// fstab or `mount -o`, so the parser knows three kinds: stablefs's own
+// (into MountOptions), FUSE/kernel options (passed through), and generic
+// mount(8) options that mean nothing here (accepted and dropped, as a
+// kernel filesystem would). Anything else is an error, never ignored: a
+// typo in `stable_pages=` must not silently mount without protection.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/base/result.h"
+#include "core/filesystem.h"
+
+namespace stablefs {
+
+constexpr uint64_t kMinCacheBytes = 1ull << 20;
+
+struct ParsedMountOptions {
+  MountOptions fs;
+  // Options for fuse_session_new's `-o`, in order, without duplicates.
+  // Always holds default_permissions (the kernel checks permissions; the
+  // engine trusts the caller) and, unless the user gave their own,
+  // fsname= and subtype= (added by add_mount_identity).
+  std::vector<std::string> fuse_options;
+};
+
+// Parses one comma-separated option string into *out (call once per `-o`;
+// later options override earlier ones). A backslash escapes a comma, as in
+// libfuse. On error returns EINVAL and sets *why to one complete line,
+// e.g. "stablefs: unknown mount option 'foo'".
+Status parse_mount_options(std::string_view csv, ParsedMountOptions* out, std::string* why);
+
+// Adds fsname=TARGET and subtype=stablefs unless already present, so
+// /proc/mounts shows `TARGET MOUNTPOINT fuse.stablefs`.
+void add_mount_identity(ParsedMountOptions* out, std::string_view target);
+
+// The fuse_options joined for one `-o` argument, commas and backslashes
+// inside values escaped for libfuse's option parser.
+std::string join_fuse_options(const std::vector<std::string>& opts);
+
+// "64M", "1G", "4096", "2T": a byte count with an optional binary K/M/G/T
+// suffix (case-insensitive, an optional trailing 'B' or 'iB' allowed).
+// EINVAL for anything else, ERANGE on overflow.
+Result<uint64_t> parse_size(std::string_view s);
+
+}  // namespace stablefs

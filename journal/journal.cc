@@ -1,0 +1,537 @@
+// Handles, the running transaction, and the commit thread: commit (with
+// group commit and overlap of the next transaction), checkpoint and the
+// commit_interval timer. The log layout is in journal/format.h and
+// journal/FORMAT.md.
+#include "journal/journal.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+#include <deque>
+#include <set>
+#include <unordered_map>
+
+#include "journal/format.h"
+
+namespace stablefs {
+
+using Clock = std::chrono::steady_clock;
+
+// The running transaction (declared in buffer.h). Guarded by Impl::mu.
+class Transaction {
+ public:
+  enum class State { kRunning, kLocked };
+
+  Transaction(uint64_t id, Clock::time_point exp) : txid(id), expires(exp) {}
+
+  bool empty() const { return metadata.empty() && revokes.empty(); }
+  uint64_t log_blocks() const { return txn_log_blocks(metadata.size(), revokes.size()); }
+
+  const uint64_t txid;
+  State state = State::kRunning;
+  int handles = 0;
+  // Buffers a handle asked write access to. Not written; this is where the
+  // shadow-copy logic will look for buffers the committing transaction owns.
+  std::unordered_map<uint64_t, std::shared_ptr<MetaBuffer>> reserved;
+  // Dirty buffers by home block number: what the commit freezes and logs.
+  std::map<uint64_t, std::shared_ptr<MetaBuffer>> metadata;
+  std::set<uint64_t> revokes;
+  Clock::time_point expires;  // the commit_interval timer
+};
+
+namespace {
+
+// A transaction frozen for commit: sealed copies owned by the commit thread.
+struct FrozenTransaction {
+  uint64_t txid = 0;
+  std::vector<uint64_t> homes;     // home block of copies[i]
+  std::vector<AlignedBlock> copies;
+  std::vector<uint64_t> revokes;
+};
+
+// The newest committed copy of a block, waiting to be written home.
+struct CheckpointCopy {
+  AlignedBlock block;
+  uint64_t txid = 0;
+};
+
+}  // namespace
+
+struct Journal::Impl {
+  Impl(BlockDevice& d, BufferCache& c, JournalGeometry g, JournalPosition h, JournalOptions o)
+      : dev(d), cache(c), geo(g), opts(std::move(o)), head(h), tail(h) {
+    committed_txid = h.txid - 1;
+    running = std::make_unique<Transaction>(h.txid, Clock::now() + opts.commit_interval);
+  }
+
+  // Log sizes: the running transaction asks for a commit at soft_limit log
+  // blocks, and start() blocks at hard_limit until a commit makes room.
+  uint64_t soft_limit() const { return std::max<uint64_t>(geo.blocks / 8, 1); }
+  uint64_t hard_limit() const { return std::max<uint64_t>(geo.blocks / 4, 2); }
+  uint64_t log_used() const { return (head.pos + geo.blocks - tail.pos) % geo.blocks; }
+  // One block stays unused so that head == tail always means "empty".
+  uint64_t log_free() const { return geo.blocks - 1 - log_used(); }
+
+  bool nothing_to_commit(const Transaction& t) const {
+    return t.empty() && t.handles == 0 && t.state == Transaction::State::kRunning;
+  }
+  void request_commit(uint64_t txid) {
+    if (commit_request < txid) commit_request = txid;
+    commit_cv.notify_all();
+  }
+  void fail(int code) {  // mu held
+    if (error == 0) error = code;
+    start_cv.notify_all();
+    done_cv.notify_all();
+  }
+
+  void dirty_metadata(uint64_t txid, MetaBuffer& buf);
+  void revoke(uint64_t txid, uint64_t blocknr);
+  void commit_thread();
+  bool commit_wanted(Clock::time_point now) const;
+  void commit_running(std::unique_lock<std::mutex>& lk);
+  FrozenTransaction freeze(uint64_t txid,
+                           const std::map<uint64_t, std::shared_ptr<MetaBuffer>>& metadata,
+                           const std::set<uint64_t>& revokes);
+  Status write_transaction(const FrozenTransaction& ft);
+  void file_for_checkpoint(FrozenTransaction&& ft);
+  Status checkpoint_now();
+
+  BlockDevice& dev;
+  BufferCache& cache;
+  const JournalGeometry geo;
+  const JournalOptions opts;
+
+  // Protects every field below up to `thread`, plus MetaBuffer::dirty_txid_.
+  // First journal lock in the lock order; never held across I/O or a
+  // callback.
+  mutable std::mutex mu;
+  std::condition_variable start_cv;   // start(): running unlocked / has room
+  std::condition_variable commit_cv;  // commit thread: requests, handle drain
+  std::condition_variable done_cv;    // waiters: commit/checkpoint done, error
+  std::unique_ptr<Transaction> running;
+  uint64_t committing_txid = 0;  // 0 = no commit I/O in flight
+  uint64_t committed_txid = 0;
+  uint64_t commit_request = 0;   // commit every txid up to this one
+  bool checkpoint_request = false;
+  uint64_t checkpoint_rounds = 0;  // bumped when a requested checkpoint ends
+  bool stopping = false;
+  int error = 0;
+  JournalStats stats;
+  // Written only by the commit thread (under mu, so getters may read them).
+  JournalPosition head;  // next transaction goes here, with head.txid
+  JournalPosition tail;  // oldest transaction not yet checkpointed
+
+  // Owned by the commit thread: no lock.
+  std::map<uint64_t, CheckpointCopy> checkpoint_list;  // home blocknr -> copy
+  std::thread thread;
+};
+
+// ---------------------------------------------------------------- Handle
+
+Handle::Handle(Handle&& o) noexcept : journal_(o.journal_), txid_(o.txid_) {
+  o.journal_ = nullptr;
+}
+
+Handle& Handle::operator=(Handle&& o) noexcept {
+  if (this != &o) {
+    stop();
+    journal_ = o.journal_;
+    txid_ = o.txid_;
+    o.journal_ = nullptr;
+  }
+  return *this;
+}
+
+Status Handle::get_write_access(MetaBuffer& buf) {
+  if (!journal_) return err(EIO);
+  std::shared_ptr<MetaBuffer> sp = buf.weak_from_this().lock();
+  if (!sp) return err(EINVAL);
+  auto& j = *journal_->impl_;
+  std::lock_guard lk(j.mu);
+  if (j.error) return err(EIO);
+  assert(j.running->txid == txid_);
+  j.running->reserved.emplace(buf.blocknr(), std::move(sp));
+  return Status::Ok();
+}
+
+void Handle::dirty_metadata(MetaBuffer& buf) {
+  if (journal_) journal_->impl_->dirty_metadata(txid_, buf);
+}
+
+void Handle::revoke(uint64_t blocknr) {
+  if (journal_) journal_->impl_->revoke(txid_, blocknr);
+}
+
+void Journal::Impl::dirty_metadata(uint64_t txid, MetaBuffer& buf) {
+  std::shared_ptr<MetaBuffer> sp = buf.weak_from_this().lock();
+  std::lock_guard lk(mu);
+  Transaction& t = *running;
+  assert(t.txid == txid);
+  if (!sp) {
+    // A buffer nobody owns cannot be kept until commit; losing the change
+    // silently would be worse than stopping the journal.
+    assert(!"MetaBuffer not owned by a shared_ptr");
+    fail(EIO);
+    return;
+  }
+  if (buf.dirty_txid_ == t.txid) return;
+  auto& slot = t.metadata[buf.blocknr()];
+  // A freed and re-created block: the old buffer object leaves the list.
+  if (slot) slot->dirty_txid_ = 0;
+  slot = std::move(sp);
+  buf.dirty_txid_ = t.txid;
+  // JBD2's cancel_revoke: the block was freed earlier in this transaction
+  // and is metadata again, so this copy must replay.
+  t.revokes.erase(buf.blocknr());
+  if (t.log_blocks() >= soft_limit()) request_commit(t.txid);
+}
+
+void Journal::Impl::revoke(uint64_t txid, uint64_t blocknr) {
+  std::lock_guard lk(mu);
+  Transaction& t = *running;
+  assert(t.txid == txid);
+  if (auto it = t.metadata.find(blocknr); it != t.metadata.end()) {
+    it->second->dirty_txid_ = 0;
+    t.metadata.erase(it);
+  }
+  t.reserved.erase(blocknr);
+  // Older committed copies leave the checkpoint list only when this revoke
+  // is durable (file_for_checkpoint): until then a crash must still find
+  // the block's committed contents at home or in the log.
+  t.revokes.insert(blocknr);
+  if (t.log_blocks() >= soft_limit()) request_commit(t.txid);
+}
+
+void Handle::stop() {
+  if (!journal_) return;
+  auto& j = *journal_->impl_;
+  {
+    std::lock_guard lk(j.mu);
+    assert(j.running->txid == txid_ && j.running->handles > 0);
+    if (--j.running->handles == 0) j.commit_cv.notify_all();
+  }
+  journal_ = nullptr;
+}
+
+// ---------------------------------------------------------------- Journal
+
+Journal::Journal(BlockDevice& dev, BufferCache& cache, JournalGeometry geo, JournalPosition head,
+                 JournalOptions opts)
+    : impl_(std::make_unique<Impl>(dev, cache, geo, head, std::move(opts))) {
+  if (geo.blocks < 2 || head.pos >= geo.blocks) impl_->error = EINVAL;
+  impl_->thread = std::thread([this] { impl_->commit_thread(); });
+}
+
+Journal::~Journal() {
+  {
+    std::lock_guard lk(impl_->mu);
+    impl_->stopping = true;
+    impl_->commit_cv.notify_all();
+  }
+  impl_->thread.join();
+}
+
+Handle Journal::start() {
+  Impl& j = *impl_;
+  std::unique_lock lk(j.mu);
+  for (;;) {
+    if (j.error) return Handle();
+    Transaction& t = *j.running;
+    if (t.state == Transaction::State::kRunning) {
+      if (t.log_blocks() < j.hard_limit()) break;
+      j.request_commit(t.txid);
+    }
+    j.start_cv.wait(lk);
+  }
+  j.running->handles++;
+  j.stats.handles++;
+  return Handle(this, j.running->txid);
+}
+
+Status Journal::commit() {
+  uint64_t txid;
+  {
+    std::lock_guard lk(impl_->mu);
+    txid = impl_->running->txid;
+  }
+  return wait_for_commit(txid);
+}
+
+Status Journal::wait_for_commit(uint64_t txid) {
+  Impl& j = *impl_;
+  std::unique_lock lk(j.mu);
+  for (;;) {
+    if (j.error) return err(EIO);
+    if (j.committed_txid >= txid) return Status::Ok();
+    Transaction& t = *j.running;
+    if (txid > t.txid) return err(EINVAL);
+    if (txid == t.txid) {
+      // Everything done in t is already in the log or on its way: nothing
+      // to write, just wait for the commit in flight (if any).
+      if (j.nothing_to_commit(t)) {
+        if (j.committed_txid + 1 >= txid) return Status::Ok();
+      } else {
+        j.request_commit(txid);
+      }
+    }
+    j.done_cv.wait(lk);
+  }
+}
+
+Status Journal::checkpoint() {
+  Impl& j = *impl_;
+  std::unique_lock lk(j.mu);
+  if (j.error) return err(EIO);
+  uint64_t round = j.checkpoint_rounds;
+  j.checkpoint_request = true;
+  j.commit_cv.notify_all();
+  j.done_cv.wait(lk, [&] { return j.error || j.checkpoint_rounds > round; });
+  return j.error ? Status(err(EIO)) : Status::Ok();
+}
+
+Status Journal::shutdown() {
+  SFS_TRY(commit());
+  return checkpoint();
+}
+
+uint64_t Journal::running_txid() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->running->txid;
+}
+
+uint64_t Journal::committed_txid() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->committed_txid;
+}
+
+JournalStats Journal::stats() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->stats;
+}
+
+int Journal::error() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->error;
+}
+
+JournalPosition Journal::log_head() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->head;
+}
+
+JournalPosition Journal::log_tail() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->tail;
+}
+
+// ---------------------------------------------------------------- commit thread
+
+bool Journal::Impl::commit_wanted(Clock::time_point now) const {
+  const Transaction& t = *running;
+  if (t.state != Transaction::State::kRunning) return false;
+  if (commit_request >= t.txid) return true;
+  if (t.empty()) return false;
+  return t.log_blocks() >= soft_limit() || now >= t.expires;
+}
+
+void Journal::Impl::commit_thread() {
+  std::unique_lock lk(mu);
+  while (!stopping && !error) {
+    Clock::time_point now = Clock::now();
+    if (commit_wanted(now)) {
+      commit_running(lk);
+      continue;
+    }
+    if (checkpoint_request) {
+      checkpoint_request = false;
+      lk.unlock();
+      Status s = checkpoint_now();
+      lk.lock();
+      if (!s.ok()) fail(EIO);
+      checkpoint_rounds++;
+      done_cv.notify_all();
+      continue;
+    }
+    if (now >= running->expires) running->expires = now + opts.commit_interval;
+    commit_cv.wait_until(lk, running->expires);
+  }
+}
+
+// Commits the running transaction: lock it, wait for its handles, freeze
+// sealed copies, open the next running transaction, then do the log I/O
+// while that one fills. Called and returns with mu held.
+void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
+  Transaction& t = *running;
+  const uint64_t txid = t.txid;
+  t.state = Transaction::State::kLocked;
+  if (opts.on_locked) {
+    lk.unlock();
+    opts.on_locked(txid);
+    lk.lock();
+  }
+  commit_cv.wait(lk, [&] { return t.handles == 0 || stopping; });
+  if (stopping) return;  // the destructor abandons the commit (a crash)
+
+  if (t.empty()) {
+    // Handles came and went without changing anything: no txid is used,
+    // the transaction simply keeps running.
+    t.state = Transaction::State::kRunning;
+    t.reserved.clear();
+    if (commit_request >= txid) commit_request = txid - 1;
+    t.expires = Clock::now() + opts.commit_interval;
+    start_cv.notify_all();
+    done_cv.notify_all();
+    return;
+  }
+  if (t.log_blocks() > geo.blocks - 1) {
+    // It can never fit; failing loudly beats waiting forever.
+    fail(EIO);
+    return;
+  }
+
+  // No handle is open and start() waits while t is locked, so nobody can
+  // touch these buffers until the next transaction opens below.
+  std::map<uint64_t, std::shared_ptr<MetaBuffer>> metadata = std::move(t.metadata);
+  std::set<uint64_t> revokes = std::move(t.revokes);
+  for (auto& [nr, buf] : metadata) buf->dirty_txid_ = 0;
+  lk.unlock();
+  FrozenTransaction ft = freeze(txid, metadata, revokes);
+  metadata.clear();
+  lk.lock();
+  running = std::make_unique<Transaction>(txid + 1, Clock::now() + opts.commit_interval);
+  committing_txid = txid;
+  start_cv.notify_all();
+  lk.unlock();
+
+  Status s = write_transaction(ft);
+  uint64_t logged = ft.copies.size();
+  if (s.ok()) file_for_checkpoint(std::move(ft));
+
+  lk.lock();
+  committing_txid = 0;
+  if (!s.ok()) {
+    fail(EIO);
+    return;
+  }
+  committed_txid = txid;
+  stats.commits++;
+  stats.blocks_logged += logged;
+  done_cv.notify_all();
+  bool full = log_used() > geo.blocks / 2;
+  lk.unlock();
+
+  if (opts.on_commit) opts.on_commit(txid);
+  if (full) s = checkpoint_now();
+  lk.lock();
+  if (!s.ok()) fail(EIO);
+}
+
+// Copies every buffer and seals the copy with txid: the checksum covers
+// exactly the bytes that will be written, to the log and later home.
+FrozenTransaction Journal::Impl::freeze(
+    uint64_t txid, const std::map<uint64_t, std::shared_ptr<MetaBuffer>>& metadata,
+    const std::set<uint64_t>& revokes) {
+  FrozenTransaction ft;
+  ft.txid = txid;
+  ft.homes.reserve(metadata.size());
+  ft.copies.resize(metadata.size());
+  size_t i = 0;
+  for (const auto& [nr, buf] : metadata) {
+    std::memcpy(ft.copies[i].data(), buf->data(), kBlockSize);
+    seal_meta_block(ft.copies[i].data(), nr, txid);
+    ft.homes.push_back(nr);
+    i++;
+  }
+  ft.revokes.assign(revokes.begin(), revokes.end());
+  return ft;
+}
+
+// Writes descriptors + copies + revoke blocks, flushes, writes the commit
+// block, flushes. The first flush also orders the data blocks the
+// transaction refers to: their writes completed before they were recorded.
+Status Journal::Impl::write_transaction(const FrozenTransaction& ft) {
+  const uint64_t need = txn_log_blocks(ft.copies.size(), ft.revokes.size());
+  if (need > geo.blocks - 1) return err(EIO);
+  if (need > log_free()) SFS_TRY(checkpoint_now());
+  assert(need <= log_free());
+
+  const uint64_t start = head.pos;
+  uint64_t off = 0;
+  auto abs_block = [&](uint64_t i) { return geo.start + (start + i) % geo.blocks; };
+  std::deque<AlignedBlock> records;  // descriptors and revoke blocks; stable addresses
+  std::vector<BlockWrite> writes;
+  writes.reserve(need);
+
+  for (size_t first = 0; first < ft.copies.size(); first += kJournalListCapacity) {
+    uint32_t n = uint32_t(std::min<size_t>(kJournalListCapacity, ft.copies.size() - first));
+    AlignedBlock& d = records.emplace_back();
+    encode_journal_list(d.data(), kMagicJournalDescriptor, abs_block(off), ft.txid,
+                        &ft.homes[first], n);
+    writes.push_back({abs_block(off++), d.data()});
+    for (uint32_t i = 0; i < n; i++)
+      writes.push_back({abs_block(off++), ft.copies[first + i].data()});
+  }
+  for (size_t first = 0; first < ft.revokes.size(); first += kJournalListCapacity) {
+    uint32_t n = uint32_t(std::min<size_t>(kJournalListCapacity, ft.revokes.size() - first));
+    AlignedBlock& r = records.emplace_back();
+    encode_journal_list(r.data(), kMagicJournalRevoke, abs_block(off), ft.txid,
+                        &ft.revokes[first], n);
+    writes.push_back({abs_block(off++), r.data()});
+  }
+
+  CommitRecord c;
+  c.txid = ft.txid;
+  c.log_blocks = writes.size();
+  c.txn_hash = txn_hash_init(ft.txid);
+  for (const BlockWrite& w : writes) c.txn_hash = txn_hash_step(c.txn_hash, w.data);
+  AlignedBlock commit_block;
+  encode_commit_block(commit_block.data(), abs_block(off), c);
+  assert(off + 1 == need);
+
+  SFS_TRY(write_block_runs(dev, writes));
+  SFS_TRY(dev.flush());
+  SFS_TRY(dev.write(abs_block(off), commit_block.data(), kBlockSize));
+  SFS_TRY(dev.flush());
+
+  std::lock_guard lk(mu);
+  head = JournalPosition{(start + need) % geo.blocks, ft.txid + 1};
+  return Status::Ok();
+}
+
+// A durable transaction's copies become the newest committed contents of
+// their blocks; its revokes drop older copies of freed blocks, which must
+// never be written home over whatever the block is reused for.
+void Journal::Impl::file_for_checkpoint(FrozenTransaction&& ft) {
+  for (uint64_t nr : ft.revokes) checkpoint_list.erase(nr);
+  for (size_t i = 0; i < ft.copies.size(); i++) {
+    CheckpointCopy& cp = checkpoint_list[ft.homes[i]];
+    cp.block = std::move(ft.copies[i]);
+    cp.txid = ft.txid;
+  }
+}
+
+// Writes every committed copy home, flushes, then persists the new tail:
+// only after that may the log space be reused. Commit thread only.
+Status Journal::Impl::checkpoint_now() {
+  std::vector<BlockWrite> writes;
+  writes.reserve(checkpoint_list.size());
+  for (const auto& [nr, cp] : checkpoint_list) writes.push_back({nr, cp.block.data()});
+  if (!writes.empty()) {
+    SFS_TRY(write_block_runs(dev, writes));
+    SFS_TRY(dev.flush());
+  }
+  JournalPosition new_tail;
+  {
+    std::lock_guard lk(mu);
+    new_tail = head;
+  }
+  if (opts.persist_tail) SFS_TRY(opts.persist_tail(new_tail));
+  checkpoint_list.clear();
+  std::lock_guard lk(mu);
+  tail = new_tail;
+  stats.checkpoints++;
+  return Status::Ok();
+}
+
+}  // namespace stablefs

@@ -1,0 +1,182 @@
+// A JBD2-style physical journal for metadata blocks.
+//
+// Vocabulary (as in fs/jbd2): a *handle* is one atomic filesystem operation;
+// handles join the *running transaction*; a transaction is *committed* to
+// the log (descriptor blocks, copies of the metadata blocks, a commit block
+// with an XXH3 over the whole transaction) and later *checkpointed*: written
+// to its home locations, after which the log tail moves past it.
+//
+// Protocol for a metadata change:
+//   Handle h = journal.start();
+//   h.get_write_access(buf);   // before touching buf's bytes
+//   ... modify buf ...
+//   h.dirty_metadata(buf);     // after the bytes are complete
+//   h.stop();                  // or let the destructor do it
+// A transaction starts committing only after every handle on it has
+// stopped, so no half-built update ever reaches the log (seed 001).
+//
+// Lock order: callers may hold filesystem-level locks (inode, directory)
+// when calling start(); a thread that holds a handle must never wait for a
+// lock whose holder may be blocked in start(). Inside the journal:
+//   filesystem locks -> Journal::Impl::mu -> (nothing: BufferCache::mu_ and
+//   the device's locks are never taken while Impl::mu is held).
+// Impl::mu is never held across I/O or across a user callback
+// (persist_tail, on_commit, on_locked). A thread holding a handle must not
+// call commit()/wait_for_commit()/shutdown(): the commit waits for that
+// handle to stop, as in JBD2.
+//
+// Threads: one commit thread per journal does all log I/O, every
+// checkpoint and the commit_interval timer, so the log head/tail and the
+// checkpoint list have a single writer. The running transaction accepts new
+// handles while the previous one's log I/O is in flight (one committing +
+// one running transaction at a time).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/base/result.h"
+#include "core/io/block_device.h"
+#include "journal/buffer.h"
+
+namespace stablefs {
+
+class Journal;
+
+struct JournalGeometry {
+  uint64_t start = 0;   // first block of the log region
+  uint64_t blocks = 0;  // log length in blocks
+};
+
+struct JournalPosition {
+  uint64_t pos = 0;   // offset inside the log region
+  uint64_t txid = 1;  // txid of the transaction that starts there
+};
+
+struct JournalOptions {
+  std::chrono::milliseconds commit_interval{5000};
+  // Persists the log tail (both superblocks). Called after a checkpoint has
+  // made every transaction before `tail` durable at its home location.
+  std::function<Status(JournalPosition tail)> persist_tail;
+  // Called (outside journal locks) once transaction txid is durable.
+  std::function<void(uint64_t txid)> on_commit;
+  // Test hook, called on the commit thread (outside journal locks) right
+  // after transaction txid is locked for commit and before the commit waits
+  // for its handles: lets a test open that window deterministically.
+  std::function<void(uint64_t txid)> on_locked;
+};
+
+struct JournalStats {
+  uint64_t commits = 0;
+  uint64_t blocks_logged = 0;
+  uint64_t checkpoints = 0;
+  uint64_t shadow_copies = 0;
+  uint64_t handles = 0;
+};
+
+class Handle {
+ public:
+  Handle() = default;
+  Handle(Handle&& o) noexcept;
+  Handle& operator=(Handle&& o) noexcept;
+  ~Handle() { stop(); }
+
+  bool active() const { return journal_ != nullptr; }
+  uint64_t txid() const { return txid_; }
+  // buf must be owned by a std::shared_ptr (BufferCache hands them out so):
+  // the transaction keeps it alive until commit. EINVAL otherwise, EIO on
+  // an inactive handle.
+  Status get_write_access(MetaBuffer& buf);
+  // Adds buf to the transaction (once). Cancels a revoke of the same block
+  // in this transaction: the block was freed and reused as metadata.
+  void dirty_metadata(MetaBuffer& buf);
+  // The metadata block was freed in this transaction: drop it from the
+  // journal's pending writes and write a revoke record, so neither a
+  // checkpoint nor a replay can later write stale metadata over whatever
+  // the block is reused for.
+  void revoke(uint64_t blocknr);
+  void stop();
+
+ private:
+  friend class Journal;
+  Handle(Journal* j, uint64_t txid) : journal_(j), txid_(txid) {}
+  Journal* journal_ = nullptr;
+  uint64_t txid_ = 0;
+};
+
+class Journal {
+ public:
+  // `head` is where the next transaction goes and its txid (from replay).
+  Journal(BlockDevice& dev, BufferCache& cache, JournalGeometry geo, JournalPosition head,
+          JournalOptions opts);
+  ~Journal();  // stops the commit thread; call shutdown() first to persist
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+
+  // Joins the running transaction. Blocks while that transaction is locked
+  // for commit or is too large to grow. Once the journal has failed
+  // (error() != 0) returns an inactive handle, whose get_write_access()
+  // fails with EIO.
+  Handle start();
+
+  // Commits the running transaction (if it has anything) and waits until
+  // it is durable. Concurrent callers share one commit (group commit).
+  Status commit();
+  // Waits until transaction txid is durable, committing it if needed.
+  Status wait_for_commit(uint64_t txid);
+  // Final commit and a full checkpoint; tail == head afterwards.
+  Status shutdown();
+
+  uint64_t running_txid() const;
+  uint64_t committed_txid() const;
+  JournalStats stats() const;
+  // Sticky: once a commit fails the journal refuses new work (EIO).
+  int error() const;
+
+  // Writes every committed block home, flushes, persists the tail and frees
+  // the log (what shutdown() does after its final commit). Uncommitted
+  // changes never reach home locations.
+  Status checkpoint();
+  // Where the next transaction will be written, and the oldest live one.
+  // Equal when the log holds nothing that still needs replaying.
+  JournalPosition log_head() const;
+  JournalPosition log_tail() const;
+
+ private:
+  friend class Handle;
+  // ... implementation details in journal.cc ...
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+struct ReplayResult {
+  JournalPosition head;           // where the next transaction goes
+  uint64_t transactions = 0;      // transactions replayed
+  uint64_t blocks = 0;            // metadata blocks written home
+  std::string stop_reason;        // why the scan stopped (for the log)
+};
+
+// Replays every complete, checksum-valid transaction from `tail` onwards to
+// the home locations, flushes, and returns the new head. Stops cleanly at
+// the first torn or invalid transaction; never applies a partial one.
+Result<ReplayResult> replay_journal(BlockDevice& dev, JournalGeometry geo, JournalPosition tail);
+
+// One block to write: shared by commit, checkpoint and replay.
+struct BlockWrite {
+  uint64_t blocknr = 0;
+  const uint8_t* data = nullptr;  // kBlockSize bytes, kBlockSize-aligned
+};
+// Writes the blocks in the given order as few multi-segment requests as
+// possible (a request is one run of consecutive block numbers, at most
+// IoRequest::kMaxSegments segments). No flush.
+Status write_block_runs(BlockDevice& dev, const std::vector<BlockWrite>& writes);
+
+}  // namespace stablefs

@@ -1,0 +1,260 @@
+// Journal replay, in two passes as in JBD2:
+//   1. scan: from the tail, verify whole transactions (every block's header
+//      checksum, the commit's txid, count and whole-transaction hash) and
+//      collect their copies and revokes, stopping at the first bad one;
+//   2. replay: write home the newest copy of every block that no later (or
+//      same) valid transaction revoked, then flush.
+// Nothing from the disk is trusted: counts are bounded by the block and by
+// the log, and the scan covers the log at most once.
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <unordered_map>
+
+#include "journal/format.h"
+#include "journal/journal.h"
+
+namespace stablefs {
+
+Status write_block_runs(BlockDevice& dev, const std::vector<BlockWrite>& writes) {
+  // Bounded batches keep the request array small however many blocks.
+  constexpr size_t kBatch = 16;
+  std::vector<IoRequest> reqs;
+  reqs.reserve(kBatch);
+  auto submit = [&]() -> Status {
+    std::vector<IoRequest*> ptrs;
+    for (IoRequest& r : reqs) ptrs.push_back(&r);
+    Status s = ptrs.empty() ? Status::Ok() : dev.submit_and_wait(ptrs);
+    reqs.clear();
+    return s;
+  };
+  for (size_t i = 0; i < writes.size(); i++) {
+    const BlockWrite& w = writes[i];
+    bool extends = !reqs.empty() && reqs.back().iov_count < IoRequest::kMaxSegments &&
+                   reqs.back().blocknr + uint64_t(reqs.back().iov_count) == w.blocknr;
+    if (!extends) {
+      if (reqs.size() == kBatch) SFS_TRY(submit());
+      IoRequest& r = reqs.emplace_back();
+      r.op = IoOp::kWrite;
+      r.blocknr = w.blocknr;
+    }
+    reqs.back().add(const_cast<uint8_t*>(w.data), kBlockSize);
+  }
+  return submit();
+}
+
+namespace {
+
+// Sequential reads of the log through a window of up to 64 blocks, so the
+// scan costs one request per 64 blocks rather than one per block.
+class LogReader {
+ public:
+  LogReader(BlockDevice& dev, JournalGeometry geo) : dev_(dev), geo_(geo), window_(kWindow) {}
+
+  // The block at log offset off (< geo.blocks).
+  Result<const uint8_t*> block(uint64_t off) {
+    if (off < first_ || off >= first_ + count_) {
+      IoRequest r;
+      r.op = IoOp::kRead;
+      r.blocknr = geo_.start + off;
+      count_ = std::min<uint64_t>(kWindow, geo_.blocks - off);  // never across the wrap
+      for (uint64_t i = 0; i < count_; i++) r.add(window_[i].data(), kBlockSize);
+      IoRequest* p = &r;
+      first_ = off;
+      if (!dev_.submit_and_wait({&p, 1}).ok()) {
+        count_ = 0;
+        return err(EIO);
+      }
+    }
+    return static_cast<const uint8_t*>(window_[off - first_].data());
+  }
+
+ private:
+  static constexpr uint64_t kWindow = IoRequest::kMaxSegments;
+  BlockDevice& dev_;
+  JournalGeometry geo_;
+  std::vector<AlignedBlock> window_;
+  uint64_t first_ = 0;
+  uint64_t count_ = 0;
+};
+
+struct ScannedTransaction {
+  uint64_t txid = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> copies;  // (home blocknr, log offset)
+  std::vector<uint64_t> revokes;
+  uint64_t length = 0;  // log blocks, commit included
+};
+
+class Scanner {
+ public:
+  Scanner(BlockDevice& dev, JournalGeometry geo) : dev_(dev), geo_(geo), log_(dev, geo) {}
+
+  // Verifies the transaction txid at log offset start, which may use at
+  // most budget blocks. ok(true): valid, *t filled in. ok(false): not a
+  // complete valid transaction, *why says which block and why.
+  Result<bool> scan(uint64_t start, uint64_t txid, uint64_t budget, ScannedTransaction* t,
+                    std::string* why) {
+    t->txid = txid;
+    uint64_t n = 0;  // blocks walked so far
+    uint64_t hash = txn_hash_init(txid);
+    std::vector<uint64_t> list;
+    auto where = [&](const std::string& what) {
+      uint64_t off = (start + n) % geo_.blocks;
+      *why = "txid " + std::to_string(txid) + " at log offset " + std::to_string(off) +
+             " (block " + std::to_string(geo_.start + off) + "): " + what;
+      return false;
+    };
+    // Reads and header-verifies the block n of the transaction; a copy
+    // verifies against its home block, journal records against their own.
+    auto next = [&](uint64_t blocknr_or_0, const uint8_t** out) -> Result<bool> {
+      if (n >= budget) return where("transaction runs past the end of the live log");
+      uint64_t off = (start + n) % geo_.blocks;
+      auto b = log_.block(off);
+      if (!b.ok()) return Error{b.error()};
+      uint64_t expect = blocknr_or_0 ? blocknr_or_0 : geo_.start + off;
+      std::string v;
+      if (!verify_meta_block(*b, expect, 0, &v).ok())
+        return where((n == 0 ? "end of log: " : "") + v);
+      uint64_t got = decode_meta_header(*b).txid;
+      if (got != txid)
+        return where((n == 0 ? "end of log: " : "") + std::string("stale block from txid ") +
+                     std::to_string(got));
+      *out = *b;
+      return true;
+    };
+
+    for (;;) {
+      const uint8_t* b = nullptr;
+      auto r = next(0, &b);
+      if (!r.ok() || !*r) return r;
+      uint32_t magic = decode_meta_header(b).magic;
+      if (magic == kMagicJournalDescriptor || magic == kMagicJournalRevoke) {
+        std::string v;
+        if (!decode_journal_list(b, &list, &v)) return where(v);
+        for (uint64_t home : list) {
+          if (!home_ok(home)) return where("bad home block " + std::to_string(home));
+        }
+        hash = txn_hash_step(hash, b);
+        n++;
+        if (magic == kMagicJournalRevoke) {
+          t->revokes.insert(t->revokes.end(), list.begin(), list.end());
+          continue;
+        }
+        for (uint64_t home : list) {
+          const uint8_t* copy = nullptr;
+          r = next(home, &copy);
+          if (!r.ok() || !*r) return r;
+          t->copies.emplace_back(home, (start + n) % geo_.blocks);
+          hash = txn_hash_step(hash, copy);
+          n++;
+        }
+      } else if (magic == kMagicJournalCommit) {
+        CommitRecord c = decode_commit_block(b);
+        if (n == 0) return where("commit block without contents");
+        if (c.txid != txid) return where("commit names txid " + std::to_string(c.txid));
+        if (c.log_blocks != n)
+          return where("commit count " + std::to_string(c.log_blocks) + " but " +
+                       std::to_string(n) + " blocks precede it");
+        if (c.txn_hash != hash) return where("commit checksum mismatch");
+        t->length = n + 1;
+        return true;
+      } else {
+        return where("unexpected block magic " + std::to_string(magic));
+      }
+    }
+  }
+
+ private:
+  bool home_ok(uint64_t home) const {
+    bool in_log = home >= geo_.start && home - geo_.start < geo_.blocks;
+    return home < dev_.block_count() && !in_log;
+  }
+
+  BlockDevice& dev_;
+  JournalGeometry geo_;
+  LogReader log_;
+};
+
+// Reads the chosen copies from the log (re-verifying them) and writes them
+// home, in batches.
+Status write_home(BlockDevice& dev, JournalGeometry geo,
+                  const std::map<uint64_t, uint64_t>& copies) {
+  constexpr size_t kBatch = IoRequest::kMaxSegments;
+  std::vector<AlignedBlock> bufs(kBatch);
+  auto it = copies.begin();
+  while (it != copies.end()) {
+    std::vector<IoRequest> reads;
+    std::vector<BlockWrite> writes;
+    reads.reserve(kBatch);
+    for (size_t i = 0; i < kBatch && it != copies.end(); i++, ++it) {
+      IoRequest& r = reads.emplace_back();
+      r.op = IoOp::kRead;
+      r.blocknr = geo.start + it->second;
+      r.add(bufs[i].data(), kBlockSize);
+      writes.push_back({it->first, bufs[i].data()});
+    }
+    std::vector<IoRequest*> ptrs;
+    for (IoRequest& r : reads) ptrs.push_back(&r);
+    SFS_TRY(dev.submit_and_wait(ptrs));
+    // The scan verified these; a block that changed since is a device fault.
+    for (const BlockWrite& w : writes)
+      if (!verify_meta_block(w.data, w.blocknr, 0).ok()) return err(EIO);
+    SFS_TRY(write_block_runs(dev, writes));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<ReplayResult> replay_journal(BlockDevice& dev, JournalGeometry geo, JournalPosition tail) {
+  if (geo.blocks < 2 || geo.start > dev.block_count() ||
+      geo.blocks > dev.block_count() - geo.start || tail.pos >= geo.blocks)
+    return err(EUCLEAN);
+
+  // Pass 1: scan and verify.
+  Scanner scanner(dev, geo);
+  std::vector<ScannedTransaction> txns;
+  std::unordered_map<uint64_t, uint64_t> revoked;  // home -> newest revoking txid
+  ReplayResult res;
+  res.head = tail;
+  uint64_t scanned = 0;
+  for (;;) {
+    ScannedTransaction t;
+    std::string why;
+    // The live log is at most geo.blocks - 1 blocks: never read the tail's
+    // transaction a second time.
+    uint64_t budget = geo.blocks - 1 - scanned;
+    auto ok = scanner.scan(res.head.pos, res.head.txid, budget, &t, &why);
+    if (!ok.ok()) return Error{ok.error()};
+    if (!*ok) {
+      res.stop_reason = why;
+      break;
+    }
+    for (uint64_t nr : t.revokes) {
+      uint64_t& r = revoked[nr];
+      r = std::max(r, t.txid);
+    }
+    scanned += t.length;
+    res.head = JournalPosition{(res.head.pos + t.length) % geo.blocks, t.txid + 1};
+    txns.push_back(std::move(t));
+  }
+
+  // Pass 2: the newest surviving copy of each block goes home.
+  std::map<uint64_t, uint64_t> chosen;  // home -> log offset
+  for (const ScannedTransaction& t : txns) {
+    for (auto [home, off] : t.copies) {
+      auto r = revoked.find(home);
+      if (r != revoked.end() && r->second >= t.txid) continue;
+      chosen[home] = off;
+    }
+  }
+  if (!chosen.empty()) {
+    SFS_TRY(write_home(dev, geo, chosen));
+    SFS_TRY(dev.flush());
+  }
+  res.transactions = txns.size();
+  res.blocks = chosen.size();
+  return res;
+}
+
+}  // namespace stablefs

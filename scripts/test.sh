@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+bash scripts/build.sh
+if [[ ! -c /dev/fuse ]]; then
+  echo "test: /dev/fuse is missing: the mount tests need FUSE (modprobe fuse)" >&2
+  exit 1
+fi
+ctest --test-dir build --output-on-failure -j2 --timeout 900

@@ -1,0 +1,171 @@
+// Damage in the unmounted image is caught: a flipped byte in a file's data
+// block gives EIO (never the corrupt bytes) and is named in the daemon log
+// and by fsck --scrub; a flipped byte in metadata is reported by mount or
+// fsck, and nothing crashes.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "tests/integration/image_file.h"
+#include "tests/integration/mount_fixture.h"
+#include "tests/integration/test_util.h"
+
+namespace stablefs::integ {
+namespace {
+
+class Corruption : public MountedFs {
+ protected:
+  // Small, so scanning the image for a block is quick.
+  std::string image_size() const override { return "128M"; }
+  void SetUp() override {
+    if (std::getenv("INTEG_PLAIN_DIR") != nullptr) GTEST_SKIP() << "needs a stablefs image";
+    MountedFs::SetUp();
+  }
+
+  Superblock superblock() {
+    std::string why;
+    auto sb = load_superblock(image(), &why);
+    EXPECT_TRUE(sb.has_value()) << "cannot decode the superblock: " << why;
+    return sb.value_or(Superblock{});
+  }
+};
+
+bool is_integrity_errno(int e) { return e == EIO || e == EUCLEAN; }
+
+TEST_F(Corruption, FlippedDataByteGivesEIOAndIsNamedInLogAndByScrub) {
+  const std::vector<uint8_t> victim = unique_block_pattern(1);
+  const std::vector<uint8_t> bystander = unique_block_pattern(2);
+  ASSERT_EQ(write_file(path("victim"), std::string(victim.begin(), victim.end())), 0);
+  ASSERT_EQ(write_file(path("bystander"), std::string(bystander.begin(), bystander.end())), 0);
+  const uint64_t ino = stat_of(path("victim")).st_ino;
+  ASSERT_NO_FATAL_FAILURE(unmount_only());
+
+  const Superblock sb = superblock();
+  auto blocks = find_blocks_equal(image(), sb.data_start, victim);
+  ASSERT_EQ(blocks.size(), 1u) << "the victim's data should be in exactly one block";
+  const uint64_t block = blocks[0];
+  ASSERT_TRUE(flip_byte(image(), block * kBlockSize + 1234));
+
+  ASSERT_NO_FATAL_FAILURE(mount());
+  {
+    UniqueFd fd = open_fd(path("victim"), O_RDONLY);
+    ASSERT_TRUE(fd.ok()) << strerror(errno);
+    char buf[4096];
+    EXPECT_EQ(SFS_ERRNO_OF(pread(fd.get(), buf, sizeof(buf), 0)), EIO);
+    EXPECT_EQ(SFS_ERRNO_OF(pread(fd.get(), buf, 1, 4000)), EIO) << "a partial read of the block";
+  }
+  EXPECT_EQ(slurp(path("bystander")), std::string(bystander.begin(), bystander.end()));
+  const std::string log = daemon_log();
+  EXPECT_NE(log.find("integrity error"), std::string::npos) << log;
+  EXPECT_NE(log.find("inode " + std::to_string(ino)), std::string::npos) << log;
+  EXPECT_NE(log.find("offset 0"), std::string::npos) << log;
+  EXPECT_NE(log.find("block " + std::to_string(block)), std::string::npos) << log;
+  ASSERT_NO_FATAL_FAILURE(unmount_only());
+
+  const uint64_t before = hash_file(image());
+  CommandResult scrub = run_fsck({"--scrub"});
+  EXPECT_TRUE(scrub.exited) << scrub.describe();
+  EXPECT_NE(scrub.exit_code, 0) << scrub.output;
+  EXPECT_NE(scrub.output.find(std::to_string(block)), std::string::npos)
+      << "scrub output should name block " << block << ":\n" << scrub.output;
+  EXPECT_EQ(hash_file(image()), before) << "fsck without repair must not write";
+}
+
+// Damaged metadata must be reported by fsck, and by the daemon either as a
+// refused mount or as EIO/EUCLEAN on access; the daemon never dies by a signal.
+class MetadataCorruption : public Corruption {
+ protected:
+  void expect_fsck_reports_damage() {
+    const uint64_t before = hash_file(image());
+    CommandResult fsck = run_fsck({});
+    EXPECT_TRUE(fsck.exited) << "fsck " << fsck.describe() << "\n" << fsck.output;
+    EXPECT_NE(fsck.exit_code, 0) << "fsck missed the damage:\n" << fsck.output;
+    EXPECT_FALSE(fsck.output.empty());
+    EXPECT_EQ(hash_file(image()), before) << "fsck without repair must not write";
+  }
+
+  // Runs probe() on the mount if the daemon mounts; the daemon must either
+  // refuse with an exit code or serve the probe with an integrity errno.
+  template <class Probe>
+  void expect_mount_refuses_or_errors(Probe probe) {
+    DaemonLaunch l = launch_daemon(image(), mnt(), {});
+    if (!l.mounted) {
+      EXPECT_FALSE(l.timed_out) << "daemon neither mounted nor exited";
+      EXPECT_TRUE(WIFEXITED(l.status)) << describe_wait_status(l.status) << "\n" << l.log;
+      EXPECT_NE(WEXITSTATUS(l.status), 0);
+      EXPECT_FALSE(l.log.empty()) << "a refused mount must say why";
+      return;
+    }
+    int e = probe();
+    EXPECT_TRUE(is_integrity_errno(e)) << "access to damaged metadata gave errno " << e
+                                       << " (" << strerror(e) << "), want EIO or EUCLEAN";
+    std::string log = read_file(l.log_path);
+    int status = stop_daemon(l.pid, mnt());
+    EXPECT_TRUE(WIFEXITED(status)) << "daemon " << describe_wait_status(status) << "\n" << log;
+  }
+};
+
+TEST_F(MetadataCorruption, FlippedByteInRootInodeBlockIsReportedWithoutCrash) {
+  ASSERT_EQ(write_file(path("f"), "data"), 0);
+  ASSERT_NO_FATAL_FAILURE(unmount_only());
+  const Superblock sb = superblock();
+  const uint64_t block = inode_block(sb, kRootIno);
+  ASSERT_EQ(block, sb.inode_table_start);
+  ASSERT_TRUE(flip_byte(image(), block * kBlockSize + kMetaHeaderSize + 20));
+
+  expect_fsck_reports_damage();
+  expect_mount_refuses_or_errors([&] {
+    struct stat st;
+    if (::stat(mnt().c_str(), &st) != 0) return errno;
+    DIR* d = opendir(mnt().c_str());
+    if (d == nullptr) return errno;
+    errno = 0;
+    while (readdir(d) != nullptr) {
+    }
+    int e = errno;
+    closedir(d);
+    if (e != 0) return e;
+    return ::stat(path("f").c_str(), &st) == 0 ? 0 : errno;
+  });
+}
+
+TEST_F(MetadataCorruption, FlippedByteInDirectoryBlockIsReportedWithoutCrash) {
+  ASSERT_EQ(mkdir(path("d").c_str(), 0755), 0);
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_EQ(write_file(path("d/file" + std::to_string(i)), "x"), 0);
+  }
+  ASSERT_EQ(write_file(path("outside"), "fine"), 0);
+  const uint64_t dir_ino = stat_of(path("d")).st_ino;
+  ASSERT_NO_FATAL_FAILURE(unmount_only());
+  const Superblock sb = superblock();
+  auto blocks = find_meta_blocks(image(), sb.data_start, kMagicDirectory, dir_ino);
+  ASSERT_FALSE(blocks.empty()) << "no directory block (magic DIRB, owner " << dir_ino
+                               << ") found after data_start " << sb.data_start;
+  for (uint64_t b : blocks) ASSERT_TRUE(flip_byte(image(), b * kBlockSize + kMetaHeaderSize + 3));
+
+  expect_fsck_reports_damage();
+  expect_mount_refuses_or_errors([&] {
+    EXPECT_EQ(slurp(path("outside")), "fine") << "damage elsewhere must not spread";
+    struct stat st;
+    if (::stat(path("d/file7").c_str(), &st) == 0) {
+      DIR* d = opendir(path("d").c_str());
+      if (d == nullptr) return errno;
+      errno = 0;
+      while (readdir(d) != nullptr) {
+      }
+      int e = errno;
+      closedir(d);
+      return e;
+    }
+    return errno;
+  });
+}
+
+}  // namespace
+}  // namespace stablefs::integ

@@ -1,0 +1,237 @@
+#include "tests/integration/mount_fixture.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#ifndef STABLEFS_BIN
+#define STABLEFS_BIN ""
+#endif
+#ifndef MKFS_BIN
+#define MKFS_BIN ""
+#endif
+#ifndef FSCK_BIN
+#define FSCK_BIN ""
+#endif
+
+namespace stablefs::integ {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kMountDeadline = std::chrono::seconds(10);
+// Unmount writes back whatever is dirty; a 2G image with a few hundred MB
+// of cached data still finishes well inside this.
+constexpr auto kExitDeadline = std::chrono::seconds(60);
+
+// Mount points (field 5) of fuse mounts in /proc/self/mountinfo.
+std::vector<std::string> fuse_mount_points() {
+  std::vector<std::string> out;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ss(line);
+    std::string id, parent, devno, root, point;
+    ss >> id >> parent >> devno >> root >> point;
+    auto sep = line.find(" - ");
+    if (sep == std::string::npos) continue;
+    std::istringstream rest(line.substr(sep + 3));
+    std::string fstype;
+    rest >> fstype;
+    if (fstype.rfind("fuse", 0) == 0) out.push_back(point);
+  }
+  return out;
+}
+
+void fusermount(const std::string& mountpoint, bool lazy) {
+  run_command({"fusermount3", lazy ? "-uz" : "-u", mountpoint}, std::chrono::seconds(30));
+}
+
+}  // namespace
+
+const char* stablefs_bin() { return STABLEFS_BIN; }
+const char* mkfs_bin() { return MKFS_BIN; }
+const char* fsck_bin() { return FSCK_BIN; }
+
+int fuse_mounts_at(const std::string& mountpoint) {
+  auto points = fuse_mount_points();
+  return int(std::count(points.begin(), points.end(), mountpoint));
+}
+
+std::string MountedFs::mount_options() const {
+  const char* opts = std::getenv("INTEG_MOUNT_OPTS");
+  return opts == nullptr ? std::string() : std::string(opts);
+}
+
+void MountedFs::SetUp() {
+  const char* plain = std::getenv("INTEG_PLAIN_DIR");
+  plain_ = plain != nullptr && *plain != '\0';
+  std::string base = plain_ ? std::string(plain) : std::string("/tmp");
+  std::string templ = base + "/integ-XXXXXX";
+  ASSERT_NE(mkdtemp(templ.data()), nullptr) << "mkdtemp under " << base;
+  dir_ = templ;
+  image_ = dir_ + "/image";
+  mnt_ = dir_ + "/mnt";
+  ASSERT_EQ(::mkdir(mnt_.c_str(), 0755), 0);
+  if (plain_) return;
+
+  ASSERT_EQ(access("/dev/fuse", R_OK | W_OK), 0)
+      << "/dev/fuse is missing or inaccessible: the integration tests need a FUSE-capable "
+         "machine (modprobe fuse, or run the container with --device /dev/fuse)";
+  ASSERT_STRNE(stablefs_bin(), "") << "the stablefs tools were not built (no CMake target)";
+  CommandResult mk = run_mkfs({"--size", image_size(), image_});
+  ASSERT_TRUE(mk.ok()) << "mkfs.stablefs --size " << image_size() << ": " << mk.describe()
+                       << "\n" << mk.output;
+  if (mount_in_setup()) mount();
+}
+
+void MountedFs::TearDown() {
+  if (dir_.empty()) return;
+  if (!plain_) {
+    if (daemon_pid_ > 0) {
+      fusermount(mnt_, false);
+      if (fuse_mounts_at(mnt_) > 0) fusermount(mnt_, true);
+    }
+    // Anything a test left mounted under our dir (extra mountpoints).
+    for (const auto& p : fuse_mount_points()) {
+      if (p.rfind(dir_ + "/", 0) == 0) fusermount(p, true);
+    }
+    for (pid_t pid : owned_pids_) {
+      int status = 0;
+      if (!wait_with_deadline(pid, kExitDeadline, &status)) {
+        ADD_FAILURE() << "daemon " << pid << " did not exit after unmount; SIGKILL";
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+      } else if (WIFSIGNALED(status)) {
+        ADD_FAILURE() << "daemon " << pid << " " << describe_wait_status(status)
+                      << "\n--- daemon log ---\n" << daemon_log();
+      }
+    }
+    owned_pids_.clear();
+    daemon_pid_ = -1;
+  }
+  const char* keep = std::getenv("INTEG_KEEP");
+  bool still_mounted = false;
+  for (const auto& p : fuse_mount_points()) still_mounted |= p.rfind(dir_ + "/", 0) == 0;
+  if (still_mounted) {
+    ADD_FAILURE() << "a mount under " << dir_ << " survived teardown; not removing it";
+  } else if (keep == nullptr || *keep == '\0') {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+}
+
+DaemonLaunch MountedFs::launch_daemon(const std::string& image, const std::string& mountpoint,
+                                      const std::vector<std::string>& extra_args) {
+  DaemonLaunch out;
+  out.log_path = dir_ + "/daemon-" + std::to_string(++launches_) + ".log";
+  std::vector<std::string> argv = {stablefs_bin(), image, mountpoint, "-f"};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  const int before = fuse_mounts_at(mountpoint);
+  out.pid = spawn_logged(argv, out.log_path);
+  if (out.pid < 0) {
+    ADD_FAILURE() << "cannot start " << stablefs_bin();
+    return out;
+  }
+  // Poll two external events, the mount appearing or the child exiting,
+  // against a deadline.
+  const auto end = Clock::now() + kMountDeadline;
+  for (;;) {
+    if (waitpid(out.pid, &out.status, WNOHANG) == out.pid) {
+      out.exited = true;
+      break;
+    }
+    if (fuse_mounts_at(mountpoint) > before) {
+      out.mounted = true;
+      owned_pids_.push_back(out.pid);
+      break;
+    }
+    if (Clock::now() >= end) {
+      out.timed_out = true;
+      if (fuse_mounts_at(mountpoint) > before) fusermount(mountpoint, true);
+      kill(out.pid, SIGKILL);
+      waitpid(out.pid, &out.status, 0);
+      break;
+    }
+    usleep(5000);
+  }
+  out.log = read_file(out.log_path);
+  return out;
+}
+
+int MountedFs::stop_daemon(pid_t pid, const std::string& mountpoint) {
+  CommandResult u = run_command({"fusermount3", "-u", mountpoint}, std::chrono::seconds(30));
+  EXPECT_TRUE(u.ok()) << "fusermount3 -u " << mountpoint << ": " << u.output;
+  if (!u.ok()) fusermount(mountpoint, true);
+  int status = 0;
+  if (!wait_with_deadline(pid, kExitDeadline, &status)) {
+    ADD_FAILURE() << "daemon did not exit within the deadline after unmount; SIGKILL";
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  }
+  owned_pids_.erase(std::remove(owned_pids_.begin(), owned_pids_.end(), pid), owned_pids_.end());
+  return status;
+}
+
+void MountedFs::mount() {
+  if (plain_) return;
+  ASSERT_LT(daemon_pid_, 0) << "already mounted";
+  std::vector<std::string> extra;
+  if (!mount_options().empty()) extra = {"-o", mount_options()};
+  DaemonLaunch l = launch_daemon(image_, mnt_, extra);
+  log_path_ = l.log_path;
+  ASSERT_TRUE(l.mounted) << "stablefs " << image_ << " " << mnt_ << " did not mount: "
+                         << (l.timed_out ? "no mount within 10 s"
+                                         : describe_wait_status(l.status))
+                         << "\n--- daemon log ---\n" << l.log;
+  daemon_pid_ = l.pid;
+  struct stat st;
+  ASSERT_EQ(::stat(mnt_.c_str(), &st), 0) << "stat of the live mountpoint: " << strerror(errno);
+  ASSERT_TRUE(S_ISDIR(st.st_mode));
+}
+
+void MountedFs::unmount_only() {
+  if (plain_) {
+    sync();
+    return;
+  }
+  ASSERT_GT(daemon_pid_, 0) << "not mounted";
+  pid_t pid = daemon_pid_;
+  daemon_pid_ = -1;
+  last_status_ = stop_daemon(pid, mnt_);
+  EXPECT_TRUE(WIFEXITED(last_status_) && WEXITSTATUS(last_status_) == 0)
+      << "daemon " << describe_wait_status(last_status_) << " on unmount\n--- daemon log ---\n"
+      << daemon_log();
+}
+
+std::string MountedFs::daemon_log() const {
+  return log_path_.empty() ? std::string() : read_file(log_path_);
+}
+
+CommandResult MountedFs::run_fsck(const std::vector<std::string>& args) {
+  if (plain_) {
+    CommandResult r;
+    r.exited = true;
+    r.exit_code = 0;
+    r.output = "plain mode: no fsck";
+    return r;
+  }
+  std::vector<std::string> argv = {fsck_bin()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv.push_back(image_);
+  return run_command(argv, std::chrono::seconds(120));
+}
+
+CommandResult MountedFs::run_mkfs(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {mkfs_bin()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, std::chrono::seconds(60));
+}
+
+}  // namespace stablefs::integ

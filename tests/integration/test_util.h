@@ -1,0 +1,134 @@
+// Small helpers the integration tests share: an owning fd and whole-file
+// reads/writes that report errno instead of throwing.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include <gtest/gtest.h>
+
+namespace stablefs::integ {
+
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  ~UniqueFd() { reset(); }
+  UniqueFd(UniqueFd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = o.fd_;
+      o.fd_ = -1;
+    }
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  int get() const { return fd_; }
+  bool ok() const { return fd_ >= 0; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+inline UniqueFd open_fd(const std::string& path, int flags, mode_t mode = 0644) {
+  return UniqueFd(::open(path.c_str(), flags | O_CLOEXEC, mode));
+}
+
+// Writes (creating/truncating) the whole file; returns 0 or errno.
+inline int write_file(const std::string& path, std::string_view data, mode_t mode = 0644) {
+  UniqueFd fd = open_fd(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+  if (!fd.ok()) return errno;
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd.get(), data.data() + done, data.size() - done);
+    if (n < 0) return errno;
+    done += size_t(n);
+  }
+  // close() reports a deferred write error, so it is checked, not left to RAII.
+  return ::close(fd.release()) == 0 ? 0 : errno;
+}
+
+// Whole file contents; "<errno N>" marker on failure so comparisons fail
+// with a readable message.
+inline std::string slurp(const std::string& path) {
+  UniqueFd fd = open_fd(path, O_RDONLY);
+  if (!fd.ok()) return "<open errno " + std::to_string(errno) + ">";
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+    if (n < 0) return "<read errno " + std::to_string(errno) + ">";
+    if (n == 0) break;
+    out.append(buf, size_t(n));
+  }
+  return out;
+}
+
+inline struct stat stat_of(const std::string& path) {
+  struct stat st;
+  std::memset(&st, 0, sizeof(st));
+  if (::lstat(path.c_str(), &st) != 0) st.st_ino = 0;
+  return st;
+}
+
+// Compares byte strings without printing megabytes on failure: reports the
+// sizes and the first differing offset.
+inline ::testing::AssertionResult same_bytes(std::string_view got, std::string_view want) {
+  if (got == want) return ::testing::AssertionSuccess();
+  size_t at = 0;
+  while (at < got.size() && at < want.size() && got[at] == want[at]) ++at;
+  auto show = [&](std::string_view s) {
+    std::string out;
+    for (size_t i = at; i < s.size() && i < at + 16; ++i) {
+      char b[8];
+      std::snprintf(b, sizeof(b), "%02x ", unsigned(uint8_t(s[i])));
+      out += b;
+    }
+    return out;
+  };
+  return ::testing::AssertionFailure()
+         << "got " << got.size() << " bytes, want " << want.size() << "; first difference at "
+         << at << ": got [" << show(got) << "] want [" << show(want) << "]"
+         << (got.size() < 64 ? " got=\"" + std::string(got) + "\"" : std::string());
+}
+
+inline bool all_zero(std::string_view s) { return s.find_first_not_of('\0') == std::string::npos; }
+
+// Polls `ready` until it holds or the deadline passes. Only for events
+// outside our control (the kernel sends FUSE FORGET asynchronously after
+// the last reference to an unlinked inode goes, so the daemon frees its
+// blocks a moment after unlink() returns); never to "let things settle".
+template <class Pred>
+bool wait_until(Pred ready, std::chrono::milliseconds deadline) {
+  const auto end = std::chrono::steady_clock::now() + deadline;
+  for (;;) {
+    if (ready()) return true;
+    if (std::chrono::steady_clock::now() >= end) return false;
+    ::usleep(2000);
+  }
+}
+
+// errno of a call that is expected to fail (0 if it succeeded).
+#define SFS_ERRNO_OF(call) ((call) < 0 ? errno : 0)
+
+}  // namespace stablefs::integ

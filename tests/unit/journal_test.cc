@@ -1,0 +1,619 @@
+// Journal: handles, commit (group commit, overlap with the next
+// transaction), checkpoint, revoke and replay, including corrupt and torn
+// logs. Everything runs on a MemDevice (crash() drops unflushed writes).
+#include "journal/journal.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+#include <future>
+#include <latch>
+#include <map>
+#include <thread>
+
+#include "core/io/mem_device.h"
+#include "journal/format.h"
+
+namespace stablefs {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr uint64_t kDevBlocks = 4096;
+constexpr JournalGeometry kGeo{100, 256};  // log region [100, 356)
+constexpr uint64_t kA = 1000, kB = 1001, kC = 1002;
+constexpr auto kDeadline = 10s;  // only ever reached when a test fails
+
+// Forwards to a MemDevice, but while closed, every write waits (as if in
+// flight) until open(): opens the "commit I/O in progress" window.
+class GateDevice : public BlockDevice {
+ public:
+  explicit GateDevice(MemDevice& inner) : inner_(inner) {}
+  uint64_t block_count() const override { return inner_.block_count(); }
+  uint32_t sector_size() const override { return inner_.sector_size(); }
+  Status submit_and_wait(std::span<IoRequest*> reqs) override {
+    bool writes = false;
+    for (IoRequest* r : reqs) writes |= r->op == IoOp::kWrite;
+    if (writes) {
+      std::unique_lock lk(mu_);
+      if (closed_) {
+        blocked_++;
+        cv_.notify_all();
+        cv_.wait(lk, [&] { return !closed_; });
+      }
+    }
+    return inner_.submit_and_wait(reqs);
+  }
+  void close() {
+    std::lock_guard lk(mu_);
+    closed_ = true;
+  }
+  void open() {
+    std::lock_guard lk(mu_);
+    closed_ = false;
+    cv_.notify_all();
+  }
+  bool wait_until_blocked() {
+    std::unique_lock lk(mu_);
+    return cv_.wait_for(lk, kDeadline, [&] { return blocked_ > 0; });
+  }
+
+ private:
+  MemDevice& inner_;
+  std::mutex mu_;  // protects closed_, blocked_
+  std::condition_variable cv_;
+  bool closed_ = false;
+  int blocked_ = 0;
+};
+
+class JournalTest : public ::testing::Test {
+ protected:
+  ~JournalTest() override {
+    dev_.open();
+    journal_.reset();
+  }
+
+  JournalOptions options() {
+    JournalOptions o;
+    o.commit_interval = std::chrono::hours(1);  // commits only when asked
+    o.persist_tail = [this](JournalPosition t) {
+      std::lock_guard lk(mu_);
+      persisted_ = t;
+      persist_calls_++;
+      return Status::Ok();
+    };
+    return o;
+  }
+  void open(JournalPosition head = {0, 1}) { open_with(options(), head); }
+  void open_with(JournalOptions o, JournalPosition head = {0, 1}) {
+    journal_ = std::make_unique<Journal>(dev_, cache_, kGeo, head, std::move(o));
+  }
+  JournalPosition persisted() {
+    std::lock_guard lk(mu_);
+    return persisted_;
+  }
+  int persist_calls() {
+    std::lock_guard lk(mu_);
+    return persist_calls_;
+  }
+
+  // The buffer for nr, as the filesystem would hold it.
+  std::shared_ptr<MetaBuffer> buf(uint64_t nr) {
+    auto& b = bufs_[nr];
+    if (!b) b = cache_.create(nr, kMagicInodeTable, 0);
+    return b;
+  }
+  // One metadata change under handle h: every payload byte becomes v.
+  void set(Handle& h, uint64_t nr, uint8_t v) {
+    auto b = buf(nr);
+    ASSERT_TRUE(h.get_write_access(*b).ok());
+    std::memset(b->payload(), v, kMetaPayload);
+    h.dirty_metadata(*b);
+  }
+  void commit_one(uint64_t nr, uint8_t v) {
+    Handle h = journal_->start();
+    set(h, nr, v);
+    h.stop();
+    ASSERT_TRUE(journal_->commit().ok());
+  }
+  // What a remount would find at nr: a valid block whose payload is all v.
+  bool home_has(uint64_t nr, uint8_t v) {
+    auto blk = mem_.durable_block(nr);
+    if (!verify_meta_block(blk.data(), nr, kMagicInodeTable).ok()) return false;
+    for (uint32_t i = kMetaHeaderSize; i < kBlockSize; i++)
+      if (blk[i] != v) return false;
+    return true;
+  }
+  bool home_is_zero(uint64_t nr) {
+    auto blk = mem_.durable_block(nr);
+    for (uint8_t b : blk)
+      if (b != 0) return false;
+    return true;
+  }
+  // Power cut with the journal gone, then a remount's replay.
+  Result<ReplayResult> crash_and_replay(JournalPosition tail) {
+    dev_.open();
+    journal_.reset();
+    mem_.crash();
+    return replay_journal(mem_, kGeo, tail);
+  }
+  void flip_log_byte(uint64_t log_off, size_t offset) {
+    uint64_t nr = kGeo.start + log_off;
+    mem_.poke(nr, offset, mem_.durable_block(nr)[offset] ^ 0xff);
+  }
+  void write_log_block(uint64_t log_off, const uint8_t* data) {
+    ASSERT_TRUE(mem_.write(kGeo.start + log_off, data, kBlockSize).ok());
+    ASSERT_TRUE(mem_.flush().ok());
+  }
+
+  MemDevice mem_{kDevBlocks};
+  GateDevice dev_{mem_};
+  BufferCache cache_{dev_};
+  std::map<uint64_t, std::shared_ptr<MetaBuffer>> bufs_;
+  std::mutex mu_;  // protects persisted_, persist_calls_ (written by the commit thread)
+  JournalPosition persisted_;
+  int persist_calls_ = 0;
+  std::unique_ptr<Journal> journal_;
+};
+
+TEST_F(JournalTest, CommittedTransactionIsReplayedAfterCrash) {
+  open();
+  Handle h = journal_->start();
+  set(h, kA, 0x11);
+  set(h, kB, 0x22);
+  h.stop();
+  ASSERT_TRUE(journal_->commit().ok());
+  EXPECT_EQ(journal_->committed_txid(), 1u);
+  JournalStats st = journal_->stats();
+  EXPECT_EQ(st.commits, 1u);
+  EXPECT_EQ(st.blocks_logged, 2u);
+  EXPECT_EQ(st.handles, 1u);
+
+  auto r = crash_and_replay({0, 1});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->transactions, 1u);
+  EXPECT_EQ(r->blocks, 2u);
+  EXPECT_EQ(r->head.pos, 4u);  // descriptor, two copies, commit
+  EXPECT_EQ(r->head.txid, 2u);
+  EXPECT_NE(r->stop_reason.find("txid 2 at log offset 4"), std::string::npos) << r->stop_reason;
+  EXPECT_TRUE(home_has(kA, 0x11));
+  EXPECT_TRUE(home_has(kB, 0x22));
+
+  // A remount continues the log where replay said.
+  open(r->head);
+  commit_one(kA, 0x33);
+  auto r2 = crash_and_replay(r->head);
+  ASSERT_TRUE(r2.ok());
+  EXPECT_EQ(r2->transactions, 1u);
+  EXPECT_TRUE(home_has(kA, 0x33));
+  EXPECT_TRUE(home_has(kB, 0x22));
+}
+
+TEST_F(JournalTest, UncommittedChangesNeverReachHome) {
+  open();
+  commit_one(kA, 0x11);
+  Handle h = journal_->start();
+  set(h, kA, 0x22);
+  set(h, kB, 0x33);
+  h.stop();
+  // A checkpoint writes committed copies, never the live buffers.
+  ASSERT_TRUE(journal_->checkpoint().ok());
+  EXPECT_TRUE(home_has(kA, 0x11));
+  EXPECT_TRUE(home_is_zero(kB));
+
+  auto r = crash_and_replay(persisted());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->transactions, 0u);
+  EXPECT_TRUE(home_has(kA, 0x11));
+  EXPECT_TRUE(home_is_zero(kB));
+}
+
+TEST_F(JournalTest, EmptyCommitUsesNoTxid) {
+  open();
+  ASSERT_TRUE(journal_->commit().ok());
+  { Handle idle = journal_->start(); }
+  ASSERT_TRUE(journal_->commit().ok());
+  EXPECT_EQ(journal_->committed_txid(), 0u);
+  EXPECT_EQ(journal_->running_txid(), 1u);
+  EXPECT_EQ(journal_->stats().commits, 0u);
+  commit_one(kA, 0x11);
+  EXPECT_EQ(journal_->committed_txid(), 1u);
+}
+
+TEST_F(JournalTest, CommitWaitsForOpenHandles) {
+  std::mutex m;
+  std::condition_variable cv;
+  bool locked = false;
+  JournalOptions o = options();
+  o.on_locked = [&](uint64_t) {
+    std::lock_guard lk(m);
+    locked = true;
+    cv.notify_all();
+  };
+  open_with(o);
+
+  std::latch opened(1), release(1);
+  std::thread holder([&] {
+    Handle h = journal_->start();
+    set(h, kA, 0x11);
+    opened.count_down();
+    release.wait();
+    // Still inside the handle after the commit has locked the transaction:
+    // these bytes must be the ones committed.
+    set(h, kA, 0x22);
+  });
+  opened.wait();
+  auto committed = std::async(std::launch::async, [&] { return journal_->commit(); });
+  {
+    std::unique_lock lk(m);
+    ASSERT_TRUE(cv.wait_for(lk, kDeadline, [&] { return locked; }));
+  }
+  EXPECT_EQ(committed.wait_for(0s), std::future_status::timeout);
+  EXPECT_EQ(journal_->committed_txid(), 0u);
+  release.count_down();
+  holder.join();
+  ASSERT_TRUE(committed.get().ok());
+  EXPECT_EQ(journal_->committed_txid(), 1u);
+
+  auto r = crash_and_replay({0, 1});
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(home_has(kA, 0x22));
+}
+
+TEST_F(JournalTest, NextTransactionRunsWhileCommitIsInFlight) {
+  open();
+  Handle h1 = journal_->start();
+  set(h1, kA, 0x11);
+  h1.stop();
+  dev_.close();
+  auto first = std::async(std::launch::async, [&] { return journal_->commit(); });
+  ASSERT_TRUE(dev_.wait_until_blocked());
+
+  // Transaction 1's log write is stuck in the device; transaction 2 runs.
+  auto second = std::async(std::launch::async, [&] {
+    Handle h2 = journal_->start();
+    set(h2, kB, 0x22);
+    set(h2, kA, 0x33);  // rewrites a block the commit is writing
+    return h2.txid();
+  });
+  bool started = second.wait_for(kDeadline) == std::future_status::ready;
+  if (!started) dev_.open();
+  ASSERT_TRUE(started);
+  EXPECT_EQ(second.get(), 2u);
+  EXPECT_EQ(journal_->committed_txid(), 0u);
+
+  dev_.open();
+  ASSERT_TRUE(first.get().ok());
+  EXPECT_EQ(journal_->committed_txid(), 1u);
+  // Transaction 1 holds the bytes frozen when it committed.
+  auto r = crash_and_replay({0, 1});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->transactions, 1u);
+  EXPECT_TRUE(home_has(kA, 0x11));
+  EXPECT_TRUE(home_is_zero(kB));
+}
+
+TEST_F(JournalTest, ConcurrentCommitsShareOneCommit) {
+  open();
+  Handle h = journal_->start();
+  set(h, kA, 0x11);
+  h.stop();
+  dev_.close();
+  auto first = std::async(std::launch::async, [&] { return journal_->commit(); });
+  ASSERT_TRUE(dev_.wait_until_blocked());
+
+  constexpr int kThreads = 8;
+  std::latch changed(kThreads);
+  std::vector<std::future<Status>> commits;
+  for (int i = 0; i < kThreads; i++) {
+    commits.push_back(std::async(std::launch::async, [&, i] {
+      Handle th = journal_->start();
+      set(th, kA + 10 + i, uint8_t(0x40 + i));
+      th.stop();
+      changed.count_down();
+      return journal_->commit();
+    }));
+  }
+  changed.wait();
+  dev_.open();
+  ASSERT_TRUE(first.get().ok());
+  for (auto& c : commits) EXPECT_TRUE(c.get().ok());
+  // Transaction 1, then one transaction holding all eight changes.
+  EXPECT_EQ(journal_->stats().commits, 2u);
+  EXPECT_EQ(journal_->committed_txid(), 2u);
+
+  auto r = crash_and_replay({0, 1});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->transactions, 2u);
+  for (int i = 0; i < kThreads; i++) EXPECT_TRUE(home_has(kA + 10 + i, uint8_t(0x40 + i)));
+}
+
+TEST_F(JournalTest, CheckpointWritesHomeAndAdvancesTail) {
+  open();
+  // 20 blocks per transaction = 22 log blocks: the sixth commit takes the
+  // log past half (132 > 128) and the commit thread checkpoints.
+  for (int round = 1; round <= 6; round++) {
+    Handle h = journal_->start();
+    for (uint64_t i = 0; i < 20; i++) set(h, kA + i, uint8_t(round));
+    h.stop();
+    ASSERT_TRUE(journal_->commit().ok());
+  }
+  // The commit thread is serial: once this commit is durable, the
+  // checkpoint that followed the sixth is complete.
+  commit_one(kA, 0x77);
+  EXPECT_EQ(persist_calls(), 1);
+  EXPECT_EQ(journal_->stats().checkpoints, 1u);
+  EXPECT_EQ(persisted().pos, 132u);
+  EXPECT_EQ(persisted().txid, 7u);
+  EXPECT_EQ(journal_->log_tail().pos, 132u);
+  EXPECT_EQ(journal_->log_head().pos, 135u);
+  // Home locations are durable without any replay; the 7th is not yet.
+  for (uint64_t i = 0; i < 20; i++) EXPECT_TRUE(home_has(kA + i, 6)) << i;
+
+  ASSERT_TRUE(journal_->shutdown().ok());
+  EXPECT_TRUE(home_has(kA, 0x77));
+  EXPECT_EQ(persisted().pos, 135u);
+  EXPECT_EQ(persisted().txid, 8u);
+  EXPECT_EQ(journal_->log_tail().pos, journal_->log_head().pos);
+}
+
+TEST_F(JournalTest, LogWrapsAroundAndReplayStaysCorrect) {
+  open();
+  // Each transaction is 9 log blocks; a checkpoint follows every 15th
+  // commit (135 > 128 blocks used). After commit 45 the tail is at
+  // 3 * 135 % 256 = 149, so 13 more transactions end at 149 + 117 - 256 =
+  // 10: the live log runs across the end of the region.
+  std::map<uint64_t, uint8_t> expect;
+  for (int i = 0; i < 58; i++) {
+    Handle h = journal_->start();
+    for (int k = 0; k < 7; k++) {
+      uint64_t nr = kA + (i * 7 + k) % 30;
+      set(h, nr, uint8_t(i));
+      expect[nr] = uint8_t(i);
+    }
+    h.stop();
+    ASSERT_TRUE(journal_->commit().ok());
+  }
+  EXPECT_EQ(journal_->log_tail().pos, 149u);
+  EXPECT_EQ(journal_->log_head().pos, 10u);
+  EXPECT_EQ(persisted().pos, 149u);
+  EXPECT_EQ(persisted().txid, 46u);
+
+  auto r = crash_and_replay(persisted());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->transactions, 13u);
+  EXPECT_EQ(r->head.pos, 10u);
+  EXPECT_EQ(r->head.txid, 59u);
+  for (auto [nr, v] : expect) EXPECT_TRUE(home_has(nr, v)) << nr;
+}
+
+TEST_F(JournalTest, RevokedBlockIsNotReplayed) {
+  open();
+  commit_one(kA, 0x11);
+  commit_one(kB, 0x22);
+  {
+    Handle h = journal_->start();
+    h.revoke(kA);
+  }
+  ASSERT_TRUE(journal_->commit().ok());
+  EXPECT_EQ(journal_->committed_txid(), 3u);
+  // The freed block is reused for file data once the free is durable.
+  AlignedBlock data;
+  std::memset(data.data(), 0xEE, kBlockSize);
+  ASSERT_TRUE(mem_.write(kA, data.data(), kBlockSize).ok());
+  ASSERT_TRUE(mem_.flush().ok());
+
+  auto r = crash_and_replay({0, 1});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->transactions, 3u);
+  EXPECT_EQ(mem_.durable_block(kA)[kMetaHeaderSize], 0xEE);
+  EXPECT_EQ(mem_.durable_block(kA)[0], 0xEE);
+  EXPECT_TRUE(home_has(kB, 0x22));
+}
+
+TEST_F(JournalTest, RevokedBlockIsNotCheckpointed) {
+  open();
+  commit_one(kA, 0x11);
+  {
+    Handle h = journal_->start();
+    set(h, kB, 0x22);
+    h.revoke(kA);
+  }
+  ASSERT_TRUE(journal_->commit().ok());
+  AlignedBlock data;
+  std::memset(data.data(), 0xEE, kBlockSize);
+  ASSERT_TRUE(mem_.write(kA, data.data(), kBlockSize).ok());
+  ASSERT_TRUE(mem_.flush().ok());
+  ASSERT_TRUE(journal_->shutdown().ok());
+  EXPECT_EQ(mem_.durable_block(kA)[0], 0xEE);
+  EXPECT_TRUE(home_has(kB, 0x22));
+}
+
+TEST_F(JournalTest, ReusedMetadataBlockReplaysDespiteEarlierRevoke) {
+  open();
+  commit_one(kA, 0x11);
+  {
+    // Freed and reallocated as metadata in one transaction: the revoke is
+    // cancelled.
+    Handle h = journal_->start();
+    h.revoke(kA);
+    cache_.forget(kA);
+    bufs_.erase(kA);
+    set(h, kA, 0x22);
+  }
+  ASSERT_TRUE(journal_->commit().ok());
+  commit_one(kC, 0x01);
+  {
+    Handle h = journal_->start();
+    h.revoke(kC);
+  }
+  ASSERT_TRUE(journal_->commit().ok());
+  commit_one(kC, 0x02);  // a later transaction outranks the revoke
+
+  auto r = crash_and_replay({0, 1});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->transactions, 5u);
+  EXPECT_TRUE(home_has(kA, 0x22));
+  EXPECT_TRUE(home_has(kC, 0x02));
+}
+
+// Two transactions: txid 1 = {A} at log offsets 0..2 (descriptor, copy,
+// commit), txid 2 = {B, C} at offsets 3..6.
+class JournalCorruptionTest : public JournalTest {
+ protected:
+  void SetUp() override {
+    open();
+    commit_one(kA, 0x11);
+    Handle h = journal_->start();
+    set(h, kB, 0x22);
+    set(h, kC, 0x33);
+    h.stop();
+    ASSERT_TRUE(journal_->commit().ok());
+    ASSERT_EQ(journal_->log_head().pos, 7u);
+    dev_.open();
+    journal_.reset();
+    mem_.crash();
+  }
+  // Replay must keep transaction 1, apply nothing of transaction 2, and say
+  // where and why it stopped.
+  void expect_stops_at_txid2(const std::string& reason) {
+    auto r = replay_journal(mem_, kGeo, {0, 1});
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->transactions, 1u);
+    EXPECT_EQ(r->head.pos, 3u);
+    EXPECT_EQ(r->head.txid, 2u);
+    EXPECT_TRUE(home_has(kA, 0x11));
+    EXPECT_TRUE(home_is_zero(kB));
+    EXPECT_TRUE(home_is_zero(kC));
+    EXPECT_NE(r->stop_reason.find("txid 2 at log offset"), std::string::npos) << r->stop_reason;
+    EXPECT_NE(r->stop_reason.find(reason), std::string::npos) << r->stop_reason;
+  }
+};
+
+TEST_F(JournalCorruptionTest, IntactLogReplaysBoth) {
+  auto r = replay_journal(mem_, kGeo, {0, 1});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->transactions, 2u);
+  EXPECT_TRUE(home_has(kB, 0x22));
+  EXPECT_TRUE(home_has(kC, 0x33));
+}
+
+TEST_F(JournalCorruptionTest, FlippedDescriptorByte) {
+  flip_log_byte(3, kMetaHeaderSize + 8);  // first home block number
+  expect_stops_at_txid2("offset 3 (block 103): end of log: checksum mismatch");
+}
+
+TEST_F(JournalCorruptionTest, FlippedMetadataCopyByte) {
+  flip_log_byte(5, 2000);
+  expect_stops_at_txid2("offset 5 (block 105): checksum mismatch");
+}
+
+TEST_F(JournalCorruptionTest, FlippedCommitBlockByte) {
+  flip_log_byte(6, kMetaHeaderSize + 16);  // the transaction hash
+  expect_stops_at_txid2("offset 6 (block 106): checksum mismatch");
+}
+
+TEST_F(JournalCorruptionTest, ResealedCopyFailsTheTransactionHash) {
+  // The copy's own header checksum is valid again; only the commit block's
+  // whole-transaction hash can tell.
+  auto blk = mem_.durable_block(kGeo.start + 5);
+  AlignedBlock b;
+  std::memcpy(b.data(), blk.data(), kBlockSize);
+  b.data()[2000] ^= 1;
+  seal_meta_block(b.data(), kC, 2);
+  write_log_block(5, b.data());
+  expect_stops_at_txid2("commit checksum mismatch");
+}
+
+TEST_F(JournalCorruptionTest, CommitWithWrongCount) {
+  auto blk = mem_.durable_block(kGeo.start + 6);
+  CommitRecord c = decode_commit_block(blk.data());
+  c.log_blocks = 1000000;
+  AlignedBlock b;
+  encode_commit_block(b.data(), kGeo.start + 6, c);
+  write_log_block(6, b.data());
+  expect_stops_at_txid2("commit count 1000000");
+}
+
+TEST_F(JournalCorruptionTest, DescriptorWithHugeCount) {
+  AlignedBlock b;
+  std::vector<uint64_t> homes{kB, kC};
+  encode_journal_list(b.data(), kMagicJournalDescriptor, kGeo.start + 3, 2, homes.data(), 2);
+  put_le32(b.data() + kMetaHeaderSize, 0xffffffffu);
+  seal_meta_block(b.data(), kGeo.start + 3, 2);
+  write_log_block(3, b.data());
+  expect_stops_at_txid2("list count 4294967295 out of range");
+}
+
+TEST_F(JournalCorruptionTest, DescriptorPointingIntoTheLog) {
+  AlignedBlock b;
+  std::vector<uint64_t> homes{kGeo.start + 1, kC};
+  encode_journal_list(b.data(), kMagicJournalDescriptor, kGeo.start + 3, 2, homes.data(), 2);
+  write_log_block(3, b.data());
+  expect_stops_at_txid2("bad home block 101");
+}
+
+TEST_F(JournalCorruptionTest, TornTailIsIgnored) {
+  AlignedBlock zero;
+  write_log_block(5, zero.data());
+  write_log_block(6, zero.data());
+  expect_stops_at_txid2("offset 5 (block 105)");
+}
+
+TEST_F(JournalTest, StartWaitsWhileRunningTransactionIsFull) {
+  open();
+  {
+    Handle h = journal_->start();
+    for (uint64_t i = 0; i < 70; i++) set(h, kA + i, 1);  // hard limit: 64 log blocks
+  }
+  // Blocks until a commit has made room, then joins the next transaction.
+  Handle h = journal_->start();
+  EXPECT_EQ(h.txid(), 2u);
+  h.stop();
+  EXPECT_TRUE(journal_->wait_for_commit(1).ok());
+}
+
+TEST_F(JournalTest, TransactionLargerThanTheLogFailsWithEio) {
+  open();
+  {
+    Handle h = journal_->start();
+    for (uint64_t i = 0; i < 300; i++) set(h, kA + i, 1);
+  }
+  Status s = journal_->commit();
+  EXPECT_EQ(s.error(), EIO);
+  EXPECT_EQ(journal_->error(), EIO);
+  Handle h = journal_->start();
+  EXPECT_FALSE(h.active());
+  EXPECT_EQ(h.get_write_access(*buf(kA)).error(), EIO);
+  EXPECT_EQ(journal_->commit().error(), EIO);
+  EXPECT_EQ(journal_->shutdown().error(), EIO);
+  EXPECT_EQ(journal_->stats().commits, 0u);
+}
+
+TEST_F(JournalTest, CommitIntervalTimerCommitsUnasked) {
+  std::promise<uint64_t> committed;
+  std::atomic<bool> once{false};
+  JournalOptions o = options();
+  o.commit_interval = 10ms;
+  o.on_commit = [&](uint64_t txid) {
+    if (!once.exchange(true)) committed.set_value(txid);
+  };
+  open_with(o);
+  {
+    Handle h = journal_->start();
+    set(h, kA, 0x11);
+  }
+  auto f = committed.get_future();
+  ASSERT_EQ(f.wait_for(kDeadline), std::future_status::ready);
+  EXPECT_EQ(f.get(), 1u);
+  EXPECT_EQ(journal_->committed_txid(), 1u);
+}
+
+TEST_F(JournalTest, ReplayRejectsBadGeometry) {
+  EXPECT_FALSE(replay_journal(mem_, {4000, 200}, {0, 1}).ok());
+  EXPECT_FALSE(replay_journal(mem_, kGeo, {256, 1}).ok());
+}
+
+}  // namespace
+}  // namespace stablefs

@@ -1,0 +1,283 @@
+// What `-o` means to the daemon, what the kernel is asked for, and how a
+// FUSE setattr becomes an engine SetAttr. No mount needed.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "fs/fuse_adapter.h"
+#include "fs/options.h"
+#include "fs/request.h"
+
+namespace stablefs {
+namespace {
+
+struct Parsed {
+  Status status;
+  ParsedMountOptions opts;
+  std::string why;
+};
+
+Parsed parse(std::string_view csv) {
+  Parsed p;
+  p.status = parse_mount_options(csv, &p.opts, &p.why);
+  return p;
+}
+
+bool has(const ParsedMountOptions& o, std::string_view opt) {
+  return std::find(o.fuse_options.begin(), o.fuse_options.end(), opt) != o.fuse_options.end();
+}
+
+TEST(MountOptions, NoOptionsGiveDefaultsAndDefaultPermissions) {
+  Parsed p = parse("");
+  ASSERT_TRUE(p.status.ok());
+  EXPECT_EQ(p.opts.fs.cache_bytes, 256ull << 20);
+  EXPECT_EQ(p.opts.fs.stable_pages, StablePages::kWait);
+  EXPECT_FALSE(p.opts.fs.verify_writes);
+  EXPECT_FALSE(p.opts.fs.writeback_cache);
+  EXPECT_EQ(p.opts.fs.commit_seconds, 5u);
+  EXPECT_FALSE(p.opts.fs.read_only);
+  EXPECT_EQ(p.opts.fuse_options, std::vector<std::string>{"default_permissions"});
+}
+
+TEST(MountOptions, ParsesEveryStablefsOption) {
+  Parsed p = parse("cache_size=64M,stable_pages=shadow,verify_writes,writeback_cache,commit=30");
+  ASSERT_TRUE(p.status.ok()) << p.why;
+  EXPECT_EQ(p.opts.fs.cache_bytes, 64ull << 20);
+  EXPECT_EQ(p.opts.fs.stable_pages, StablePages::kShadow);
+  EXPECT_TRUE(p.opts.fs.verify_writes);
+  EXPECT_TRUE(p.opts.fs.writeback_cache);
+  EXPECT_EQ(p.opts.fs.commit_seconds, 30u);
+  // stablefs's own options never reach libfuse, which would reject them.
+  EXPECT_EQ(p.opts.fuse_options, std::vector<std::string>{"default_permissions"});
+}
+
+TEST(MountOptions, EveryStablePagesPolicyIsAccepted) {
+  EXPECT_EQ(parse("stable_pages=wait").opts.fs.stable_pages, StablePages::kWait);
+  EXPECT_EQ(parse("stable_pages=shadow").opts.fs.stable_pages, StablePages::kShadow);
+  EXPECT_EQ(parse("stable_pages=bounce").opts.fs.stable_pages, StablePages::kBounce);
+  EXPECT_EQ(parse("stable_pages=off").opts.fs.stable_pages, StablePages::kOff);
+}
+
+TEST(MountOptions, CacheSizeTakesBinarySuffixes) {
+  EXPECT_EQ(parse("cache_size=1M").opts.fs.cache_bytes, 1ull << 20);
+  EXPECT_EQ(parse("cache_size=2048K").opts.fs.cache_bytes, 2ull << 20);
+  EXPECT_EQ(parse("cache_size=2G").opts.fs.cache_bytes, 2ull << 30);
+  EXPECT_EQ(parse("cache_size=16777216").opts.fs.cache_bytes, 16ull << 20);
+}
+
+TEST(MountOptions, UnknownOptionIsAnErrorNamingIt) {
+  Parsed p = parse("rw,foo");
+  EXPECT_EQ(p.status.error(), EINVAL);
+  EXPECT_EQ(p.why, "stablefs: unknown mount option 'foo'");
+}
+
+TEST(MountOptions, BadValuesAreErrorsNamingTheOption) {
+  for (const char* bad : {"stable_pages=bogus", "stable_pages", "cache_size=abc", "cache_size=512K",
+                          "cache_size=", "commit=0", "commit=abc", "commit=-1", "commit=",
+                          "commit=99999999999", "max_read=lots"}) {
+    Parsed p = parse(bad);
+    EXPECT_EQ(p.status.error(), EINVAL) << bad;
+    std::string key = std::string(bad).substr(0, std::string(bad).find('='));
+    EXPECT_NE(p.why.find(key), std::string::npos) << bad << " -> " << p.why;
+    EXPECT_EQ(p.why.rfind("stablefs: ", 0), 0u) << p.why;
+  }
+  EXPECT_NE(parse("cache_size=512K").why.find("minimum is 1M"), std::string::npos);
+}
+
+TEST(MountOptions, FuseAndKernelOptionsPassThrough) {
+  Parsed p = parse("allow_other,fsname=/dev/sdb,subtype=x,max_read=131072,nosuid,nodev,noexec");
+  ASSERT_TRUE(p.status.ok()) << p.why;
+  for (const char* o : {"allow_other", "fsname=/dev/sdb", "subtype=x", "max_read=131072",
+                        "nosuid", "nodev", "noexec"})
+    EXPECT_TRUE(has(p.opts, o)) << o;
+}
+
+TEST(MountOptions, DefaultPermissionsAppearsExactlyOnce) {
+  Parsed p = parse("default_permissions,allow_other,default_permissions");
+  ASSERT_TRUE(p.status.ok());
+  EXPECT_EQ(std::count(p.opts.fuse_options.begin(), p.opts.fuse_options.end(),
+                       "default_permissions"),
+            1);
+}
+
+TEST(MountOptions, ReadOnlyFollowsTheLastOfRoAndRw) {
+  Parsed ro = parse("rw,ro");
+  EXPECT_TRUE(ro.opts.fs.read_only);
+  EXPECT_TRUE(has(ro.opts, "ro"));
+  EXPECT_FALSE(has(ro.opts, "rw"));
+  Parsed rw = parse("ro,rw");
+  EXPECT_FALSE(rw.opts.fs.read_only);
+  EXPECT_TRUE(has(rw.opts, "rw"));
+  EXPECT_FALSE(has(rw.opts, "ro"));
+}
+
+TEST(MountOptions, GenericMountOptionsAreAcceptedAndDropped) {
+  Parsed p = parse(
+      "defaults,auto,noauto,user,nouser,users,_netdev,nofail,relatime,strictatime,nodiratime,"
+      "x-systemd.automount,x-systemd.device-timeout=10,comment=backup");
+  ASSERT_TRUE(p.status.ok()) << p.why;
+  EXPECT_EQ(p.opts.fuse_options, std::vector<std::string>{"default_permissions"});
+}
+
+TEST(MountOptions, WhatMountFuse3PassesParses) {
+  ParsedMountOptions o;
+  std::string why;
+  ASSERT_TRUE(parse_mount_options("rw,noatime,_netdev,stable_pages=bounce", &o, &why).ok());
+  ASSERT_TRUE(parse_mount_options("commit=1", &o, &why).ok());  // a second -o
+  EXPECT_EQ(o.fs.stable_pages, StablePages::kBounce);
+  EXPECT_EQ(o.fs.commit_seconds, 1u);
+  EXPECT_TRUE(has(o, "rw"));
+  EXPECT_TRUE(has(o, "noatime"));
+}
+
+TEST(MountOptions, LaterValueReplacesEarlierOne) {
+  Parsed p = parse("fsname=a,fsname=b,commit=3,commit=7");
+  EXPECT_TRUE(has(p.opts, "fsname=b"));
+  EXPECT_FALSE(has(p.opts, "fsname=a"));
+  EXPECT_EQ(p.opts.fs.commit_seconds, 7u);
+}
+
+TEST(MountOptions, EscapedCommaStaysInTheValueAndIsEscapedAgainForLibfuse) {
+  Parsed p = parse("fsname=/img/a\\,b.img,allow_other");
+  ASSERT_TRUE(p.status.ok()) << p.why;
+  EXPECT_TRUE(has(p.opts, "fsname=/img/a,b.img"));
+  EXPECT_EQ(join_fuse_options({"fsname=/img/a,b.img", "allow_other"}),
+            "fsname=/img/a\\,b.img,allow_other");
+}
+
+TEST(MountOptions, MountIdentityNamesTheTargetUnlessGiven) {
+  Parsed p = parse("");
+  add_mount_identity(&p.opts, "/srv/disk.img");
+  EXPECT_TRUE(has(p.opts, "fsname=/srv/disk.img"));
+  EXPECT_TRUE(has(p.opts, "subtype=stablefs"));
+
+  Parsed own = parse("fsname=mine");
+  add_mount_identity(&own.opts, "/srv/disk.img");
+  EXPECT_TRUE(has(own.opts, "fsname=mine"));
+  EXPECT_FALSE(has(own.opts, "fsname=/srv/disk.img"));
+}
+
+TEST(ParseSize, AcceptsBytesAndBinarySuffixes) {
+  EXPECT_EQ(*parse_size("4096"), 4096u);
+  EXPECT_EQ(*parse_size("4K"), 4096u);
+  EXPECT_EQ(*parse_size("4k"), 4096u);
+  EXPECT_EQ(*parse_size("16M"), 16ull << 20);
+  EXPECT_EQ(*parse_size("16MiB"), 16ull << 20);
+  EXPECT_EQ(*parse_size("16MB"), 16ull << 20);
+  EXPECT_EQ(*parse_size("1G"), 1ull << 30);
+  EXPECT_EQ(*parse_size("2T"), 2ull << 40);
+  EXPECT_EQ(*parse_size("512B"), 512u);
+}
+
+TEST(ParseSize, RejectsMalformedAndOverflowingSizes) {
+  for (const char* bad : {"", "abc", "M", "12X", "-1", "1.5G", "10iB", "4KK", " 4K"})
+    EXPECT_EQ(parse_size(bad).error(), EINVAL) << bad;
+  EXPECT_EQ(parse_size("99999999999999T").error(), ERANGE);
+  EXPECT_EQ(parse_size("99999999999999999999").error(), ERANGE);
+}
+
+// ---- What init asks of the kernel ----
+
+// libfuse 3.14's defaults as do_init leaves them before calling init.
+fuse_conn_info kernel_offering_everything() {
+  fuse_conn_info c{};
+  c.capable = ~0u;
+  c.want = FUSE_CAP_ASYNC_READ | FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_AUTO_INVAL_DATA |
+           FUSE_CAP_HANDLE_KILLPRIV | FUSE_CAP_ASYNC_DIO | FUSE_CAP_ATOMIC_O_TRUNC |
+           FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO;
+  c.max_write = 128 << 10;
+  return c;
+}
+
+TEST(Capabilities, WritebackCacheOnlyWhenTheOptionIsSet) {
+  fuse_conn_info c = kernel_offering_everything();
+  negotiate_capabilities(&c, MountOptions{});
+  EXPECT_FALSE(c.want & FUSE_CAP_WRITEBACK_CACHE);
+
+  MountOptions wb;
+  wb.writeback_cache = true;
+  c = kernel_offering_everything();
+  negotiate_capabilities(&c, wb);
+  EXPECT_TRUE(c.want & FUSE_CAP_WRITEBACK_CACHE);
+}
+
+TEST(Capabilities, NeverWantsWhatTheKernelLacks) {
+  fuse_conn_info c = kernel_offering_everything();
+  c.capable &= ~FUSE_CAP_WRITEBACK_CACHE & ~FUSE_CAP_PARALLEL_DIROPS;
+  MountOptions wb;
+  wb.writeback_cache = true;
+  negotiate_capabilities(&c, wb);
+  EXPECT_FALSE(c.want & FUSE_CAP_WRITEBACK_CACHE);
+  EXPECT_FALSE(c.want & FUSE_CAP_PARALLEL_DIROPS);
+}
+
+TEST(Capabilities, TruncateSpliceExportAndKillprivStayWithTheKernel) {
+  fuse_conn_info c = kernel_offering_everything();
+  negotiate_capabilities(&c, MountOptions{});
+  for (unsigned cap : {FUSE_CAP_ATOMIC_O_TRUNC, FUSE_CAP_SPLICE_READ, FUSE_CAP_SPLICE_WRITE,
+                       FUSE_CAP_SPLICE_MOVE, FUSE_CAP_EXPORT_SUPPORT, FUSE_CAP_HANDLE_KILLPRIV,
+                       FUSE_CAP_POSIX_ACL, FUSE_CAP_AUTO_INVAL_DATA, FUSE_CAP_DONT_MASK})
+    EXPECT_FALSE(c.want & cap) << std::hex << cap;
+  for (unsigned cap : {FUSE_CAP_ASYNC_READ, FUSE_CAP_PARALLEL_DIROPS, FUSE_CAP_READDIRPLUS})
+    EXPECT_TRUE(c.want & cap) << std::hex << cap;
+}
+
+TEST(Capabilities, AsksForOneMebibyteWrites) {
+  fuse_conn_info c = kernel_offering_everything();
+  negotiate_capabilities(&c, MountOptions{});
+  EXPECT_EQ(c.max_write, 1u << 20);
+}
+
+// ---- setattr translation ----
+
+TEST(SetattrTranslation, NowFlagsResolveToTheGivenClock) {
+  struct stat st {};
+  st.st_atim = {100, 5};
+  st.st_mtim = {200, 6};
+  Timespec now{1234, 567};
+  SetAttr sa = translate_setattr(
+      st, FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW,
+      now);
+  ASSERT_TRUE(sa.atime && sa.mtime);
+  EXPECT_EQ(sa.atime->sec, 1234);
+  EXPECT_EQ(sa.atime->nsec, 567u);
+  EXPECT_EQ(sa.mtime->sec, 1234);
+  EXPECT_FALSE(sa.ctime);
+}
+
+TEST(SetattrTranslation, ExplicitTimesKeepNanoseconds) {
+  struct stat st {};
+  st.st_atim = {100, 5};
+  st.st_mtim = {200, 999999999};
+  SetAttr sa = translate_setattr(st, FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME, Timespec{9, 9});
+  EXPECT_EQ(sa.atime->sec, 100);
+  EXPECT_EQ(sa.atime->nsec, 5u);
+  EXPECT_EQ(sa.mtime->sec, 200);
+  EXPECT_EQ(sa.mtime->nsec, 999999999u);
+}
+
+TEST(SetattrTranslation, OnlyTheFieldsTheKernelNamesAreSet) {
+  struct stat st {};
+  st.st_size = 4096;
+  st.st_mode = S_IFREG | 0640;
+  st.st_uid = 7;
+  SetAttr sa = translate_setattr(st, FUSE_SET_ATTR_SIZE, Timespec{});
+  EXPECT_EQ(sa.size, 4096u);
+  EXPECT_FALSE(sa.mode || sa.uid || sa.gid || sa.atime || sa.mtime || sa.ctime);
+
+  sa = translate_setattr(st, FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID, Timespec{});
+  EXPECT_EQ(sa.mode, uint32_t(S_IFREG | 0640));
+  EXPECT_EQ(sa.uid, 7u);
+  EXPECT_FALSE(sa.size || sa.gid);
+}
+
+TEST(SetattrTranslation, CtimeOnlyWhenTheKernelSendsIt) {
+  struct stat st {};
+  st.st_ctim = {300, 1};
+  SetAttr sa = translate_setattr(st, FUSE_SET_ATTR_CTIME, Timespec{});
+  ASSERT_TRUE(sa.ctime);
+  EXPECT_EQ(sa.ctime->sec, 300);
+}
+
+}  // namespace
+}  // namespace stablefs

@@ -1,0 +1,194 @@
+// fsck.stablefs: `fsck.stablefs [--scrub] [--repair] [-n] [-y] [-f] [-p] TARGET`.
+//
+// Exit codes follow e2fsck, because fsck(8) and boot scripts read them:
+// 0 clean, 4 errors left uncorrected, 8 operational error, 16 usage error.
+// The flags fsck(8) passes to every checker (-a -p -y -n -f -v -C) are
+// accepted so `fsck -t stablefs` and fstab pass numbers work.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+
+#include "core/fsck.h"
+#include "core/io/open_device.h"
+
+namespace stablefs {
+namespace {
+
+constexpr int kExitClean = 0;
+constexpr int kExitUncorrected = 4;
+constexpr int kExitOperational = 8;
+constexpr int kExitUsage = 16;
+
+void print_usage(FILE* out) {
+  std::fprintf(out,
+      "usage: fsck.stablefs [--scrub] [--repair] [-n] [-y] [-p] [-f] [-v] TARGET\n"
+      "\n"
+      "Checks the stablefs filesystem in TARGET (an image file or a block device),\n"
+      "which must not be mounted. Replays the journal first, as a mount would.\n"
+      "\n"
+      "  --scrub      also read every data block and verify it against its checksum\n"
+      "  --repair     fix what can be fixed safely (-y and -p imply it)\n"
+      "  -n           open read-only and change nothing; a journal that needs\n"
+      "               replaying is then reported, not replayed\n"
+      "  -y, -p, -a   repair without asking (there are no questions)\n"
+      "  -f, -v, -C N accepted for fsck(8) compatibility (every check is full)\n"
+      "  -q           print nothing but problems\n"
+      "  -h, --help   this text\n"
+      "\n"
+      "Exit status (as e2fsck): 0 no errors; 4 errors left uncorrected;\n"
+      "8 operational error (cannot open, not a stablefs image, I/O error);\n"
+      "16 usage error.\n");
+}
+
+[[noreturn]] void usage_error(const std::string& msg) {
+  std::fprintf(stderr, "fsck.stablefs: %s\n", msg.c_str());
+  print_usage(stderr);
+  std::exit(kExitUsage);
+}
+
+struct CommandLine {
+  std::string target;
+  bool scrub = false;
+  bool repair = false;
+  bool read_only = false;
+  bool quiet = false;
+};
+
+CommandLine parse_command_line(int argc, char** argv) {
+  CommandLine cl;
+  bool have_target = false;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      print_usage(stdout);
+      std::exit(kExitClean);
+    } else if (a == "--scrub") {
+      cl.scrub = true;
+    } else if (a == "--repair" || a == "-y" || a == "-p" || a == "-a") {
+      cl.repair = true;
+    } else if (a == "-n") {
+      cl.read_only = true;
+    } else if (a == "-f" || a == "-v") {
+      // Every run is a full check; verbosity is fixed.
+    } else if (a == "-C") {
+      if (i + 1 >= argc) usage_error("-C needs a file descriptor");
+      i++;  // fsck(8)'s progress fd: we draw progress on a terminal ourselves
+    } else if (a.rfind("-C", 0) == 0 && a.size() > 2) {
+      // -C0 form
+    } else if (a == "-q") {
+      cl.quiet = true;
+    } else if (!a.empty() && a[0] == '-') {
+      usage_error("unknown option '" + a + "'");
+    } else if (have_target) {
+      usage_error("only one TARGET, please");
+    } else {
+      cl.target = a;
+      have_target = true;
+    }
+  }
+  if (!have_target) usage_error("no TARGET given");
+  if (cl.read_only && cl.repair) usage_error("-n cannot be combined with repairing");
+  return cl;
+}
+
+// A percentage redrawn in place on a terminal; nothing otherwise.
+class TerminalProgress {
+ public:
+  explicit TerminalProgress(bool quiet) : enabled_(!quiet && ::isatty(STDERR_FILENO)) {}
+  ~TerminalProgress() { finish(); }
+
+  std::function<void(uint64_t, uint64_t)> callback() {
+    if (!enabled_) return {};
+    return [this](uint64_t done, uint64_t total) { update(done, total); };
+  }
+  // Ends the progress line so that what follows starts on its own line.
+  void finish() {
+    if (line_open_) std::fprintf(stderr, "\n");
+    line_open_ = false;
+  }
+
+ private:
+  void update(uint64_t done, uint64_t total) {
+    int pct = total ? int(std::min(done, total) * 100 / total) : 100;
+    if (pct == last_) return;
+    last_ = pct;
+    line_open_ = true;
+    std::fprintf(stderr, "\rchecking: %3d%%", pct);
+    std::fflush(stderr);
+  }
+
+  const bool enabled_;
+  bool line_open_ = false;
+  int last_ = -1;
+};
+
+int check(const CommandLine& cl) {
+  const char* target = cl.target.c_str();
+  OpenOptions oo;
+  oo.read_only = cl.read_only;
+  oo.exclusive = true;
+  auto dev = open_device(cl.target, oo);
+  if (!dev.ok()) {
+    std::fprintf(stderr, "fsck.stablefs: cannot open %s: %s\n", target,
+                 dev.error() == EBUSY     ? "in use (mounted?)"
+                 : dev.error() == ENOTBLK ? "neither an image file nor a block device"
+                                          : std::strerror(dev.error()));
+    return kExitOperational;
+  }
+
+  TerminalProgress progress(cl.quiet);
+  FsckOptions fo;
+  fo.scrub = cl.scrub;
+  fo.repair = cl.repair;
+  fo.report = [&](const std::string& line) {
+    progress.finish();  // a problem line never lands on the progress line
+    std::fprintf(stdout, "%s: %s\n", target, line.c_str());
+    std::fflush(stdout);
+  };
+  fo.progress = progress.callback();
+  auto r = check_filesystem(**dev, fo);
+  progress.finish();
+  if (!r.ok()) {
+    if (r.error() == EROFS) {
+      std::fprintf(stderr,
+                   "fsck.stablefs: %s: the journal needs replaying, which -n forbids; "
+                   "run without -n\n",
+                   target);
+      return kExitUncorrected;
+    }
+    std::fprintf(stderr, "fsck.stablefs: cannot check %s: %s\n", target,
+                 r.error() == EUCLEAN ? "not a stablefs image, or both superblocks are corrupt"
+                                      : std::strerror(r.error()));
+    return kExitOperational;
+  }
+
+  const FsckResult& res = *r;
+  // A block whose bytes don't match their checksum is an error even if
+  // the checker counts it separately.
+  const bool bad = res.errors != 0 || res.checksum_mismatches != 0;
+  if (!cl.quiet || bad) {
+    std::printf("%s: %s: %" PRIu64 " inodes, %" PRIu64 " directories, %" PRIu64
+                " data blocks; %" PRIu64 " journal transactions replayed",
+                target, bad ? "ERRORS FOUND" : "clean", res.inodes, res.directories,
+                res.data_blocks, res.journal_transactions_replayed);
+    if (cl.scrub)
+      std::printf("; %" PRIu64 " blocks scrubbed, %" PRIu64 " checksum mismatches",
+                  res.blocks_scrubbed, res.checksum_mismatches);
+    std::printf("; %" PRIu64 " errors\n", res.errors);
+  }
+  return bad ? kExitUncorrected : kExitClean;
+}
+
+}  // namespace
+}  // namespace stablefs
+
+int main(int argc, char** argv) {
+  return stablefs::check(stablefs::parse_command_line(argc, argv));
+}

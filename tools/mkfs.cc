@@ -1,0 +1,236 @@
+// mkfs.stablefs: `mkfs.stablefs [--size SIZE] [--force] TARGET`.
+//
+// Refuses to overwrite an existing stablefs without --force: one typo in a
+// device name must not cost a user their data.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "core/base/endian.h"
+#include "core/base/format.h"
+#include "core/io/open_device.h"
+#include "core/mkfs.h"
+#include "fs/options.h"  // parse_size
+#include "journal/buffer.h"
+
+namespace stablefs {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+void print_usage(FILE* out) {
+  std::fprintf(out,
+      "usage: mkfs.stablefs [--size SIZE] [--force] [-q] TARGET\n"
+      "\n"
+      "Creates a stablefs filesystem on TARGET, an image file or a block device,\n"
+      "using all of it.\n"
+      "\n"
+      "  -s, --size SIZE  create TARGET as an image file of SIZE bytes (K/M/G/T\n"
+      "                   suffixes, binary; at least 16M). Needed when TARGET does\n"
+      "                   not exist; also allowed on an existing empty file.\n"
+      "  -f, --force      overwrite a filesystem already on TARGET\n"
+      "  -q, --quiet      print nothing but errors\n"
+      "  -h, --help       this text\n"
+      "\n"
+      "Exit status: 0 on success, 1 on failure, 2 for a usage error.\n");
+}
+
+[[noreturn]] void usage_error(const std::string& msg) {
+  std::fprintf(stderr, "mkfs.stablefs: %s\n", msg.c_str());
+  print_usage(stderr);
+  std::exit(kExitUsage);
+}
+
+struct CommandLine {
+  std::string target;
+  std::optional<uint64_t> size;
+  bool force = false;
+  bool quiet = false;
+};
+
+uint64_t parse_size_arg(const std::string& s) {
+  auto n = parse_size(s);
+  if (!n.ok()) usage_error("invalid size '" + s + "' (expected e.g. 64M, 1G)");
+  return *n;
+}
+
+CommandLine parse_command_line(int argc, char** argv) {
+  CommandLine cl;
+  bool have_target = false;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      print_usage(stdout);
+      std::exit(kExitOk);
+    } else if (a == "-s" || a == "--size") {
+      if (i + 1 >= argc) usage_error(a + " needs a size");
+      cl.size = parse_size_arg(argv[++i]);
+    } else if (a.rfind("--size=", 0) == 0) {
+      cl.size = parse_size_arg(a.substr(7));
+    } else if (a == "-f" || a == "--force") {
+      cl.force = true;
+    } else if (a == "-q" || a == "--quiet") {
+      cl.quiet = true;
+    } else if (!a.empty() && a[0] == '-') {
+      usage_error("unknown option '" + a + "'");
+    } else if (have_target) {
+      usage_error("only one TARGET, please");
+    } else {
+      cl.target = a;
+      have_target = true;
+    }
+  }
+  if (!have_target) usage_error("no TARGET given");
+  return cl;
+}
+
+// Whether either superblock slot starts with the stablefs magic. Read with
+// plain pread so that a damaged filesystem (bad checksum, odd size) still
+// counts as one: only the magic matters for "is there data here?".
+bool holds_stablefs(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool found = false;
+  for (uint64_t blk : {kSuperblockA, kSuperblockB}) {
+    uint8_t magic[8];
+    if (::pread(fd, magic, sizeof(magic), off_t(blk * kBlockSize)) == ssize_t(sizeof(magic)) &&
+        get_le64(magic) == kSuperMagic)
+      found = true;
+  }
+  ::close(fd);
+  return found;
+}
+
+// A percentage redrawn in place on a terminal; nothing otherwise.
+class TerminalProgress {
+ public:
+  explicit TerminalProgress(bool quiet) : enabled_(!quiet && ::isatty(STDERR_FILENO)) {}
+  ~TerminalProgress() { finish(); }
+
+  std::function<void(uint64_t, uint64_t)> callback() {
+    if (!enabled_) return {};
+    return [this](uint64_t done, uint64_t total) { update(done, total); };
+  }
+  // Ends the progress line so that what follows starts on its own line.
+  void finish() {
+    if (line_open_) std::fprintf(stderr, "\n");
+    line_open_ = false;
+  }
+
+ private:
+  void update(uint64_t done, uint64_t total) {
+    int pct = total ? int(std::min(done, total) * 100 / total) : 100;
+    if (pct == last_) return;
+    last_ = pct;
+    line_open_ = true;
+    std::fprintf(stderr, "\rwriting metadata: %3d%%", pct);
+    std::fflush(stderr);
+  }
+
+  const bool enabled_;
+  bool line_open_ = false;
+  int last_ = -1;
+};
+
+std::string mib(uint64_t blocks) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f MiB", double(blocks) * kBlockSize / (1 << 20));
+  return buf;
+}
+
+void print_summary(const std::string& target, const Superblock& sb) {
+  char uuid[40];
+  std::snprintf(uuid, sizeof(uuid),
+                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", sb.uuid[0],
+                sb.uuid[1], sb.uuid[2], sb.uuid[3], sb.uuid[4], sb.uuid[5], sb.uuid[6], sb.uuid[7],
+                sb.uuid[8], sb.uuid[9], sb.uuid[10], sb.uuid[11], sb.uuid[12], sb.uuid[13],
+                sb.uuid[14], sb.uuid[15]);
+  std::printf("stablefs created on %s\n", target.c_str());
+  std::printf("  uuid:         %s\n", uuid);
+  std::printf("  blocks:       %" PRIu64 " of %u bytes (%s)\n", sb.total_blocks, sb.block_size,
+              mib(sb.total_blocks).c_str());
+  std::printf("  data blocks:  %" PRIu64 " (%s)\n", sb.total_blocks - sb.data_start,
+              mib(sb.total_blocks - sb.data_start).c_str());
+  std::printf("  inodes:       %" PRIu64 "\n", sb.inode_count);
+  std::printf("  journal:      %" PRIu64 " blocks (%s)\n", sb.journal_blocks,
+              mib(sb.journal_blocks).c_str());
+}
+
+int fail(const std::string& target, const std::string& what) {
+  std::fprintf(stderr, "mkfs.stablefs: %s: %s\n", target.c_str(), what.c_str());
+  return kExitFailure;
+}
+
+int make(const CommandLine& cl) {
+  const std::string& target = cl.target;
+  struct stat st {};
+  bool exists = ::stat(target.c_str(), &st) == 0;
+  if (!exists && errno != ENOENT) return fail(target, std::strerror(errno));
+
+  OpenOptions oo;
+  oo.exclusive = true;
+  bool created = false;
+  if (!exists || (S_ISREG(st.st_mode) && st.st_size == 0)) {
+    if (!cl.size) {
+      return fail(target, exists ? "the file is empty; give --size to set the image size"
+                                 : "does not exist; give --size to create an image file");
+    }
+    if (*cl.size < kMinBlocks * kBlockSize) return fail(target, "size too small: minimum is 16 MiB");
+    if (exists && ::truncate(target.c_str(), off_t(*cl.size - *cl.size % kBlockSize)) != 0)
+      return fail(target, std::strerror(errno));
+    oo.create = !exists;
+    oo.create_size = *cl.size;
+    created = !exists;
+  } else {
+    if (cl.size)
+      return fail(target, "already exists; --size only applies to a new or empty image file");
+    if (holds_stablefs(target) && !cl.force)
+      return fail(target, "already holds a stablefs filesystem; use --force to overwrite it");
+  }
+
+  auto dev = open_device(target, oo);
+  if (!dev.ok()) {
+    if (created) ::unlink(target.c_str());
+    return fail(target, dev.error() == EBUSY     ? "in use (mounted, or being checked)"
+                        : dev.error() == ENOTBLK ? "neither an image file nor a block device"
+                                                 : std::strerror(dev.error()));
+  }
+  TerminalProgress progress(cl.quiet);
+  MkfsOptions mo;
+  mo.progress = progress.callback();
+  Status s = make_filesystem(**dev, mo);
+  progress.finish();
+  if (!s.ok()) {
+    if (created) ::unlink(target.c_str());  // don't leave a half-made image behind
+    return fail(target, s.error() == ENOSPC ? "size too small: minimum is 16 MiB"
+                                            : std::strerror(s.error()));
+  }
+
+  AlignedBlock block;
+  std::string why;
+  if (Status r = (*dev)->read(kSuperblockA, block.data(), kBlockSize); !r.ok())
+    return fail(target, std::string("cannot read back the superblock: ") + std::strerror(r.error()));
+  auto sb = decode_superblock(block.data(), kSuperblockA, (*dev)->block_count(), &why);
+  if (!sb.ok()) return fail(target, "the new superblock does not verify: " + why);
+  if (!cl.quiet) print_summary(target, *sb);
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace stablefs
+
+int main(int argc, char** argv) {
+  return stablefs::make(stablefs::parse_command_line(argc, argv));
+}

@@ -1,0 +1,392 @@
+// stablefs: the FUSE daemon. `stablefs TARGET MOUNTPOINT [-o OPTS] [-f] [-d] [-s]`.
+//
+// The argv is the one mount.fuse3 builds, so `mount -t fuse.stablefs IMG
+// DIR` and fstab lines work once this binary is on root's PATH (mount.fuse3
+// runs `stablefs IMG DIR -o rw,...`).
+//
+// Everything that can fail is checked while the terminal still sees our
+// stderr and the caller still waits for our exit status: the background
+// process is forked *before* the engine starts (it runs threads, which a
+// later fork would lose) and the parent exits only when the child reports
+// how the mount went, with the child's exit code.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/filesystem.h"
+#include "core/io/open_device.h"
+#include "fs/fuse_adapter.h"
+#include "fs/options.h"
+
+#ifndef STABLEFS_VERSION
+#define STABLEFS_VERSION "unknown"
+#endif
+
+namespace stablefs {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+void print_usage(FILE* out) {
+  std::fprintf(out,
+      "usage: stablefs TARGET MOUNTPOINT [-o OPTIONS] [-f] [-d] [-s]\n"
+      "\n"
+      "Mounts the stablefs filesystem in TARGET (an image file or a block device)\n"
+      "on MOUNTPOINT. Unmount with `fusermount3 -u MOUNTPOINT` (or umount as root).\n"
+      "\n"
+      "  -o OPTIONS    comma-separated mount options (may be repeated)\n"
+      "  -f            stay in the foreground\n"
+      "  -d            debug: foreground, and log every FUSE request\n"
+      "  -s            single-threaded request loop\n"
+      "  -h, --help    this text\n"
+      "  -V, --version version information\n"
+      "\n"
+      "stablefs options:\n"
+      "  cache_size=SIZE                 page cache size (K/M/G suffixes; >= 1M; default 256M)\n"
+      "  stable_pages=wait|shadow|bounce|off\n"
+      "                                  how pages under writeback stay stable (default wait)\n"
+      "  verify_writes                   read every data block back and verify its checksum\n"
+      "  writeback_cache                 let the kernel cache writes (FUSE writeback cache)\n"
+      "  commit=SECONDS                  journal commit interval (default 5)\n"
+      "  ro, rw                          read-only / read-write (default rw)\n"
+      "FUSE options passed to the kernel: allow_other, allow_root, auto_unmount,\n"
+      "  default_permissions (always on), fsname=, subtype=, max_read=, debug, and the\n"
+      "  mount flags [no]suid, [no]dev, [no]exec, [no]atime, async, sync, dirsync.\n"
+      "Accepted and ignored (from fstab / mount(8)): defaults, [no]auto, [no]user, users,\n"
+      "  owner, group, _netdev, nofail, relatime, strictatime, nodiratime, lazytime,\n"
+      "  x-*, comment=.\n"
+      "\n"
+      "Exit status: 0 after a clean unmount; 1 if the mount or the final write-back\n"
+      "failed; 2 for a usage error.\n");
+}
+
+[[noreturn]] void usage_error(const std::string& msg) {
+  std::fprintf(stderr, "stablefs: %s\n", msg.c_str());
+  print_usage(stderr);
+  std::exit(kExitUsage);
+}
+
+struct CommandLine {
+  std::string target;
+  std::string mountpoint;
+  std::vector<std::string> option_strings;  // one per -o
+  bool foreground = false;
+  bool debug = false;
+  bool single_threaded = false;
+};
+
+CommandLine parse_command_line(int argc, char** argv) {
+  CommandLine cl;
+  std::vector<std::string> positional;
+  bool options_done = false;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (options_done || a.empty() || a[0] != '-') {
+      positional.push_back(a);
+    } else if (a == "--") {
+      options_done = true;
+    } else if (a == "-h" || a == "--help") {
+      print_usage(stdout);
+      std::exit(kExitOk);
+    } else if (a == "-V" || a == "--version") {
+      std::printf("stablefs %s (libfuse %s)\n", STABLEFS_VERSION, fuse_pkgversion());
+      std::exit(kExitOk);
+    } else if (a == "-o") {
+      if (i + 1 >= argc) usage_error("-o needs an argument");
+      cl.option_strings.push_back(argv[++i]);
+    } else if (a.rfind("-o", 0) == 0) {
+      cl.option_strings.push_back(a.substr(2));
+    } else if (a == "-f") {
+      cl.foreground = true;
+    } else if (a == "-d") {
+      cl.debug = cl.foreground = true;
+    } else if (a == "-s") {
+      cl.single_threaded = true;
+    } else {
+      usage_error("unknown option '" + a + "'");
+    }
+  }
+  if (positional.size() != 2) usage_error("expected TARGET and MOUNTPOINT");
+  cl.target = positional[0];
+  cl.mountpoint = positional[1];
+  return cl;
+}
+
+std::optional<std::string> real_path(const std::string& p) {
+  char buf[PATH_MAX];
+  if (!::realpath(p.c_str(), buf)) return std::nullopt;
+  return std::string(buf);
+}
+
+// /proc/self/mountinfo escapes blanks, tabs, newlines and backslashes as
+// \ooo octal.
+std::string unescape_mount_path(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); i++) {
+    if (s[i] == '\\' && i + 3 < s.size()) {
+      int v = 0;
+      bool octal = true;
+      for (size_t j = 1; j <= 3; j++) {
+        if (s[i + j] < '0' || s[i + j] > '7') octal = false;
+        else v = v * 8 + (s[i + j] - '0');
+      }
+      if (octal) {
+        out += char(v);
+        i += 3;
+        continue;
+      }
+    }
+    out += s[i];
+  }
+  return out;
+}
+
+bool is_mount_point(const std::string& abs_path) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, devno, root, mount_point;
+    if (fields >> id >> parent >> devno >> root >> mount_point &&
+        unescape_mount_path(mount_point) == abs_path)
+      return true;
+  }
+  return false;
+}
+
+// Checks that need no engine, done before forking so the caller sees them.
+// Returns the absolute paths (TARGET, MOUNTPOINT) or exits.
+std::pair<std::string, std::string> validate_paths(const CommandLine& cl) {
+  struct stat st {};
+  if (::stat(cl.target.c_str(), &st) != 0) {
+    std::fprintf(stderr, "stablefs: cannot open %s: %s\n", cl.target.c_str(),
+                 std::strerror(errno));
+    std::exit(kExitFailure);
+  }
+  if (::stat(cl.mountpoint.c_str(), &st) != 0) {
+    std::fprintf(stderr, "stablefs: mount point %s: %s\n", cl.mountpoint.c_str(),
+                 std::strerror(errno));
+    std::exit(kExitFailure);
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    std::fprintf(stderr, "stablefs: mount point %s is not a directory\n", cl.mountpoint.c_str());
+    std::exit(kExitFailure);
+  }
+  auto target = real_path(cl.target);
+  auto mountpoint = real_path(cl.mountpoint);
+  if (!target || !mountpoint) {
+    std::fprintf(stderr, "stablefs: cannot resolve %s: %s\n",
+                 (!target ? cl.target : cl.mountpoint).c_str(), std::strerror(errno));
+    std::exit(kExitFailure);
+  }
+  if (is_mount_point(*mountpoint)) {
+    std::fprintf(stderr, "stablefs: %s is already a mount point (unmount it first)\n",
+                 mountpoint->c_str());
+    std::exit(kExitFailure);
+  }
+  return {*target, *mountpoint};
+}
+
+// The background split: the parent waits on a pipe for the child's exit
+// code for the mount, so `stablefs img dir && ls dir` sees the mount and a
+// failure reaches the caller's shell.
+class Background {
+ public:
+  // Forks. Returns in the child (and in the foreground, where it does
+  // nothing); the parent exits with the child's reported code.
+  void detach() {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) {
+      std::perror("stablefs: pipe");
+      std::exit(kExitFailure);
+    }
+    pid_t pid = ::fork();
+    if (pid < 0) {
+      std::perror("stablefs: fork");
+      std::exit(kExitFailure);
+    }
+    if (pid > 0) {
+      ::close(fds[1]);
+      unsigned char code = kExitFailure;  // the child died without a word
+      while (::read(fds[0], &code, 1) < 0 && errno == EINTR) {
+      }
+      std::_Exit(code);
+    }
+    ::close(fds[0]);
+    report_fd_ = fds[1];
+    ::setsid();
+  }
+
+  // Tells the parent the mount's outcome. On success the daemon lets go
+  // of the terminal: stdin/stdout go to /dev/null, and so does stderr if
+  // it is a terminal (a redirected stderr keeps receiving the log).
+  void report(int code) {
+    if (report_fd_ < 0) return;
+    if (code == kExitOk) release_terminal();
+    unsigned char c = static_cast<unsigned char>(code);
+    while (::write(report_fd_, &c, 1) < 0 && errno == EINTR) {
+    }
+    ::close(report_fd_);
+    report_fd_ = -1;
+  }
+
+ private:
+  static void release_terminal() {
+    int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd < 0) return;
+    ::dup2(null_fd, STDIN_FILENO);
+    ::dup2(null_fd, STDOUT_FILENO);
+    if (::isatty(STDERR_FILENO)) ::dup2(null_fd, STDERR_FILENO);
+    if (null_fd > STDERR_FILENO) ::close(null_fd);
+  }
+
+  int report_fd_ = -1;
+};
+
+// RAII over the libfuse C objects, destroyed in reverse order of creation.
+struct FuseArgs {
+  fuse_args args = FUSE_ARGS_INIT(0, nullptr);
+  ~FuseArgs() { fuse_opt_free_args(&args); }
+  bool add(const std::string& a) { return fuse_opt_add_arg(&args, a.c_str()) == 0; }
+};
+struct SessionDeleter {
+  void operator()(fuse_session* se) const { fuse_session_destroy(se); }
+};
+using SessionPtr = std::unique_ptr<fuse_session, SessionDeleter>;
+struct SignalHandlers {
+  fuse_session* se;
+  ~SignalHandlers() { fuse_remove_signal_handlers(se); }
+};
+struct KernelMount {
+  fuse_session* se;
+  ~KernelMount() { fuse_session_unmount(se); }
+};
+struct LoopConfigDeleter {
+  void operator()(fuse_loop_config* c) const { fuse_loop_cfg_destroy(c); }
+};
+
+int run_loop(fuse_session* se, bool single_threaded) {
+  if (single_threaded) return fuse_session_loop(se);
+  std::unique_ptr<fuse_loop_config, LoopConfigDeleter> cfg(fuse_loop_cfg_create());
+  // Idle threads are kept (-1 is libfuse's default and its advice): a
+  // thread blocked in fsync is common, and recreating threads costs more
+  // than their stacks. Up to 64 requests in flight, so concurrent fsyncs
+  // can share one journal commit.
+  fuse_loop_cfg_set_max_threads(cfg.get(), 64);
+  fuse_loop_cfg_set_clone_fd(cfg.get(), 0);
+  return fuse_session_loop_mt(se, cfg.get());
+}
+
+// Mounts the session on the kernel and serves it until unmount. Returns
+// the exit code; the engine is unmounted by destroy (or by the caller if
+// the session never started).
+int serve(MountContext& ctx, const CommandLine& cl, const std::string& mountpoint,
+          const ParsedMountOptions& mo, Background& bg) {
+  FuseArgs args;
+  if (!args.add("stablefs") || !args.add("-o") || !args.add(join_fuse_options(mo.fuse_options)) ||
+      (cl.debug && !args.add("-d"))) {
+    std::fprintf(stderr, "stablefs: out of memory\n");
+    return kExitFailure;
+  }
+  fuse_lowlevel_ops ops = make_lowlevel_ops();
+  SessionPtr se(fuse_session_new(&args.args, &ops, sizeof(ops), &ctx));
+  if (!se) {
+    std::fprintf(stderr, "stablefs: cannot start the FUSE session (see the message above)\n");
+    return kExitFailure;
+  }
+  if (fuse_set_signal_handlers(se.get()) != 0) return kExitFailure;
+  SignalHandlers signals{se.get()};
+  if (fuse_session_mount(se.get(), mountpoint.c_str()) != 0) {
+    std::fprintf(stderr, "stablefs: cannot mount on %s (see the message above)\n",
+                 mountpoint.c_str());
+    return kExitFailure;
+  }
+  KernelMount kernel_mount{se.get()};
+  bg.report(kExitOk);
+  (void)fuse_daemonize(/*foreground=*/1);  // only chdir("/"): we forked already
+  int ret = run_loop(se.get(), cl.single_threaded);
+  // 0 after an unmount; a positive value is the signal (SIGINT, SIGTERM,
+  // SIGHUP) that asked us to stop, which is a normal way to end too.
+  return ret < 0 ? kExitFailure : kExitOk;
+}
+
+const char* open_failure_text(int e) {
+  switch (e) {
+    case EBUSY: return "in use (already mounted, or being checked)";
+    case ENOTBLK: return "neither an image file nor a block device";
+    default: return std::strerror(e);
+  }
+}
+
+const char* mount_failure_hint(int e) {
+  switch (e) {
+    case EUCLEAN: return "not a stablefs image, or its superblock is corrupt (try fsck.stablefs)";
+    case EBUSY: return "in use (already mounted, or being checked)";
+    case EROFS: return "read-only (mount with -o ro)";
+    default: return std::strerror(e);
+  }
+}
+
+int run(const CommandLine& cl, const std::string& target, const std::string& mountpoint,
+        const ParsedMountOptions& mo, Background& bg) {
+  OpenOptions oo;
+  oo.read_only = mo.fs.read_only;
+  auto dev = open_device(target, oo);
+  if (!dev.ok()) {
+    std::fprintf(stderr, "stablefs: cannot open %s: %s\n", target.c_str(),
+                 open_failure_text(dev.error()));
+    return kExitFailure;
+  }
+  auto fs = Filesystem::mount(std::move(*dev), mo.fs);
+  if (!fs.ok()) {
+    std::fprintf(stderr, "stablefs: cannot mount %s: %s\n", target.c_str(),
+                 mount_failure_hint(fs.error()));
+    return kExitFailure;
+  }
+  MountContext ctx(**fs, mo.fs);
+  int code = serve(ctx, cl, mountpoint, mo, bg);
+  if (!ctx.unmount_once().ok()) code = kExitFailure;  // already logged
+  return code;
+}
+
+}  // namespace
+}  // namespace stablefs
+
+int main(int argc, char** argv) {
+  using namespace stablefs;
+  CommandLine cl = parse_command_line(argc, argv);
+  ParsedMountOptions mo;
+  for (const std::string& s : cl.option_strings) {
+    std::string why;
+    if (!parse_mount_options(s, &mo, &why).ok()) {
+      std::fprintf(stderr, "%s\n", why.c_str());
+      return kExitFailure;
+    }
+  }
+  if (cl.option_strings.empty()) {
+    std::string why;
+    (void)parse_mount_options("", &mo, &why);  // adds default_permissions
+  }
+  auto [target, mountpoint] = validate_paths(cl);
+  add_mount_identity(&mo, target);
+
+  Background bg;
+  if (!cl.foreground) bg.detach();
+  int code = run(cl, target, mountpoint, mo, bg);
+  bg.report(code);  // no-op once the mount was reported
+  return code;
+}
