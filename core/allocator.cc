@@ -70,7 +70,8 @@ class Bitmap {
         uint64_t w = words_[bit / 64] | ((1ull << (bit % 64)) - 1);
         if (w != ~0ull) {
           uint64_t found = (bit & ~63ull) + std::countr_one(w);
-          return found < end ? found : bits_;
+          if (found < end) return found;
+          break;  // only padding bits past `end` were clear: try the next pass
         }
         bit = (bit & ~63ull) + 64;
       }

@@ -50,7 +50,11 @@ Result<Attr> MountedFs::setattr(uint64_t ino, const SetAttr& sa) {
 Result<FsStat> MountedFs::statfs() {
   FsStat s;
   s.blocks = sb_.total_blocks - sb_.data_start;
+  // Dirty pages will each take a block at writeback: count them as used
+  // now (ext4 does the same for delayed allocation).
   uint64_t free_blocks = alloc_->free_block_count() + alloc_->pending_free_blocks();
+  uint64_t promised = pages_->dirty_count() + pages_->writeback_count();
+  free_blocks = free_blocks > promised ? free_blocks - promised : 0;
   s.blocks_free = std::min(free_blocks, s.blocks);
   s.files = sb_.inode_count;
   s.files_free = alloc_->free_inode_count();

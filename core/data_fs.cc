@@ -19,6 +19,9 @@ namespace stablefs {
 namespace {
 
 constexpr uint64_t kMaxFileSize = (uint64_t(UINT32_MAX) + 1) * kBlockSize;  // 16 TiB
+// Blocks kept back from data writes for metadata (tree nodes, directory
+// blocks), so a full filesystem can still record mappings and deletions.
+constexpr uint64_t kMetadataReserveBlocks = 64;
 
 }  // namespace
 
@@ -50,7 +53,7 @@ Status MountedFs::read_page(Inode& n, Page& page) {
   }
   uint64_t actual = block_checksum(phys, page.data(), kPageSize);
   if (actual != expected) {
-    integrity_errors_read_++;
+    c_->integrity_errors_read++;
     SFS_LOG("integrity error: inode %llu offset %llu block %llu: expected checksum %016llx, "
             "actual %016llx",
             (unsigned long long)n.ino, (unsigned long long)(page.index() * kPageSize),
@@ -136,7 +139,7 @@ Result<std::vector<PageRef>> MountedFs::read_pages(Inode& n, uint64_t first, siz
     if (w.phys == 0) continue;
     uint64_t actual = block_checksum(w.phys, pages[good]->data(), kPageSize);
     if (actual != w.expected) {
-      integrity_errors_read_++;
+      c_->integrity_errors_read++;
       SFS_LOG("integrity error: inode %llu offset %llu block %llu: expected checksum %016llx, "
               "actual %016llx",
               (unsigned long long)n.ino, (unsigned long long)(pages[good]->index() * kPageSize),
@@ -156,7 +159,7 @@ Result<std::vector<PageRef>> MountedFs::read_pages(Inode& n, uint64_t first, siz
   pages.resize(good);
   if (good == 0) return err(s.ok() ? EIO : (s.error() == EIO ? EIO : s.error()));
   for (auto& p : pages) pages_->set_page_uptodate(p);
-  bytes_read_ += good * kPageSize;
+  c_->bytes_read += good * kPageSize;
   return pages;
 }
 
@@ -229,7 +232,7 @@ Result<PageRef> MountedFs::grab_stable_page(Inode& n, uint64_t idx, bool fill) {
           pages_->unlock_page(p);
           p = std::move(*s);
         } else {
-          shadow_fallbacks_++;
+          c_->shadow_pool_fallbacks++;
           (void)pages_->wait_on_page_writeback(p);
         }
         break;
@@ -265,6 +268,14 @@ Result<size_t> MountedFs::write(uint64_t ino, uint64_t off, const char* data, si
   }
   if (off >= kMaxFileSize) return err(EFBIG);
   size = size_t(std::min<uint64_t>(size, kMaxFileSize - off));
+  // Every dirty page needs a fresh block at writeback (redirect-on-write,
+  // even for an overwrite), so refuse up front, as delayed allocation in
+  // ext4 does, rather than fail the writeback later. Blocks waiting for
+  // their freeing commit count as free: writeback commits to get them.
+  uint64_t pages_touched = (off + size + kPageSize - 1) / kPageSize - off / kPageSize;
+  uint64_t available = alloc_->free_block_count() + alloc_->pending_free_blocks();
+  uint64_t committed = pages_->dirty_count() + pages_->writeback_count();
+  if (available < committed + pages_touched + kMetadataReserveBlocks) return err(ENOSPC);
   size_t done = 0;
   while (done < size) {
     uint64_t pos = off + done;
@@ -295,7 +306,7 @@ Result<size_t> MountedFs::write(uint64_t ino, uint64_t off, const char* data, si
     n.disk.mtime = n.disk.ctime = now();
     n.attrs_dirty = true;
   }
-  bytes_written_ += done;
+  c_->bytes_written += done;
   if (pages_->dirty_count() * 2 > pages_->capacity_pages()) flusher_cv_.notify_one();
   return done;
 }

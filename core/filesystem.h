@@ -30,6 +30,10 @@ struct MountOptions {
   bool writeback_cache = false;      // FUSE writeback cache (fs/ negotiates it)
   uint32_t commit_seconds = 5;       // commit=
   bool read_only = false;
+  // Canonical mountpoint: when set, live counters are published in a
+  // shared-memory segment named after it (core/stats/live_counters.h).
+  std::string counters_mountpoint;
+  std::string source;  // the image or device, for the counters segment
 };
 
 struct Attr {
@@ -80,8 +84,11 @@ class Filesystem {
   virtual ~Filesystem() = default;
 
   // Replays the journal, loads metadata and starts the background threads.
+  // On failure *why (when given) holds a one-line reason; without it the
+  // reason is logged.
   static Result<std::unique_ptr<Filesystem>> mount(std::unique_ptr<BlockDevice> dev,
-                                                   const MountOptions& opts);
+                                                   const MountOptions& opts,
+                                                   std::string* why = nullptr);
   // Writes back everything, commits, checkpoints and marks the image clean.
   virtual Status unmount() = 0;
 

@@ -8,29 +8,53 @@
 namespace stablefs {
 
 Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::unique_ptr<BlockDevice> dev,
-                                                      const MountOptions& opts) {
+                                                      const MountOptions& opts,
+                                                      std::string* why) {
   auto fs = std::make_unique<MountedFs>(std::move(dev), opts);
-  SFS_TRY(fs->start());
+  SFS_TRY(fs->start(why));
   return std::unique_ptr<Filesystem>(std::move(fs));
 }
 
 MountedFs::MountedFs(std::unique_ptr<BlockDevice> dev, const MountOptions& opts)
     : dev_(std::move(dev)), opts_(opts) {
   read_only_ = opts.read_only;
+  heap_counters_ = std::make_unique<LiveCounters>();
+  c_ = heap_counters_.get();
 }
 
 MountedFs::~MountedFs() {
-  if (flusher_.joinable()) {
-    {
-      std::lock_guard lk(flusher_mu_);
-      flusher_stop_ = true;
-    }
-    flusher_cv_.notify_all();
-    flusher_.join();
+  {
+    std::lock_guard lk(flusher_mu_);
+    flusher_stop_ = true;
   }
+  flusher_cv_.notify_all();
+  if (flusher_.joinable()) flusher_.join();
+  if (stats_thread_.joinable()) stats_thread_.join();
 }
 
-Status MountedFs::read_superblock() {
+void MountedFs::publish_gauges() {
+  PageCacheStats ps = pages_->stats();
+  c_->writeback_waits = ps.writeback_waits;
+  c_->writeback_wait_ns_total = ps.writeback_wait_ns_total;
+  c_->writeback_wait_ns_max = ps.writeback_wait_ns_max;
+  c_->shadow_copies = ps.shadow_copies;
+  c_->pages_under_writeback = ps.writeback_pages;
+  c_->dirty_pages = ps.dirty_pages;
+  JournalStats js = journal_->stats();
+  c_->journal_commits = js.commits;
+  c_->shadow_metadata_copies = js.shadow_copies;
+  c_->heartbeat++;
+}
+
+Status MountedFs::mount_failed(int code, std::string reason, std::string* why) {
+  if (why)
+    *why = std::move(reason);
+  else
+    SFS_LOG("%s", reason.c_str());
+  return err(code);
+}
+
+Status MountedFs::read_superblock(std::string* why) {
   AlignedBlock a, b;
   SFS_TRY(dev_->read(kSuperblockA, a.data(), kBlockSize));
   SFS_TRY(dev_->read(kSuperblockB, b.data(), kBlockSize));
@@ -47,8 +71,10 @@ Status MountedFs::read_superblock() {
     sb_ = *sbk;
     return Status::Ok();
   }
-  SFS_LOG("no valid superblock: primary: %s; backup: %s", why_a.c_str(), why_b.c_str());
-  return err(EUCLEAN);
+  if (why_a.find("bad magic") != std::string::npos && why_b.find("bad magic") != std::string::npos)
+    return mount_failed(EUCLEAN, "not a stablefs image (no superblock magic)", why);
+  return mount_failed(EUCLEAN, "no valid superblock: primary: " + why_a + "; backup: " + why_b,
+                      why);
 }
 
 Status MountedFs::write_superblocks() {
@@ -70,15 +96,14 @@ Status MountedFs::persist_tail(JournalPosition tail) {
   return write_superblocks();
 }
 
-Status MountedFs::start() {
-  SFS_TRY(read_superblock());
+Status MountedFs::start(std::string* why) {
+  SFS_TRY(read_superblock(why));
   bool unclean = sb_.state == kStateMounted;
   JournalGeometry geo{sb_.journal_start, sb_.journal_blocks};
   auto replay = replay_journal(*dev_, geo, {sb_.journal_tail, sb_.journal_tail_txid});
-  if (!replay.ok()) {
-    SFS_LOG("journal replay failed: %s", std::strerror(replay.error()));
-    return Error{replay.error()};
-  }
+  if (!replay.ok())
+    return mount_failed(replay.error(),
+                        std::string("journal replay failed: ") + std::strerror(replay.error()), why);
   if (replay->transactions > 0)
     SFS_LOG("replayed %llu journal transactions (%llu blocks); %s",
             (unsigned long long)replay->transactions, (unsigned long long)replay->blocks,
@@ -96,19 +121,20 @@ Status MountedFs::start() {
 
   cache_ = std::make_unique<BufferCache>(*dev_);
   auto alloc = Allocator::load(*cache_, sb_);
-  if (!alloc.ok()) {
-    SFS_LOG("cannot load allocation bitmaps: %s", std::strerror(alloc.error()));
-    return Error{alloc.error()};
-  }
+  if (!alloc.ok())
+    return mount_failed(alloc.error(),
+                        std::string("cannot load the allocation bitmaps: ") +
+                            std::strerror(alloc.error()),
+                        why);
   alloc_ = std::move(*alloc);
   itable_ = std::make_unique<InodeTable>(*cache_, sb_);
   csums_ = std::make_unique<ChecksumTable>(*cache_, sb_);
   auto pc = PageCache::create(opts_.cache_bytes);
-  if (!pc.ok()) {
-    SFS_LOG("cannot allocate a page cache of %llu bytes: %s",
-            (unsigned long long)opts_.cache_bytes, std::strerror(pc.error()));
-    return Error{pc.error()};
-  }
+  if (!pc.ok())
+    return mount_failed(pc.error(),
+                        "cannot allocate a page cache of " + std::to_string(opts_.cache_bytes) +
+                            " bytes: " + std::strerror(pc.error()),
+                        why);
   pages_ = std::move(*pc);
   // A writer short of free pages kicks the flusher; it never blocks here.
   pages_->set_pressure_hook([this] { flusher_cv_.notify_one(); });
@@ -120,13 +146,30 @@ Status MountedFs::start() {
   journal_ = std::make_unique<Journal>(*dev_, *cache_, geo, replay->head, std::move(jo));
 
   auto root = get_inode(kRootIno);
-  if (!root.ok() || !(*root)->is_dir()) {
-    SFS_LOG("root directory is missing or corrupt");
-    return err(EUCLEAN);
-  }
+  if (!root.ok() || !(*root)->is_dir())
+    return mount_failed(EUCLEAN, "the root directory is missing or corrupt (run fsck.stablefs)",
+                        why);
   if (unclean && !read_only_) SFS_TRY(cleanup_orphans());
+  if (!opts_.counters_mountpoint.empty()) {
+    std::string note;
+    auto seg = CountersSegment::create(opts_.counters_mountpoint, opts_.source, &note);
+    if (!note.empty()) SFS_LOG("%s", note.c_str());
+    if (!seg.ok()) return mount_failed(seg.error(), note, why);
+    segment_ = std::move(*seg);
+    c_ = &segment_->counters();
+  }
+  c_->replayed_transactions = replay->transactions;
   mounted_ = true;
   flusher_ = std::thread([this] { flusher_main(); });
+  stats_thread_ = std::thread([this] {
+    std::unique_lock lk(flusher_mu_);
+    while (!flusher_stop_) {
+      lk.unlock();
+      publish_gauges();
+      lk.lock();
+      flusher_cv_.wait_for(lk, std::chrono::milliseconds(50), [&] { return flusher_stop_; });
+    }
+  });
   return Status::Ok();
 }
 
@@ -174,7 +217,15 @@ Status MountedFs::unmount() {
   }
   flusher_cv_.notify_all();
   if (flusher_.joinable()) flusher_.join();
+  if (stats_thread_.joinable()) stats_thread_.join();
   mounted_ = false;
+  // The segment lives exactly as long as the mount: readers must not see
+  // counters of a mount that is gone.
+  if (segment_) {
+    heap_counters_ = std::make_unique<LiveCounters>();
+    c_ = heap_counters_.get();
+    segment_.reset();
+  }
   if (read_only_) return Status::Ok();
 
   Status first;

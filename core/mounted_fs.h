@@ -22,6 +22,7 @@
 #include "core/inode.h"
 #include "core/inode_table.h"
 #include "core/page_cache.h"
+#include "core/stats/live_counters.h"
 #include "journal/buffer.h"
 #include "journal/journal.h"
 
@@ -34,7 +35,8 @@ class MountedFs final : public Filesystem {
  public:
   MountedFs(std::unique_ptr<BlockDevice> dev, const MountOptions& opts);
   ~MountedFs() override;
-  Status start();
+  // why: see Filesystem::mount.
+  Status start(std::string* why = nullptr);
 
   Status unmount() override;
   void forget(uint64_t ino, uint64_t n) override;
@@ -80,7 +82,8 @@ class MountedFs final : public Filesystem {
 
  private:
   // ---- mount_fs.cc ----
-  Status read_superblock();
+  Status read_superblock(std::string* why);
+  Status mount_failed(int code, std::string reason, std::string* why);
   Status write_superblocks();  // caller holds sb_mu_
   Status persist_tail(JournalPosition tail);
   Status cleanup_orphans();
@@ -133,15 +136,8 @@ class MountedFs final : public Filesystem {
   // and before its I/O is submitted (opens the write-after-checksum window).
   std::function<void(uint64_t ino)> writeback_hook_;
   PageCacheStats page_cache_stats() const { return pages_->stats(); }
-  struct Counters {
-    uint64_t integrity_errors_read = 0, integrity_errors_write = 0;
-    uint64_t shadow_fallbacks = 0, bounce_copies = 0;
-    uint64_t bytes_written = 0, bytes_read = 0;
-  };
-  Counters counters() const {
-    return {integrity_errors_read_, integrity_errors_write_, shadow_fallbacks_,
-            bounce_copies_,         bytes_written_,          bytes_read_};
-  }
+  // The live counters (in the shared-memory segment when there is one).
+  const LiveCounters& counters() const { return *c_; }
  private:
 
   Timespec now() const;
@@ -167,13 +163,12 @@ class MountedFs final : public Filesystem {
   std::thread flusher_;
   bool mounted_ = false;
 
-  // Counters (become the shared-memory live counters).
-  std::atomic<uint64_t> integrity_errors_read_{0};
-  std::atomic<uint64_t> integrity_errors_write_{0};
-  std::atomic<uint64_t> shadow_fallbacks_{0};
-  std::atomic<uint64_t> bounce_copies_{0};
-  std::atomic<uint64_t> bytes_written_{0};
-  std::atomic<uint64_t> bytes_read_{0};
+  // Live counters: in the shared-memory segment, or on the heap without one.
+  std::unique_ptr<CountersSegment> segment_;
+  std::unique_ptr<LiveCounters> heap_counters_;
+  LiveCounters* c_ = nullptr;
+  void publish_gauges();
+  std::thread stats_thread_;  // refreshes gauges every 50 ms; stops with the flusher
   std::atomic<bool> read_only_{false};
 };
 

@@ -78,7 +78,7 @@ Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
         // bounce: snapshot now, checksum and write the snapshot.
         std::memcpy(bounce[batch.size()].data(), p->data(), kPageSize);
         pp.bytes = bounce[batch.size()].data();
-        bounce_copies_++;
+        c_->bounce_copies++;
       }
       pages_->unlock_page(p);
       pp.page = std::move(p);
@@ -107,6 +107,11 @@ Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
                batch[i + run].page->index() == batch[i].page->index() + run)
           run++;
         auto r = alloc_->reserve_blocks(goal, run);
+        if (!r.ok() && r.error() == ENOSPC && alloc_->pending_free_blocks() > 0) {
+          // Blocks freed by the running transaction become allocatable when
+          // it commits (as ext4 retries after a commit). No handle is held.
+          if (Status c = journal_->commit(); c.ok()) r = alloc_->reserve_blocks(goal, run);
+        }
         if (!r.ok()) {
           s = Error{r.error()};
           break;
@@ -165,6 +170,7 @@ Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
         n.disk.blocks -= std::min(n.disk.blocks, r.count);
       }
       if (s.ok()) s = store_inode(h, n);
+      if (s.ok()) c_->blocks_written += batch.size();
     } else {
       for (const PhysRange& r : reserved) alloc_->unreserve(r);
     }
@@ -192,7 +198,7 @@ Status MountedFs::verify_written(Inode& n, const std::vector<PendingPage>& batch
     SFS_TRY(dev_->read(pp.phys, buf.data(), kBlockSize));
     uint64_t actual = block_checksum(pp.phys, buf.data(), kBlockSize);
     if (actual != pp.checksum) {
-      integrity_errors_write_++;
+      c_->integrity_errors_write++;
       SFS_LOG("integrity error (write verify): inode %llu offset %llu block %llu: expected "
               "checksum %016llx, actual %016llx",
               (unsigned long long)n.ino, (unsigned long long)(pp.page->index() * kPageSize),

@@ -414,6 +414,12 @@ void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
     fail(EIO);
     return;
   }
+  // on_commit runs before waiters learn the transaction is durable: a
+  // commit() caller (an ENOSPC retry, say) relies on its effects, such as
+  // freed blocks becoming allocatable.
+  lk.unlock();
+  if (opts.on_commit) opts.on_commit(txid);
+  lk.lock();
   committed_txid = txid;
   stats.commits++;
   stats.blocks_logged += logged;
@@ -421,7 +427,6 @@ void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
   bool full = log_used() > geo.blocks / 2;
   lk.unlock();
 
-  if (opts.on_commit) opts.on_commit(txid);
   if (full) s = checkpoint_now();
   lk.lock();
   if (!s.ok()) fail(EIO);

@@ -351,10 +351,14 @@ int run(const CommandLine& cl, const std::string& target, const std::string& mou
                  open_failure_text(dev.error()));
     return kExitFailure;
   }
-  auto fs = Filesystem::mount(std::move(*dev), mo.fs);
+  MountOptions fo = mo.fs;
+  fo.counters_mountpoint = mountpoint;  // canonical (validate_paths)
+  fo.source = target;
+  std::string why;
+  auto fs = Filesystem::mount(std::move(*dev), fo, &why);
   if (!fs.ok()) {
     std::fprintf(stderr, "stablefs: cannot mount %s: %s\n", target.c_str(),
-                 mount_failure_hint(fs.error()));
+                 why.empty() ? mount_failure_hint(fs.error()) : why.c_str());
     return kExitFailure;
   }
   MountContext ctx(**fs, mo.fs);

@@ -5,6 +5,7 @@
 // Not covered: an unreadable target. The suite runs as root, which bypasses
 // permission bits, so there is no way to make the image unreadable here.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
@@ -13,8 +14,6 @@
 #include <algorithm>
 #include <cctype>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "tests/integration/image_file.h"
 #include "tests/integration/mount_fixture.h"
@@ -106,9 +105,11 @@ TEST_F(BadInput, PrimarySuperblockWithBadChecksumMountsFromBackupAndSaysSo) {
   ASSERT_NO_FATAL_FAILURE(mount());
   std::string log = daemon_log();
   std::string lower = log;
-  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   EXPECT_NE(lower.find("superblock"), std::string::npos)
-      << "the fallback to the backup superblock must be logged; log:\n" << log;
+      << "the fallback to the backup superblock must be logged; log:\n"
+      << log;
   EXPECT_EQ(slurp(path("kept")), "survives");
   ASSERT_EQ(write_file(path("new"), "after fallback"), 0);
   ASSERT_NO_FATAL_FAILURE(remount());
@@ -184,9 +185,9 @@ TEST_F(BadInput, BogusStablePagesModeIsRefused) {
 }
 
 TEST_F(BadInput, EveryDocumentedMountOptionIsAccepted) {
-  for (const char* opts : {"stable_pages=wait", "stable_pages=shadow", "stable_pages=bounce",
-                           "stable_pages=off", "cache_size=16M,commit=1,verify_writes",
-                           "writeback_cache", "rw,noatime"}) {
+  for (const char* opts :
+       {"stable_pages=wait", "stable_pages=shadow", "stable_pages=bounce", "stable_pages=off",
+        "cache_size=16M,commit=1,verify_writes", "writeback_cache", "rw,noatime"}) {
     DaemonLaunch l = launch_daemon(image(), mnt(), {"-o", opts});
     ASSERT_TRUE(l.mounted) << "-o " << opts << ": " << describe_wait_status(l.status) << "\n"
                            << l.log;
@@ -227,7 +228,8 @@ TEST_F(BadInput, EveryToolAnswersHelpWithUsage) {
     CommandResult r = run_command({tool, "--help"}, std::chrono::seconds(10));
     EXPECT_TRUE(r.ok()) << tool << " --help: " << r.describe() << "\n" << r.output;
     std::string lower = r.output;
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
     EXPECT_NE(lower.find("usage"), std::string::npos) << tool << " --help:\n" << r.output;
   }
 }
@@ -286,12 +288,12 @@ TEST_F(BadInput, FillingTheFilesystemGivesENOSPCAndItRecovers) {
   }
   struct statfs used;
   ASSERT_EQ(statfs(mnt().c_str(), &used), 0);
-  EXPECT_LE(used.f_bfree + 2048, freed.f_bfree)
-      << "the new file's 2048 blocks are allocated: free " << freed.f_bfree << " -> "
-      << used.f_bfree;
+  EXPECT_LE(used.f_bfree + 2048, freed.f_bfree) << "the new file's 2048 blocks are allocated: free "
+                                                << freed.f_bfree << " -> " << used.f_bfree;
   ASSERT_EQ(mkdir(path("newdir").c_str(), 0755), 0);
   ASSERT_NO_FATAL_FAILURE(remount());
-  EXPECT_TRUE(same_bytes(slurp(path("after")), after)) << "contents of the file written after ENOSPC";
+  EXPECT_TRUE(same_bytes(slurp(path("after")), after))
+      << "contents of the file written after ENOSPC";
   ASSERT_NO_FATAL_FAILURE(unmount_only());
   CommandResult fsck = run_fsck({"--scrub"});
   EXPECT_TRUE(fsck.ok()) << "consistent after ENOSPC: " << fsck.describe() << "\n" << fsck.output;

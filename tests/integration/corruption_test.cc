@@ -4,13 +4,12 @@
 // fsck, and nothing crashes.
 #include <dirent.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "tests/integration/image_file.h"
 #include "tests/integration/mount_fixture.h"
@@ -73,7 +72,8 @@ TEST_F(Corruption, FlippedDataByteGivesEIOAndIsNamedInLogAndByScrub) {
   EXPECT_TRUE(scrub.exited) << scrub.describe();
   EXPECT_NE(scrub.exit_code, 0) << scrub.output;
   EXPECT_NE(scrub.output.find(std::to_string(block)), std::string::npos)
-      << "scrub output should name block " << block << ":\n" << scrub.output;
+      << "scrub output should name block " << block << ":\n"
+      << scrub.output;
   EXPECT_EQ(hash_file(image()), before) << "fsck without repair must not write";
 }
 
@@ -103,8 +103,8 @@ class MetadataCorruption : public Corruption {
       return;
     }
     int e = probe();
-    EXPECT_TRUE(is_integrity_errno(e)) << "access to damaged metadata gave errno " << e
-                                       << " (" << strerror(e) << "), want EIO or EUCLEAN";
+    EXPECT_TRUE(is_integrity_errno(e)) << "access to damaged metadata gave errno " << e << " ("
+                                       << strerror(e) << "), want EIO or EUCLEAN";
     std::string log = read_file(l.log_path);
     int status = stop_daemon(l.pid, mnt());
     EXPECT_TRUE(WIFEXITED(status)) << "daemon " << describe_wait_status(status) << "\n" << log;

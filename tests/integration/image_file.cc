@@ -54,8 +54,7 @@ void scan_blocks(const std::string& path, uint64_t from, Fn fn) {
 uint64_t hash_file(const std::string& path) {
   Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return 0;
-  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> st(XXH3_createState(),
-                                                              &XXH3_freeState);
+  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> st(XXH3_createState(), &XXH3_freeState);
   XXH3_64bits_reset(st.get());
   std::vector<uint8_t> buf(1 << 20);
   uint64_t total = 0;

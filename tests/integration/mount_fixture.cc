@@ -86,8 +86,8 @@ void MountedFs::SetUp() {
          "machine (modprobe fuse, or run the container with --device /dev/fuse)";
   ASSERT_STRNE(stablefs_bin(), "") << "the stablefs tools were not built (no CMake target)";
   CommandResult mk = run_mkfs({"--size", image_size(), image_});
-  ASSERT_TRUE(mk.ok()) << "mkfs.stablefs --size " << image_size() << ": " << mk.describe()
-                       << "\n" << mk.output;
+  ASSERT_TRUE(mk.ok()) << "mkfs.stablefs --size " << image_size() << ": " << mk.describe() << "\n"
+                       << mk.output;
   if (mount_in_setup()) mount();
 }
 
@@ -110,7 +110,8 @@ void MountedFs::TearDown() {
         waitpid(pid, &status, 0);
       } else if (WIFSIGNALED(status)) {
         ADD_FAILURE() << "daemon " << pid << " " << describe_wait_status(status)
-                      << "\n--- daemon log ---\n" << daemon_log();
+                      << "\n--- daemon log ---\n"
+                      << daemon_log();
       }
     }
     owned_pids_.clear();
@@ -187,9 +188,9 @@ void MountedFs::mount() {
   DaemonLaunch l = launch_daemon(image_, mnt_, extra);
   log_path_ = l.log_path;
   ASSERT_TRUE(l.mounted) << "stablefs " << image_ << " " << mnt_ << " did not mount: "
-                         << (l.timed_out ? "no mount within 10 s"
-                                         : describe_wait_status(l.status))
-                         << "\n--- daemon log ---\n" << l.log;
+                         << (l.timed_out ? "no mount within 10 s" : describe_wait_status(l.status))
+                         << "\n--- daemon log ---\n"
+                         << l.log;
   daemon_pid_ = l.pid;
   struct stat st;
   ASSERT_EQ(::stat(mnt_.c_str(), &st), 0) << "stat of the live mountpoint: " << strerror(errno);

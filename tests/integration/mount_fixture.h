@@ -11,14 +11,13 @@
 // INTEG_KEEP=1 keeps the temp dir (image and daemon logs) for debugging.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/types.h>
 
 #include <chrono>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "tests/integration/process.h"
 
@@ -35,10 +34,10 @@ int fuse_mounts_at(const std::string& mountpoint);
 struct DaemonLaunch {
   bool mounted = false;  // the mount went live; pid is the running daemon
   pid_t pid = -1;
-  int status = 0;        // waitpid status when !mounted and exited
+  int status = 0;  // waitpid status when !mounted and exited
   bool exited = false;
   bool timed_out = false;
-  std::string log;       // what the daemon printed (read at return)
+  std::string log;  // what the daemon printed (read at return)
   std::string log_path;
 };
 
@@ -67,7 +66,7 @@ class MountedFs : public ::testing::Test {
   void unmount_only();
   void remount() {
     unmount_only();
-    mount();
+    if (!HasFatalFailure()) mount();
   }
   bool is_mounted() const { return daemon_pid_ > 0; }
   // Everything the current (or last) daemon wrote to stdout/stderr.

@@ -1,6 +1,7 @@
 // POSIX attributes on a real mount: mode, ownership, nanosecond times,
 // extended attributes and statfs.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/xattr.h>
@@ -10,8 +11,6 @@
 #include <algorithm>
 #include <set>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "tests/integration/mount_fixture.h"
 #include "tests/integration/test_util.h"
@@ -109,8 +108,7 @@ TEST_F(PosixAttrs, XattrsSetGetListRemoveAndPersist) {
   ASSERT_EQ(setxattr(path("f").c_str(), "user.big", big.data(), big.size(), 0), 0);
   ASSERT_EQ(setxattr(path("f").c_str(), "user.empty", "", 0, 0), 0);
   EXPECT_EQ(SFS_ERRNO_OF(setxattr(path("f").c_str(), "user.one", "z", 1, XATTR_CREATE)), EEXIST);
-  EXPECT_EQ(SFS_ERRNO_OF(setxattr(path("f").c_str(), "user.nope", "z", 1, XATTR_REPLACE)),
-            ENODATA);
+  EXPECT_EQ(SFS_ERRNO_OF(setxattr(path("f").c_str(), "user.nope", "z", 1, XATTR_REPLACE)), ENODATA);
   ASSERT_EQ(setxattr(path("f").c_str(), "user.two", "2nd", 3, XATTR_REPLACE), 0);
   char buf[4096];
   EXPECT_EQ(SFS_ERRNO_OF(getxattr(path("f").c_str(), "user.missing", buf, sizeof(buf))), ENODATA);

@@ -1,6 +1,7 @@
 // POSIX file data on a real mount: truncate, sparse files and
 // SEEK_DATA/SEEK_HOLE, fallocate, shared mmap, O_DIRECT and files past 4 GiB.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <linux/falloc.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -10,8 +11,6 @@
 #include <cstring>
 #include <memory>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "tests/integration/mount_fixture.h"
 #include "tests/integration/test_util.h"
@@ -72,7 +71,10 @@ TEST_F(PosixData, TruncateUpReadsZerosAndTruncateDownDiscards) {
 
 TEST_F(PosixData, OTruncEmptiesTheFile) {
   ASSERT_EQ(write_file(path("f"), pattern(50000, 'q')), 0);
-  { UniqueFd fd = open_fd(path("f"), O_WRONLY | O_TRUNC); ASSERT_TRUE(fd.ok()); }
+  {
+    UniqueFd fd = open_fd(path("f"), O_WRONLY | O_TRUNC);
+    ASSERT_TRUE(fd.ok());
+  }
   EXPECT_EQ(stat_of(path("f")).st_size, 0);
   ASSERT_NO_FATAL_FAILURE(remount());
   EXPECT_EQ(stat_of(path("f")).st_size, 0);
@@ -164,12 +166,12 @@ TEST_F(PosixData, PunchHoleReadsZerosAndFreesBlocks) {
   // Unaligned punch zeroes partial blocks in place.
   ASSERT_EQ(fallocate(fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 100, 200), 0);
   EXPECT_TRUE(same_bytes(pread_str(fd.get(), 400, 0),
-            data.substr(0, 100) + std::string(200, '\0') + data.substr(300, 100)));
+                         data.substr(0, 100) + std::string(200, '\0') + data.substr(300, 100)));
   fd.reset();
   ASSERT_NO_FATAL_FAILURE(remount());
   fd = open_fd(path("f"), O_RDONLY);
   EXPECT_TRUE(same_bytes(pread_str(fd.get(), 400, 0),
-            data.substr(0, 100) + std::string(200, '\0') + data.substr(300, 100)));
+                         data.substr(0, 100) + std::string(200, '\0') + data.substr(300, 100)));
   EXPECT_TRUE(all_zero(pread_str(fd.get(), 2 * kMiB, kMiB)));
   EXPECT_TRUE(same_bytes(pread_str(fd.get(), kMiB, 3 * kMiB), data.substr(3 * kMiB)));
 }
@@ -208,7 +210,8 @@ TEST_F(PosixData, ODirectAlignedWriteAndReadRoundTrip) {
     EXPECT_EQ(std::memcmp(buf.get(), want.data(), len), 0);
   }
   UniqueFd buffered = open_fd(path("f"), O_RDONLY);
-  EXPECT_TRUE(same_bytes(pread_str(buffered.get(), len, 8192), want)) << "buffered readers see direct writes";
+  EXPECT_TRUE(same_bytes(pread_str(buffered.get(), len, 8192), want))
+      << "buffered readers see direct writes";
   EXPECT_TRUE(all_zero(pread_str(buffered.get(), 8192, 0)));
   buffered.reset();
   ASSERT_NO_FATAL_FAILURE(remount());

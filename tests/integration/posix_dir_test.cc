@@ -4,14 +4,13 @@
 // a remount.
 #include <dirent.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "tests/integration/mount_fixture.h"
 #include "tests/integration/test_util.h"
@@ -108,8 +107,10 @@ TEST_F(PosixDir, ReaddirOfHundredThousandEntriesListsEachExactlyOnce) {
   Listing l = list_dir(dir);
   int odd_once = 0, even_seen = 0;
   for (int i = 0; i < kEntries; ++i) {
-    if (i % 2 == 0) even_seen += l.seen[size_t(i)];
-    else odd_once += l.seen[size_t(i)] == 1;
+    if (i % 2 == 0)
+      even_seen += l.seen[size_t(i)];
+    else
+      odd_once += l.seen[size_t(i)] == 1;
   }
   EXPECT_EQ(even_seen, 0);
   EXPECT_EQ(odd_once, kEntries / 2);

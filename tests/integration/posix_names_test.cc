@@ -2,13 +2,12 @@
 // its forms, links and link counts, symlinks, name length limits. Each
 // stateful test remounts and checks its state survived.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "tests/integration/mount_fixture.h"
 #include "tests/integration/test_util.h"
@@ -85,8 +84,8 @@ TEST_F(PosixNames, RenameExchangeSwapsTheTwoEntries) {
   EXPECT_EQ(slurp(path("d")), "contents of a");
   EXPECT_EQ(stat_of(path("d")).st_ino, a_ino);
   EXPECT_EQ(slurp(path("a/inner")), "inside d");
-  EXPECT_EQ(SFS_ERRNO_OF(renameat2(AT_FDCWD, path("a").c_str(), AT_FDCWD,
-                                   path("missing").c_str(), RENAME_EXCHANGE)),
+  EXPECT_EQ(SFS_ERRNO_OF(renameat2(AT_FDCWD, path("a").c_str(), AT_FDCWD, path("missing").c_str(),
+                                   RENAME_EXCHANGE)),
             ENOENT);
   ASSERT_NO_FATAL_FAILURE(remount());
   EXPECT_EQ(slurp(path("d")), "contents of a");

@@ -11,11 +11,11 @@
 namespace stablefs::integ {
 
 struct CommandResult {
-  int exit_code = -1;    // valid when exited
-  bool exited = false;   // false: killed by a signal (see term_signal) or timed out
+  int exit_code = -1;   // valid when exited
+  bool exited = false;  // false: killed by a signal (see term_signal) or timed out
   int term_signal = 0;
   bool timed_out = false;
-  std::string output;    // stdout and stderr interleaved
+  std::string output;  // stdout and stderr interleaved
 
   bool ok() const { return exited && exit_code == 0; }
   // "exit 4", "killed by signal 11", "timed out": for failure messages.

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,8 +14,6 @@
 #include <cstring>
 #include <string>
 #include <string_view>
-
-#include <gtest/gtest.h>
 
 namespace stablefs::integ {
 
@@ -107,8 +106,8 @@ inline ::testing::AssertionResult same_bytes(std::string_view got, std::string_v
     return out;
   };
   return ::testing::AssertionFailure()
-         << "got " << got.size() << " bytes, want " << want.size() << "; first difference at "
-         << at << ": got [" << show(got) << "] want [" << show(want) << "]"
+         << "got " << got.size() << " bytes, want " << want.size() << "; first difference at " << at
+         << ": got [" << show(got) << "] want [" << show(want) << "]"
          << (got.size() < 64 ? " got=\"" + std::string(got) + "\"" : std::string());
 }
 

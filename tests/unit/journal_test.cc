@@ -100,6 +100,7 @@ class JournalTest : public ::testing::Test {
 
   // The buffer for nr, as the filesystem would hold it.
   std::shared_ptr<MetaBuffer> buf(uint64_t nr) {
+    std::lock_guard lk(bufs_mu_);
     auto& b = bufs_[nr];
     if (!b) b = cache_.create(nr, kMagicInodeTable, 0);
     return b;
@@ -150,6 +151,7 @@ class JournalTest : public ::testing::Test {
   MemDevice mem_{kDevBlocks};
   GateDevice dev_{mem_};
   BufferCache cache_{dev_};
+  std::mutex bufs_mu_;  // protects bufs_ (tests dirty buffers from many threads)
   std::map<uint64_t, std::shared_ptr<MetaBuffer>> bufs_;
   std::mutex mu_;  // protects persisted_, persist_calls_ (written by the commit thread)
   JournalPosition persisted_;

@@ -1,0 +1,97 @@
+// Live counters of one mount, in a Boost.Interprocess shared-memory segment
+// named after the mountpoint, so stablefs-stat and wac can read them from
+// other processes while the filesystem runs.
+//
+// The daemon creates the segment at mount (replacing a stale one left by a
+// crash) and removes it at unmount. The layout is versioned: a reader that
+// finds another magic, version or size refuses instead of misreading.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/base/result.h"
+
+namespace stablefs {
+
+constexpr uint64_t kCountersMagic = 0x31305443534653ull;  // "SFSCT01"
+constexpr uint32_t kCountersVersion = 1;
+
+// Every field is an 8-byte lock-free atomic, so writers and readers in
+// different processes need no lock.
+struct LiveCounters {
+  uint64_t magic = kCountersMagic;
+  uint32_t version = kCountersVersion;
+  uint32_t size = sizeof(LiveCounters);
+  int64_t pid = 0;
+  char mountpoint[512] = {};
+  char source[512] = {};
+
+  // Integrity (stable pages): a block whose bytes differ from its checksum.
+  std::atomic<uint64_t> integrity_errors_write{0};  // found by verify_writes
+  std::atomic<uint64_t> integrity_errors_read{0};   // found when reading
+  // Writers that slept on a page under writeback, and for how long.
+  std::atomic<uint64_t> writeback_waits{0};
+  std::atomic<uint64_t> writeback_wait_ns_total{0};
+  std::atomic<uint64_t> writeback_wait_ns_max{0};
+  // Copies made instead of waiting.
+  std::atomic<uint64_t> shadow_copies{0};
+  std::atomic<uint64_t> bounce_copies{0};
+  std::atomic<uint64_t> shadow_pool_fallbacks{0};  // pool empty: waited instead
+  // Gauges, refreshed by the daemon every 50 ms.
+  std::atomic<uint64_t> pages_under_writeback{0};
+  std::atomic<uint64_t> dirty_pages{0};
+  // Throughput.
+  std::atomic<uint64_t> bytes_written{0};  // accepted from applications
+  std::atomic<uint64_t> bytes_read{0};     // read from the backing store
+  std::atomic<uint64_t> blocks_written{0}; // data blocks written back
+  // Journal.
+  std::atomic<uint64_t> journal_commits{0};
+  std::atomic<uint64_t> shadow_metadata_copies{0};
+  std::atomic<uint64_t> replayed_transactions{0};
+  // Bumped by the daemon on every gauge refresh: readers can tell it is alive.
+  std::atomic<uint64_t> heartbeat{0};
+};
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+
+// "stablefs.tmp.x.mnt" for /tmp/x/mnt: a valid shm name derived from the
+// canonical mountpoint path (long paths are hashed).
+std::string counters_segment_name(const std::string& canonical_mountpoint);
+
+// The daemon's side: creates (or replaces a stale) segment and removes it
+// on destruction.
+class CountersSegment {
+ public:
+  static Result<std::unique_ptr<CountersSegment>> create(const std::string& mountpoint,
+                                                         const std::string& source,
+                                                         std::string* note);
+  ~CountersSegment();
+  LiveCounters& counters() { return *counters_; }
+
+ private:
+  struct Impl;
+  explicit CountersSegment(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+  LiveCounters* counters_ = nullptr;
+};
+
+// A reader's side: maps an existing segment read-only. ENOENT when the
+// mount has none (not stablefs, or not mounted); EPROTO with *why on a
+// layout mismatch.
+class CountersView {
+ public:
+  static Result<std::unique_ptr<CountersView>> open(const std::string& mountpoint,
+                                                    std::string* why);
+  ~CountersView();
+  const LiveCounters& counters() const { return *counters_; }
+
+ private:
+  struct Impl;
+  explicit CountersView(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+  const LiveCounters* counters_ = nullptr;
+};
+
+}  // namespace stablefs
