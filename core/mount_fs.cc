@@ -41,7 +41,6 @@ void MountedFs::publish_gauges() {
   c_->pages_under_writeback = ps.writeback_pages;
   c_->dirty_pages = ps.dirty_pages;
   JournalStats js = journal_->stats();
-  c_->journal_commits = js.commits;
   c_->shadow_metadata_copies = js.shadow_copies;
   c_->heartbeat++;
 }
@@ -142,7 +141,10 @@ Status MountedFs::start(std::string* why) {
   JournalOptions jo;
   jo.commit_interval = std::chrono::seconds(opts_.commit_seconds);
   jo.persist_tail = [this](JournalPosition t) { return persist_tail(t); };
-  jo.on_commit = [this](uint64_t txid) { alloc_->release_committed(txid); };
+  jo.on_commit = [this](uint64_t txid) {
+    alloc_->release_committed(txid);
+    c_->journal_commits++;
+  };
   journal_ = std::make_unique<Journal>(*dev_, *cache_, geo, replay->head, std::move(jo));
 
   auto root = get_inode(kRootIno);

@@ -190,8 +190,8 @@ retry:
           fi
         };
         if
-        :: s != NONE -> locked[f] = 0; put_ref(f); f = s
-        :: else -> wait_wb(f)                   /* fallback */
+        :: s != NONE -> locked[f] = 0; put_ref(f); f = s; s = 0
+        :: else -> s = 0; wait_wb(f)            /* fallback */
         fi
 #else
         skip                                    /* BOUNCE, OFF */
@@ -202,10 +202,15 @@ retry:
      assert(!wb[f] || POLICY == BOUNCE);        /* stable for WAIT/SHADOW */
 #endif
      atomic { ver++; data[f] = ver };           /* memcpy into the page */
-     dirty[f] = 1;                              /* set_page_dirty */
-     locked[f] = 0;                             /* unlock_page */
-     put_ref(f);
-     i++
+     /* set_page_dirty, unlock_page, drop the PageRef: nothing else runs
+        between them in write(), so one step (fewer interleavings). */
+     atomic {
+       dirty[f] = 1;
+       locked[f] = 0;
+       put_ref(f);
+       f = 0;
+       i++
+     }
   :: else -> break
   od
 }
@@ -224,26 +229,33 @@ proctype Flusher(byte me) {
        fi
      };
      lock_page(f);
+     /* Under the page lock, no other process can change this frame's
+        bytes or bits except end_page_writeback, which the wait below
+        covers; so the handoff is one step once the wait is satisfied. */
      if
-     :: !attached[f] || !dirty[f] -> locked[f] = 0; put_ref(f); goto next
-     :: else -> skip
-     fi;
-     wait_wb(f);                    /* redirtied during its write (bounce/off) */
+     :: !attached[f] || !dirty[f] ->
+        atomic { locked[f] = 0; put_ref(f); goto next }
+     :: else ->
+        atomic {
+          wait_wb(f) ->             /* redirtied during its write (bounce/off) */
 #ifdef FIX_ORDER
-     /* The fix for check (4): also wait out the write of a shadowed
-        (detached) predecessor of this page, i.e.
-        wait_on_writeback_range(ino, idx, idx) before set_page_writeback. */
-     (wb[0] + wb[1] + wb[2] == 0);
+          /* The fix for check (4): also wait out the write of a shadowed
+             (detached) predecessor of this page, i.e.
+             wait_on_writeback_range(ino, idx, idx) before
+             set_page_writeback. */
+          (wb[0] + wb[1] + wb[2] == 0);
 #endif
-     dirty[f] = 0;                  /* test_clear_page_dirty */
-     wb[f] = 1;                     /* set_page_writeback */
+          dirty[f] = 0;             /* test_clear_page_dirty */
+          wb[f] = 1;                /* set_page_writeback */
 #if POLICY == BOUNCE
-     bbuf[me] = data[f];            /* snapshot at writeback start */
-     src = NONE;
+          bbuf[me] = data[f];       /* snapshot at writeback start */
+          src = NONE;
 #else
-     src = f;
+          src = f;
 #endif
-     locked[f] = 0;                 /* unlock_page */
+          locked[f] = 0             /* unlock_page */
+        }
+     fi;
 
      /* 2. reserve_blocks; on ENOSPC with pending frees, commit and retry */
      ok = 0;
@@ -288,11 +300,16 @@ proctype Flusher(byte me) {
      fi;
 
      /* 3. checksum the bytes that go out, submit and wait */
-     if
-     :: src == NONE -> cs = bbuf[me]
-     :: else -> cs = data[f]
-     fi;
-     atomic { inflight[b]++; req[me] ! src, b, cs };
+     /* The checksum and the submission are one step: bytes changing
+        between them are covered by bytes changing before the DMA. */
+     atomic {
+       if
+       :: src == NONE -> cs = bbuf[me]
+       :: else -> cs = data[f]
+       fi;
+       inflight[b]++;
+       req[me] ! src, b, cs
+     };
      done[me] ? _;
 
      /* 4. one handle: map the new block, record its checksum, free the old */
@@ -313,8 +330,7 @@ proctype Flusher(byte me) {
        b = 0; old = 0; src = 0
      };
      /* 5. end_page_writeback wakes waiters; the I/O's PageRef goes */
-     wb[f] = 0;
-     put_ref(f);
+     atomic { wb[f] = 0; put_ref(f) };
 next:
      skip;
      d_step { f = 0; b = 0; cs = 0; src = 0 }
@@ -334,12 +350,14 @@ end:
        :: else -> got = data[src]
        fi
      };
-     /* (1) the device captured exactly the checksummed bytes */
-     assert(got == cs);
-     /* (3) the block is still this write's reservation */
-     assert(bstate[b] == B_RESERVED && inflight[b] == 1);
-     d_step { disk[b] = got; inflight[b]--; src = 0; b = 0; cs = 0; got = 0 };
-     done[me] ! 1
+     atomic {
+       /* (1) the device captured exactly the checksummed bytes */
+       assert(got == cs);
+       /* (3) the block is still this write's reservation */
+       assert(bstate[b] == B_RESERVED && inflight[b] == 1);
+       disk[b] = got; inflight[b]--; src = 0; b = 0; cs = 0; got = 0;
+       done[me] ! 1
+     }
   od
 }
 

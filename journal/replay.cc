@@ -244,7 +244,7 @@ Result<ReplayResult> replay_journal(BlockDevice& dev, JournalGeometry geo, Journ
   for (const ScannedTransaction& t : txns) {
     for (auto [home, off] : t.copies) {
       auto r = revoked.find(home);
-      (void)r;
+      if (r != revoked.end() && r->second >= t.txid) continue;
       chosen[home] = off;
     }
   }

@@ -32,7 +32,8 @@ struct LiveCounters {
   // Integrity (stable pages): a block whose bytes differ from its checksum.
   std::atomic<uint64_t> integrity_errors_write{0};  // found by verify_writes
   std::atomic<uint64_t> integrity_errors_read{0};   // found when reading
-  // Writers that slept on a page under writeback, and for how long.
+  // Writers that slept on a page under writeback, and for how long
+  // (refreshed with the gauges, every 50 ms).
   std::atomic<uint64_t> writeback_waits{0};
   std::atomic<uint64_t> writeback_wait_ns_total{0};
   std::atomic<uint64_t> writeback_wait_ns_max{0};
