@@ -11,6 +11,8 @@
  *   EARLY_REUSE  a freed block is allocatable at once, before its freeing
  *                transaction committed (Allocator::free_blocks clearing the
  *                in-memory bit instead of release_committed)
+ *   LOCKED_END   end_page_writeback takes the page lock (a writer sleeps in
+ *                wait_on_page_writeback holding it: check (2) must fail)
  * CHECK_ORDER (optional, off by default) adds check (4) below; FIX_ORDER
  * models the fix for the race that check finds under SHADOW.
  *
@@ -79,9 +81,24 @@
 
 #define NOWAIT      1
 #define EARLY_REUSE 2
+#define LOCKED_END  3
 #ifndef MUTATION
 #define MUTATION 0
 #endif
+
+/* Reachability probes (vacuity check): -DREACH=k turns probe k into a
+   failing assertion, so spin must find a run that gets there. The script
+   asserts it does, proving the interesting paths are really exercised.
+     1 a writer found its page under writeback
+     2 shadow_page made a copy            3 shadow pool low: fallback wait
+     4 writeback found its page still under writeback (bounce/off)
+     5 a block freed by a commit was allocated again
+     6 ENOSPC with pending frees: commit and retry
+     7 a shadowed frame went back to the pool */
+#ifndef REACH
+#define REACH 0
+#endif
+#define PROBE(k) assert(REACH != k)
 
 #define NWRITERS 2      /* concurrent write() callers on the page */
 #define WRITES   2      /* write() calls each */
@@ -131,6 +148,7 @@ inline put_ref(f) {
     if
     :: refs[f] == 0 ->
        assert(!attached[f] && !wb[f] && !locked[f]);
+       PROBE(7);
        pool_free++
     :: else -> skip
     fi
@@ -163,6 +181,7 @@ retry:
         it is set only under the page lock, which we hold. */
      if
      :: wb[f] ->
+        PROBE(1);
 #if POLICY == WAIT
 #if MUTATION != NOWAIT
         wait_wb(f)
@@ -185,8 +204,9 @@ retry:
              dirty[s] = dirty[f]; dirty[f] = 0; /* newer bytes own Dirty */
              attached[f] = 0; refs[f]--;        /* drop the index's ref */
              cur = s;
+             PROBE(2);
              shadows++
-          :: else -> fallbacks++                /* EAGAIN */
+          :: else -> PROBE(3); fallbacks++      /* EAGAIN */
           fi
         };
         if
@@ -236,6 +256,10 @@ proctype Flusher(byte me) {
      :: !attached[f] || !dirty[f] ->
         atomic { locked[f] = 0; put_ref(f); goto next }
      :: else ->
+        if
+        :: wb[f] -> PROBE(4)
+        :: else -> skip
+        fi;
         atomic {
           wait_wb(f) ->             /* redirtied during its write (bounce/off) */
 #ifdef FIX_ORDER
@@ -271,6 +295,10 @@ proctype Flusher(byte me) {
              /* (3) the allocator never hands out a block with I/O in
                 flight, still mapped, or freed but not yet committed */
              assert(bstate[b] == B_FREE && inflight[b] == 0);
+             if
+             :: b == 0 -> PROBE(5)      /* block 0 was the page's first home */
+             :: else -> skip
+             fi;
              bmem[b] = 1; bstate[b] = B_RESERVED; ok = 1
           :: else -> skip
           fi
@@ -278,6 +306,7 @@ proctype Flusher(byte me) {
         if
         :: ok -> break
         :: !ok && npending > 0 ->
+           PROBE(6);
            d_step {                 /* journal_->commit(), release_committed */
              b = 0;
              do
@@ -330,7 +359,12 @@ proctype Flusher(byte me) {
        b = 0; old = 0; src = 0
      };
      /* 5. end_page_writeback wakes waiters; the I/O's PageRef goes */
+#if MUTATION == LOCKED_END
+     lock_page(f);
+     atomic { wb[f] = 0; locked[f] = 0; put_ref(f) };
+#else
      atomic { wb[f] = 0; put_ref(f) };
+#endif
 next:
      skip;
      d_step { f = 0; b = 0; cs = 0; src = 0 }

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "core/base/log.h"
 #include "core/filesystem.h"
 #include "core/io/open_device.h"
 #include "fs/fuse_adapter.h"
@@ -250,7 +251,10 @@ class Background {
     if (null_fd < 0) return;
     ::dup2(null_fd, STDIN_FILENO);
     ::dup2(null_fd, STDOUT_FILENO);
-    if (::isatty(STDERR_FILENO)) ::dup2(null_fd, STDERR_FILENO);
+    if (::isatty(STDERR_FILENO)) {
+      ::dup2(null_fd, STDERR_FILENO);
+      log_to_syslog(true);  // integrity errors must still be seen somewhere
+    }
     if (null_fd > STDERR_FILENO) ::close(null_fd);
   }
 

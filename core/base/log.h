@@ -1,7 +1,14 @@
-// Log lines go to stderr (the daemon's stderr reaches syslog or the
-// terminal, as for any FUSE daemon). One line per event, prefixed.
+// Log lines: one line per event, prefixed "stablefs: ". They go to stderr
+// (the terminal or a log file in the foreground) and, for a daemon that
+// left its terminal, to syslog, so integrity errors are never lost.
 #pragma once
 
-#include <cstdio>
+namespace stablefs {
 
-#define SFS_LOG(fmt, ...) std::fprintf(stderr, "stablefs: " fmt "\n" __VA_OPT__(, ) __VA_ARGS__)
+void log_line(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+// Also send every line to syslog (LOG_DAEMON, tag "stablefs").
+void log_to_syslog(bool on);
+
+}  // namespace stablefs
+
+#define SFS_LOG(fmt, ...) ::stablefs::log_line(fmt __VA_OPT__(, ) __VA_ARGS__)

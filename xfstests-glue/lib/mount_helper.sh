@@ -1,0 +1,70 @@
+# Making `mount -t fuse.stablefs IMAGE DIR` run the stablefs under test.
+#
+# mount(8) runs mount.fuse3 with an empty environment, and mount.fuse3 runs
+# `/bin/sh -c 'stablefs IMAGE DIR -o OPTS'`, so the daemon is looked up in
+# the shell's built-in PATH (/usr/local/sbin first), never in ours. Instead
+# of installing anything on the host, the runner works in a private mount
+# namespace and bind-mounts over /usr/local/sbin a directory holding the
+# same entries plus `stablefs`. Nobody outside the namespace sees that, or
+# the test mounts, and concurrent runs with different builds do not clash.
+# Sourced by run.
+
+# True inside a mount namespace other than init's.
+sfs_in_private_mount_ns() {
+	[[ "$(readlink /proc/self/ns/mnt)" != "$(readlink /proc/1/ns/mnt)" ]]
+}
+
+# sfs_reexec_in_private_ns ARGS...: re-run the calling script in a new mount
+# namespace whose mounts do not propagate back to the host. Does not return.
+sfs_reexec_in_private_ns() {
+	export SFS_GLUE_IN_NS=1
+	exec unshare --mount --propagation private -- "$@"
+}
+
+# sfs_write_daemon_shim OUT DAEMON WAIT_SECONDS: OUT becomes the `stablefs`
+# that mount.fuse3 finds. With WAIT_SECONDS > 0 it first waits for the
+# image's lock, so a mount issued right after an umount does not fail
+# while the previous daemon is still writing back (see README: "remount
+# right after umount").
+sfs_write_daemon_shim() {
+	local out=$1 daemon=$2 wait=$3
+	if [[ "$wait" -gt 0 ]]; then
+		cat > "$out" <<SHIM
+#!/bin/sh
+# Written by xfstests-glue/run; lives only inside its mount namespace.
+[ -f "\$1" ] && flock -w $wait "\$1" true
+exec $daemon "\$@"
+SHIM
+		chmod 755 "$out"
+	else
+		ln -sfn "$daemon" "$out"
+	fi
+}
+
+# sfs_install_daemon_on_mount_path SBIN_DIR DAEMON WAIT_SECONDS: populate
+# SBIN_DIR and bind it over /usr/local/sbin (SBIN_DIR.orig keeps the
+# original reachable). Only inside a private mount
+# namespace: outside one, this would change the host for everybody.
+sfs_install_daemon_on_mount_path() {
+	local sbin=$1 daemon=$2 wait=$3 f
+	if ! sfs_in_private_mount_ns; then
+		echo "xfstests-glue: refusing to bind over /usr/local/sbin outside a private mount namespace" >&2
+		return 1
+	fi
+	mkdir -p "$sbin" "$sbin.orig" /usr/local/sbin || return 1
+	# The entries must point at the original directory, which the overlay
+	# is about to hide: keep it reachable through a second bind mount.
+	mount --bind /usr/local/sbin "$sbin.orig" || return 1
+	for f in "$sbin.orig"/* "$sbin.orig"/.[!.]*; do
+		[[ -e "$f" || -L "$f" ]] && ln -sfn "$f" "$sbin/"
+	done
+	sfs_write_daemon_shim "$sbin/stablefs" "$daemon" "$wait" || return 1
+	mount --bind "$sbin" /usr/local/sbin || return 1
+	# What mount.fuse3 will actually run, resolved the way it resolves it.
+	local found
+	found=$(env -i /bin/sh -c 'command -v stablefs')
+	if [[ "$found" != /usr/local/sbin/stablefs ]]; then
+		echo "xfstests-glue: mount.fuse3 would run '$found', not the daemon under test" >&2
+		return 1
+	fi
+}
