@@ -256,11 +256,11 @@ proctype Flusher(byte me) {
      :: !attached[f] || !dirty[f] ->
         atomic { locked[f] = 0; put_ref(f); goto next }
      :: else ->
-        if
-        :: wb[f] -> PROBE(4)
-        :: else -> skip
-        fi;
         atomic {
+          if
+          :: wb[f] -> PROBE(4)
+          :: else -> skip
+          fi;
           wait_wb(f) ->             /* redirtied during its write (bounce/off) */
 #ifdef FIX_ORDER
           /* The fix for check (4): also wait out the write of a shadowed

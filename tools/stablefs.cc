@@ -25,6 +25,9 @@
 #include <string>
 #include <vector>
 
+#include <fstream>
+#include <sstream>
+
 #include "core/base/log.h"
 #include "core/filesystem.h"
 #include "core/io/open_device.h"
@@ -298,6 +301,25 @@ int run_loop(fuse_session* se, bool single_threaded) {
 // Mounts the session on the kernel and serves it until unmount. Returns
 // the exit code; the engine is unmounted by destroy (or by the caller if
 // the session never started).
+//
+// The kernel caps FUSE readahead at max_readahead (1 MiB, see
+// fs/capabilities.cc) but leaves the mount's bdi at 128 KiB; raise it so a
+// cold sequential read arrives as large requests. Best effort: the device
+// number comes from mountinfo, since stat() on the mountpoint would wait
+// for the not-yet-running session.
+void raise_readahead(const std::string& mountpoint) {
+  std::ifstream mi("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(mi, line)) {
+    std::istringstream f(line);
+    std::string id, parent, dev, root, mp;
+    if (!(f >> id >> parent >> dev >> root >> mp)) continue;
+    if (mp != mountpoint) continue;
+    std::ofstream ra("/sys/class/bdi/" + dev + "/read_ahead_kb");
+    ra << 1024;
+  }
+}
+
 int serve(MountContext& ctx, const CommandLine& cl, const std::string& mountpoint,
           const ParsedMountOptions& mo, Background& bg) {
   FuseArgs args;
@@ -320,6 +342,7 @@ int serve(MountContext& ctx, const CommandLine& cl, const std::string& mountpoin
     return kExitFailure;
   }
   KernelMount kernel_mount{se.get()};
+  raise_readahead(mountpoint);
   bg.report(kExitOk);
   (void)fuse_daemonize(/*foreground=*/1);  // only chdir("/"): we forked already
   int ret = run_loop(se.get(), cl.single_threaded);

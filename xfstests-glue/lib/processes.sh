@@ -34,7 +34,7 @@ sfs_daemon_pids() {
 	local d pid exe img argv
 	for d in /proc/[0-9]*; do
 		pid=${d#/proc/}
-		mapfile -d '' -t argv < "$d/cmdline" 2>/dev/null || continue
+		mapfile -d "" -t argv 2>/dev/null < "$d/cmdline" || continue
 		((${#argv[@]} >= 2)) || continue
 		exe=${argv[0]##*/}
 		[[ "$exe" == stablefs ]] || continue

@@ -7,7 +7,7 @@
 sfs_running_tests() {
 	local pid argv
 	for pid in $(sfs_descendants "$1"); do
-		mapfile -d '' -t argv < "/proc/$pid/cmdline" 2>/dev/null || continue
+		mapfile -d "" -t argv 2>/dev/null < "/proc/$pid/cmdline" || continue
 		((${#argv[@]} >= 2)) || continue
 		[[ "${argv[0]##*/}" == bash && "${argv[1]}" =~ ^\./tests/([a-z0-9_-]+/[0-9A-Za-z_-]+)$ ]] || continue
 		echo "$pid ${BASH_REMATCH[1]} $(ps -o etimes= -p "$pid" | tr -d ' ')"

@@ -1,0 +1,107 @@
+#!/bin/bash
+# The xfstests glue on a real FUSE mount, without xfstests: the mount
+# helper (`mount -t fuse.stablefs` reaching the daemon under test inside the
+# runner's private mount namespace), and the runner end to end with a fake
+# ./check, including clean-up after an interrupted run.
+#
+# usage: mount_test.sh GLUE_DIR BIN_DIR      (exit 77: cannot mount here)
+set -u
+glue=$1
+bin_dir=$2
+here=$(dirname "$(readlink -f "$0")")
+. "$here/assert.sh"
+
+if [[ $(id -u) -ne 0 || ! -c /dev/fuse ]] || ! command -v mount.fuse3 >/dev/null ||
+	! unshare --mount true 2>/dev/null; then
+	echo "SKIP: needs root, /dev/fuse, mount.fuse3 and mount namespaces"
+	exit 77
+fi
+
+tmp=$(mktemp -d /var/tmp/glue-test.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+"$bin_dir/mkfs.stablefs" --size 64M "$tmp/a.img" > /dev/null || exit 2
+mkdir -p "$tmp/mnt"
+
+# Runs in a private namespace of its own, like the runner.
+begin "MountTypeFuseStablefsRunsTheDaemonUnderTestAndRemountsAtOnce"
+out=$(unshare --mount --propagation private bash -c '
+	set -u
+	glue=$1 bin=$2 tmp=$3
+	. "$glue/lib/mount_helper.sh"
+	. "$glue/lib/processes.sh"
+	sfs_install_daemon_on_mount_path "$tmp/sbin" "$bin/stablefs" 30 || exit 1
+	mount -t fuse.stablefs -o allow_other "$tmp/a.img" "$tmp/mnt" || { echo "first mount failed"; exit 1; }
+	echo payload > "$tmp/mnt/file"
+	"$glue/df-fuse" -T -P | awk -v m="$tmp/mnt" '\''$7 == m { print "type=" $2 }'\''
+	# A remount straight after umount, as _scratch_cycle_mount does.
+	umount "$tmp/mnt"
+	mount -t fuse.stablefs "$tmp/a.img" "$tmp/mnt" || { echo "remount failed"; exit 1; }
+	echo "content=$(cat "$tmp/mnt/file")"
+	sfs_unmount_and_stop 60 "$tmp/mnt" -- "$tmp/a.img" || echo "daemon had to be killed"
+	echo "left=$(sfs_daemon_pids "$tmp/a.img" | wc -l)"
+' _ "$glue" "$bin_dir" "$tmp" 2>&1)
+expect_status 0 $?
+expect_contains "$out" "type=fuse"
+expect_contains "$out" "content=payload"
+expect_contains "$out" "left=0"
+expect_not_contains "$out" "failed"
+
+begin "MountHelperRefusesToTouchTheHostNamespace"
+# Only meaningful when this test itself runs in the host's namespace.
+. "$glue/lib/mount_helper.sh"
+if ! sfs_in_private_mount_ns; then
+	sfs_install_daemon_on_mount_path "$tmp/sbin-host" "$bin_dir/stablefs" 0 2>/dev/null
+	expect_status 1 $?
+	expect_eq "" "$(findmnt -rn -o TARGET | grep -xF /usr/local/sbin)"
+fi
+
+# A fake xfstests tree: ./check mounts TEST_DEV the way xfstests does,
+# writes a file, writes check.log, and leaves the test fs mounted.
+fake=$tmp/xfstests
+mkdir -p "$fake/tests/generic" "$fake/ltp"
+printf '#!/bin/sh\nexit 0\n' > "$fake/ltp/fsx"
+cp "$fake/ltp/fsx" "$fake/ltp/fsstress"
+cat > "$fake/check" <<'CHECK'
+#!/bin/bash
+. "$HOST_OPTIONS"
+mount -t "$FSTYP$FUSE_SUBTYP" $TEST_FS_MOUNT_OPTS "$TEST_DEV" "$TEST_DIR" || exit 1
+$DF_PROG | awk -v d="$TEST_DEV" '$1 == d { print "df-type " $2 }'
+echo data > "$TEST_DIR/file" || exit 1
+if [[ "${1:-}" == hang ]]; then
+	# Signal readiness, then block until killed (the FIFO never gets a writer).
+	echo ready > "$FAKE_READY"
+	read -r _ < "$FAKE_NEVER"
+fi
+mkdir -p "$RESULT_BASE/generic"
+printf '\nKernel version: x\nRan: generic/001 generic/002\nNot run: generic/002\nPassed all 2 tests\n' >> "$RESULT_BASE/check.log"
+echo "not for fuse" > "$RESULT_BASE/generic/002.notrun"
+CHECK
+chmod +x "$fake/check" "$fake/ltp/fsx" "$fake/ltp/fsstress"
+export SFS_BIN_DIR=$bin_dir SFS_IMAGE_SIZE=64M SFS_WORK_DIR=$tmp/work
+export SFS_EXPECTED=$here/fixtures/expected-failures
+
+begin "RunnerFormatsMountsChecksAndSummarizes"
+out=$("$glue/run" "$fake" 2>&1)
+expect_status 0 $?
+expect_contains "$out" "df-type fuse"
+expect_contains "$out" "ran 2: passed 1, failed 0, not run 1"
+expect_contains "$out" "test.img: clean"
+expect_contains "$out" "scratch.img: clean"
+expect_eq "" "$(find "$tmp/work" -name '*.img')"
+expect_eq 0 "$(ps -eo args | grep -c "^stablefs $tmp/work")"
+
+begin "RunnerCleansUpAfterSigterm"
+mkfifo "$tmp/ready" "$tmp/never"
+FAKE_READY=$tmp/ready FAKE_NEVER=$tmp/never "$glue/run" "$fake" hang > "$tmp/run.out" 2>&1 &
+runner=$!
+read -r _ < "$tmp/ready"
+# The test fs is mounted and its daemon serves it: interrupt now.
+expect_eq 1 "$(ps -eo args | grep -c "^stablefs $tmp/work/run.*/test.img")"
+kill -TERM "$runner"
+wait "$runner"
+expect_ne 0 $?
+expect_eq 0 "$(ps -eo args | grep -c "^stablefs $tmp/work")"
+expect_eq "" "$(find "$tmp/work" -name '*.img')"
+expect_eq 0 "$(ps -eo pid,args | awk -v f="$fake/check" '$3 == f' | wc -l)"
+
+finish
