@@ -13,8 +13,9 @@
  *                in-memory bit instead of release_committed)
  *   LOCKED_END   end_page_writeback takes the page lock (a writer sleeps in
  *                wait_on_page_writeback holding it: check (2) must fail)
- * CHECK_ORDER (optional, off by default) adds check (4) below; FIX_ORDER
- * models the fix for the race that check finds under SHADOW.
+ * CHECK_ORDER adds check (4) below (the script always sets it);
+ * NO_ORDER_WAIT removes writeback's wait for a shadowed predecessor's
+ * write, the bug check (4) found under SHADOW (a mutation: must fail).
  *
  * What is modelled, and the C++ it stands for:
  *   one file page (ino, index 0) cached in frame `cur`; frames are
@@ -69,6 +70,21 @@
  *       has no I/O in flight.
  *   (4) [CHECK_ORDER] the mapping never goes back to older bytes: step 4
  *       never maps a version older than the one already mapped.
+ *       Without the wait below it FAILED for SHADOW: the shadowed frame's
+ *       write (flusher) and the copy's write (an fsync's writeback_inode)
+ *       were in flight together; if the newer one completed and mapped
+ *       first, the older one then mapped over it and freed its block: a
+ *       lost update that fsync had reported durable. The fix, in
+ *       MountedFs::writeback_inode, is wait_on_writeback_range(ino, idx,
+ *       idx) before set_page_writeback; -DNO_ORDER_WAIT removes it again
+ *       and the script checks that the model then fails (model.order).
+ *
+ * Not modelled: eviction and page creation in grab_cache_page, truncate /
+ * punch hole, read_page, multi-page batches (pages are independent in the
+ * protocol), write errors other than ENOSPC, verify_writes' read-back, the
+ * mmap path. The pool reserve is the model's: page_cache.cc's shadow_page
+ * takes any free frame (alloc_frame(kNoWait)); the model keeps RESERVE
+ * frames back from shadow copies so the fallback path is exercised.
  */
 
 #define WAIT   1
@@ -119,8 +135,8 @@ bit  attached[NFR];
 byte refs[NFR];               /* PageRefs + the index's reference */
 byte cur = 0;                 /* the frame the index holds for the page */
 byte pool_free = NFR - 1;     /* free frames (PageCache::free_) */
-byte shadows = 0;             /* shadow copies made (for the record) */
-byte fallbacks = 0;           /* shadow pool too low: waited instead */
+/* No history counters (shadow copies, fallbacks): they would multiply the
+   state space; the REACH probes show those paths are taken. */
 
 /* Blocks. */
 #define B_FREE     0
@@ -130,10 +146,14 @@ byte fallbacks = 0;           /* shadow pool too low: waited instead */
 byte bstate[NB];
 bit  bmem[NB];                /* allocator's in-memory "in use" bit */
 byte inflight[NB];            /* I/Os in flight on the block */
-byte disk[NB];                /* bytes on the device */
+/* The bytes on the device are not kept: check (1) compares them with the
+   checksum at the moment they are captured, which is all a later read or
+   scrub could see (the block is written exactly once per reservation). */
 byte csum[NB];                /* checksum table */
 byte map_blk = 0;             /* extent map: page -> block */
+#ifdef CHECK_ORDER
 byte map_ver = 0;             /* version the mapped block holds */
+#endif
 byte npending = 0;            /* blocks freed, waiting for the commit */
 
 /* I/O: request = (frame or NONE for the bounce buffer, block, checksum). */
@@ -204,9 +224,8 @@ retry:
              dirty[s] = dirty[f]; dirty[f] = 0; /* newer bytes own Dirty */
              attached[f] = 0; refs[f]--;        /* drop the index's ref */
              cur = s;
-             PROBE(2);
-             shadows++
-          :: else -> PROBE(3); fallbacks++      /* EAGAIN */
+             PROBE(2)
+          :: else -> PROBE(3)                   /* EAGAIN */
           fi
         };
         if
@@ -262,7 +281,7 @@ proctype Flusher(byte me) {
           :: else -> skip
           fi;
           wait_wb(f) ->             /* redirtied during its write (bounce/off) */
-#ifdef FIX_ORDER
+#ifndef NO_ORDER_WAIT
           /* The fix for check (4): also wait out the write of a shadowed
              (detached) predecessor of this page, i.e.
              wait_on_writeback_range(ino, idx, idx) before
@@ -347,7 +366,10 @@ proctype Flusher(byte me) {
 #ifdef CHECK_ORDER
        assert(cs >= map_ver);       /* (4) never back to older bytes */
 #endif
-       map_blk = b; map_ver = cs;
+       map_blk = b;
+#ifdef CHECK_ORDER
+       map_ver = cs;
+#endif
        bstate[b] = B_MAPPED;
        csum[b] = cs;
        assert(inflight[old] == 0);  /* (3) no I/O on the block we free */
@@ -367,7 +389,7 @@ proctype Flusher(byte me) {
 #endif
 next:
      skip;
-     d_step { f = 0; b = 0; cs = 0; src = 0 }
+     d_step { f = 0; b = 0; cs = 0; src = 0; ok = 0 }
   :: else -> break
   od
 }
@@ -389,7 +411,7 @@ end:
        assert(got == cs);
        /* (3) the block is still this write's reservation */
        assert(bstate[b] == B_RESERVED && inflight[b] == 1);
-       disk[b] = got; inflight[b]--; src = 0; b = 0; cs = 0; got = 0;
+       inflight[b]--; src = 0; b = 0; cs = 0; got = 0;
        done[me] ! 1
      }
   od
@@ -424,7 +446,7 @@ init {
        and mapped to block 0, which holds version 0 and its checksum. */
     attached[0] = 1; refs[0] = 1;
     bstate[0] = B_MAPPED; bmem[0] = 1;
-    disk[0] = 0; csum[0] = 0
+    csum[0] = 0
   };
   atomic {
     i = 0;

@@ -62,6 +62,11 @@ Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
       // A page dirtied again while its previous write is in flight (only
       // possible with bounce/off) waits for that write: one I/O per page.
       (void)pages_->wait_on_page_writeback(p);
+      // With shadow pages the previous write may be in flight from a
+      // detached frame of the same index. Its mapping must land before
+      // ours, or it would map older bytes over newer ones (found by the
+      // spin model, core/page_cache.pml, check 4).
+      pages_->wait_on_writeback_range(n.ino, p->index(), p->index());
       if (!pages_->test_clear_page_dirty(p)) {
         pages_->unlock_page(p);
         continue;

@@ -333,6 +333,20 @@ bool CrashWorkload::op_fsyncdir() {
   return true;
 }
 
+bool CrashWorkload::op_fsync_then_dir() {
+  uint64_t dir;
+  std::string name;
+  if (!pick_file_name(&dir, &name) || !dirs_[dir].stable) return false;
+  uint64_t ino = dirs_[dir].entries[name].ino;
+  Status s = fs_.fsync(ino, false);
+  if (!s.ok()) return fail("fsync " + path_of(dir, name), s.error());
+  oracle_.content_synced(ino, files_.at(ino).data, stable_links_of(ino), pos_());
+  s = fs_.fsyncdir(dir, false);
+  if (!s.ok()) return fail("fsyncdir " + path_of(dir, "."), s.error());
+  oracle_.names_synced({{Name{dir, name}, path_of(dir, name)}}, {ino}, pos_());
+  return true;
+}
+
 bool CrashWorkload::op_read() {
   uint64_t dir;
   std::string name;
@@ -359,7 +373,8 @@ std::string CrashWorkload::run(int n) {
       {"mkdir", &CrashWorkload::op_mkdir, 3},       {"rmdir", &CrashWorkload::op_rmdir, 2},
       {"rename_dir", &CrashWorkload::op_rename_dir, 2},
       {"setxattr", &CrashWorkload::op_setxattr, 4}, {"fsync", &CrashWorkload::op_fsync, 12},
-      {"fsyncdir", &CrashWorkload::op_fsyncdir, 8}, {"close", &CrashWorkload::op_close_orphan, 2},
+      {"fsyncdir", &CrashWorkload::op_fsyncdir, 6},
+      {"fsync+fsyncdir", &CrashWorkload::op_fsync_then_dir, 5}, {"close", &CrashWorkload::op_close_orphan, 2},
       {"read", &CrashWorkload::op_read, 4},
   };
   int total = 0;

@@ -69,6 +69,7 @@ class CrashWorkload {
   bool op_setxattr();
   bool op_fsync();
   bool op_fsyncdir();
+  bool op_fsync_then_dir();  // the usual pattern for making a new file durable
   bool op_close_orphan();
   bool op_read();
 

@@ -13,6 +13,8 @@ fixtures=$here/fixtures
 . "$here/assert.sh"
 . "$glue/lib/config.sh"
 . "$glue/lib/images.sh"
+. "$glue/lib/processes.sh"
+. "$glue/lib/watchdog.sh"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -136,6 +138,27 @@ begin "SummaryRefusesAnUnfinishedRun"
 expect_status 2 $?
 "$glue/summarize" "$tmp/does-not-exist" 2>/dev/null
 expect_status 2 $?
+
+# --- per-test timeout -------------------------------------------------------
+begin "WatchdogKillsATestThatOutlivesItsTimeoutAndRecordsIt"
+# A fake ./check running one test script that forks a subshell of itself
+# and blocks forever (its FIFO never gets a writer).
+mkdir -p "$tmp/xt/tests/generic" "$tmp/wd-results"
+mkfifo "$tmp/never"
+cat > "$tmp/xt/tests/generic/001" <<FAKE
+#!/bin/bash
+( read -r _ < "$tmp/never" ) &
+read -r _ < "$tmp/never"
+FAKE
+chmod +x "$tmp/xt/tests/generic/001"
+(cd "$tmp/xt" && bash -c 'exec bash ./tests/generic/001'; exit 0) &
+check=$!
+SFS_WATCHDOG_INTERVAL=1 sfs_watchdog "$check" 1 "$tmp/wd-results" 2>/dev/null
+# The watchdog returns only once the fake ./check has ended.
+kill -0 "$check" 2>/dev/null
+expect_status 1 $?
+expect_eq "generic/001 1" "$(cat "$tmp/wd-results/glue-timeouts")"
+expect_eq 0 "$(ps -eo args | grep -c "^bash ./tests/generic/001$")"
 
 begin "ShippedExpectedFailuresAreWellFormed"
 # TEST  REASON, a known test directory, and a reason of a few words.

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <cctype>
 #include <chrono>
 #include <fstream>
@@ -81,6 +83,12 @@ ToolPaths locate_tools(const Options& o) {
 
 Status make_filesystem(const ToolPaths& tools, const std::string& image, const std::string& size,
                        std::string* why) {
+  // A fresh sparse file each time (mkfs --size only creates new images);
+  // the options check made sure IMAGE is a regular file wac may replace.
+  if (::unlink(image.c_str()) != 0 && errno != ENOENT) {
+    *why = image + ": " + std::strerror(errno);
+    return err(errno);
+  }
   CommandResult r = run_command({tools.mkfs, "--force", "-q", "--size", size, image}, 300);
   if (r.exit_code() == 0) return Status::Ok();
   *why = tools.mkfs + " failed (exit " + std::to_string(r.exit_code()) + "): " + r.output;

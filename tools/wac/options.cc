@@ -54,7 +54,8 @@ writeback waits from the mount's shared-memory counters before and after
 each scenario, and prints scenario x (ops, ops/s, integrity errors, waits).
   --workers N       N above (default 64)
   --scenarios LIST  subset, e.g. AC (default ABCDEF)
-  -b, -l, -r, -f, --*-sync, --seed, --json  as in stress mode (default: -r)
+  -l SIZE           file size (default 1M here: see the README)
+  -b, -r, -f, --*-sync, --seed, --json  as in stress mode (default: -r)
 Exit: 0 no integrity error seen, 1 the race was reproduced (integrity errors
 or kernel integrity lines), 4 the run failed.
 
@@ -202,7 +203,15 @@ void validate_image(Options& o) {
   }
 }
 
-void validate(Options& o, bool duration_given, bool nm_given) {
+void validate(Options& o, bool duration_given, bool nm_given, bool file_size_given) {
+  if (o.mode == Mode::kReproduce) {
+    if (!duration_given) o.duration_s = 3;
+    // On FUSE the kernel serializes write() and fsync() per inode, so the
+    // race needs a WRITE to land during the daemon's own background
+    // writeback of the file; a 1 MiB file makes that window 16x wider than
+    // the 2011 default of 64K (see the README).
+    if (!file_size_given) o.file_size = 1 << 20;
+  }
   if (o.buffer_size == 0) throw UsageError{"-b: the buffer size must be > 0"};
   if (o.file_size < o.buffer_size)
     throw UsageError{"-l " + std::to_string(o.file_size) + " is smaller than the buffer (-b " +
@@ -228,7 +237,6 @@ void validate(Options& o, bool duration_given, bool nm_given) {
     c = char(std::toupper((unsigned char)c));
     if (c < 'A' || c > 'F') throw UsageError{"--scenarios: only letters A-F"};
   }
-  if (!duration_given) o.duration_s = 3;
   if (o.image.empty()) {
     if (o.target.empty()) throw UsageError{"--reproduce needs a directory or --image IMAGE"};
     if (!is_dir(o.target)) throw UsageError{o.target + ": no such directory"};
@@ -268,7 +276,7 @@ void parse_or_throw(int argc, char** argv, Options& o, bool* help) {
       {"mkfs", required_argument, nullptr, kMkfs},
       {"fsck", required_argument, nullptr, kFsck},
       {nullptr, 0, nullptr, 0}};
-  bool duration_given = false, nm_given = false, scrub_given = false;
+  bool duration_given = false, nm_given = false, scrub_given = false, file_size_given = false;
   bool r = false, f = false, write_sync_given = false, mmap_sync_given = false;
   opterr = 0;
   optind = 1;
@@ -291,6 +299,7 @@ void parse_or_throw(int argc, char** argv, Options& o, bool* help) {
         break;
       case 'l':
         if (!parse_size(optarg, &o.file_size)) throw UsageError{"-l: not a size: " + arg};
+        file_size_given = true;
         break;
       case 's': o.o_sync = true; break;
       case 'r': r = true; break;
@@ -356,7 +365,7 @@ void parse_or_throw(int argc, char** argv, Options& o, bool* help) {
   if (positional > 1) throw UsageError{"more than one FILE/DIR given"};
   if (positional == 1) o.target = argv[optind];
   if (o.mode == Mode::kStress && o.target.empty()) throw UsageError{"no FILE or DIR given"};
-  validate(o, duration_given, nm_given);
+  validate(o, duration_given, nm_given, file_size_given);
 }
 
 }  // namespace

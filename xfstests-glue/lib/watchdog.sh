@@ -3,14 +3,21 @@
 # the background.
 
 # sfs_running_tests CHECK_PID: "PID TEST ELAPSED_SECONDS" for each test
-# script ./check is running (check execs each as `bash ./tests/DIR/NAME`).
+# script ./check is running (check execs each as `bash [PATH/]tests/DIR/NAME`).
 sfs_running_tests() {
 	local pid argv
+	declare -A test_of=() parent_of=()
 	for pid in $(sfs_descendants "$1"); do
 		mapfile -d "" -t argv 2>/dev/null < "/proc/$pid/cmdline" || continue
 		((${#argv[@]} >= 2)) || continue
-		[[ "${argv[0]##*/}" == bash && "${argv[1]}" =~ ^\./tests/([a-z0-9_-]+/[0-9A-Za-z_-]+)$ ]] || continue
-		echo "$pid ${BASH_REMATCH[1]} $(ps -o etimes= -p "$pid" | tr -d ' ')"
+		[[ "${argv[0]##*/}" == bash && "${argv[1]}" =~ (^|/)tests/([a-z0-9_-]+/[0-9A-Za-z_-]+)$ ]] || continue
+		test_of[$pid]=${BASH_REMATCH[2]}
+		parent_of[$pid]=$(ps -o ppid= -p "$pid" | tr -d ' ')
+	done
+	# A test's subshells run the same script; report only the top one.
+	for pid in "${!test_of[@]}"; do
+		[[ -n "${test_of[${parent_of[$pid]:-0}]+x}" ]] && continue
+		echo "$pid ${test_of[$pid]} $(ps -o etimes= -p "$pid" | tr -d ' ')"
 	done
 }
 
@@ -40,6 +47,6 @@ sfs_watchdog() {
 			sfs_wait_gone 30 "$pid"
 		done < <(sfs_running_tests "$check_pid")
 		# A timer, not synchronisation: the granularity of the timeout.
-		sleep 5
+		sleep "${SFS_WATCHDOG_INTERVAL:-5}"
 	done
 }
