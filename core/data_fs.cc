@@ -304,7 +304,11 @@ Result<size_t> MountedFs::write(uint64_t ino, uint64_t off, const char* data, si
     std::lock_guard lk(n.mu);
     n.disk.size = std::max(n.disk.size, off + done);
     n.disk.mtime = n.disk.ctime = now();
-    n.attrs_dirty = true;
+    if (!n.attrs_dirty) {
+      n.attrs_dirty = true;
+      std::lock_guard dl(dirty_mu_);
+      dirty_inodes_.insert(n.ino);
+    }
   }
   c_->bytes_written += done;
   if (pages_->dirty_count() * 2 > pages_->capacity_pages()) flusher_cv_.notify_one();

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "core/allocator.h"
 #include "core/checksum_table.h"
@@ -156,6 +157,8 @@ class MountedFs final : public Filesystem {
   std::mutex icache_mu_;  // protects icache_; leaf lock
   std::unordered_map<uint64_t, InodeRef> icache_;
   std::mutex rename_mu_;  // serialises renames (like the VFS rename mutex)
+  std::mutex dirty_mu_;  // protects dirty_inodes_; leaf lock
+  std::unordered_set<uint64_t> dirty_inodes_;  // inodes with attrs_dirty set
 
   std::mutex flusher_mu_;  // protects flusher_stop_
   std::condition_variable flusher_cv_;

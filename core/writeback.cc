@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <unordered_set>
 
 #include "core/base/checksum.h"
 #include "core/base/log.h"
@@ -223,14 +224,17 @@ Status MountedFs::writeback_all() {
     Status s = writeback_inode(**n, 0);
     if (first.ok() && !s.ok()) first = s;
   }
-  // Attribute-only changes (mtime after a write already flushed, etc.).
-  std::vector<InodeRef> dirty;
+  // Attribute-only changes (size and mtime of writes already written back
+  // by fsync, etc.): only the inodes write() marked, not the whole cache.
+  std::unordered_set<uint64_t> dirty;
   {
-    std::lock_guard lk(icache_mu_);
-    for (auto& [ino, n] : icache_) dirty.push_back(n);
+    std::lock_guard lk(dirty_mu_);
+    dirty.swap(dirty_inodes_);
   }
-  for (auto& n : dirty) {
-    Status s = write_inode_if_dirty(*n);
+  for (uint64_t ino : dirty) {
+    auto n = get_inode(ino);
+    if (!n.ok()) continue;  // freed meanwhile
+    Status s = write_inode_if_dirty(**n);
     if (first.ok() && !s.ok()) first = s;
   }
   return first;

@@ -5,8 +5,8 @@
 // each image must pass fsck --scrub, mount, and still hold every fsync'd
 // (path, content) pair.
 //
-// CRASH_SIM_FULL=1 makes CrashSim.Workload2000Ops check every flush
-// boundary (and 1000 torn points) instead of a sample.
+// CRASH_SIM_FULL=1 adds the long run: three more seeds of 3000 operations,
+// every flush boundary and 2000 torn points each.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -230,30 +230,37 @@ TEST(CrashSim, EveryFlushBoundaryOfA500OpWorkload) {
   EXPECT_EQ(s.lost, 0u) << s.failures;
 }
 
-TEST(CrashSim, Workload2000Ops) {
+// Acceptance: every flush boundary of a >= 2000-operation workload.
+TEST(CrashSim, EveryFlushBoundaryOfA2000OpWorkload) {
   RecordedRun run;
   ASSERT_NO_FATAL_FAILURE(record_workload(0x5eed2000, 2000, &run));
-  auto all = flush_boundaries(run.log);
-  std::vector<CrashPoint> points;
-  size_t torn_count = 1000;
-  if (full_run()) {
-    points = all;
-  } else {
-    // A fixed, evenly spread sample, plus the first and last boundary.
-    const size_t want = 150;
-    for (size_t i = 0; i < want && i < all.size(); i++) points.push_back(all[i * all.size() / want]);
-    points.push_back(all.back());
-    torn_count = 100;
-  }
-  auto torn = sampled_torn_points(run.log, torn_count, 0x70422000);
+  auto points = flush_boundaries(run.log);
+  auto torn = sampled_torn_points(run.log, 300, 0x70422000);
   points.insert(points.end(), torn.begin(), torn.end());
   Summary s = check_points(run, points);
-  report(full_run() ? "2000-op workload, every flush boundary" : "2000-op workload, sampled", run,
-         s);
+  report("2000-op workload, every flush boundary", run, s);
   EXPECT_GE(run.stats.total, 2000u);
   EXPECT_GT(s.pairs, 0u);
   EXPECT_EQ(s.inconsistent, 0u) << s.failures;
   EXPECT_EQ(s.lost, 0u) << s.failures;
+}
+
+// The long run (CRASH_SIM_FULL=1): more seeds, longer workloads, many more
+// torn points. Skipped in CI.
+TEST(CrashSim, LongRunMoreSeeds) {
+  if (!full_run()) GTEST_SKIP() << "set CRASH_SIM_FULL=1";
+  for (uint64_t seed : {0x10001ull, 0x10002ull, 0x10003ull}) {
+    RecordedRun run;
+    ASSERT_NO_FATAL_FAILURE(record_workload(seed, 3000, &run));
+    auto points = flush_boundaries(run.log);
+    auto torn = sampled_torn_points(run.log, 2000, seed * 31);
+    points.insert(points.end(), torn.begin(), torn.end());
+    Summary s = check_points(run, points);
+    std::string name = "3000-op workload seed " + std::to_string(seed);
+    report(name.c_str(), run, s);
+    EXPECT_EQ(s.inconsistent, 0u) << s.failures;
+    EXPECT_EQ(s.lost, 0u) << s.failures;
+  }
 }
 
 }  // namespace
