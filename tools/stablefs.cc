@@ -18,6 +18,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <sys/mount.h>
+
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -397,9 +399,52 @@ int run(const CommandLine& cl, const std::string& target, const std::string& mou
 }  // namespace
 }  // namespace stablefs
 
+namespace stablefs {
+namespace {
+
+// `mount -o remount,...` runs this helper again (through mount.fuse3) on
+// a live mount. No new daemon: the kernel changes the mount's flags and the
+// running daemon keeps serving it, as for any FUSE filesystem.
+int remount(const CommandLine& cl) {
+  unsigned long flags = MS_REMOUNT;
+  for (const std::string& s : cl.option_strings) {
+    std::istringstream in(s);
+    std::string o;
+    while (std::getline(in, o, ',')) {
+      if (o == "ro") flags |= MS_RDONLY;
+      else if (o == "nosuid") flags |= MS_NOSUID;
+      else if (o == "nodev") flags |= MS_NODEV;
+      else if (o == "noexec") flags |= MS_NOEXEC;
+      else if (o == "noatime") flags |= MS_NOATIME;
+      else if (o == "sync") flags |= MS_SYNCHRONOUS;
+      else if (o == "dirsync") flags |= MS_DIRSYNC;
+    }
+  }
+  if (::mount(nullptr, cl.mountpoint.c_str(), nullptr, flags, nullptr) != 0) {
+    std::fprintf(stderr, "stablefs: cannot remount %s: %s\n", cl.mountpoint.c_str(),
+                 std::strerror(errno));
+    return kExitFailure;
+  }
+  return kExitOk;
+}
+
+bool wants_remount(const CommandLine& cl) {
+  for (const std::string& s : cl.option_strings) {
+    std::istringstream in(s);
+    std::string o;
+    while (std::getline(in, o, ','))
+      if (o == "remount") return true;
+  }
+  return false;
+}
+
+}  // namespace
+}  // namespace stablefs
+
 int main(int argc, char** argv) {
   using namespace stablefs;
   CommandLine cl = parse_command_line(argc, argv);
+  if (wants_remount(cl)) return remount(cl);
   ParsedMountOptions mo;
   for (const std::string& s : cl.option_strings) {
     std::string why;

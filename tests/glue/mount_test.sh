@@ -18,6 +18,7 @@ if [[ $(id -u) -ne 0 || ! -c /dev/fuse ]] || ! command -v mount.fuse3 >/dev/null
 fi
 
 tmp=$(mktemp -d /var/tmp/glue-test.XXXXXX)
+chmod 755 "$tmp"  # the fake check reads the mount as another user
 trap 'rm -rf "$tmp"' EXIT
 "$bin_dir/mkfs.stablefs" --size 64M "$tmp/a.img" > /dev/null || exit 2
 mkdir -p "$tmp/mnt"
@@ -67,6 +68,8 @@ cat > "$fake/check" <<'CHECK'
 mount -t "$FSTYP$FUSE_SUBTYP" $TEST_FS_MOUNT_OPTS "$TEST_DEV" "$TEST_DIR" || exit 1
 $DF_PROG | awk -v d="$TEST_DEV" '$1 == d { print "df-type " $2 }'
 echo data > "$TEST_DIR/file" || exit 1
+# Tests run commands as the fsgqa users: another user must reach the mount.
+runuser -u nobody -- cat "$TEST_DIR/file" > /dev/null && echo "other user reads the test fs"
 if [[ "${1:-}" == hang ]]; then
 	# Signal readiness, then block until killed (the FIFO never gets a writer).
 	echo ready > "$FAKE_READY"
@@ -88,6 +91,7 @@ begin "RunnerFormatsMountsChecksAndSummarizes"
 out=$("$glue/run" "$fake" 2>&1)
 expect_status 0 $?
 expect_contains "$out" "df-type fuse"
+expect_contains "$out" "other user reads the test fs"
 expect_contains "$out" "ran 2: passed 1, failed 0, not run 1"
 expect_contains "$out" "test.img: clean"
 expect_contains "$out" "scratch.img: clean"

@@ -15,6 +15,7 @@ fixtures=$here/fixtures
 . "$glue/lib/images.sh"
 . "$glue/lib/processes.sh"
 . "$glue/lib/watchdog.sh"
+. "$glue/lib/mount_helper.sh"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -138,6 +139,28 @@ begin "SummaryRefusesAnUnfinishedRun"
 expect_status 2 $?
 "$glue/summarize" "$tmp/does-not-exist" 2>/dev/null
 expect_status 2 $?
+
+# --- daemon shim -------------------------------------------------------------
+begin "DaemonShimPassesItsArgumentsToTheDaemon"
+sfs_write_daemon_shim "$tmp/shim" /bin/echo 600
+echo x > "$tmp/free.img"
+expect_eq "$tmp/free.img /m -o rw" "$(timeout 30 "$tmp/shim" "$tmp/free.img" /m -o rw)"
+
+begin "DaemonShimDoesNotWaitForTheLockOnRemount"
+# A mounted image stays locked by its daemon; a remount must not wait 600 s.
+mkfifo "$tmp/hold"
+flock "$tmp/free.img" cat "$tmp/hold" &
+holder=$!
+exec {hold_fd}> "$tmp/hold"   # the holder has the lock once cat has opened the FIFO
+out=$(timeout 30 "$tmp/shim" "$tmp/free.img" /m -o ro,remount)
+expect_status 0 $?
+expect_eq "$tmp/free.img /m -o ro,remount" "$out"
+exec {hold_fd}>&-
+wait "$holder"
+
+begin "DaemonShimWithoutWaitIsTheDaemonItself"
+sfs_write_daemon_shim "$tmp/shim0" /bin/echo 0
+expect_eq /bin/echo "$(readlink "$tmp/shim0")"
 
 # --- per-test timeout -------------------------------------------------------
 begin "WatchdogKillsATestThatOutlivesItsTimeoutAndRecordsIt"

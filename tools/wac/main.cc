@@ -1,5 +1,5 @@
 // wac: the write-after-checksum stress tool and reproducer. See --help and
-// the README; the 2011 original is in docs of the stable-pages thread.
+// the README. Written fresh from the 2011 wac.c (stable-pages thread).
 #include <fcntl.h>
 #include <unistd.h>
 
