@@ -70,9 +70,26 @@ Status Checker::load_superblock() {
     if (opts_.report) opts_.report("no valid superblock: primary: " + wa + "; backup: " + wb);
     return err(EUCLEAN);
   }
-  if (!sa.ok()) problem("primary superblock invalid (" + wa + "); using backup");
-  if (!sbk.ok()) problem("backup superblock invalid (" + wb + ")");
   sb_ = sa.ok() ? *sa : *sbk;
+  if (sa.ok() != sbk.ok()) {
+    // One copy torn or damaged, the other valid: what a crash during a
+    // superblock update leaves (they are written one at a time, with a
+    // flush between). Not an inconsistency: rewrite the bad copy.
+    const std::string& bad = sa.ok() ? wb : wa;
+    const char* which = sa.ok() ? "backup" : "primary";
+    if (!opts_.read_only) {
+      AlignedBlock blk;
+      uint64_t nr = sa.ok() ? kSuperblockB : kSuperblockA;
+      encode_superblock(blk.data(), sb_, nr);
+      SFS_TRY(dev_.write(nr, blk.data(), kBlockSize));
+      SFS_TRY(dev_.flush());
+      if (opts_.report)
+        opts_.report(std::string(which) + " superblock was invalid (" + bad +
+                     "); rewritten from the other copy");
+    } else {
+      problem(std::string(which) + " superblock invalid (" + bad + ")");
+    }
+  }
   return Status::Ok();
 }
 

@@ -14,6 +14,7 @@ namespace stablefs {
 struct FsckOptions {
   bool scrub = false;   // also verify every data block against its checksum
   bool repair = false;  // fix what can be fixed safely (not yet)
+  bool read_only = false;  // -n: change nothing (no replay, no rewrites)
   std::function<void(const std::string&)> report;  // one line per problem
   std::function<void(uint64_t, uint64_t)> progress;
 };

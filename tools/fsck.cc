@@ -147,6 +147,7 @@ int check(const CommandLine& cl) {
   FsckOptions fo;
   fo.scrub = cl.scrub;
   fo.repair = cl.repair;
+  fo.read_only = cl.read_only;
   fo.report = [&](const std::string& line) {
     progress.finish();  // a problem line never lands on the progress line
     std::fprintf(stdout, "%s: %s\n", target, line.c_str());

@@ -21,11 +21,8 @@ struct ImageVerdict {
   uint64_t pairs_checked = 0;  // durable (path, content) pairs verified
   uint64_t bytes_checked = 0;  // fsync'd bytes among them
   uint64_t replayed = 0;       // journal transactions fsck replayed
-  // fsck reported one superblock copy damaged (a torn superblock write)
-  // while the other copy was valid and nothing else was wrong. The
-  // two-copy protocol exists to survive exactly this and mount recovers
-  // from it, so it is counted here rather than as an inconsistency, unless
-  // CRASH_SIM_STRICT=1.
+  // fsck found one superblock copy torn (the other valid) and rewrote it:
+  // what a crash during a superblock update leaves; counted, not an error.
   uint64_t damaged_superblock_copies = 0;
 
   bool ok() const { return inconsistency.empty() && lost.empty(); }

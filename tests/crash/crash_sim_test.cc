@@ -134,11 +134,6 @@ void report(const char* name, const RecordedRun& run, const Summary& s) {
   ::testing::Test::RecordProperty("crash_images", std::to_string(s.images));
 }
 
-bool full_run() {
-  const char* f = std::getenv("CRASH_SIM_FULL");
-  return f != nullptr && *f != '\0' && std::strcmp(f, "0") != 0;
-}
-
 TEST(RecordingDevice, LogsWritesAndFlushesInExecutionOrder) {
   MemDevice mem(16);
   auto log = std::make_shared<WriteLog>();
@@ -245,10 +240,10 @@ TEST(CrashSim, EveryFlushBoundaryOfA2000OpWorkload) {
   EXPECT_EQ(s.lost, 0u) << s.failures;
 }
 
-// The long run (CRASH_SIM_FULL=1): more seeds, longer workloads, many more
-// torn points. Skipped in CI.
+// The long run: more seeds, longer workloads, many more torn points.
+// Registered only as the `long`-labelled ctest entry crash_sim_long (not in
+// the default suite); run it with `ctest -L long` or --gtest_filter.
 TEST(CrashSim, LongRunMoreSeeds) {
-  if (!full_run()) GTEST_SKIP() << "set CRASH_SIM_FULL=1";
   for (uint64_t seed : {0x10001ull, 0x10002ull, 0x10003ull}) {
     RecordedRun run;
     ASSERT_NO_FATAL_FAILURE(record_workload(seed, 3000, &run));

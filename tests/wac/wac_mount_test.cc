@@ -18,10 +18,10 @@ class WacOnStablefs : public ::testing::Test {
  protected:
   void SetUp() override {
 #ifndef WAC_STABLEFS_BIN
-    GTEST_SKIP() << "the stablefs tools are not built";
+    GTEST_FAIL() << "the stablefs tools are not built";
 #else
     if (geteuid() != 0 || access("/dev/fuse", R_OK | W_OK) != 0)
-      GTEST_SKIP() << "needs root and /dev/fuse";
+      GTEST_FAIL() << "the mount tests need root and /dev/fuse (modprobe fuse)";
     char t[] = "/tmp/wac-mount-test.XXXXXX";
     ASSERT_NE(mkdtemp(t), nullptr);
     dir_ = t;
