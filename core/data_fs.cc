@@ -211,7 +211,28 @@ Result<size_t> MountedFs::read(uint64_t ino, uint64_t off, size_t size, char* ou
     std::lock_guard lk(n.mu);
     if (n.is_dir()) return err(EISDIR);
   }
-  return read_locked(n, off, size, out);
+  auto r = read_locked(n, off, size, out);
+  if (r.ok()) touch_atime(n);
+  return r;
+}
+
+// relatime, as Linux mounts by default: atime moves when it is older than
+// mtime or ctime, or more than a day old. FUSE leaves atime to the daemon.
+void MountedFs::touch_atime(Inode& n) {
+  if (read_only_) return;
+  Timespec t = now();
+  std::lock_guard lk(n.mu);
+  auto before = [](const Timespec& a, const Timespec& b) {
+    return a.sec < b.sec || (a.sec == b.sec && a.nsec <= b.nsec);
+  };
+  const Timespec& a = n.disk.atime;
+  if (!before(a, n.disk.mtime) && !before(a, n.disk.ctime) && t.sec - a.sec < 24 * 3600) return;
+  n.disk.atime = t;
+  if (!n.attrs_dirty) {
+    n.attrs_dirty = true;
+    std::lock_guard dl(dirty_mu_);
+    dirty_inodes_.insert(n.ino);
+  }
 }
 
 // Gets the page at idx locked, stable (no writeback in progress on the

@@ -131,6 +131,7 @@ class MountedFs final : public Filesystem {
   Status writeback_all();
  private:
   Status write_inode_if_dirty(Inode& n);
+  void touch_atime(Inode& n);
   Status verify_written(Inode& n, const std::vector<PendingPage>& batch);
  public:
   // Test hook: runs after the checksums of a writeback batch are computed

@@ -506,6 +506,7 @@ Status MountedFs::readdir(uint64_t ino, uint64_t after,
   }
   for (const auto& e : batch)
     if (!emit(e)) break;
+  touch_atime(n);
   return Status::Ok();
 }
 

@@ -16,6 +16,10 @@ void want(fuse_conn_info* conn, unsigned cap, bool on) {
 void negotiate_capabilities(fuse_conn_info* conn, const MountOptions& opts) {
   // Readahead and concurrent reads of one file: the engine locks per page.
   want(conn, FUSE_CAP_ASYNC_READ, true);
+  // Synchronous direct I/O: with async DIO the kernel may complete an
+  // O_DIRECT write without invalidating cached pages a buffered reader
+  // then sees stale (xfstests generic/451).
+  want(conn, FUSE_CAP_ASYNC_DIO, false);
   // Lookups and readdirs in one directory may run in parallel; the engine
   // locks per inode, not per tree.
   want(conn, FUSE_CAP_PARALLEL_DIROPS, true);

@@ -4,6 +4,7 @@
 // 0 clean, 4 errors left uncorrected, 8 operational error, 16 usage error.
 // The flags fsck(8) passes to every checker (-a -p -y -n -f -v -C) are
 // accepted so `fsck -t stablefs` and fstab pass numbers work.
+#include <limits.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -132,6 +133,13 @@ class TerminalProgress {
 int check(const CommandLine& cl) {
   const char* target = cl.target.c_str();
   OpenOptions oo;
+  // A daemon that is only finishing an unmount still holds the image for
+  // a moment: wait for it. An image that is mounted is refused at once.
+  {
+    char real[PATH_MAX];
+    bool mounted = ::realpath(cl.target.c_str(), real) && is_mount_source(real);
+    oo.busy_wait_ms = mounted ? 0 : 10000;
+  }
   oo.read_only = cl.read_only;
   oo.exclusive = true;
   auto dev = open_device(cl.target, oo);

@@ -373,6 +373,13 @@ const char* mount_failure_hint(int e) {
 int run(const CommandLine& cl, const std::string& target, const std::string& mountpoint,
         const ParsedMountOptions& mo, Background& bg) {
   OpenOptions oo;
+  // A daemon that is only finishing an unmount still holds the image for
+  // a moment: wait for it. An image that is mounted is refused at once.
+  {
+    char real[PATH_MAX];
+    bool mounted = ::realpath(target.c_str(), real) && is_mount_source(real);
+    oo.busy_wait_ms = mounted ? 0 : 30000;
+  }
   oo.read_only = mo.fs.read_only;
   auto dev = open_device(target, oo);
   if (!dev.ok()) {

@@ -5,6 +5,11 @@
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <thread>
 #include <unistd.h>
 
 #include <utility>
@@ -72,7 +77,14 @@ Result<std::unique_ptr<BlockDevice>> open_image(const std::string& path, const O
     // flock belongs to the open file description, so it also excludes a
     // second open from this very process. Readers (fsck) may share.
     int op = (opts.read_only ? LOCK_SH : LOCK_EX) | LOCK_NB;
-    if (::flock(fd, op) != 0) return err(errno == EWOULDBLOCK ? EBUSY : errno);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts.busy_wait_ms);
+    while (::flock(fd, op) != 0) {
+      if (errno != EWOULDBLOCK) return err(errno);
+      // Polling the lock of another process, with a deadline: flock has no
+      // timed wait, and the holder is a daemon finishing its unmount.
+      if (std::chrono::steady_clock::now() >= deadline) return err(EBUSY);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
   }
   UringDevice::Config cfg;
   cfg.block_count = uint64_t(st.st_size) / kBlockSize;
@@ -126,6 +138,20 @@ Result<std::unique_ptr<BlockDevice>> open_device(const std::string& path,
   // Directories, character devices, fifos: never opened, since opening some
   // of them has side effects.
   return err(ENOTBLK);
+}
+
+bool is_mount_source(const std::string& source) {
+  std::ifstream mi("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(mi, line)) {
+    // ... mountpoint opts [optional fields] - fstype source superopts
+    auto dash = line.find(" - ");
+    if (dash == std::string::npos) continue;
+    std::istringstream f(line.substr(dash + 3));
+    std::string fstype, src;
+    if (f >> fstype >> src && src == source) return true;
+  }
+  return false;
 }
 
 }  // namespace stablefs

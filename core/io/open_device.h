@@ -14,12 +14,21 @@ struct OpenOptions {
   bool create = false;            // create the image file if missing (mkfs)
   uint64_t create_size = 0;       // size in bytes for a new image
   bool exclusive = true;          // O_EXCL on block devices / flock on images
+  // How long to wait for another process's exclusive use to end before
+  // EBUSY: an unmount returns before the old daemon has written back and
+  // let go of the image, and `umount && mount` must still work.
+  uint32_t busy_wait_ms = 0;
 };
 
 // Opens path with io_uring. Image files use O_DIRECT when the host
 // filesystem allows it; block devices get their size from BLKGETSIZE64 and
 // sector size from BLKSSZGET. Errors: ENOENT, EACCES, ENOTBLK (neither a
 // regular file nor a block device), EBUSY (in use by another stablefs).
+// True when a mount in /proc/self/mountinfo has `source` (a canonical
+// path) as its source: the image is in use by a live mount, as opposed to a
+// daemon that is only finishing an unmount.
+bool is_mount_source(const std::string& source);
+
 Result<std::unique_ptr<BlockDevice>> open_device(const std::string& path,
                                                  const OpenOptions& opts);
 

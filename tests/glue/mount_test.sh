@@ -4,7 +4,7 @@
 # runner's private mount namespace), and the runner end to end with a fake
 # ./check, including clean-up after an interrupted run.
 #
-# usage: mount_test.sh GLUE_DIR BIN_DIR      (exit 77: cannot mount here)
+# usage: mount_test.sh GLUE_DIR BIN_DIR      (fails when it cannot mount here)
 set -u
 glue=$1
 bin_dir=$2
@@ -13,8 +13,8 @@ here=$(dirname "$(readlink -f "$0")")
 
 if [[ $(id -u) -ne 0 || ! -c /dev/fuse ]] || ! command -v mount.fuse3 >/dev/null ||
 	! unshare --mount true 2>/dev/null; then
-	echo "SKIP: needs root, /dev/fuse, mount.fuse3 and mount namespaces"
-	exit 77
+	echo "FAIL: needs root, /dev/fuse, mount.fuse3 and mount namespaces" >&2
+	exit 1
 fi
 
 tmp=$(mktemp -d /var/tmp/glue-test.XXXXXX)
