@@ -219,14 +219,17 @@ Result<size_t> MountedFs::read(uint64_t ino, uint64_t off, size_t size, char* ou
 // relatime, as Linux mounts by default: atime moves when it is older than
 // mtime or ctime, or more than a day old. FUSE leaves atime to the daemon.
 void MountedFs::touch_atime(Inode& n) {
-  if (read_only_) return;
+  if (read_only_ || opts_.atime == AtimeMode::kNoatime) return;
   Timespec t = now();
   std::lock_guard lk(n.mu);
+  if (opts_.nodiratime && n.is_dir()) return;
   auto before = [](const Timespec& a, const Timespec& b) {
     return a.sec < b.sec || (a.sec == b.sec && a.nsec <= b.nsec);
   };
   const Timespec& a = n.disk.atime;
-  if (!before(a, n.disk.mtime) && !before(a, n.disk.ctime) && t.sec - a.sec < 24 * 3600) return;
+  if (opts_.atime == AtimeMode::kRelatime && !before(a, n.disk.mtime) &&
+      !before(a, n.disk.ctime) && t.sec - a.sec < 24 * 3600)
+    return;
   n.disk.atime = t;
   if (!n.attrs_dirty) {
     n.attrs_dirty = true;

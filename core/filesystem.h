@@ -22,6 +22,7 @@
 namespace stablefs {
 
 enum class StablePages { kWait, kShadow, kBounce, kOff };
+enum class AtimeMode { kRelatime, kNoatime, kStrict };
 
 struct MountOptions {
   uint64_t cache_bytes = 256ull << 20;  // cache_size=
@@ -30,6 +31,8 @@ struct MountOptions {
   bool writeback_cache = false;      // FUSE writeback cache (fs/ negotiates it)
   uint32_t commit_seconds = 5;       // commit=
   bool read_only = false;
+  AtimeMode atime = AtimeMode::kRelatime;  // noatime / relatime / strictatime
+  bool nodiratime = false;
   // Canonical mountpoint: when set, live counters are published in a
   // shared-memory segment named after it (core/stats/live_counters.h).
   std::string counters_mountpoint;

@@ -15,9 +15,11 @@ namespace {
 // The kernel's page cache stays valid across opens: every write reaches
 // the image through this daemon, so nothing can change the file behind
 // the kernel's back, and dropping the cache on each open would only cost
-// re-reads (and break the point of mmap).
-void set_open_flags(fuse_file_info* fi) {
-  fi->keep_cache = 1;
+// re-reads (and break the point of mmap). Except under strictatime: a
+// read served from the kernel's cache never reaches the daemon, which
+// alone keeps atime under FUSE, so each open starts from an empty cache.
+void set_open_flags(fuse_req_t req, fuse_file_info* fi) {
+  fi->keep_cache = mount_of(req).options().atime != AtimeMode::kStrict;
   fi->direct_io = 0;
 }
 
@@ -25,7 +27,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   guarded(req, "open", [&] {
     Status s = mount_of(req).fs().open(ino, fi->flags);
     if (!s.ok()) return reply_status(req, s);
-    set_open_flags(fi);
+    set_open_flags(req, fi);
     fuse_reply_open(req, fi);
   });
 }
@@ -45,7 +47,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
       drop_references(m.fs(), a.ino, 1);
       return reply_status(req, s);
     }
-    set_open_flags(fi);
+    set_open_flags(req, fi);
     fuse_entry_param e{};
     e.ino = a.ino;
     e.generation = a.generation;

@@ -133,6 +133,13 @@ Status parse_one(const std::string& opt, ParsedMountOptions& out, std::string* w
   if (key == "stable_pages" || key == "cache_size" || key == "commit")
     return fail(why, "mount option '" + std::string(key) + "' needs a value");
 
+  // atime policy: FUSE leaves atime to the daemon, so the daemon must know.
+  if (opt == "noatime") fs.atime = AtimeMode::kNoatime;
+  if (opt == "relatime") fs.atime = AtimeMode::kRelatime;
+  if (opt == "strictatime") fs.atime = AtimeMode::kStrict;
+  if (opt == "nodiratime") fs.nodiratime = true;
+  if (opt == "diratime") fs.nodiratime = false;
+
   if (contains(kPassThroughFlags, opt)) {
     if (opt == "ro") fs.read_only = true;
     if (opt == "rw") fs.read_only = false;

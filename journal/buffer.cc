@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 namespace stablefs {
 
@@ -13,6 +14,58 @@ AlignedBlock::AlignedBlock()
 }
 
 void AlignedBlock::Free::operator()(uint8_t* p) const { std::free(p); }
+
+FrozenBlock::FrozenBlock(std::shared_ptr<MetaBlock> b) : block_(std::move(b)) {
+  block_->journal_refs.fetch_add(1, std::memory_order_relaxed);
+}
+
+FrozenBlock& FrozenBlock::operator=(FrozenBlock&& o) noexcept {
+  if (this != &o) {
+    release();
+    block_ = std::move(o.block_);
+  }
+  return *this;
+}
+
+void FrozenBlock::release() {
+  if (!block_) return;
+  block_->journal_refs.fetch_sub(1, std::memory_order_release);
+  block_.reset();
+}
+
+MetaBuffer::MetaBuffer(uint64_t blocknr)
+    : blocknr_(blocknr), block_(std::make_shared<MetaBlock>()) {
+  live_.store(block_.get(), std::memory_order_release);
+}
+
+bool MetaBuffer::prepare_write() {
+  std::lock_guard lk(mu_);
+  if (block_->journal_refs.load(std::memory_order_acquire) == 0) return false;
+  // The clone is complete before it is published (release store), so a
+  // reader that finds it never sees half-copied bytes. The frozen version
+  // stays as it is: the commit or checkpoint that holds it writes it.
+  auto clone = std::make_shared<MetaBlock>();
+  std::memcpy(clone->bytes.data(), block_->bytes.data(), kBlockSize);
+  retired_ = std::exchange(block_, std::move(clone));
+  live_.store(block_.get(), std::memory_order_release);
+  return true;
+}
+
+FrozenBlock MetaBuffer::freeze() {
+  std::lock_guard lk(mu_);
+  // A reader that loaded the retired version's address before the shadow
+  // copy was installed has had a whole transaction to finish with it.
+  retired_.reset();
+  return FrozenBlock(block_);
+}
+
+void MetaBuffer::seal(FrozenBlock& fb, uint64_t txid) {
+  // Under mu_: a concurrent prepare_write() may be cloning this very
+  // version (it is still live); the clone sees it either sealed or not,
+  // never half-sealed. Writers never touch it (it is frozen).
+  std::lock_guard lk(mu_);
+  seal_meta_block(fb.block_->bytes.data(), blocknr_, txid);
+}
 
 Result<std::shared_ptr<MetaBuffer>> BufferCache::read(uint64_t blocknr, uint32_t magic) {
   {

@@ -2,8 +2,19 @@
 // that hands them out. The journal is the only writer of metadata to the
 // device; everyone else modifies a buffer's bytes only inside a journal
 // handle, between get_write_access() and dirty_metadata().
+//
+// Copy-on-write versions (JBD2's frozen/shadow buffers). A MetaBuffer's
+// bytes live in a refcounted MetaBlock, its *live* version. At commit the
+// journal takes a FrozenBlock reference to the live version of every dirty
+// buffer (no copy) and writes exactly those bytes, first to the log and
+// later home at checkpoint. While the journal holds such a reference the
+// version is frozen: get_write_access() then clones it into a new live
+// version (a *shadow copy*) and the writer modifies the clone. Buffers that
+// are not modified again while the journal still needs their older bytes
+// are never copied. See journal.h for the full protocol.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -31,22 +42,79 @@ class AlignedBlock {
   std::unique_ptr<uint8_t, Free> p_;
 };
 
+// One version of a metadata block's bytes.
+struct MetaBlock {
+  AlignedBlock bytes;
+  // FrozenBlock references to this version. Incremented only by the commit
+  // thread while no handle is open (so never concurrently with a
+  // get_write_access() that reads it); decremented with release order
+  // whenever the journal lets go, so a writer that reads 0 (acquire) also
+  // sees the journal's I/O on these bytes as finished.
+  std::atomic<uint32_t> journal_refs{0};
+};
+
+// The journal's reference to one frozen version: the commit writes it to
+// the log and the checkpoint writes it home. Nobody modifies a frozen
+// version except MetaBuffer::seal(), under the buffer's mutex.
+class FrozenBlock {
+ public:
+  FrozenBlock() = default;
+  explicit FrozenBlock(std::shared_ptr<MetaBlock> b);
+  FrozenBlock(FrozenBlock&& o) noexcept = default;
+  FrozenBlock& operator=(FrozenBlock&& o) noexcept;
+  FrozenBlock(const FrozenBlock&) = delete;
+  FrozenBlock& operator=(const FrozenBlock&) = delete;
+  ~FrozenBlock() { release(); }
+
+  explicit operator bool() const { return block_ != nullptr; }
+  const uint8_t* data() const { return block_->bytes.data(); }
+  void release();
+
+ private:
+  friend class MetaBuffer;
+  std::shared_ptr<MetaBlock> block_;
+};
+
 class MetaBuffer : public std::enable_shared_from_this<MetaBuffer> {
  public:
-  explicit MetaBuffer(uint64_t blocknr) : blocknr_(blocknr) {}
+  explicit MetaBuffer(uint64_t blocknr);
   MetaBuffer(const MetaBuffer&) = delete;
   MetaBuffer& operator=(const MetaBuffer&) = delete;
 
   uint64_t blocknr() const { return blocknr_; }
-  uint8_t* data() { return block_.data(); }
-  const uint8_t* data() const { return block_.data(); }
-  uint8_t* payload() { return block_.data() + kMetaHeaderSize; }
-  const uint8_t* payload() const { return block_.data() + kMetaHeaderSize; }
+  // The live version's bytes. A writer calls these after get_write_access()
+  // (which may have installed a new version) and keeps using the pointer
+  // only until its handle stops. A lock-free reader gets a valid version:
+  // the live one or, if a shadow copy is being installed right now, the one
+  // it replaces (kept alive at least until the buffer's next commit starts;
+  // readers decode and drop the pointer, they never keep it that long).
+  // The header's txid and checksum belong to the journal: the commit seals
+  // them in place, so readers should rely on magic, blocknr and owner only.
+  uint8_t* data() { return live_.load(std::memory_order_acquire)->bytes.data(); }
+  const uint8_t* data() const { return live_.load(std::memory_order_acquire)->bytes.data(); }
+  uint8_t* payload() { return data() + kMetaHeaderSize; }
+  const uint8_t* payload() const { return data() + kMetaHeaderSize; }
 
  private:
   friend class Journal;
+  friend class Handle;
+
+  // Makes the live version writable: if the journal holds it, clones it
+  // into a new live version. True when a shadow copy was made.
+  bool prepare_write();
+  // The commit's reference to the live version (no copy).
+  FrozenBlock freeze();
+  // Seals a version frozen from this buffer with (home blocknr, txid).
+  void seal(FrozenBlock& fb, uint64_t txid);
+
   const uint64_t blocknr_;
-  AlignedBlock block_;
+  // Protects block_ and retired_, and orders seal() against the clone in
+  // prepare_write() (both touch the frozen version). A leaf lock: never
+  // held with Journal::Impl::mu or any other lock, never across I/O.
+  std::mutex mu_;
+  std::shared_ptr<MetaBlock> block_;       // the live version (owner)
+  std::shared_ptr<MetaBlock> retired_;     // the previous one, for late readers
+  std::atomic<MetaBlock*> live_{nullptr};  // == block_.get(), for lock-free readers
   // Journal bookkeeping, guarded by the journal's mutex (Journal::Impl::mu).
   // The running transaction that holds this buffer in its metadata list, or
   // 0: makes dirty_metadata() on an already-listed buffer O(1).

@@ -5,11 +5,11 @@
 #include "journal/journal.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cassert>
 #include <cstring>
 #include <deque>
 #include <set>
-#include <unordered_map>
 
 #include "journal/format.h"
 
@@ -30,9 +30,6 @@ class Transaction {
   const uint64_t txid;
   State state = State::kRunning;
   int handles = 0;
-  // Buffers a handle asked write access to. Not written; this is where the
-  // shadow-copy logic will look for buffers the committing transaction owns.
-  std::unordered_map<uint64_t, std::shared_ptr<MetaBuffer>> reserved;
   // Dirty buffers by home block number: what the commit freezes and logs.
   std::map<uint64_t, std::shared_ptr<MetaBuffer>> metadata;
   std::set<uint64_t> revokes;
@@ -41,17 +38,21 @@ class Transaction {
 
 namespace {
 
-// A transaction frozen for commit: sealed copies owned by the commit thread.
+// A transaction frozen for commit, owned by the commit thread: references
+// to the exact versions it writes (no copies).
 struct FrozenTransaction {
   uint64_t txid = 0;
-  std::vector<uint64_t> homes;     // home block of copies[i]
-  std::vector<AlignedBlock> copies;
+  std::vector<uint64_t> homes;  // home block of blocks[i]
+  std::vector<FrozenBlock> blocks;
+  // The buffers blocks[i] came from, kept only until sealed (seal() takes
+  // the buffer's mutex).
+  std::vector<std::shared_ptr<MetaBuffer>> bufs;
   std::vector<uint64_t> revokes;
 };
 
-// The newest committed copy of a block, waiting to be written home.
+// The newest committed version of a block, waiting to be written home.
 struct CheckpointCopy {
-  AlignedBlock block;
+  FrozenBlock block;
   uint64_t txid = 0;
 };
 
@@ -90,9 +91,9 @@ struct Journal::Impl {
   void commit_thread();
   bool commit_wanted(Clock::time_point now) const;
   void commit_running(std::unique_lock<std::mutex>& lk);
-  FrozenTransaction freeze(uint64_t txid,
-                           const std::map<uint64_t, std::shared_ptr<MetaBuffer>>& metadata,
-                           const std::set<uint64_t>& revokes);
+  FrozenTransaction freeze(uint64_t txid, std::map<uint64_t, std::shared_ptr<MetaBuffer>>&& metadata,
+                           std::set<uint64_t>&& revokes);
+  void seal(FrozenTransaction& ft);
   Status write_transaction(const FrozenTransaction& ft);
   void file_for_checkpoint(FrozenTransaction&& ft);
   Status checkpoint_now();
@@ -122,6 +123,9 @@ struct Journal::Impl {
   JournalPosition head;  // next transaction goes here, with head.txid
   JournalPosition tail;  // oldest transaction not yet checkpointed
 
+  // Counted outside mu: get_write_access() clones without the journal lock.
+  std::atomic<uint64_t> shadow_copies{0};
+
   // Owned by the commit thread: no lock.
   std::map<uint64_t, CheckpointCopy> checkpoint_list;  // home blocknr -> copy
   std::thread thread;
@@ -143,15 +147,20 @@ Handle& Handle::operator=(Handle&& o) noexcept {
   return *this;
 }
 
+// Without Impl::mu for the copy itself: this handle keeps its transaction
+// running, so no commit can freeze the buffer meanwhile (the freeze happens
+// only while no handle is open), and a journal reference dropped
+// concurrently at most costs one unneeded copy.
 Status Handle::get_write_access(MetaBuffer& buf) {
   if (!journal_) return err(EIO);
-  std::shared_ptr<MetaBuffer> sp = buf.weak_from_this().lock();
-  if (!sp) return err(EINVAL);
+  if (buf.weak_from_this().expired()) return err(EINVAL);
   auto& j = *journal_->impl_;
-  std::lock_guard lk(j.mu);
-  if (j.error) return err(EIO);
-  assert(j.running->txid == txid_);
-  j.running->reserved.emplace(buf.blocknr(), std::move(sp));
+  {
+    std::lock_guard lk(j.mu);
+    if (j.error) return err(EIO);
+    assert(j.running->txid == txid_);
+  }
+  if (buf.prepare_write()) j.shadow_copies.fetch_add(1, std::memory_order_relaxed);
   return Status::Ok();
 }
 
@@ -195,7 +204,6 @@ void Journal::Impl::revoke(uint64_t txid, uint64_t blocknr) {
     it->second->dirty_txid_ = 0;
     t.metadata.erase(it);
   }
-  t.reserved.erase(blocknr);
   // Older committed copies leave the checkpoint list only when this revoke
   // is durable (file_for_checkpoint): until then a crash must still find
   // the block's committed contents at home or in the log.
@@ -307,7 +315,9 @@ uint64_t Journal::committed_txid() const {
 
 JournalStats Journal::stats() const {
   std::lock_guard lk(impl_->mu);
-  return impl_->stats;
+  JournalStats st = impl_->stats;
+  st.shadow_copies = impl_->shadow_copies.load(std::memory_order_relaxed);
+  return st;
 }
 
 int Journal::error() const {
@@ -358,9 +368,10 @@ void Journal::Impl::commit_thread() {
   }
 }
 
-// Commits the running transaction: lock it, wait for its handles, freeze
-// sealed copies, open the next running transaction, then do the log I/O
-// while that one fills. Called and returns with mu held.
+// Commits the running transaction: lock it, wait for its handles, take
+// references to the live versions of its buffers, open the next running
+// transaction, then seal and do the log I/O while that one fills. Called
+// and returns with mu held.
 void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
   Transaction& t = *running;
   const uint64_t txid = t.txid;
@@ -377,7 +388,6 @@ void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
     // Handles came and went without changing anything: no txid is used,
     // the transaction simply keeps running.
     t.state = Transaction::State::kRunning;
-    t.reserved.clear();
     if (commit_request >= txid) commit_request = txid - 1;
     t.expires = Clock::now() + opts.commit_interval;
     start_cv.notify_all();
@@ -391,21 +401,23 @@ void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
   }
 
   // No handle is open and start() waits while t is locked, so nobody can
-  // touch these buffers until the next transaction opens below.
+  // write these buffers until the next transaction opens below; from then
+  // on a writer's get_write_access() finds the versions frozen and clones.
   std::map<uint64_t, std::shared_ptr<MetaBuffer>> metadata = std::move(t.metadata);
   std::set<uint64_t> revokes = std::move(t.revokes);
   for (auto& [nr, buf] : metadata) buf->dirty_txid_ = 0;
   lk.unlock();
-  FrozenTransaction ft = freeze(txid, metadata, revokes);
-  metadata.clear();
+  FrozenTransaction ft = freeze(txid, std::move(metadata), std::move(revokes));
   lk.lock();
   running = std::make_unique<Transaction>(txid + 1, Clock::now() + opts.commit_interval);
   committing_txid = txid;
   start_cv.notify_all();
   lk.unlock();
 
+  if (opts.on_frozen) opts.on_frozen(txid);
+  seal(ft);
   Status s = write_transaction(ft);
-  uint64_t logged = ft.copies.size();
+  uint64_t logged = ft.blocks.size();
   if (s.ok()) file_for_checkpoint(std::move(ft));
 
   lk.lock();
@@ -432,31 +444,39 @@ void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
   if (!s.ok()) fail(EIO);
 }
 
-// Copies every buffer and seals the copy with txid: the checksum covers
-// exactly the bytes that will be written, to the log and later home.
-FrozenTransaction Journal::Impl::freeze(
-    uint64_t txid, const std::map<uint64_t, std::shared_ptr<MetaBuffer>>& metadata,
-    const std::set<uint64_t>& revokes) {
+// Takes a reference to each buffer's live version: O(1) per buffer, no
+// copy. Runs while the transaction is locked with no handle open.
+FrozenTransaction Journal::Impl::freeze(uint64_t txid,
+                                        std::map<uint64_t, std::shared_ptr<MetaBuffer>>&& metadata,
+                                        std::set<uint64_t>&& revokes) {
   FrozenTransaction ft;
   ft.txid = txid;
   ft.homes.reserve(metadata.size());
-  ft.copies.resize(metadata.size());
-  size_t i = 0;
-  for (const auto& [nr, buf] : metadata) {
-    std::memcpy(ft.copies[i].data(), buf->data(), kBlockSize);
-    seal_meta_block(ft.copies[i].data(), nr, txid);
+  ft.blocks.reserve(metadata.size());
+  ft.bufs.reserve(metadata.size());
+  for (auto& [nr, buf] : metadata) {
     ft.homes.push_back(nr);
-    i++;
+    ft.blocks.push_back(buf->freeze());
+    ft.bufs.push_back(std::move(buf));
   }
   ft.revokes.assign(revokes.begin(), revokes.end());
   return ft;
+}
+
+// Seals every frozen version with txid (JBD2's t_frozen trigger): the
+// checksum covers exactly the bytes written to the log and later home,
+// which no writer can change any more. Runs after the next transaction has
+// opened, so its writers never wait for this.
+void Journal::Impl::seal(FrozenTransaction& ft) {
+  for (size_t i = 0; i < ft.blocks.size(); i++) ft.bufs[i]->seal(ft.blocks[i], ft.txid);
+  ft.bufs.clear();
 }
 
 // Writes descriptors + copies + revoke blocks, flushes, writes the commit
 // block, flushes. The first flush also orders the data blocks the
 // transaction refers to: their writes completed before they were recorded.
 Status Journal::Impl::write_transaction(const FrozenTransaction& ft) {
-  const uint64_t need = txn_log_blocks(ft.copies.size(), ft.revokes.size());
+  const uint64_t need = txn_log_blocks(ft.blocks.size(), ft.revokes.size());
   if (need > geo.blocks - 1) return err(EIO);
   if (need > log_free()) SFS_TRY(checkpoint_now());
   assert(need <= log_free());
@@ -468,14 +488,14 @@ Status Journal::Impl::write_transaction(const FrozenTransaction& ft) {
   std::vector<BlockWrite> writes;
   writes.reserve(need);
 
-  for (size_t first = 0; first < ft.copies.size(); first += kJournalListCapacity) {
-    uint32_t n = uint32_t(std::min<size_t>(kJournalListCapacity, ft.copies.size() - first));
+  for (size_t first = 0; first < ft.blocks.size(); first += kJournalListCapacity) {
+    uint32_t n = uint32_t(std::min<size_t>(kJournalListCapacity, ft.blocks.size() - first));
     AlignedBlock& d = records.emplace_back();
     encode_journal_list(d.data(), kMagicJournalDescriptor, abs_block(off), ft.txid,
                         &ft.homes[first], n);
     writes.push_back({abs_block(off++), d.data()});
     for (uint32_t i = 0; i < n; i++)
-      writes.push_back({abs_block(off++), ft.copies[first + i].data()});
+      writes.push_back({abs_block(off++), ft.blocks[first + i].data()});
   }
   for (size_t first = 0; first < ft.revokes.size(); first += kJournalListCapacity) {
     uint32_t n = uint32_t(std::min<size_t>(kJournalListCapacity, ft.revokes.size() - first));
@@ -504,20 +524,23 @@ Status Journal::Impl::write_transaction(const FrozenTransaction& ft) {
   return Status::Ok();
 }
 
-// A durable transaction's copies become the newest committed contents of
-// their blocks; its revokes drop older copies of freed blocks, which must
-// never be written home over whatever the block is reused for.
+// A durable transaction's versions become the newest committed contents
+// of their blocks (releasing older ones, which a later writer then need not
+// copy); its revokes drop older versions of freed blocks, which must never
+// be written home over whatever the block is reused for.
 void Journal::Impl::file_for_checkpoint(FrozenTransaction&& ft) {
   for (uint64_t nr : ft.revokes) checkpoint_list.erase(nr);
-  for (size_t i = 0; i < ft.copies.size(); i++) {
+  for (size_t i = 0; i < ft.blocks.size(); i++) {
     CheckpointCopy& cp = checkpoint_list[ft.homes[i]];
-    cp.block = std::move(ft.copies[i]);
+    cp.block = std::move(ft.blocks[i]);
     cp.txid = ft.txid;
   }
 }
 
-// Writes every committed copy home, flushes, then persists the new tail:
-// only after that may the log space be reused. Commit thread only.
+// Writes every committed version home, flushes, then persists the new
+// tail: only after that may the log space be reused. Releasing the
+// versions lets the next writer of each buffer modify it in place. Commit
+// thread only.
 Status Journal::Impl::checkpoint_now() {
   std::vector<BlockWrite> writes;
   writes.reserve(checkpoint_list.size());

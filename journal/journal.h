@@ -18,8 +18,9 @@
 // Lock order: callers may hold filesystem-level locks (inode, directory)
 // when calling start(); a thread that holds a handle must never wait for a
 // lock whose holder may be blocked in start(). Inside the journal:
-//   filesystem locks -> Journal::Impl::mu -> (nothing: BufferCache::mu_ and
-//   the device's locks are never taken while Impl::mu is held).
+//   filesystem locks -> Journal::Impl::mu -> (nothing: BufferCache::mu_,
+//   MetaBuffer::mu_ and the device's locks are never taken while Impl::mu
+//   is held); MetaBuffer::mu_ is a leaf taken without Impl::mu.
 // Impl::mu is never held across I/O or across a user callback
 // (persist_tail, on_commit, on_locked). A thread holding a handle must not
 // call commit()/wait_for_commit()/shutdown(): the commit waits for that
@@ -30,6 +31,38 @@
 // checkpoint list have a single writer. The running transaction accepts new
 // handles while the previous one's log I/O is in flight (one committing +
 // one running transaction at a time).
+//
+// Frozen versions and shadow copies (JBD2's b_frozen_data / shadow
+// buffers; MetaBuffer, MetaBlock and FrozenBlock are in buffer.h):
+//  1. Commit of T, with every handle on T stopped and start() blocked:
+//     freeze() takes a FrozenBlock reference to the live version of each
+//     dirty buffer (a refcount, no copy). Only now is a journal reference
+//     ever added, and no handle is open, so no writer is inside any buffer.
+//  2. T+1 opens at once. Its writers call get_write_access(buf): if the
+//     live version is referenced by the journal (T committing, or an older
+//     transaction awaiting checkpoint), it is cloned into a new live
+//     version under the buffer's mutex; the clone is published only when
+//     complete. The writer modifies the clone; the frozen version is never
+//     written again by anyone but step 3. Count: JournalStats::shadow_copies.
+//     A version no longer referenced (checkpointed, or superseded in the
+//     checkpoint list by a newer commit) is modified in place: no copy.
+//  3. The commit thread seals each frozen version (txid + checksum in its
+//     header) under that buffer's mutex, then writes it to the log. The
+//     mutex orders the seal against a clone of the same version in step 2:
+//     the clone sees the header wholly sealed or wholly unsealed, and is
+//     resealed when it is itself committed. If no writer came, the frozen
+//     version is still the live one and is sealed in place; if one did, it
+//     is the journal's alone. Either way the checksum covers exactly the
+//     bytes written.
+//  4. Once durable, the versions move to the checkpoint list, replacing
+//     older versions of the same blocks (which are released). Checkpoint
+//     writes these committed versions home, never live bytes, then drops
+//     them: the next writer of each buffer then works in place again.
+// So memory costs one extra block only for a buffer modified again while
+// the journal still needs its older bytes, and the running transaction
+// never waits for journal I/O. Lock-free readers (MetaBuffer::data())
+// always get a valid version; the txid/checksum header fields of a live
+// version change at step 3, so readers rely on magic/blocknr/owner only.
 #pragma once
 
 #include <chrono>
@@ -72,13 +105,18 @@ struct JournalOptions {
   // after transaction txid is locked for commit and before the commit waits
   // for its handles: lets a test open that window deterministically.
   std::function<void(uint64_t txid)> on_locked;
+  // Test hook, called on the commit thread (outside journal locks) once
+  // transaction txid's versions are frozen and the next transaction is
+  // open, before they are sealed: lets a test make a shadow copy of a
+  // version that is not yet sealed.
+  std::function<void(uint64_t txid)> on_frozen;
 };
 
 struct JournalStats {
   uint64_t commits = 0;
   uint64_t blocks_logged = 0;
   uint64_t checkpoints = 0;
-  uint64_t shadow_copies = 0;
+  uint64_t shadow_copies = 0;  // versions cloned by get_write_access()
   uint64_t handles = 0;
 };
 
@@ -91,9 +129,10 @@ class Handle {
 
   bool active() const { return journal_ != nullptr; }
   uint64_t txid() const { return txid_; }
-  // buf must be owned by a std::shared_ptr (BufferCache hands them out so):
-  // the transaction keeps it alive until commit. EINVAL otherwise, EIO on
-  // an inactive handle.
+  // buf must be owned by a std::shared_ptr (BufferCache hands them out so).
+  // EINVAL otherwise, EIO on an inactive handle. Makes a shadow copy when
+  // the journal still needs buf's current bytes (see above): take
+  // data()/payload() pointers only after this call. Never waits for I/O.
   Status get_write_access(MetaBuffer& buf);
   // Adds buf to the transaction (once). Cancels a revoke of the same block
   // in this transaction: the block was freed and reused as metadata.

@@ -203,6 +203,8 @@ TEST_F(JournalTest, UncommittedChangesNeverReachHome) {
   ASSERT_TRUE(journal_->checkpoint().ok());
   EXPECT_TRUE(home_has(kA, 0x11));
   EXPECT_TRUE(home_is_zero(kB));
+  // kA's committed version was awaiting checkpoint when rewritten.
+  EXPECT_EQ(journal_->stats().shadow_copies, 1u);
 
   auto r = crash_and_replay(persisted());
   ASSERT_TRUE(r.ok());
@@ -458,6 +460,220 @@ TEST_F(JournalTest, ReusedMetadataBlockReplaysDespiteEarlierRevoke) {
   EXPECT_EQ(r->transactions, 5u);
   EXPECT_TRUE(home_has(kA, 0x22));
   EXPECT_TRUE(home_has(kC, 0x02));
+}
+
+// ---------------------------------------------------------------- shadow copies
+
+// The log copy of the n-th block of a transaction's first descriptor that
+// starts at log offset `desc`.
+std::vector<uint8_t> log_copy(MemDevice& mem, uint64_t desc, uint64_t n) {
+  return mem.durable_block(kGeo.start + desc + 1 + n);
+}
+bool payload_is(const uint8_t* block, uint8_t v) {
+  for (uint32_t i = kMetaHeaderSize; i < kBlockSize; i++)
+    if (block[i] != v) return false;
+  return true;
+}
+
+TEST_F(JournalTest, ShadowCopyWhenModifiedDuringCommit) {
+  open();
+  Handle h1 = journal_->start();
+  set(h1, kA, 0x11);
+  h1.stop();
+  dev_.close();
+  auto first = std::async(std::launch::async, [&] { return journal_->commit(); });
+  ASSERT_TRUE(dev_.wait_until_blocked());
+
+  // Transaction 1 is writing kA to the log; transaction 2 modifies it
+  // without waiting.
+  auto second = std::async(std::launch::async, [&] {
+    Handle h2 = journal_->start();
+    set(h2, kA, 0x22);
+    return h2.txid();
+  });
+  bool done = second.wait_for(kDeadline) == std::future_status::ready;
+  if (!done) dev_.open();
+  ASSERT_TRUE(done);
+  EXPECT_EQ(second.get(), 2u);
+  EXPECT_EQ(journal_->stats().shadow_copies, 1u);
+  EXPECT_TRUE(payload_is(buf(kA)->data(), 0x22));  // the live buffer moved on
+
+  dev_.open();
+  ASSERT_TRUE(first.get().ok());
+  // The log holds the old bytes, sealed for transaction 1.
+  auto logged = log_copy(mem_, 0, 0);
+  std::string why;
+  EXPECT_TRUE(verify_meta_block(logged.data(), kA, kMagicInodeTable, &why).ok()) << why;
+  EXPECT_EQ(decode_meta_header(logged.data()).txid, 1u);
+  EXPECT_TRUE(payload_is(logged.data(), 0x11));
+  EXPECT_TRUE(home_is_zero(kA));
+
+  // The next commit and a checkpoint put the new bytes home.
+  ASSERT_TRUE(journal_->commit().ok());
+  ASSERT_TRUE(journal_->checkpoint().ok());
+  auto home = mem_.durable_block(kA);
+  EXPECT_TRUE(verify_meta_block(home.data(), kA, kMagicInodeTable, &why).ok()) << why;
+  EXPECT_EQ(decode_meta_header(home.data()).txid, 2u);
+  EXPECT_TRUE(payload_is(home.data(), 0x22));
+  auto logged2 = log_copy(mem_, 3, 0);  // transaction 2: offsets 3..5
+  EXPECT_TRUE(verify_meta_block(logged2.data(), kA, kMagicInodeTable, &why).ok()) << why;
+  EXPECT_TRUE(payload_is(logged2.data(), 0x22));
+  // Transaction 2's own commit copied nothing.
+  EXPECT_EQ(journal_->stats().shadow_copies, 1u);
+}
+
+TEST_F(JournalTest, ShadowCopyTakenBeforeSealStillLogsSealedOldBytes) {
+  std::latch frozen(1), release(1);
+  JournalOptions o = options();
+  o.on_frozen = [&](uint64_t txid) {
+    if (txid != 1) return;
+    frozen.count_down();
+    release.wait();
+  };
+  open_with(o);
+  Handle h1 = journal_->start();
+  set(h1, kA, 0x11);
+  h1.stop();
+  auto first = std::async(std::launch::async, [&] { return journal_->commit(); });
+  frozen.wait();  // frozen, next transaction open, not yet sealed
+  {
+    Handle h2 = journal_->start();
+    set(h2, kA, 0x22);
+  }
+  EXPECT_EQ(journal_->stats().shadow_copies, 1u);
+  release.count_down();
+  ASSERT_TRUE(first.get().ok());
+
+  auto logged = log_copy(mem_, 0, 0);
+  std::string why;
+  EXPECT_TRUE(verify_meta_block(logged.data(), kA, kMagicInodeTable, &why).ok()) << why;
+  EXPECT_EQ(decode_meta_header(logged.data()).txid, 1u);
+  EXPECT_TRUE(payload_is(logged.data(), 0x11));
+  ASSERT_TRUE(journal_->shutdown().ok());
+  EXPECT_TRUE(home_has(kA, 0x22));
+  EXPECT_EQ(decode_meta_header(mem_.durable_block(kA).data()).txid, 2u);
+}
+
+TEST_F(JournalTest, OneShadowCopyPerTransactionNotPerChange) {
+  open();
+  commit_one(kA, 0x11);  // kA's version now awaits checkpoint
+  for (uint8_t v = 0x20; v < 0x25; v++) {
+    Handle h = journal_->start();
+    set(h, kA, v);
+  }
+  EXPECT_EQ(journal_->stats().shadow_copies, 1u);
+  ASSERT_TRUE(journal_->commit().ok());
+  commit_one(kA, 0x30);  // the previous version awaits checkpoint again
+  EXPECT_EQ(journal_->stats().shadow_copies, 2u);
+  ASSERT_TRUE(journal_->checkpoint().ok());
+  EXPECT_TRUE(home_has(kA, 0x30));
+}
+
+TEST_F(JournalTest, NoCopyWithoutContention) {
+  open();
+  constexpr uint64_t kBufs = 100;
+  {
+    Handle h = journal_->start();
+    for (uint64_t i = 0; i < kBufs; i++) set(h, kA + i, 0x11);
+  }
+  ASSERT_TRUE(journal_->commit().ok());
+  EXPECT_EQ(journal_->stats().shadow_copies, 0u);
+  // Checkpointed versions are released: the next writer works in place.
+  ASSERT_TRUE(journal_->checkpoint().ok());
+  {
+    Handle h = journal_->start();
+    for (uint64_t i = 0; i < kBufs; i++) set(h, kA + i, 0x22);
+  }
+  ASSERT_TRUE(journal_->shutdown().ok());
+  JournalStats st = journal_->stats();
+  EXPECT_EQ(st.shadow_copies, 0u);
+  EXPECT_EQ(st.blocks_logged, 2 * kBufs);
+  for (uint64_t i = 0; i < kBufs; i++) EXPECT_TRUE(home_has(kA + i, 0x22)) << i;
+}
+
+// A writer stores round numbers into every slot of one block, in slot
+// order, while commits run concurrently (each rewrite after a commit makes
+// a shadow copy). Readers use no journal call, like ChecksumTable::get():
+// reading slots in reverse order, a reader that sees round r in slot k must
+// see at least r in every earlier slot (no torn or half-copied version),
+// and a slot never goes backwards.
+TEST_F(JournalTest, ReadersSeeConsistentBytes) {
+  open();
+  constexpr uint64_t kRounds = 200;
+  constexpr int kSlots = 64;
+  auto b = buf(kA);
+  auto slot = [&](int k) {
+    return std::atomic_ref<uint64_t>(reinterpret_cast<uint64_t*>(b->payload())[k]);
+  };
+  std::atomic<bool> done{false};
+  std::mutex m;  // protects rounds_done
+  std::condition_variable cv;
+  uint64_t rounds_done = 0;
+
+  std::thread committer([&] {
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock lk(m);
+        cv.wait(lk, [&] { return rounds_done != seen || done; });
+        if (rounds_done == seen && done) return;
+        seen = rounds_done;
+      }
+      EXPECT_TRUE(journal_->commit().ok());
+    }
+  });
+  std::vector<std::thread> readers;
+  std::latch reading(2);  // both readers are in their loop before round 1
+  for (int t = 0; t < 2; t++) {
+    readers.emplace_back([&] {
+      std::vector<uint64_t> last(kSlots, 0);
+      bool first_pass = true;
+      while (!done.load()) {
+        const uint64_t* p = reinterpret_cast<const uint64_t*>(b->payload());
+        uint64_t later = 0;
+        for (int k = kSlots - 1; k >= 0; k--) {
+          uint64_t v = std::atomic_ref<const uint64_t>(p[k]).load(std::memory_order_acquire);
+          ASSERT_LE(v, kRounds);
+          ASSERT_GE(v, later) << "slot " << k;
+          ASSERT_GE(v, last[k]) << "slot " << k << " went backwards";
+          later = v;
+          last[k] = v;
+        }
+        if (first_pass) reading.count_down();
+        first_pass = false;
+      }
+    });
+  }
+  reading.wait();
+  for (uint64_t r = 1; r <= kRounds; r++) {
+    {
+      Handle h = journal_->start();
+      EXPECT_TRUE(h.get_write_access(*b).ok());
+      for (int k = 0; k < kSlots; k++) slot(k).store(r, std::memory_order_release);
+      h.dirty_metadata(*b);
+    }
+    // Halfway, make sure at least one commit overlapped: the next rewrite
+    // then finds the committed version frozen.
+    if (r == kRounds / 2) {
+      EXPECT_TRUE(journal_->commit().ok());
+    }
+    std::lock_guard lk(m);
+    rounds_done = r;
+    cv.notify_all();
+  }
+  {
+    std::lock_guard lk(m);
+    done = true;
+    cv.notify_all();
+  }
+  committer.join();
+  for (auto& t : readers) t.join();
+  ASSERT_TRUE(journal_->shutdown().ok());
+  EXPECT_GE(journal_->stats().shadow_copies, 1u);
+  auto home = mem_.durable_block(kA);
+  ASSERT_TRUE(verify_meta_block(home.data(), kA, kMagicInodeTable).ok());
+  for (int k = 0; k < kSlots; k++)
+    EXPECT_EQ(get_le64(home.data() + kMetaHeaderSize + 8 * k), kRounds) << k;
 }
 
 // Two transactions: txid 1 = {A} at log offsets 0..2 (descriptor, copy,
