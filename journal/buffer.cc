@@ -5,6 +5,8 @@
 #include <cstring>
 #include <utility>
 
+#include "journal/retired_versions.h"
+
 namespace stablefs {
 
 AlignedBlock::AlignedBlock()
@@ -35,8 +37,17 @@ void FrozenBlock::release() {
 
 MetaBuffer::MetaBuffer(uint64_t blocknr)
     : blocknr_(blocknr), block_(std::make_shared<MetaBlock>()) {
-  live_.store(block_.get(), std::memory_order_release);
+  live_.store(block_.get(), std::memory_order_seq_cst);
 }
+
+// A reader may still hold a pointer into either version.
+MetaBuffer::~MetaBuffer() {
+  retire_version(std::move(retired_));
+  retire_version(std::move(block_));
+}
+
+uint8_t* MetaBuffer::data() { return protect_live_version(live_)->bytes.data(); }
+const uint8_t* MetaBuffer::data() const { return protect_live_version(live_)->bytes.data(); }
 
 bool MetaBuffer::prepare_write() {
   std::lock_guard lk(mu_);
@@ -46,16 +57,19 @@ bool MetaBuffer::prepare_write() {
   // stays as it is: the commit or checkpoint that holds it writes it.
   auto clone = std::make_shared<MetaBlock>();
   std::memcpy(clone->bytes.data(), block_->bytes.data(), kBlockSize);
-  retired_ = std::exchange(block_, std::move(clone));
-  live_.store(block_.get(), std::memory_order_release);
+  // The version replaced before this one has been out of use since this
+  // buffer's last commit started (see freeze()); hand it to reclamation.
+  retire_version(std::exchange(retired_, std::exchange(block_, std::move(clone))));
+  live_.store(block_.get(), std::memory_order_seq_cst);
   return true;
 }
 
 FrozenBlock MetaBuffer::freeze() {
   std::lock_guard lk(mu_);
-  // A reader that loaded the retired version's address before the shadow
-  // copy was installed has had a whole transaction to finish with it.
-  retired_.reset();
+  // Readers that hold a lock the writer took after get_write_access() are
+  // done with the replaced version: the writer's handle has stopped. Lock-
+  // free readers are covered by their hazard slots.
+  retire_version(std::move(retired_));
   return FrozenBlock(block_);
 }
 

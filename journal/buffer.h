@@ -78,6 +78,7 @@ class FrozenBlock {
 class MetaBuffer : public std::enable_shared_from_this<MetaBuffer> {
  public:
   explicit MetaBuffer(uint64_t blocknr);
+  ~MetaBuffer();
   MetaBuffer(const MetaBuffer&) = delete;
   MetaBuffer& operator=(const MetaBuffer&) = delete;
 
@@ -86,12 +87,15 @@ class MetaBuffer : public std::enable_shared_from_this<MetaBuffer> {
   // (which may have installed a new version) and keeps using the pointer
   // only until its handle stops. A lock-free reader gets a valid version:
   // the live one or, if a shadow copy is being installed right now, the one
-  // it replaces (kept alive at least until the buffer's next commit starts;
-  // readers decode and drop the pointer, they never keep it that long).
+  // it replaces, at most one change stale. That version stays allocated
+  // while it is among the last kHazardSlots versions this thread obtained
+  // here (retired_versions.h) and, in any case, until this buffer's next
+  // commit starts (enough for readers that hold a lock the writers take
+  // after get_write_access()).
   // The header's txid and checksum belong to the journal: the commit seals
   // them in place, so readers should rely on magic, blocknr and owner only.
-  uint8_t* data() { return live_.load(std::memory_order_acquire)->bytes.data(); }
-  const uint8_t* data() const { return live_.load(std::memory_order_acquire)->bytes.data(); }
+  uint8_t* data();
+  const uint8_t* data() const;
   uint8_t* payload() { return data() + kMetaHeaderSize; }
   const uint8_t* payload() const { return data() + kMetaHeaderSize; }
 
@@ -114,7 +118,8 @@ class MetaBuffer : public std::enable_shared_from_this<MetaBuffer> {
   std::mutex mu_;
   std::shared_ptr<MetaBlock> block_;       // the live version (owner)
   std::shared_ptr<MetaBlock> retired_;     // the previous one, for late readers
-  std::atomic<MetaBlock*> live_{nullptr};  // == block_.get(), for lock-free readers
+  // == block_.get(), for lock-free readers; stored seq_cst (hazard protocol).
+  std::atomic<MetaBlock*> live_{nullptr};
   // Journal bookkeeping, guarded by the journal's mutex (Journal::Impl::mu).
   // The running transaction that holds this buffer in its metadata list, or
   // 0: makes dirty_metadata() on an already-listed buffer O(1).

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "journal/format.h"
+#include "journal/retired_versions.h"
 
 namespace stablefs {
 
@@ -419,6 +420,7 @@ void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
   Status s = write_transaction(ft);
   uint64_t logged = ft.blocks.size();
   if (s.ok()) file_for_checkpoint(std::move(ft));
+  reclaim_retired_versions();
 
   lk.lock();
   committing_txid = 0;
@@ -556,6 +558,7 @@ Status Journal::Impl::checkpoint_now() {
   }
   if (opts.persist_tail) SFS_TRY(opts.persist_tail(new_tail));
   checkpoint_list.clear();
+  reclaim_retired_versions();
   std::lock_guard lk(mu);
   tail = new_tail;
   stats.checkpoints++;

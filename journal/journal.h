@@ -61,7 +61,9 @@
 // So memory costs one extra block only for a buffer modified again while
 // the journal still needs its older bytes, and the running transaction
 // never waits for journal I/O. Lock-free readers (MetaBuffer::data())
-// always get a valid version; the txid/checksum header fields of a live
+// always get a valid, at most one change stale, version: a replaced version
+// is retired, and freed only once no reader's hazard slot names it
+// (journal/retired_versions.h). The txid/checksum header fields of a live
 // version change at step 3, so readers rely on magic/blocknr/owner only.
 #pragma once
 

@@ -14,6 +14,7 @@
 
 #include "core/io/mem_device.h"
 #include "journal/format.h"
+#include "journal/retired_versions.h"
 
 namespace stablefs {
 namespace {
@@ -676,6 +677,38 @@ TEST_F(JournalTest, ReadersSeeConsistentBytes) {
     EXPECT_EQ(get_le64(home.data() + kMetaHeaderSize + 8 * k), kRounds) << k;
 }
 
+// A reader holding a pointer into a version that a shadow copy replaced
+// keeps valid bytes: the version is retired, not freed, until the reader's
+// hazard slots move on.
+TEST_F(JournalTest, ReplacedVersionStaysAllocatedWhileAReaderHoldsIt) {
+  open();
+  commit_one(kA, 0x11);
+  auto b = buf(kA);
+  std::latch got(1), go(1), moved_on(1);
+  bool old_bytes_intact = false;
+  std::thread reader([&] {
+    const uint8_t* p = b->data();
+    got.count_down();
+    go.wait();
+    old_bytes_intact = payload_is(p, 0x11) && verify_meta_block(p, kA, kMagicInodeTable).ok();
+    for (size_t i = 0; i < kHazardSlots; i++) buf(kB)->data();
+    moved_on.count_down();
+  });
+  got.wait();
+  commit_one(kA, 0x22);  // shadow copy; the commit retires the old version
+  ASSERT_TRUE(journal_->checkpoint().ok());  // and the journal lets go of it
+  EXPECT_EQ(journal_->stats().shadow_copies, 1u);
+  for (size_t i = 0; i < kHazardSlots; i++) buf(kC)->data();  // this thread's slots
+  reclaim_retired_versions();
+  EXPECT_EQ(retired_version_count(), 1u);  // only the reader's version is left
+  go.count_down();
+  moved_on.wait();
+  reader.join();
+  EXPECT_TRUE(old_bytes_intact);
+  reclaim_retired_versions();
+  EXPECT_EQ(retired_version_count(), 0u);
+}
+
 // Two transactions: txid 1 = {A} at log offsets 0..2 (descriptor, copy,
 // commit), txid 2 = {B, C} at offsets 3..6.
 class JournalCorruptionTest : public JournalTest {
@@ -825,6 +858,9 @@ TEST_F(JournalTest, CommitIntervalTimerCommitsUnasked) {
   auto f = committed.get_future();
   ASSERT_EQ(f.wait_for(kDeadline), std::future_status::ready);
   EXPECT_EQ(f.get(), 1u);
+  // on_commit runs just before committed_txid is published; wait for that
+  // (transaction 1 is no longer running, so this asks for no commit).
+  EXPECT_TRUE(journal_->wait_for_commit(1).ok());
   EXPECT_EQ(journal_->committed_txid(), 1u);
 }
 
