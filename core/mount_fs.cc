@@ -135,6 +135,8 @@ Status MountedFs::start(std::string* why) {
                             " bytes: " + std::strerror(pc.error()),
                         why);
   pages_ = std::move(*pc);
+  writeback_buffers_ = std::make_unique<WritebackBufferPool>(
+      4, opts_.stable_pages == StablePages::kBounce);
   // A writer short of free pages kicks the flusher; it never blocks here.
   pages_->set_pressure_hook([this] { flusher_cv_.notify_one(); });
 

@@ -24,13 +24,13 @@
 #include "core/inode_table.h"
 #include "core/page_cache.h"
 #include "core/stats/live_counters.h"
+#include "core/writeback_buffers.h"
 #include "journal/buffer.h"
 #include "journal/journal.h"
 
 namespace stablefs {
 
 using InodeRef = std::shared_ptr<Inode>;
-struct PendingPage;
 
 class MountedFs final : public Filesystem {
  public:
@@ -154,6 +154,9 @@ class MountedFs final : public Filesystem {
   std::unique_ptr<ChecksumTable> csums_;
   std::unique_ptr<PageCache> pages_;
   std::unique_ptr<Journal> journal_;
+  // Preallocated per-batch writeback resources (the flusher and a few
+  // concurrent fsyncs; more wait for a free set).
+  std::unique_ptr<WritebackBufferPool> writeback_buffers_;
 
   std::mutex icache_mu_;  // protects icache_; leaf lock
   std::unordered_map<uint64_t, InodeRef> icache_;

@@ -23,22 +23,14 @@
 
 namespace stablefs {
 namespace {
-constexpr size_t kBatchPages = 256;  // 1 MiB per writeback batch
+constexpr size_t kBatchPages = kWritebackBatchPages;
 }  // namespace
-
-struct PendingPage {
-  PageRef page;
-  uint64_t phys = 0;
-  uint64_t checksum = 0;
-  const uint8_t* bytes = nullptr;  // the page, or its bounce copy
-};
 
 Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
   std::array<PageRef, kBatchPages> found;
-  std::vector<PendingPage> batch;
-  batch.reserve(kBatchPages);
-  std::vector<AlignedBlock> bounce;
-  if (opts_.stable_pages == StablePages::kBounce) bounce.resize(kBatchPages);
+  auto lease = writeback_buffers_->acquire();
+  std::vector<PendingPage>& batch = lease->batch;
+  std::vector<AlignedBlock>& bounce = lease->bounce;
   uint64_t next = 0;
   size_t total = 0;
   Status first;
@@ -95,7 +87,8 @@ Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
     total += batch.size();
 
     // 2. Reserve blocks, contiguous where the pages are.
-    std::vector<PhysRange> reserved;
+    std::vector<PhysRange>& reserved = lease->reserved;
+    reserved.clear();
     Status s;
     {
       uint64_t goal = 0;
@@ -133,8 +126,8 @@ Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
     if (s.ok()) {
       for (PendingPage& pp : batch) pp.checksum = block_checksum(pp.phys, pp.bytes, kPageSize);
       if (writeback_hook_) writeback_hook_(n.ino);
-      std::vector<IoRequest> reqs;
-      reqs.reserve(batch.size());
+      std::vector<IoRequest>& reqs = lease->reqs;
+      reqs.clear();
       for (size_t i = 0; i < batch.size(); i++) {
         if (reqs.empty() || batch[i].phys != batch[i - 1].phys + 1 ||
             reqs.back().iov_count == IoRequest::kMaxSegments) {
@@ -144,7 +137,8 @@ Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
         }
         reqs.back().add(const_cast<uint8_t*>(batch[i].bytes), kPageSize);
       }
-      std::vector<IoRequest*> ptrs;
+      std::vector<IoRequest*>& ptrs = lease->ptrs;
+      ptrs.clear();
       for (auto& r : reqs) ptrs.push_back(&r);
       s = dev_->submit_and_wait(ptrs);
       if (s.ok() && opts_.verify_writes) s = verify_written(n, batch);
@@ -156,7 +150,8 @@ Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
       std::lock_guard lk(n.mu);
       for (const PhysRange& r : reserved)
         if (s.ok()) s = alloc_->commit_reserved(h, r);
-      std::vector<PhysRange> replaced;
+      std::vector<PhysRange>& replaced = lease->replaced;
+      replaced.clear();
       for (size_t i = 0; s.ok() && i < batch.size();) {
         size_t run = 1;
         while (i + run < batch.size() &&
