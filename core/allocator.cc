@@ -109,17 +109,13 @@ Result<std::unique_ptr<Allocator>> Allocator::load(BufferCache& cache, const Sup
 }
 
 Result<PhysRange> Allocator::alloc_blocks(Handle& h, uint64_t goal, uint64_t want) {
-  std::lock_guard lk(mu_);
-  if (want == 0) want = 1;
-  if (goal == 0 || goal >= blocks_->size()) goal = block_goal_;
-  uint64_t start = blocks_->find_clear(goal);
-  if (start >= blocks_->size()) return err(ENOSPC);
-  uint64_t count = 1;
-  while (count < want && start + count < blocks_->size() && !blocks_->test(start + count)) count++;
-  SFS_TRY(blocks_->set_disk(h, start, count, true));
-  for (uint64_t b = start; b < start + count; b++) blocks_->set_mem(b);
-  block_goal_ = start + count;
-  return PhysRange{start, count};
+  auto r = reserve_blocks(goal, want);
+  if (!r.ok()) return r;
+  if (Status s = commit_reserved(h, *r); !s.ok()) {
+    unreserve(*r);
+    return Error{s.error()};
+  }
+  return r;
 }
 
 Result<PhysRange> Allocator::reserve_blocks(uint64_t goal, uint64_t want) {

@@ -109,7 +109,7 @@ class MountedFs final : public Filesystem {
   // ---- names_fs.cc ----
   Result<Attr> create_node(uint64_t parent, std::string_view name, uint32_t mode,
                            uint64_t rdev, const Creds& c, std::string_view symlink_target);
-  Result<InodeRef> dir_for_change(uint64_t parent, std::string_view name);
+  Result<InodeRef> child_of(Inode& dir, std::string_view name);
   Status drop_link(Handle& h, Inode& n);
   Status rename_locked(InodeRef& src_dir, std::string_view name, InodeRef& dst_dir,
                        std::string_view new_name, unsigned flags);

@@ -245,13 +245,8 @@ Result<Attr> MountedFs::link(uint64_t ino, uint64_t new_parent, std::string_view
   return to_attr(n);
 }
 
-Status MountedFs::unlink(uint64_t parent, std::string_view name) {
-  if (read_only_) return err(EROFS);
-  if (name.size() > kMaxNameLen) return err(ENAMETOOLONG);
-  auto dirr = get_inode(parent);
-  if (!dirr.ok()) return Error{dirr.error()};
-  Inode& dir = **dirr;
-  std::unique_lock dop(dir.op);
+// The inode `name` names in `dir` (dir.op held by the caller).
+Result<InodeRef> MountedFs::child_of(Inode& dir, std::string_view name) {
   uint64_t ino;
   {
     std::lock_guard lk(dir.mu);
@@ -262,7 +257,19 @@ Status MountedFs::unlink(uint64_t parent, std::string_view name) {
     ino = e->ino;
   }
   auto nr = get_inode(ino);
-  if (!nr.ok()) return err(EUCLEAN);
+  if (!nr.ok()) return err(EUCLEAN);  // an entry naming a free inode
+  return nr;
+}
+
+Status MountedFs::unlink(uint64_t parent, std::string_view name) {
+  if (read_only_) return err(EROFS);
+  if (name.size() > kMaxNameLen) return err(ENAMETOOLONG);
+  auto dirr = get_inode(parent);
+  if (!dirr.ok()) return Error{dirr.error()};
+  Inode& dir = **dirr;
+  std::unique_lock dop(dir.op);
+  auto nr = child_of(dir, name);
+  if (!nr.ok()) return Error{nr.error()};
   Inode& n = **nr;
   std::unique_lock nop(n.op);
   {
@@ -292,17 +299,8 @@ Status MountedFs::rmdir(uint64_t parent, std::string_view name) {
   if (!dirr.ok()) return Error{dirr.error()};
   Inode& dir = **dirr;
   std::unique_lock dop(dir.op);
-  uint64_t ino;
-  {
-    std::lock_guard lk(dir.mu);
-    if (!dir.is_dir()) return err(ENOTDIR);
-    SFS_TRY(load_dir(dir));
-    auto e = dir.dir->lookup(name);
-    if (!e) return err(ENOENT);
-    ino = e->ino;
-  }
-  auto nr = get_inode(ino);
-  if (!nr.ok()) return err(EUCLEAN);
+  auto nr = child_of(dir, name);
+  if (!nr.ok()) return Error{nr.error()};
   Inode& n = **nr;
   std::unique_lock nop(n.op);
   {
