@@ -8,21 +8,10 @@
 #include "core/base/format.h"
 #include "core/filesystem.h"
 #include "core/fsck.h"
+#include "core/io/borrowed_device.h"
 
 namespace stablefs::crash {
 namespace {
-
-// Lets the engine own a device the checker keeps using after unmount.
-class BorrowedDevice : public BlockDevice {
- public:
-  explicit BorrowedDevice(BlockDevice& d) : d_(d) {}
-  uint64_t block_count() const override { return d_.block_count(); }
-  uint32_t sector_size() const override { return d_.sector_size(); }
-  Status submit_and_wait(std::span<IoRequest*> r) override { return d_.submit_and_wait(r); }
-
- private:
-  BlockDevice& d_;
-};
 
 // fsck rewrites a torn superblock copy from the valid one and says so;
 // counted for the report, not an inconsistency (the two-copy protocol

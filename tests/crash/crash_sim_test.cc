@@ -16,6 +16,7 @@
 
 #include "core/filesystem.h"
 #include "core/fsck.h"
+#include "core/io/borrowed_device.h"
 #include "core/io/mem_device.h"
 #include "core/io/recording_device.h"
 #include "core/mkfs.h"
@@ -33,17 +34,6 @@ struct RecordedRun {
   std::vector<RecordedIo> log;
   std::vector<Expectation> expectations;
   WorkloadStats stats;
-};
-
-class BorrowedDevice : public BlockDevice {
- public:
-  explicit BorrowedDevice(BlockDevice& d) : d_(d) {}
-  uint64_t block_count() const override { return d_.block_count(); }
-  uint32_t sector_size() const override { return d_.sector_size(); }
-  Status submit_and_wait(std::span<IoRequest*> r) override { return d_.submit_and_wait(r); }
-
- private:
-  BlockDevice& d_;
 };
 
 MountOptions sim_mount_options() {
