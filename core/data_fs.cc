@@ -335,7 +335,8 @@ Result<size_t> MountedFs::write(uint64_t ino, uint64_t off, const char* data, si
     }
   }
   c_->bytes_written += done;
-  if (pages_->dirty_count() * 2 > pages_->capacity_pages()) flusher_cv_.notify_one();
+  if (opts_.writeback_delay_ms == 0 || pages_->dirty_count() * 2 > pages_->capacity_pages())
+    kick_flusher();
   return done;
 }
 

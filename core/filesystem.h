@@ -30,6 +30,11 @@ struct MountOptions {
   bool verify_writes = false;
   bool writeback_cache = false;      // FUSE writeback cache (fs/ negotiates it)
   uint32_t commit_seconds = 5;       // commit=
+  // writeback_delay=: how long dirty pages may sit before the background
+  // flusher starts writing them, in ms. 0 is write-behind: writeback starts
+  // as soon as a write() returns, so I/O overlaps the application's next
+  // write and fsync() finds less to do.
+  uint32_t writeback_delay_ms = 1000;
   bool read_only = false;
   AtimeMode atime = AtimeMode::kRelatime;  // noatime / relatime / strictatime
   bool nodiratime = false;

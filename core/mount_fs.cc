@@ -28,6 +28,7 @@ MountedFs::~MountedFs() {
     flusher_stop_ = true;
   }
   flusher_cv_.notify_all();
+  stop_cv_.notify_all();
   if (flusher_.joinable()) flusher_.join();
   if (stats_thread_.joinable()) stats_thread_.join();
 }
@@ -138,7 +139,7 @@ Status MountedFs::start(std::string* why) {
   writeback_buffers_ = std::make_unique<WritebackBufferPool>(
       4, opts_.stable_pages == StablePages::kBounce);
   // A writer short of free pages kicks the flusher; it never blocks here.
-  pages_->set_pressure_hook([this] { flusher_cv_.notify_one(); });
+  pages_->set_pressure_hook([this] { kick_flusher(); });
 
   JournalOptions jo;
   jo.commit_interval = std::chrono::seconds(opts_.commit_seconds);
@@ -171,7 +172,7 @@ Status MountedFs::start(std::string* why) {
       lk.unlock();
       publish_gauges();
       lk.lock();
-      flusher_cv_.wait_for(lk, std::chrono::milliseconds(50), [&] { return flusher_stop_; });
+      stop_cv_.wait_for(lk, std::chrono::milliseconds(50), [&] { return flusher_stop_; });
     }
   });
   return Status::Ok();
@@ -199,16 +200,29 @@ Status MountedFs::cleanup_orphans() {
 }
 
 void MountedFs::flusher_main() {
+  using std::chrono::milliseconds;
+  const uint32_t delay = opts_.writeback_delay_ms;
+  // Write-behind is kicked by write(); the kick is not taken under
+  // flusher_mu_, so a kick that lands between the check and the sleep is
+  // lost and the timeout bounds the cost.
+  const milliseconds nap = delay ? milliseconds(delay) : milliseconds(100);
   std::unique_lock lk(flusher_mu_);
+  bool idle = false;  // the last pass wrote nothing: don't spin on it
   while (!flusher_stop_) {
-    // Wake early when the cache fills with dirty pages.
-    flusher_cv_.wait_for(lk, std::chrono::seconds(1), [&] {
-      return flusher_stop_ || pages_->dirty_count() * 2 > pages_->capacity_pages();
+    flusher_cv_.wait_for(lk, nap, [&] {
+      if (flusher_stop_) return true;
+      // Wake early when the cache fills with dirty pages.
+      if (pages_->dirty_count() * 2 > pages_->capacity_pages()) return true;
+      if (delay != 0 || pages_->dirty_count() == 0) return false;
+      return !idle || flusher_kicked_.exchange(false, std::memory_order_relaxed);
     });
     if (flusher_stop_) break;
+    flusher_kicked_.store(false, std::memory_order_relaxed);
     lk.unlock();
+    uint64_t before = c_->blocks_written.load(std::memory_order_relaxed);
     Status s = writeback_all();
     if (!s.ok()) SFS_LOG("background writeback failed: %s", std::strerror(s.error()));
+    idle = !s.ok() || c_->blocks_written.load(std::memory_order_relaxed) == before;
     lk.lock();
   }
 }
@@ -220,6 +234,7 @@ Status MountedFs::unmount() {
     flusher_stop_ = true;
   }
   flusher_cv_.notify_all();
+  stop_cv_.notify_all();
   if (flusher_.joinable()) flusher_.join();
   if (stats_thread_.joinable()) stats_thread_.join();
   mounted_ = false;

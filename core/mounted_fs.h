@@ -165,8 +165,14 @@ class MountedFs final : public Filesystem {
   std::unordered_set<uint64_t> dirty_inodes_;  // inodes with attrs_dirty set
 
   std::mutex flusher_mu_;  // protects flusher_stop_
-  std::condition_variable flusher_cv_;
+  std::condition_variable flusher_cv_;  // kicks the flusher only
+  std::condition_variable stop_cv_;     // wakes the stats thread at unmount
   bool flusher_stop_ = false;
+  std::atomic<bool> flusher_kicked_{false};  // a write since the flusher looked
+  void kick_flusher() {
+    flusher_kicked_.store(true, std::memory_order_relaxed);
+    flusher_cv_.notify_one();
+  }
   std::thread flusher_;
   bool mounted_ = false;
 

@@ -117,6 +117,16 @@ Status parse_commit(std::string_view v, MountOptions& fs, std::string* why) {
   return Status::Ok();
 }
 
+Status parse_writeback_delay(std::string_view v, MountOptions& fs, std::string* why) {
+  auto n = parse_uint(v);
+  if (!n.ok() || *n > kMaxWritebackDelayMs)
+    return fail(why, "invalid value for writeback_delay: '" + std::string(v) +
+                         "' (expected milliseconds, 0 to " + std::to_string(kMaxWritebackDelayMs) +
+                         ")");
+  fs.writeback_delay_ms = uint32_t(*n);
+  return Status::Ok();
+}
+
 Status parse_one(const std::string& opt, ParsedMountOptions& out, std::string* why) {
   auto eq = opt.find('=');
   std::string_view key = std::string_view(opt).substr(0, eq);
@@ -128,9 +138,11 @@ Status parse_one(const std::string& opt, ParsedMountOptions& out, std::string* w
   if (key == "stable_pages" && has_value) return parse_stable_pages(value, fs, why);
   if (key == "cache_size" && has_value) return parse_cache_size(value, fs, why);
   if (key == "commit" && has_value) return parse_commit(value, fs, why);
+  if (key == "writeback_delay" && has_value) return parse_writeback_delay(value, fs, why);
   if (opt == "verify_writes") return fs.verify_writes = true, Status::Ok();
   if (opt == "writeback_cache") return fs.writeback_cache = true, Status::Ok();
-  if (key == "stable_pages" || key == "cache_size" || key == "commit")
+  if (key == "stable_pages" || key == "cache_size" || key == "commit" ||
+      key == "writeback_delay")
     return fail(why, "mount option '" + std::string(key) + "' needs a value");
 
   // atime policy: FUSE leaves atime to the daemon, so the daemon must know.

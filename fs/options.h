@@ -18,6 +18,7 @@
 namespace stablefs {
 
 constexpr uint64_t kMinCacheBytes = 1ull << 20;
+constexpr uint32_t kMaxWritebackDelayMs = 3'600'000;  // an hour
 
 struct ParsedMountOptions {
   MountOptions fs;

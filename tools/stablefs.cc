@@ -68,6 +68,8 @@ void print_usage(FILE* out) {
       "  verify_writes                   read every data block back and verify its checksum\n"
       "  writeback_cache                 let the kernel cache writes (FUSE writeback cache)\n"
       "  commit=SECONDS                  journal commit interval (default 5)\n"
+      "  writeback_delay=MS              start background writeback of dirty pages after\n"
+      "                                  MS milliseconds; 0 = write-behind (default 1000)\n"
       "  ro, rw                          read-only / read-write (default rw)\n"
       "FUSE options passed to the kernel: allow_other, allow_root, auto_unmount,\n"
       "  default_permissions (always on), fsname=, subtype=, max_read=, debug, and the\n"

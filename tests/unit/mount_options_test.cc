@@ -35,18 +35,22 @@ TEST(MountOptions, NoOptionsGiveDefaultsAndDefaultPermissions) {
   EXPECT_FALSE(p.opts.fs.verify_writes);
   EXPECT_FALSE(p.opts.fs.writeback_cache);
   EXPECT_EQ(p.opts.fs.commit_seconds, 5u);
+  EXPECT_EQ(p.opts.fs.writeback_delay_ms, 1000u);
   EXPECT_FALSE(p.opts.fs.read_only);
   EXPECT_EQ(p.opts.fuse_options, std::vector<std::string>{"default_permissions"});
 }
 
 TEST(MountOptions, ParsesEveryStablefsOption) {
-  Parsed p = parse("cache_size=64M,stable_pages=shadow,verify_writes,writeback_cache,commit=30");
+  Parsed p = parse(
+      "cache_size=64M,stable_pages=shadow,verify_writes,writeback_cache,commit=30,"
+      "writeback_delay=0");
   ASSERT_TRUE(p.status.ok()) << p.why;
   EXPECT_EQ(p.opts.fs.cache_bytes, 64ull << 20);
   EXPECT_EQ(p.opts.fs.stable_pages, StablePages::kShadow);
   EXPECT_TRUE(p.opts.fs.verify_writes);
   EXPECT_TRUE(p.opts.fs.writeback_cache);
   EXPECT_EQ(p.opts.fs.commit_seconds, 30u);
+  EXPECT_EQ(p.opts.fs.writeback_delay_ms, 0u);
   // stablefs's own options never reach libfuse, which would reject them.
   EXPECT_EQ(p.opts.fuse_options, std::vector<std::string>{"default_permissions"});
 }
@@ -74,7 +78,9 @@ TEST(MountOptions, UnknownOptionIsAnErrorNamingIt) {
 TEST(MountOptions, BadValuesAreErrorsNamingTheOption) {
   for (const char* bad : {"stable_pages=bogus", "stable_pages", "cache_size=abc", "cache_size=512K",
                           "cache_size=", "commit=0", "commit=abc", "commit=-1", "commit=",
-                          "commit=99999999999", "max_read=lots"}) {
+                          "commit=99999999999", "max_read=lots", "writeback_delay=",
+                          "writeback_delay", "writeback_delay=-5", "writeback_delay=1s",
+                          "writeback_delay=3600001"}) {
     Parsed p = parse(bad);
     EXPECT_EQ(p.status.error(), EINVAL) << bad;
     std::string key = std::string(bad).substr(0, std::string(bad).find('='));
