@@ -51,12 +51,14 @@ struct alignas(64) PageCache::WaitBucket {
   int waiters = 0;
 };
 
-Result<std::unique_ptr<PageCache>> PageCache::create(uint64_t capacity_bytes) {
-  uint64_t n = capacity_bytes / kPageSize;
-  if (n == 0 || n > UINT32_MAX) return err(EINVAL);
+Result<std::unique_ptr<PageCache>> PageCache::create(uint64_t capacity_bytes,
+                                                     ShadowPoolConfig shadow) {
+  uint64_t cap = capacity_bytes / kPageSize;
+  if (cap == 0 || cap > UINT32_MAX || shadow.reserve > UINT32_MAX) return err(EINVAL);
+  uint64_t n = cap + shadow.reserve;
   std::unique_ptr<PageCache> pc;
   try {
-    pc.reset(new PageCache(n));
+    pc.reset(new PageCache(n, shadow));
   } catch (const std::bad_alloc&) {
     return err(ENOMEM);
   }
@@ -69,18 +71,22 @@ Result<std::unique_ptr<PageCache>> PageCache::create(uint64_t capacity_bytes) {
     p.data_ = pc->buffers_.get() + i * kPageSize;
     p.cache_ = pc.get();
   }
-  for (size_t i = n; i-- > 0;) pc->free_.push_back(&pc->frames_[i]);
+  for (size_t i = n; i-- > cap;) pc->reserve_.push_back(&pc->frames_[i]);
+  for (size_t i = cap; i-- > 0;) pc->free_.push_back(&pc->frames_[i]);
   return pc;
 }
 
-PageCache::PageCache(size_t nframes)
+PageCache::PageCache(size_t nframes, ShadowPoolConfig shadow)
     : nframes_(nframes),
+      reserve_target_(shadow.reserve),
+      shadow_max_(std::max(shadow.reserve, shadow.max_in_flight)),
       buffers_(static_cast<uint8_t*>(std::aligned_alloc(kPageSize, nframes * kPageSize)),
                &std::free),
       frames_(new Page[nframes]),
       shards_(new Shard[size_t{1} << kShardBits]),
       buckets_(new WaitBucket[size_t{1} << kBucketBits]) {
   free_.reserve(nframes);
+  reserve_.reserve(reserve_target_);
 }
 
 PageCache::~PageCache() {
@@ -160,13 +166,31 @@ Page* PageCache::pop_free() {
 void PageCache::free_frame(Page* p) {
   assert(!p->index_hook_.is_linked() && !p->dirty_hook_.is_linked() &&
          !p->writeback_hook_.is_linked());
+  bool shadowed = p->flags() & Page::kShadowed;
+  if (shadowed) shadow_in_flight_.fetch_sub(1, std::memory_order_relaxed);
   p->flags_.store(0, std::memory_order_relaxed);
   p->shard_.store(-1, std::memory_order_relaxed);
   {
     std::lock_guard g(pool_mu_);
+    // A shadowed frame refills the reserve first, as mempool_free does.
+    // Only shadow copies drain the reserve, so only their old frames refill
+    // it: a frame evicted for a thread waiting on memory always goes to
+    // free_, where that thread looks.
+    if (shadowed && reserve_.size() < reserve_target_) {
+      reserve_.push_back(p);
+      return;
+    }
     free_.push_back(p);  // never reallocates: capacity reserved for all frames
   }
   pool_cv_.notify_one();
+}
+
+Page* PageCache::pop_reserve() {
+  std::lock_guard g(pool_mu_);
+  if (reserve_.empty()) return nullptr;
+  Page* p = reserve_.back();
+  reserve_.pop_back();
+  return p;
 }
 
 // Takes an attached page whose only reference is the index's and which is
@@ -408,8 +432,19 @@ Result<PageRef> PageCache::shadow_page(const PageRef& ref) {
     violation();
     return err(EINVAL);
   }
+  // The bound first: a shadowed frame lives until its write completes.
+  if (shadow_in_flight_.fetch_add(1, std::memory_order_relaxed) >= shadow_max_) {
+    shadow_in_flight_.fetch_sub(1, std::memory_order_relaxed);
+    shadow_exhausted_.fetch_add(1, std::memory_order_relaxed);
+    return err(EAGAIN);
+  }
   Page* p = alloc_frame(Alloc::kNoWait);
-  if (!p) return err(EAGAIN);
+  if (!p && (p = pop_reserve())) shadow_reserve_takes_.fetch_add(1, std::memory_order_relaxed);
+  if (!p) {
+    shadow_in_flight_.fetch_sub(1, std::memory_order_relaxed);
+    shadow_exhausted_.fetch_add(1, std::memory_order_relaxed);
+    return err(EAGAIN);
+  }
   // old's bytes are stable: it is locked and under writeback.
   std::memcpy(p->data_, old->data_, kPageSize);
   p->ino_ = old->ino_;
@@ -433,6 +468,7 @@ Result<PageRef> PageCache::shadow_page(const PageRef& ref) {
       s.dirty.insert_unique(*p);
     }
     old->flags_.fetch_and(~Page::kAttached, std::memory_order_release);
+    old->flags_.fetch_or(Page::kShadowed, std::memory_order_release);  // counted in flight
     old->shard_.store(-1, std::memory_order_release);
     old->refs_.fetch_sub(1, std::memory_order_seq_cst);  // the index's; caller holds one
   }
@@ -498,10 +534,11 @@ void PageCache::wait_on_writeback_range(uint64_t ino, uint64_t first, uint64_t l
 PageCacheStats PageCache::stats() const {
   auto r = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
   PageCacheStats st;
-  st.capacity_pages = nframes_;
+  st.capacity_pages = capacity_pages();
   {
     std::lock_guard g(pool_mu_);
-    st.cached_pages = nframes_ - free_.size();
+    st.cached_pages = nframes_ - free_.size() - reserve_.size();
+    st.shadow_reserve_free = reserve_.size();
   }
   st.dirty_pages = r(dirty_);
   st.writeback_pages = r(writeback_);
@@ -516,6 +553,9 @@ PageCacheStats PageCache::stats() const {
   st.pressure_waiters_now = r(pressure_waiters_);
   st.evictions = r(evictions_);
   st.shadow_copies = r(shadow_copies_);
+  st.shadow_reserve_takes = r(shadow_reserve_takes_);
+  st.shadow_exhausted = r(shadow_exhausted_);
+  st.shadow_in_flight = r(shadow_in_flight_);
   st.protocol_errors = r(violations_);
   return st;
 }

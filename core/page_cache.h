@@ -26,6 +26,16 @@
 // memory. When the pool is empty, grab_cache_page evicts a clean page:
 // unreferenced, not Locked, not Dirty, not under Writeback (CLOCK order).
 //
+// Shadow pool (stable_pages=shadow), a mempool in the sense of seed 003:
+// `reserve` extra frames beyond the cache's capacity, preallocated with it,
+// that only shadow_page may take, and only after the ordinary pool and
+// eviction came up empty. A freed frame refills the reserve before the
+// ordinary pool, so the reserve recovers as shadowed writes complete. The
+// pool is bounded: at most `max_in_flight` shadowed frames (old copies
+// still under writeback) exist at once; beyond that, or with the reserve
+// empty, shadow_page says EAGAIN and the writer waits on writeback instead.
+// Writeback itself never needs a frame, so it always makes progress.
+//
 // Lock order, outermost first:
 //   1. page lock (Locked bit; sleeping). Hold at most one page lock of an
 //      inode unless taking them in ascending index order.
@@ -115,6 +125,7 @@ class Page {
   static constexpr uint32_t kWriteback = 1u << 3;
   static constexpr uint32_t kAttached = 1u << 4;
   static constexpr uint32_t kReferenced = 1u << 5;  // CLOCK second chance
+  static constexpr uint32_t kShadowed = 1u << 6;    // detached by shadow_page
 
  private:
   friend class PageCache;
@@ -187,7 +198,16 @@ struct PageCacheStats {
   uint64_t pressure_waiters_now = 0;
   uint64_t evictions = 0;
   uint64_t shadow_copies = 0;
+  uint64_t shadow_reserve_takes = 0;  // shadow copies whose frame came from the reserve
+  uint64_t shadow_exhausted = 0;      // shadow_page EAGAINs (pool empty or at its bound)
+  uint64_t shadow_in_flight = 0;      // shadowed frames still under writeback now
+  uint64_t shadow_reserve_free = 0;   // reserve frames free now
   uint64_t protocol_errors = 0;  // calls rejected for breaking the protocol
+};
+
+struct ShadowPoolConfig {
+  size_t reserve = 64;         // frames beyond capacity, for shadow copies only
+  size_t max_in_flight = 256;  // shadowed frames alive at once (>= reserve)
 };
 
 class PageCache {
@@ -196,7 +216,8 @@ class PageCache {
 
   // capacity_bytes is rounded down to whole pages; EINVAL below one page,
   // ENOMEM if the pool cannot be allocated.
-  static Result<std::unique_ptr<PageCache>> create(uint64_t capacity_bytes);
+  static Result<std::unique_ptr<PageCache>> create(uint64_t capacity_bytes,
+                                                   ShadowPoolConfig shadow = {});
   ~PageCache();  // every PageRef must be gone
 
   // Called (outside all locks) by a thread about to sleep for a free frame.
@@ -242,8 +263,10 @@ class PageCache {
   // (Locked, same Uptodate/Dirty) in the index in its place and returns it;
   // the old page stays under writeback, detached, and its frame is freed
   // when the I/O drops its reference. Never sleeps for memory: EAGAIN when
-  // no frame is free (caller falls back to waiting). EINVAL if `page` is
-  // not locked, not under writeback, or no longer attached.
+  // the shadow pool is exhausted (no free, evictable or reserve frame, or
+  // max_in_flight shadowed frames alive); the caller falls back to waiting.
+  // EINVAL if `page` is not locked, not under writeback, or no longer
+  // attached.
   Result<PageRef> shadow_page(const PageRef& page);
 
   // --- Writeback support ----------------------------------------------------
@@ -262,7 +285,7 @@ class PageCache {
   uint64_t writeback_count() const {
     return writeback_.load(std::memory_order_relaxed);
   }
-  uint64_t capacity_pages() const { return nframes_; }
+  uint64_t capacity_pages() const { return nframes_ - reserve_target_; }
   PageCacheStats stats() const;
 
   // --- Truncation -------------------------------------------------------------
@@ -295,7 +318,7 @@ class PageCache {
       boost::intrusive::key_of_value<KeyOf>,
       boost::intrusive::constant_time_size<false>>;
 
-  explicit PageCache(size_t nframes);
+  PageCache(size_t nframes, ShadowPoolConfig shadow);
   Shard& shard_of(uint64_t ino);
   int shard_index(uint64_t ino) const;
   WaitBucket& bucket_of(const Page* p);
@@ -303,6 +326,7 @@ class PageCache {
   void ref_dropped(Page* p, uint32_t old_refs);
   Page* alloc_frame(Alloc alloc);
   Page* pop_free();
+  Page* pop_reserve();
   Page* reclaim_one();
   bool try_evict(Page* p);
   void free_frame(Page* p);
@@ -310,7 +334,9 @@ class PageCache {
   void detach(Page* p);
   void wait_writeback_unlocked(Page* p);
 
-  const size_t nframes_;
+  const size_t nframes_;  // capacity plus the shadow reserve
+  const size_t reserve_target_;
+  const size_t shadow_max_;
   std::unique_ptr<uint8_t, void (*)(void*)> buffers_;
   std::unique_ptr<Page[]> frames_;
   std::unique_ptr<Shard[]> shards_;
@@ -320,6 +346,7 @@ class PageCache {
   mutable std::mutex pool_mu_;
   std::condition_variable pool_cv_;  // free_ became non-empty
   std::vector<Page*> free_;          // capacity reserved at create()
+  std::vector<Page*> reserve_;       // the shadow reserve; also under pool_mu_
   std::function<void()> hook_;       // set before sharing; read unlocked
 
   std::atomic<size_t> clock_hand_{0};
@@ -330,7 +357,8 @@ class PageCache {
   // Statistics; relaxed, read by stats().
   std::atomic<uint64_t> wb_waits_{0}, wb_wait_ns_{0}, wb_wait_ns_max_{0},
       wb_waiters_now_{0}, range_waiters_now_{0}, lock_waits_{0}, lock_waiters_now_{0},
-      pressure_waits_{0}, evictions_{0}, shadow_copies_{0}, violations_{0};
+      pressure_waits_{0}, evictions_{0}, shadow_copies_{0}, violations_{0},
+      shadow_reserve_takes_{0}, shadow_exhausted_{0}, shadow_in_flight_{0};
 };
 
 // The index holds one reference on every attached page, so a count of 1

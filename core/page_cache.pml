@@ -27,8 +27,8 @@
  *     grab       PageCache::grab_cache_page (find + ref under Shard::mu,
  *                lock_page, retry if no longer attached)
  *     WAIT       PageCache::wait_on_page_writeback, page lock held
- *     SHADOW     PageCache::shadow_page (frame from the bounded pool, only
- *                above the reserve; the copy takes the index slot and the
+ *     SHADOW     PageCache::shadow_page (frame from the bounded shadow
+ *                pool, see below; the copy takes the index slot and the
  *                Dirty state, the old frame stays under writeback,
  *                detached); pool too low -> fall back to waiting
  *                (shadow_fallbacks_)
@@ -82,9 +82,18 @@
  * Not modelled: eviction and page creation in grab_cache_page, truncate /
  * punch hole, read_page, multi-page batches (pages are independent in the
  * protocol), write errors other than ENOSPC, verify_writes' read-back, the
- * mmap path. The pool reserve is the model's: page_cache.cc's shadow_page
- * takes any free frame (alloc_frame(kNoWait)); the model keeps RESERVE
- * frames back from shadow copies so the fallback path is exercised.
+ * mmap path. The shadow pool: PageCache::shadow_page takes a frame from
+ * the free list, by eviction, or from a reserve that only shadow copies use
+ * (refilled first by completed shadowed frames), and refuses (EAGAIN ->
+ * the writer waits) once max_in_flight shadowed frames are alive
+ * (ShadowPoolConfig). Nothing else allocates frames in the model, so these
+ * collapse into one pool of NFR-1 frames, and `pool_free > RESERVE` is
+ * exactly "fewer than NFR-1-RESERVE = 1 shadowed frame alive": the
+ * max_in_flight bound, small enough that the exhaustion fallback is
+ * explored (REACH probe 3) as well as the copy (probe 2). Eviction and the
+ * reserve's refill order are checked by tests/unit/page_cache_test.cc
+ * (ShadowReserveServesAFullCacheAndRefillsOnCompletion,
+ * ShadowCopiesInFlightAreBounded).
  */
 
 #define WAIT   1
@@ -121,7 +130,7 @@
 #define NFLUSH   2      /* concurrent writeback_inode calls (flusher + fsync) */
 #define FLUSHES  2      /* passes each */
 #define NFR      3      /* page frames: the page + the shadow pool */
-#define RESERVE  1      /* pool frames shadow_page may not take */
+#define RESERVE  1      /* bounds shadowed frames alive to NFR-1-RESERVE */
 #define NB       3      /* data blocks */
 #define NONE     255
 

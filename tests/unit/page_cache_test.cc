@@ -394,6 +394,103 @@ TEST(PageCache, ShadowPageReplacesPageUnderWriteback) {
   EXPECT_EQ(c->shadow_page(fresh).error(), EINVAL);  // not locked, not under writeback
 }
 
+// Fills every frame of the cache with a dirty page of `ino` under writeback
+// (nothing free, nothing evictable) and returns them.
+std::vector<PageRef> fill_with_writeback(PageCache& c, uint64_t ino) {
+  std::vector<PageRef> v;
+  for (uint64_t i = 0; i < c.capacity_pages(); i++) {
+    v.push_back(dirty_page(c, ino, i, uint8_t('a' + i)));
+    start_writeback(c, v.back());
+  }
+  return v;
+}
+
+// Seed 003's mempool: with the cache full of pages under writeback, shadow
+// copies come from the reserve; when it is empty the writer is told to
+// wait; completions refill it.
+TEST(PageCache, ShadowReserveServesAFullCacheAndRefillsOnCompletion) {
+  auto c = std::move(PageCache::create(4 * kPageSize, {.reserve = 2, .max_in_flight = 8})).value();
+  EXPECT_EQ(c->capacity_pages(), 4u);
+  std::vector<PageRef> io = fill_with_writeback(*c, 1);
+  EXPECT_EQ(c->stats().cached_pages, 4u);
+  EXPECT_EQ(c->stats().shadow_reserve_free, 2u);
+  // An ordinary allocation never touches the reserve.
+  EXPECT_EQ(c->grab_cache_page(2, 0, PageCache::Alloc::kNoWait).error(), EAGAIN);
+
+  std::vector<PageRef> copies;
+  for (uint64_t i = 0; i < 2; i++) {
+    PageRef p = std::move(c->grab_cache_page(1, i)).value();
+    auto r = c->shadow_page(p);
+    ASSERT_TRUE(r.ok()) << i;
+    c->unlock_page(p);
+    copies.push_back(std::move(r).value());
+    c->unlock_page(copies.back());
+  }
+  EXPECT_EQ(c->stats().shadow_reserve_takes, 2u);
+  EXPECT_EQ(c->stats().shadow_reserve_free, 0u);
+  EXPECT_EQ(c->stats().shadow_in_flight, 2u);
+
+  // Reserve empty, cache full: EAGAIN, and the page is untouched.
+  PageRef third = std::move(c->grab_cache_page(1, 2)).value();
+  EXPECT_EQ(c->shadow_page(third).error(), EAGAIN);
+  EXPECT_TRUE(third->attached());
+  EXPECT_EQ(third->data()[0], 'c');
+  EXPECT_EQ(c->stats().shadow_exhausted, 1u);
+
+  // The first shadowed write completes: its old frame refills the reserve,
+  // and the next contended writer gets a copy again.
+  ASSERT_TRUE(c->end_page_writeback(io[0]).ok());
+  io[0].reset();
+  EXPECT_EQ(c->stats().shadow_in_flight, 1u);
+  EXPECT_EQ(c->stats().shadow_reserve_free, 1u);
+  auto r = c->shadow_page(third);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value()->data()[0], 'c');
+  c->unlock_page(third);
+  c->unlock_page(r.value());
+  third.reset();
+  copies.push_back(std::move(r).value());
+
+  for (size_t i = 1; i < io.size(); i++) ASSERT_TRUE(c->end_page_writeback(io[i]).ok());
+  io.clear();
+  EXPECT_EQ(c->stats().shadow_in_flight, 0u);
+  EXPECT_EQ(c->stats().shadow_reserve_free, 2u);  // back to its target, no more
+  EXPECT_EQ(c->stats().shadow_copies, 3u);
+}
+
+// The pool is bounded even when frames are plentiful: beyond max_in_flight
+// shadowed frames the writer waits instead.
+TEST(PageCache, ShadowCopiesInFlightAreBounded) {
+  auto c = std::move(PageCache::create(64 * kPageSize, {.reserve = 1, .max_in_flight = 3})).value();
+  std::vector<PageRef> io, copies;
+  for (uint64_t i = 0; i < 5; i++) {
+    io.push_back(dirty_page(*c, 1, i));
+    start_writeback(*c, io.back());
+  }
+  int made = 0, refused = 0;
+  for (uint64_t i = 0; i < 5; i++) {
+    PageRef p = std::move(c->grab_cache_page(1, i)).value();
+    auto r = c->shadow_page(p);
+    if (r.ok()) {
+      made++;
+      c->unlock_page(r.value());
+      copies.push_back(std::move(r).value());
+    } else {
+      EXPECT_EQ(r.error(), EAGAIN);
+      refused++;
+    }
+    c->unlock_page(p);
+  }
+  EXPECT_EQ(made, 3);
+  EXPECT_EQ(refused, 2);
+  EXPECT_EQ(c->stats().shadow_reserve_takes, 0u);  // free frames were there
+  EXPECT_EQ(c->stats().shadow_in_flight, 3u);
+  for (auto& p : io) ASSERT_TRUE(c->end_page_writeback(p).ok());
+  io.clear();
+  EXPECT_EQ(c->stats().shadow_in_flight, 0u);
+  EXPECT_EQ(c->stats().shadow_reserve_free, 1u);
+}
+
 TEST(PageCache, WritebackRangeWaitBlocksUntilCompletion) {
   auto c = make_cache(8);
   PageRef io = dirty_page(*c, 1, 4);
