@@ -61,11 +61,14 @@ or kernel integrity lines), 4 the run failed.
 
 --image IMAGE makes it self-contained: for each policy it creates a scratch
 stablefs in IMAGE (mkfs.stablefs --force), mounts it with the daemon
-(-o stable_pages=POLICY,verify_writes), runs the scenarios, unmounts, runs
-fsck.stablefs --scrub, and prints one comparison.
+(-o stable_pages=POLICY,verify_writes,writeback_delay=0), runs the scenarios,
+unmounts, runs fsck.stablefs --scrub, and prints one comparison.
+writeback_delay=0 (write-behind) keeps hot pages under writeback, so every
+policy meets the race as often as it can; -o writeback_delay=1000 gives the
+daemon's default flusher instead.
   --policies LIST   default off,wait,shadow,bounce
   --image-size SIZE default 256M
-  -o OPTS           extra mount options (e.g. cache_size=64M)
+  -o OPTS           extra mount options, after ours (e.g. cache_size=64M)
   --no-scrub        skip fsck.stablefs --scrub
   --force           overwrite an existing non-empty IMAGE
   --keep            keep IMAGE, daemon logs and the mountpoint directory

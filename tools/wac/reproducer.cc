@@ -159,7 +159,9 @@ PolicyResult run_policy(const Options& o, const ToolPaths& tools, const std::str
                         const std::string& work) {
   PolicyResult p;
   p.policy = policy;
-  p.mount_options = "stable_pages=" + policy + ",verify_writes";
+  // Write-behind: the flusher starts writeback as soon as a write returns,
+  // so rewrites meet pages under writeback (core/STABLE_PAGES.md).
+  p.mount_options = "stable_pages=" + policy + ",verify_writes,writeback_delay=0";
   if (!o.mount_options.empty()) p.mount_options += "," + o.mount_options;
   std::string why;
   if (!make_filesystem(tools, o.image, o.image_size, &why).ok()) {
