@@ -215,6 +215,31 @@ void MountedFs::maybe_evict(const InodeRef& n) {
     SFS_LOG("inode %llu: freeing failed: %s", (unsigned long long)n->ino, std::strerror(s.error()));
 }
 
+size_t MountedFs::trim_inode_cache(size_t low) {
+  std::vector<InodeRef> dropped;  // destroyed after the lock is released
+  std::lock_guard lk(icache_mu_);
+  if (icache_.size() <= low) return 0;
+  for (auto it = icache_.begin(); it != icache_.end();) {
+    const InodeRef& n = it->second;
+    // try_lock: icache_mu_ is otherwise a leaf; a busy inode is in use anyway.
+    std::unique_lock ml(n->mu, std::try_to_lock);
+    // use_count() == 1 under icache_mu_: no other thread holds this object
+    // or can get it before we let go, so no second object for the same
+    // inode can ever be live.
+    // lookups == 0: the kernel's count would be lost with the object.
+    // nlink != 0: unlinked inodes are freed by maybe_evict or at unmount.
+    if (ml.owns_lock() && n.use_count() == 1 && n->lookups == 0 && n->disk.nlink != 0 && !n->attrs_dirty &&
+        n->write_error == 0 && !n->freed) {
+      ml.unlock();
+      dropped.push_back(std::move(it->second));
+      it = icache_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return dropped.size();
+}
+
 void MountedFs::forget(uint64_t ino, uint64_t count) {
   InodeRef n;
   {

@@ -41,6 +41,7 @@ void MountedFs::publish_gauges() {
   c_->shadow_copies = ps.shadow_copies;
   c_->pages_under_writeback = ps.writeback_pages;
   c_->dirty_pages = ps.dirty_pages;
+  c_->cached_inodes = cached_inodes();
   JournalStats js = journal_->stats();
   c_->shadow_metadata_copies = js.shadow_copies;
   c_->heartbeat++;
@@ -208,6 +209,7 @@ void MountedFs::flusher_main() {
   const milliseconds nap = delay ? milliseconds(delay) : milliseconds(100);
   std::unique_lock lk(flusher_mu_);
   bool idle = false;  // the last pass wrote nothing: don't spin on it
+  auto last_trim = std::chrono::steady_clock::now();
   while (!flusher_stop_) {
     flusher_cv_.wait_for(lk, nap, [&] {
       if (flusher_stop_) return true;
@@ -223,6 +225,10 @@ void MountedFs::flusher_main() {
     Status s = writeback_all();
     if (!s.ok()) SFS_LOG("background writeback failed: %s", std::strerror(s.error()));
     idle = !s.ok() || c_->blocks_written.load(std::memory_order_relaxed) == before;
+    if (auto now = std::chrono::steady_clock::now(); now - last_trim >= std::chrono::seconds(1)) {
+      trim_inode_cache();
+      last_trim = now;
+    }
     lk.lock();
   }
 }

@@ -138,6 +138,17 @@ class MountedFs final : public Filesystem {
   // and before its I/O is submitted (opens the write-after-checksum window).
   std::function<void(uint64_t ino)> writeback_hook_;
   PageCacheStats page_cache_stats() const { return pages_->stats(); }
+  // Drops cached inodes nobody uses (kernel lookups 0, no InodeRef but the
+  // cache's, attributes journalled) once the cache holds more than `low`.
+  // Their state lives in metadata buffers, so a later get_inode() reloads
+  // an identical object. The flusher calls it about once a second. Returns
+  // how many it dropped.
+  size_t trim_inode_cache(size_t low = kInodeCacheLow);
+  static constexpr size_t kInodeCacheLow = 4096;
+  size_t cached_inodes() {
+    std::lock_guard lk(icache_mu_);
+    return icache_.size();
+  }
   // The live counters (in the shared-memory segment when there is one).
   const LiveCounters& counters() const { return *c_; }
  private:

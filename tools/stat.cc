@@ -43,6 +43,7 @@ void print(const stablefs::LiveCounters& c, bool json, bool first) {
       {"shadow_pool_fallbacks", c.shadow_pool_fallbacks},
       {"pages_under_writeback", c.pages_under_writeback},
       {"dirty_pages", c.dirty_pages},
+      {"cached_inodes", c.cached_inodes},
       {"bytes_written", c.bytes_written},
       {"bytes_read", c.bytes_read},
       {"blocks_written", c.blocks_written},

@@ -17,7 +17,7 @@
 namespace stablefs {
 
 constexpr uint64_t kCountersMagic = 0x31305443534653ull;  // "SFSCT01"
-constexpr uint32_t kCountersVersion = 1;
+constexpr uint32_t kCountersVersion = 2;  // 2: cached_inodes
 
 // Every field is an 8-byte lock-free atomic, so writers and readers in
 // different processes need no lock.
@@ -44,6 +44,7 @@ struct LiveCounters {
   // Gauges, refreshed by the daemon every 50 ms.
   std::atomic<uint64_t> pages_under_writeback{0};
   std::atomic<uint64_t> dirty_pages{0};
+  std::atomic<uint64_t> cached_inodes{0};  // the daemon's inode cache
   // Throughput.
   std::atomic<uint64_t> bytes_written{0};  // accepted from applications
   std::atomic<uint64_t> bytes_read{0};     // read from the backing store

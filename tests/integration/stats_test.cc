@@ -1,6 +1,7 @@
 // The live counters: published by the daemon in a shared-memory segment
 // named after the mount, read by stablefs-stat from another process.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -51,6 +52,35 @@ TEST_F(StatsTest, AnotherProcessSeesTheCountersChangeLive) {
   EXPECT_GE(json_field(after.output, "journal_commits"), 1) << after.output;
   EXPECT_EQ(json_field(after.output, "integrity_errors_write"), 0);
   EXPECT_EQ(json_field(after.output, "integrity_errors_read"), 0);
+}
+
+// The daemon's inode cache follows the kernel's: once the kernel forgets
+// inodes (here: drop_caches), the daemon drops them too, and every file
+// reads back intact through reloaded inodes.
+TEST_F(StatsTest, InodeCacheShrinksWhenTheKernelForgets) {
+  constexpr int kFiles = 6000;  // above the daemon's 4096-inode low mark
+  ASSERT_EQ(::mkdir(path("d").c_str(), 0755), 0);
+  for (int i = 0; i < kFiles; i++)
+    ASSERT_EQ(write_file(path("d/" + std::to_string(i)), "file " + std::to_string(i)), 0) << i;
+  ::sync();
+  long long peak = json_field(stat_json(mnt()).output, "cached_inodes");
+  ASSERT_GE(peak, kFiles * 9 / 10) << "the inodes the kernel holds stay cached";
+  {
+    std::ofstream drop("/proc/sys/vm/drop_caches");
+    ASSERT_TRUE(drop.good()) << "needs root to write /proc/sys/vm/drop_caches";
+    drop << "2\n";
+  }
+  // The kernel's FORGETs arrive, then the flusher trims (about once a
+  // second). The deadline only turns a hang into a failure.
+  long long now = peak;
+  for (int tries = 0; tries < 300 && now > kFiles / 2; tries++) {
+    usleep(100 * 1000);
+    now = json_field(stat_json(mnt()).output, "cached_inodes");
+  }
+  EXPECT_LE(now, kFiles / 2) << "peak " << peak;
+  for (int i = 0; i < kFiles; i++) {
+    ASSERT_EQ(slurp(path("d/" + std::to_string(i))), "file " + std::to_string(i)) << i;
+  }
 }
 
 TEST_F(StatsTest, SegmentExistsExactlyWhileMounted) {

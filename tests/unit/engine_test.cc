@@ -98,5 +98,78 @@ TEST_F(EngineTest, NamespaceOperations) {
   EXPECT_EQ(fs_->getattr(kRootIno)->nlink, 2u);
 }
 
+// The inode cache does not grow with every inode ever touched: inodes the
+// kernel forgot are dropped, and reloading one gives back the same state,
+// including attributes and data written just before it was dropped.
+TEST_F(EngineTest, ForgottenInodesLeaveTheCacheAndReloadIntact) {
+  MountedFs& m = mount();
+  std::vector<uint64_t> inos;
+  for (int i = 0; i < 300; i++) {
+    uint64_t ino = create(("f" + std::to_string(i)).c_str());
+    std::string data = "content of " + std::to_string(i);
+    ASSERT_TRUE(fs_->write(ino, 0, data.data(), data.size()).ok());
+    ASSERT_TRUE(fs_->setxattr(ino, "user.k", std::to_string(i), 0).ok());
+    inos.push_back(ino);
+  }
+  uint64_t busy = inos[7];  // still referenced by the kernel: stays
+  for (uint64_t ino : inos)
+    if (ino != busy) fs_->forget(ino, 1);
+  // Attributes of the writes above are not journalled until writeback: such
+  // inodes must stay until then.
+  size_t before = m.cached_inodes();
+  ASSERT_GE(before, 300u);
+  ASSERT_TRUE(m.writeback_all().ok());
+  size_t dropped = m.trim_inode_cache(0);
+  EXPECT_GE(dropped, 299u);
+  EXPECT_EQ(m.cached_inodes(), before - dropped);
+  EXPECT_TRUE(fs_->getattr(busy).ok());
+
+  for (int i = 0; i < 300; i++) {
+    auto a = fs_->lookup(kRootIno, "f" + std::to_string(i));
+    ASSERT_TRUE(a.ok()) << i;
+    EXPECT_EQ(a->ino, inos[i]);
+    std::string want = "content of " + std::to_string(i);
+    EXPECT_EQ(a->size, want.size());
+    std::string back(want.size(), '\0');
+    ASSERT_EQ(*fs_->read(a->ino, 0, back.size(), back.data()), back.size());
+    EXPECT_EQ(back, want);
+    EXPECT_EQ(*fs_->getxattr(a->ino, "user.k"), std::to_string(i));
+  }
+  // A reloaded inode is a full citizen: rewrite, fsync, crash, replay.
+  std::string again(5000, 'z');
+  ASSERT_TRUE(fs_->write(inos[3], 0, again.data(), again.size()).ok());
+  ASSERT_TRUE(fs_->fsync(inos[3], false).ok());
+  crash();
+  mount();
+  auto a = fs_->lookup(kRootIno, "f3");
+  ASSERT_TRUE(a.ok());
+  std::string back(5000, '\0');
+  ASSERT_EQ(*fs_->read(a->ino, 0, back.size(), back.data()), 5000u);
+  EXPECT_EQ(back, again);
+}
+
+// An inode the kernel still holds, or whose attributes are not journalled
+// yet, is never dropped.
+TEST_F(EngineTest, InodeCacheTrimKeepsInodesInUse) {
+  MountOptions o;
+  o.writeback_delay_ms = 3'600'000;  // no background writeback meanwhile
+  MountedFs& m = mount(o);
+  uint64_t ino = create("open");
+  ASSERT_TRUE(m.writeback_all().ok());
+  m.trim_inode_cache(0);  // the root and anything else idle
+  ASSERT_EQ(m.cached_inodes(), 1u);  // only "open": the kernel holds it
+  fs_->forget(ino, 1);
+  std::string data(4096, 'q');
+  ASSERT_TRUE(fs_->write(ino, 0, data.data(), data.size()).ok());
+  // Lookups 0 now, but dirty attributes (size, mtime not yet journalled):
+  // kept, or the new size would be lost.
+  EXPECT_EQ(m.trim_inode_cache(0), 0u);
+  EXPECT_EQ(m.cached_inodes(), 1u);
+
+  ASSERT_TRUE(m.writeback_all().ok());
+  EXPECT_GE(m.trim_inode_cache(0), 1u);
+  EXPECT_EQ(fs_->getattr(ino)->size, 4096u);
+}
+
 }  // namespace
 }  // namespace stablefs
