@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/fsck.h"
 #include "tests/unit/engine_fixture.h"
 
 namespace stablefs {
@@ -147,6 +148,34 @@ TEST_F(StablePagesTest, OffPolicyLetsTheRaceThroughAndVerifyWritesCatchesIt) {
   EXPECT_EQ(fsync_status_.error(), EIO);
   auto& fs = static_cast<MountedFs&>(*fs_);
   EXPECT_EQ(fs.counters().integrity_errors_write, 1u);
+}
+
+// Without verify_writes, `off`'s race still cannot stay silent: the block
+// whose bytes differ from its checksum is found by the next read (EIO,
+// counted) and by fsck --scrub.
+TEST_F(StablePagesTest, OffPolicyMismatchWithoutVerifyIsFoundByReadsAndScrub) {
+  MountOptions o;
+  o.stable_pages = StablePages::kOff;
+  o.writeback_delay_ms = 3'600'000;  // the bad block must stay mapped
+  race(o, [&](MountedFs&, std::thread& writer) {
+    writer.join();
+    EXPECT_TRUE(wrote_.load());
+  });
+  ASSERT_TRUE(fsync_status_.ok());  // nothing verified the write
+  // Power cut before v2's own writeback: the committed mapping points at
+  // the block that carries v2 under v1's checksum.
+  crash();
+
+  auto fsck = check_filesystem(dev_, {.scrub = true});
+  ASSERT_TRUE(fsck.ok());
+  EXPECT_EQ(fsck->checksum_mismatches, 1u);
+
+  auto& fs = mount();
+  std::string back(4096, '\0');
+  auto r = fs_->read(ino_, 0, back.size(), back.data());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), EIO);
+  EXPECT_EQ(fs.counters().integrity_errors_read, 1u);
 }
 
 }  // namespace
