@@ -26,6 +26,9 @@ enum class AtimeMode { kRelatime, kNoatime, kStrict };
 
 struct MountOptions {
   uint64_t cache_bytes = 256ull << 20;  // cache_size=
+  // meta_cache=: metadata blocks kept in memory; blocks nobody holds are
+  // evicted beyond it (they are read and verified again when needed).
+  uint64_t meta_cache_bytes = 128ull << 20;
   StablePages stable_pages = StablePages::kWait;
   bool verify_writes = false;
   bool writeback_cache = false;      // FUSE writeback cache (fs/ negotiates it)

@@ -42,6 +42,8 @@ void MountedFs::publish_gauges() {
   c_->pages_under_writeback = ps.writeback_pages;
   c_->dirty_pages = ps.dirty_pages;
   c_->cached_inodes = cached_inodes();
+  c_->cached_metadata_blocks = cache_->size();
+  c_->metadata_evictions = cache_->evictions();
   JournalStats js = journal_->stats();
   c_->shadow_metadata_copies = js.shadow_copies;
   c_->heartbeat++;
@@ -120,7 +122,7 @@ Status MountedFs::start(std::string* why) {
     }
   }
 
-  cache_ = std::make_unique<BufferCache>(*dev_);
+  cache_ = std::make_unique<BufferCache>(*dev_, std::max<uint64_t>(1, opts_.meta_cache_bytes / kBlockSize));
   auto alloc = Allocator::load(*cache_, sb_);
   if (!alloc.ok())
     return mount_failed(alloc.error(),

@@ -129,6 +129,13 @@ class MountedFs final : public Filesystem {
   // journals their new mappings; waits for the I/O.
   Status writeback_inode(Inode& n, size_t max_pages);
   Status writeback_all();
+  // writeback_all, a commit and a checkpoint: every block home, the log
+  // empty (what unmount leaves, minus the unmount).
+  Status checkpoint() {
+    SFS_TRY(writeback_all());
+    SFS_TRY(journal_->commit());
+    return journal_->checkpoint();
+  }
  private:
   Status write_inode_if_dirty(Inode& n);
   void touch_atime(Inode& n);
@@ -145,6 +152,8 @@ class MountedFs final : public Filesystem {
   // how many it dropped.
   size_t trim_inode_cache(size_t low = kInodeCacheLow);
   static constexpr size_t kInodeCacheLow = 4096;
+  uint64_t metadata_evictions() const { return cache_->evictions(); }
+  size_t cached_metadata_blocks() const { return cache_->size(); }
   size_t cached_inodes() {
     std::lock_guard lk(icache_mu_);
     return icache_.size();

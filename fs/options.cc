@@ -108,6 +108,17 @@ Status parse_cache_size(std::string_view v, MountOptions& fs, std::string* why) 
   return Status::Ok();
 }
 
+Status parse_meta_cache(std::string_view v, MountOptions& fs, std::string* why) {
+  auto n = parse_size(v);
+  if (!n.ok())
+    return fail(why, "invalid value for meta_cache: '" + std::string(v) +
+                         "' (expected a size such as 64M or 1G)");
+  if (*n < kMinCacheBytes)
+    return fail(why, "meta_cache=" + std::string(v) + " is too small: the minimum is 1M");
+  fs.meta_cache_bytes = *n;
+  return Status::Ok();
+}
+
 Status parse_commit(std::string_view v, MountOptions& fs, std::string* why) {
   auto n = parse_uint(v);
   if (!n.ok() || *n == 0 || *n > std::numeric_limits<uint32_t>::max())
@@ -137,12 +148,13 @@ Status parse_one(const std::string& opt, ParsedMountOptions& out, std::string* w
   // stablefs's own options.
   if (key == "stable_pages" && has_value) return parse_stable_pages(value, fs, why);
   if (key == "cache_size" && has_value) return parse_cache_size(value, fs, why);
+  if (key == "meta_cache" && has_value) return parse_meta_cache(value, fs, why);
   if (key == "commit" && has_value) return parse_commit(value, fs, why);
   if (key == "writeback_delay" && has_value) return parse_writeback_delay(value, fs, why);
   if (opt == "verify_writes") return fs.verify_writes = true, Status::Ok();
   if (opt == "writeback_cache") return fs.writeback_cache = true, Status::Ok();
   if (key == "stable_pages" || key == "cache_size" || key == "commit" ||
-      key == "writeback_delay")
+      key == "writeback_delay" || key == "meta_cache")
     return fail(why, "mount option '" + std::string(key) + "' needs a value");
 
   // atime policy: FUSE leaves atime to the daemon, so the daemon must know.

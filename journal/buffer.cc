@@ -1,5 +1,6 @@
 #include "journal/buffer.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -84,7 +85,10 @@ void MetaBuffer::seal(FrozenBlock& fb, uint64_t txid) {
 Result<std::shared_ptr<MetaBuffer>> BufferCache::read(uint64_t blocknr, uint32_t magic) {
   {
     std::lock_guard lk(mu_);
-    if (auto it = map_.find(blocknr); it != map_.end()) return it->second;
+    if (auto it = map_.find(blocknr); it != map_.end()) {
+      it->second->referenced_.store(true, std::memory_order_relaxed);
+      return it->second;
+    }
   }
   if (blocknr >= dev_.block_count()) return err(EUCLEAN);
   auto buf = std::make_shared<MetaBuffer>(blocknr);
@@ -100,10 +104,12 @@ Result<std::shared_ptr<MetaBuffer>> BufferCache::read(uint64_t blocknr, uint32_t
                  (unsigned long long)blocknr, why.c_str());
     return err(EUCLEAN);
   }
+  std::vector<std::shared_ptr<MetaBuffer>> evicted;  // freed after unlocking
   std::lock_guard lk(mu_);
   // Another thread may have loaded it meanwhile; keep the first copy, since
   // callers may already be modifying it.
   auto [it, inserted] = map_.emplace(blocknr, buf);
+  if (inserted) shrink_locked(&evicted);
   return it->second;
 }
 
@@ -115,14 +121,44 @@ std::shared_ptr<MetaBuffer> BufferCache::create(uint64_t blocknr, uint32_t magic
   h.blocknr = blocknr;
   h.owner = owner;
   encode_meta_header(buf->data(), h);
+  std::vector<std::shared_ptr<MetaBuffer>> evicted;
   std::lock_guard lk(mu_);
   map_[blocknr] = buf;
+  shrink_locked(&evicted);
   return buf;
 }
 
 void BufferCache::forget(uint64_t blocknr) {
   std::lock_guard lk(mu_);
   map_.erase(blocknr);
+}
+
+// Why evicting is safe: under mu_, use_count() == 1 means the map holds
+// the only reference and nobody can take another before we let go (every
+// lookup goes through mu_), so no transaction lists the buffer and no
+// reader is using its bytes. home_is_current() then says the journal has
+// nothing left to write for the live version: it was read from home, or
+// its last committed copy was written home by a checkpoint (which keeps
+// only the newest committed copy of each block). A later read() of the
+// block therefore finds exactly these bytes on the device.
+void BufferCache::shrink_locked(std::vector<std::shared_ptr<MetaBuffer>>* out) {
+  if (capacity_ == 0 || map_.size() <= shrink_at_) return;
+  const size_t target = capacity_ - capacity_ / 8;
+  for (int pass = 0; pass < 2 && map_.size() > target; pass++) {
+    for (auto it = map_.begin(); it != map_.end() && map_.size() > target;) {
+      MetaBuffer& b = *it->second;
+      if (it->second.use_count() != 1 || !b.home_is_current()) {
+        ++it;
+      } else if (b.referenced_.exchange(false, std::memory_order_relaxed)) {
+        ++it;  // second chance
+      } else {
+        out->push_back(std::move(it->second));
+        it = map_.erase(it);
+      }
+    }
+  }
+  evictions_.fetch_add(out->size(), std::memory_order_relaxed);
+  shrink_at_ = std::max(capacity_ + capacity_ / 8, map_.size() + capacity_ / 8);
 }
 
 }  // namespace stablefs

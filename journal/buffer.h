@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "core/base/format.h"
 #include "core/base/result.h"
@@ -102,6 +103,15 @@ class MetaBuffer : public std::enable_shared_from_this<MetaBuffer> {
  private:
   friend class Journal;
   friend class Handle;
+  friend class BufferCache;
+
+  // True when the device's home copy holds exactly the live bytes: the
+  // journal holds no reference to the live version (not committing, not
+  // waiting for checkpoint). The caller must know that no transaction
+  // lists this buffer (BufferCache: nobody else holds it).
+  bool home_is_current() const {
+    return live_.load(std::memory_order_seq_cst)->journal_refs.load(std::memory_order_acquire) == 0;
+  }
 
   // Makes the live version writable: if the journal holds it, clones it
   // into a new live version. True when a shadow copy was made.
@@ -124,13 +134,22 @@ class MetaBuffer : public std::enable_shared_from_this<MetaBuffer> {
   // The running transaction that holds this buffer in its metadata list, or
   // 0: makes dirty_metadata() on an already-listed buffer O(1).
   uint64_t dirty_txid_ = 0;
+  // Set on every cache hit; eviction gives such a buffer a second chance.
+  std::atomic<bool> referenced_{false};
 };
 
-// Hands out one MetaBuffer per metadata block. Buffers stay cached for the
-// life of the mount (metadata lookups stay in memory once loaded).
+// Hands out one MetaBuffer per metadata block. With a capacity, buffers
+// nobody holds and whose home copy is current are evicted (second-chance
+// order) once the cache outgrows it by an eighth, down to 7/8 of it; a
+// later read() loads and verifies the block again. Buffers that someone
+// holds (an open transaction, a loaded directory, the allocator's bitmaps)
+// or that the journal still has to write home are never evicted, so the
+// cache can exceed its capacity by exactly those.
 class BufferCache {
  public:
-  explicit BufferCache(BlockDevice& dev) : dev_(dev) {}
+  // capacity_blocks == 0: never evict (fsck, tests).
+  explicit BufferCache(BlockDevice& dev, size_t capacity_blocks = 0)
+      : dev_(dev), capacity_(capacity_blocks), shrink_at_(capacity_blocks + capacity_blocks / 8) {}
 
   // The buffer for blocknr, read from the device and verified (magic,
   // self-identifying block number, checksum) on first use. EUCLEAN with a
@@ -143,11 +162,25 @@ class BufferCache {
   void forget(uint64_t blocknr);
 
   BlockDevice& device() { return dev_; }
+  size_t size() const {
+    std::lock_guard lk(mu_);
+    return map_.size();
+  }
+  uint64_t evictions() const { return evictions_.load(std::memory_order_relaxed); }
 
  private:
+  // With mu_ held and the cache over its high mark: moves evictable
+  // buffers into *out (destroyed by the caller after unlocking).
+  void shrink_locked(std::vector<std::shared_ptr<MetaBuffer>>* out);
+
   BlockDevice& dev_;
-  std::mutex mu_;  // protects map_; leaf lock, never held across I/O
+  const size_t capacity_;
+  mutable std::mutex mu_;  // protects map_ and shrink_at_; leaf lock, never held across I/O
+  // Size that triggers the next shrink: raised past what a shrink could not
+  // evict, so pinned buffers cost one scan per capacity/8 insertions.
+  size_t shrink_at_;
   std::unordered_map<uint64_t, std::shared_ptr<MetaBuffer>> map_;
+  std::atomic<uint64_t> evictions_{0};
 };
 
 }  // namespace stablefs

@@ -63,6 +63,7 @@ void print_usage(FILE* out) {
       "\n"
       "stablefs options:\n"
       "  cache_size=SIZE                 page cache size (K/M/G suffixes; >= 1M; default 256M)\n"
+      "  meta_cache=SIZE                 metadata blocks kept in memory (>= 1M; default 128M)\n"
       "  stable_pages=wait|shadow|bounce|off\n"
       "                                  how pages under writeback stay stable (default wait)\n"
       "  verify_writes                   read every data block back and verify its checksum\n"

@@ -44,6 +44,8 @@ void print(const stablefs::LiveCounters& c, bool json, bool first) {
       {"pages_under_writeback", c.pages_under_writeback},
       {"dirty_pages", c.dirty_pages},
       {"cached_inodes", c.cached_inodes},
+      {"cached_metadata_blocks", c.cached_metadata_blocks},
+      {"metadata_evictions", c.metadata_evictions},
       {"bytes_written", c.bytes_written},
       {"bytes_read", c.bytes_read},
       {"blocks_written", c.blocks_written},

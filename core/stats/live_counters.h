@@ -17,7 +17,7 @@
 namespace stablefs {
 
 constexpr uint64_t kCountersMagic = 0x31305443534653ull;  // "SFSCT01"
-constexpr uint32_t kCountersVersion = 2;  // 2: cached_inodes
+constexpr uint32_t kCountersVersion = 2;  // 2: cached_inodes, metadata cache
 
 // Every field is an 8-byte lock-free atomic, so writers and readers in
 // different processes need no lock.
@@ -45,6 +45,8 @@ struct LiveCounters {
   std::atomic<uint64_t> pages_under_writeback{0};
   std::atomic<uint64_t> dirty_pages{0};
   std::atomic<uint64_t> cached_inodes{0};  // the daemon's inode cache
+  std::atomic<uint64_t> cached_metadata_blocks{0};
+  std::atomic<uint64_t> metadata_evictions{0};  // counter, not a gauge
   // Throughput.
   std::atomic<uint64_t> bytes_written{0};  // accepted from applications
   std::atomic<uint64_t> bytes_read{0};     // read from the backing store

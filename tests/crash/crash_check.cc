@@ -112,6 +112,7 @@ ImageVerdict check_crash_image(const std::function<std::unique_ptr<BlockDevice>(
   MountOptions o;
   o.cache_bytes = 4 << 20;
   o.commit_seconds = 3600;  // only fsync and unmount commit: fewer timing effects
+  o.meta_cache_bytes = 32 * kBlockSize;  // verify through evicted metadata too
   std::string why;
   auto m = Filesystem::mount(std::make_unique<BorrowedDevice>(*dev), o, &why);
   if (!m.ok()) {

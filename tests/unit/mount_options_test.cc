@@ -36,6 +36,7 @@ TEST(MountOptions, NoOptionsGiveDefaultsAndDefaultPermissions) {
   EXPECT_FALSE(p.opts.fs.writeback_cache);
   EXPECT_EQ(p.opts.fs.commit_seconds, 5u);
   EXPECT_EQ(p.opts.fs.writeback_delay_ms, 1000u);
+  EXPECT_EQ(p.opts.fs.meta_cache_bytes, 128ull << 20);
   EXPECT_FALSE(p.opts.fs.read_only);
   EXPECT_EQ(p.opts.fuse_options, std::vector<std::string>{"default_permissions"});
 }
@@ -43,7 +44,7 @@ TEST(MountOptions, NoOptionsGiveDefaultsAndDefaultPermissions) {
 TEST(MountOptions, ParsesEveryStablefsOption) {
   Parsed p = parse(
       "cache_size=64M,stable_pages=shadow,verify_writes,writeback_cache,commit=30,"
-      "writeback_delay=0");
+      "writeback_delay=0,meta_cache=32M");
   ASSERT_TRUE(p.status.ok()) << p.why;
   EXPECT_EQ(p.opts.fs.cache_bytes, 64ull << 20);
   EXPECT_EQ(p.opts.fs.stable_pages, StablePages::kShadow);
@@ -51,6 +52,7 @@ TEST(MountOptions, ParsesEveryStablefsOption) {
   EXPECT_TRUE(p.opts.fs.writeback_cache);
   EXPECT_EQ(p.opts.fs.commit_seconds, 30u);
   EXPECT_EQ(p.opts.fs.writeback_delay_ms, 0u);
+  EXPECT_EQ(p.opts.fs.meta_cache_bytes, 32ull << 20);
   // stablefs's own options never reach libfuse, which would reject them.
   EXPECT_EQ(p.opts.fuse_options, std::vector<std::string>{"default_permissions"});
 }
@@ -80,7 +82,8 @@ TEST(MountOptions, BadValuesAreErrorsNamingTheOption) {
                           "cache_size=", "commit=0", "commit=abc", "commit=-1", "commit=",
                           "commit=99999999999", "max_read=lots", "writeback_delay=",
                           "writeback_delay", "writeback_delay=-5", "writeback_delay=1s",
-                          "writeback_delay=3600001"}) {
+                          "writeback_delay=3600001", "meta_cache=", "meta_cache=100K",
+                          "meta_cache=lots"}) {
     Parsed p = parse(bad);
     EXPECT_EQ(p.status.error(), EINVAL) << bad;
     std::string key = std::string(bad).substr(0, std::string(bad).find('='));
