@@ -20,9 +20,12 @@ namespace stablefs {
 // out for that mount: from then on its I/O fails and reaches nothing.
 class SharedDevice : public BlockDevice {
  public:
-  explicit SharedDevice(MemDevice& d) : d_(d) {}
-  uint64_t block_count() const override { return d_.block_count(); }
-  uint32_t sector_size() const override { return d_.sector_size(); }
+  // The geometry is copied: a crashed mount's threads outlive the test
+  // (and its MemDevice) and may still ask, but never reach d_ after cut().
+  explicit SharedDevice(MemDevice& d)
+      : d_(d), blocks_(d.block_count()), sector_(d.sector_size()) {}
+  uint64_t block_count() const override { return blocks_; }
+  uint32_t sector_size() const override { return sector_; }
   Status submit_and_wait(std::span<IoRequest*> r) override {
     std::shared_lock lk(mu_);
     if (dead_) return err(EIO);
@@ -35,6 +38,8 @@ class SharedDevice : public BlockDevice {
 
  private:
   MemDevice& d_;
+  const uint64_t blocks_;
+  const uint32_t sector_;
   std::shared_mutex mu_;  // in-flight I/O holds it shared; cut() exclusive
   bool dead_ = false;
 };
@@ -62,8 +67,12 @@ class EngineTest : public ::testing::Test {
   void crash() {
     live_->cut();
     dev_.crash();
-    // A crashed daemon frees nothing; its threads only see failing I/O.
-    (void)fs_.release();
+    // The abandoned mount's threads must not outlive the test (they would
+    // race the next test, and static destructors at exit): stop them.
+    // Every write it attempts now fails at the cut device, so the image
+    // stays exactly what the crash left.
+    (void)fs_->unmount();
+    fs_.reset();
   }
   uint64_t create(const char* name, uint64_t parent = kRootIno) {
     auto a = fs_->mknod(parent, name, S_IFREG | 0644, 0, {});

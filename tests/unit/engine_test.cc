@@ -197,7 +197,9 @@ TEST_F(EngineTest, TinyMetadataCacheEvictsAndLosesNothing) {
     }
     fs_->forget(da->ino, 1);
     m.trim_inode_cache(0);  // let directories go, so their blocks can too
-    if (d % 3 == 2) ASSERT_TRUE(m.checkpoint().ok());  // blocks home: evictable
+    if (d % 3 == 2) {
+      ASSERT_TRUE(m.checkpoint().ok());  // blocks home: evictable
+    }
   }
   EXPECT_GT(m.metadata_evictions(), 0u);
   auto check = [&](const char* when) {
@@ -219,10 +221,56 @@ TEST_F(EngineTest, TinyMetadataCacheEvictsAndLosesNothing) {
   MountedFs& again = mount(o);
   check("after the crash");
   EXPECT_GT(again.metadata_evictions() + evicted, evicted);
-  auto fsck = check_filesystem(dev_, {.scrub = true, .read_only = true});
+  FsckOptions fo;
+  fo.scrub = fo.read_only = true;
+  auto fsck = check_filesystem(dev_, fo);
   ASSERT_TRUE(fsck.ok());
   EXPECT_EQ(fsck->errors, 0u);
   EXPECT_EQ(fsck->checksum_mismatches, 0u);
+}
+
+// The same with threads: creates, writes, fsyncs, reads and checkpoints
+// race with evictions (run under TSan too).
+TEST_F(EngineTest, TinyMetadataCacheUnderConcurrentUse) {
+  MountOptions o;
+  o.meta_cache_bytes = 16 * kBlockSize;
+  MountedFs& m = mount(o);
+  constexpr int kThreads = 4, kFiles = 60;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; t++) {
+    threads.emplace_back([&, t] {
+      auto da = fs_->mkdir(kRootIno, "t" + std::to_string(t), 0755, {});
+      if (!da.ok()) return (void)failures++;
+      for (int f = 0; f < kFiles; f++) {
+        std::string name = "f" + std::to_string(f);
+        auto a = fs_->mknod(da->ino, name, S_IFREG | 0644, 0, {});
+        if (!a.ok()) return (void)failures++;
+        std::string data(size_t(100 + f * 61), char('a' + t));
+        if (!fs_->write(a->ino, 0, data.data(), data.size()).ok()) failures++;
+        if (f % 4 == 0 && !fs_->fsync(a->ino, false).ok()) failures++;
+        if (f % 15 == 14 && !m.checkpoint().ok()) failures++;
+        // Read back an earlier file by name: its blocks may have been evicted.
+        auto back = fs_->lookup(da->ino, "f" + std::to_string(f / 2));
+        if (!back.ok()) failures++;
+        fs_->forget(a->ino, 1);
+        if (back.ok()) fs_->forget(back->ino, 1);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_EQ(failures.load(), 0);
+  m.trim_inode_cache(0);
+  ASSERT_TRUE(m.checkpoint().ok());
+  EXPECT_GT(m.metadata_evictions(), 0u);
+  unmount();
+  FsckOptions fo;
+  fo.scrub = fo.read_only = true;
+  auto fsck = check_filesystem(dev_, fo);
+  ASSERT_TRUE(fsck.ok());
+  EXPECT_EQ(fsck->errors, 0u);
+  EXPECT_EQ(fsck->checksum_mismatches, 0u);
+  EXPECT_EQ(fsck->inodes, 1u + kThreads * (1 + kFiles));
 }
 
 }  // namespace

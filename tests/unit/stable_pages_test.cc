@@ -166,7 +166,9 @@ TEST_F(StablePagesTest, OffPolicyMismatchWithoutVerifyIsFoundByReadsAndScrub) {
   // the block that carries v2 under v1's checksum.
   crash();
 
-  auto fsck = check_filesystem(dev_, {.scrub = true});
+  FsckOptions fo;
+  fo.scrub = true;
+  auto fsck = check_filesystem(dev_, fo);
   ASSERT_TRUE(fsck.ok());
   EXPECT_EQ(fsck->checksum_mismatches, 1u);
 
