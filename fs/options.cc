@@ -97,25 +97,16 @@ Status parse_stable_pages(std::string_view v, MountOptions& fs, std::string* why
   return Status::Ok();
 }
 
-Status parse_cache_size(std::string_view v, MountOptions& fs, std::string* why) {
+// cache_size= and meta_cache=: a size of at least kMinCacheBytes.
+Status parse_cache_bytes(std::string_view key, std::string_view v, uint64_t* out,
+                         std::string* why) {
   auto n = parse_size(v);
   if (!n.ok())
-    return fail(why, "invalid value for cache_size: '" + std::string(v) +
+    return fail(why, "invalid value for " + std::string(key) + ": '" + std::string(v) +
                          "' (expected a size such as 256M or 1G)");
   if (*n < kMinCacheBytes)
-    return fail(why, "cache_size=" + std::string(v) + " is too small: the minimum is 1M");
-  fs.cache_bytes = *n;
-  return Status::Ok();
-}
-
-Status parse_meta_cache(std::string_view v, MountOptions& fs, std::string* why) {
-  auto n = parse_size(v);
-  if (!n.ok())
-    return fail(why, "invalid value for meta_cache: '" + std::string(v) +
-                         "' (expected a size such as 64M or 1G)");
-  if (*n < kMinCacheBytes)
-    return fail(why, "meta_cache=" + std::string(v) + " is too small: the minimum is 1M");
-  fs.meta_cache_bytes = *n;
+    return fail(why, std::string(key) + "=" + std::string(v) + " is too small: the minimum is 1M");
+  *out = *n;
   return Status::Ok();
 }
 
@@ -147,8 +138,9 @@ Status parse_one(const std::string& opt, ParsedMountOptions& out, std::string* w
 
   // stablefs's own options.
   if (key == "stable_pages" && has_value) return parse_stable_pages(value, fs, why);
-  if (key == "cache_size" && has_value) return parse_cache_size(value, fs, why);
-  if (key == "meta_cache" && has_value) return parse_meta_cache(value, fs, why);
+  if (key == "cache_size" && has_value) return parse_cache_bytes(key, value, &fs.cache_bytes, why);
+  if (key == "meta_cache" && has_value)
+    return parse_cache_bytes(key, value, &fs.meta_cache_bytes, why);
   if (key == "commit" && has_value) return parse_commit(value, fs, why);
   if (key == "writeback_delay" && has_value) return parse_writeback_delay(value, fs, why);
   if (opt == "verify_writes") return fs.verify_writes = true, Status::Ok();
