@@ -189,10 +189,11 @@ TEST(WacStress, SigtermStopsTheRunEarlyAndStillReports) {
   ASSERT_EQ(kill(pid, SIGTERM), 0);
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
   std::ifstream in(log);
   std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_TRUE(WIFEXITED(status)) << "wac died of signal " << WTERMSIG(status) << "; output:\n"
+                                 << out;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
   boost::property_tree::ptree j;
   std::string why;
   ASSERT_TRUE(parse_json(out, &j, &why)) << why;

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <random>
 
 #include "tools/wac/integrity_probe.h"
@@ -84,7 +85,12 @@ int main(int argc, char** argv) {
   Options& o = parsed.options;
   if (!o.seed_given) o.seed = std::random_device{}();
   install_stop_signals();
-  if (o.mode == Mode::kStress) return run_stress(o);
-  if (!o.image.empty()) return reproduce_with_image(o);
-  return reproduce_on_directory(o);
+  try {
+    if (o.mode == Mode::kStress) return run_stress(o);
+    if (!o.image.empty()) return reproduce_with_image(o);
+    return reproduce_on_directory(o);
+  } catch (const std::exception& e) {  // a bug, but never an abort without a word
+    std::fprintf(stderr, "wac: unexpected error: %s\n", e.what());
+    return kExitRunFailed;
+  }
 }

@@ -1,11 +1,13 @@
 #include "tools/wac/shared_run.h"
 
+#include <cerrno>
+#include <new>
+
 #include <boost/date_time/posix_time/posix_time_types.hpp>
 #include <boost/interprocess/anonymous_shared_memory.hpp>
 #include <boost/interprocess/exceptions.hpp>
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/sync/interprocess_semaphore.hpp>
-#include <new>
 
 namespace stablefs::wac {
 
@@ -94,16 +96,32 @@ bool SharedRun::stop_requested() const {
   return impl_->header->stop.load(std::memory_order_acquire) != 0;
 }
 
+namespace {
+// Boost's POSIX semaphores throw when a signal handler interrupts the wait
+// (EINTR): with SIGTERM/SIGINT handlers installed that is an ordinary event,
+// so the wait is simply resumed (the deadline is absolute).
+template <class Wait>
+auto retry_on_eintr(Wait wait) {
+  for (;;) {
+    try {
+      return wait();
+    } catch (const bip::interprocess_exception& e) {
+      if (e.get_native_error() != EINTR) throw;
+    }
+  }
+}
+}  // namespace
+
 void SharedRun::ready_and_wait_for_go() {
   impl_->header->ready.post();
-  impl_->header->go.wait();
+  retry_on_eintr([&] { impl_->header->go.wait(); });
 }
 
 bool SharedRun::wait_all_ready(double deadline_s) {
   auto until = boost::posix_time::microsec_clock::universal_time() +
                boost::posix_time::microseconds(int64_t(deadline_s * 1e6));
   for (size_t i = 0; i < workers_; i++)
-    if (!impl_->header->ready.timed_wait(until)) return false;
+    if (!retry_on_eintr([&] { return impl_->header->ready.timed_wait(until); })) return false;
   return true;
 }
 
