@@ -74,6 +74,16 @@ class EngineTest : public ::testing::Test {
     (void)fs_->unmount();
     fs_.reset();
   }
+  // The whole content of parent/name, or a "<...>" description of why not.
+  std::string read_back(std::string_view name, uint64_t parent = kRootIno) {
+    auto a = fs_->lookup(parent, name);
+    if (!a.ok()) return "<lookup errno " + std::to_string(a.error()) + ">";
+    std::string back(a->size, '\0');
+    auto r = fs_->read(a->ino, 0, back.size(), back.data());
+    if (!r.ok()) return "<read errno " + std::to_string(r.error()) + ">";
+    back.resize(*r);
+    return back;
+  }
   uint64_t create(const char* name, uint64_t parent = kRootIno) {
     auto a = fs_->mknod(parent, name, S_IFREG | 0644, 0, {});
     EXPECT_TRUE(a.ok()) << a.error();

@@ -48,11 +48,7 @@ TEST_F(EngineTest, FsyncedDataSurvivesCrash) {
   create("not-synced");
   crash();
   mount();
-  auto a = fs_->lookup(kRootIno, "durable");
-  ASSERT_TRUE(a.ok());
-  std::string back(8192, '\0');
-  ASSERT_EQ(*fs_->read(a->ino, 0, back.size(), back.data()), 8192u);
-  EXPECT_EQ(back, data);
+  EXPECT_EQ(read_back("durable"), data);
 }
 
 TEST_F(EngineTest, RewriteGoesToANewBlock) {
@@ -144,11 +140,7 @@ TEST_F(EngineTest, ForgottenInodesLeaveTheCacheAndReloadIntact) {
   ASSERT_TRUE(fs_->fsync(inos[3], false).ok());
   crash();
   mount();
-  auto a = fs_->lookup(kRootIno, "f3");
-  ASSERT_TRUE(a.ok());
-  std::string back(5000, '\0');
-  ASSERT_EQ(*fs_->read(a->ino, 0, back.size(), back.data()), 5000u);
-  EXPECT_EQ(back, again);
+  EXPECT_EQ(read_back("f3"), again);
 }
 
 // An inode the kernel still holds, or whose attributes are not journalled
@@ -207,12 +199,7 @@ TEST_F(EngineTest, TinyMetadataCacheEvictsAndLosesNothing) {
       auto slash = path.find('/');
       auto d = fs_->lookup(kRootIno, path.substr(0, slash));
       ASSERT_TRUE(d.ok()) << when << " " << path;
-      auto f = fs_->lookup(d->ino, path.substr(slash + 1));
-      ASSERT_TRUE(f.ok()) << when << " " << path;
-      std::string back(data.size(), '\0');
-      auto r = fs_->read(f->ino, 0, back.size(), back.data());
-      ASSERT_TRUE(r.ok()) << when << " " << path;
-      ASSERT_EQ(back, data) << when << " " << path;
+      ASSERT_EQ(read_back(path.substr(slash + 1), d->ino), data) << when << " " << path;
     }
   };
   check("before the crash");
