@@ -184,8 +184,12 @@ Result<size_t> MountedFs::read_locked(Inode& n, uint64_t off, size_t size, char*
       else pages_->unlock_page(cached);
     }
     if (run.empty()) {
+      // All or nothing: a FUSE READ reply shorter than asked means end of
+      // file to the kernel, which would then shrink the file and hand the
+      // application a truncated copy. The kernel retries with smaller
+      // reads, so only reads that touch the bad block fail.
       auto r = read_pages(n, idx, size_t(std::min<uint64_t>(last - idx + 1, 256)));
-      if (!r.ok()) return done ? Result<size_t>(done) : Error{r.error()};
+      if (!r.ok()) return Error{r.error()};
       run = std::move(*r);
     }
     for (auto& p : run) {
@@ -511,7 +515,12 @@ Status MountedFs::preallocate(Inode& n, uint64_t first, uint64_t end) {
       uint64_t hole_end = nx ? std::min<uint64_t>(end, nx->logical) : end;
       uint64_t want = std::min(hole_end - pos, budget);
       auto r = alloc_->alloc_blocks(h, 0, want);
-      if (!r.ok()) return Error{r.error()};
+      if (!r.ok()) {
+        // What this handle mapped so far is allocated in the bitmap: the
+        // inode must say so too, or those blocks belong to nobody.
+        (void)store_inode(h, n);
+        return Error{r.error()};
+      }
       std::vector<PhysRange> replaced;
       SFS_TRY(n.map->map(h, *cache_, node_allocator(r->start), uint32_t(pos), uint32_t(r->count),
                          r->start, true, &replaced));
@@ -564,11 +573,13 @@ Result<size_t> MountedFs::copy_file_range(uint64_t ino_in, uint64_t off_in, uint
   size_t done = 0;
   while (done < len) {
     size_t chunk = std::min(buf.size(), len - done);
+    // An error is reported even after some chunks were copied: a short
+    // count would let the caller take a failure for the end of the input.
     auto r = read(ino_in, off_in + done, chunk, buf.data());
-    if (!r.ok()) return done ? Result<size_t>(done) : Error{r.error()};
+    if (!r.ok()) return Error{r.error()};
     if (*r == 0) break;
     auto w = write(ino_out, off_out + done, buf.data(), *r);
-    if (!w.ok()) return done ? Result<size_t>(done) : Error{w.error()};
+    if (!w.ok()) return Error{w.error()};
     done += *w;
     if (*w < *r) break;
   }

@@ -111,6 +111,7 @@ class MountedFs final : public Filesystem {
                            uint64_t rdev, const Creds& c, std::string_view symlink_target);
   Result<InodeRef> child_of(Inode& dir, std::string_view name);
   Status drop_link(Handle& h, Inode& n);
+  Status store_symlink_target(Handle& h, Inode& n, std::string_view target);  // n.mu held
   Status rename_locked(InodeRef& src_dir, std::string_view name, InodeRef& dst_dir,
                        std::string_view new_name, unsigned flags);
   Directory::GrowFn dir_grower(Inode& dir);

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "core/base/checksum.h"
 #include "core/base/log.h"
 #include "core/mounted_fs.h"
 
@@ -117,23 +118,14 @@ Result<Attr> MountedFs::create_node(uint64_t parent, std::string_view name, uint
   auto nr = new_inode(h, mode, c.uid, gid, S_ISDIR(mode) ? parent : rdev);
   if (!nr.ok()) return Error{nr.error()};
   Inode& n = **nr;
-  bool long_symlink = false;
-  {
-    std::lock_guard lk(n.mu);
-    if (S_ISLNK(mode)) {
-      n.disk.size = symlink_target.size();
-      if (symlink_target.size() <= kInodeRootSize) {
-        n.disk.flags |= kInodeInlineData;
-        std::memcpy(n.disk.root.data(), symlink_target.data(), symlink_target.size());
-      } else {
-        long_symlink = true;
-      }
-    }
-    n.lookups++;
-    SFS_TRY(store_inode(h, n));
-  }
   Status added;
   {
+    std::lock_guard lk(n.mu);
+    n.lookups++;
+    if (S_ISLNK(mode)) added = store_symlink_target(h, n, symlink_target);
+    if (added.ok()) added = store_inode(h, n);
+  }
+  if (added.ok()) {
     std::lock_guard lk(dir.mu);
     added = dir.dir->add(h, name, n.ino, dtype_of(mode), dir_grower(dir));
     if (added.ok()) {
@@ -143,26 +135,58 @@ Result<Attr> MountedFs::create_node(uint64_t parent, std::string_view name, uint
     }
   }
   if (!added.ok()) {
-    // Undo the inode: it was never visible.
-    std::lock_guard lk(n.mu);
-    n.disk.nlink = 0;
-    n.lookups = 0;
-    (void)store_inode(h, n);
+    // Undo the inode (and its target block): it was never visible.
+    {
+      std::lock_guard lk(n.mu);
+      n.disk.nlink = 0;
+      n.lookups = 0;
+      (void)store_inode(h, n);
+    }
     h.stop();
     op.unlock();
     maybe_evict(*nr);
     return Error{added.error()};
   }
   h.stop();
-  if (long_symlink) {
-    // Long targets live in a data block, written through the data path.
-    auto w = write(n.ino, 0, symlink_target.data(), symlink_target.size());
-    if (!w.ok()) return Error{w.error()};
-    std::lock_guard lk(n.mu);
-    n.disk.size = symlink_target.size();
-  }
   std::lock_guard lk(n.mu);
   return to_attr(n);
+}
+
+// A symlink's target must be durable in the same transaction as its
+// directory entry: a committed entry with an empty target is a broken
+// promise after fsync(dir). Short targets live in the inode. A long one
+// goes to a data block allocated in this handle and written (and waited
+// for) before the handle stops, so ordered mode puts it on disk before
+// the commit that maps it, and its checksum is recorded with the mapping.
+// The block is new in the running transaction, so no committed checksum
+// refers to it. n.mu held.
+Status MountedFs::store_symlink_target(Handle& h, Inode& n, std::string_view target) {
+  n.disk.size = target.size();
+  if (target.size() <= kInodeRootSize) {
+    n.disk.flags |= kInodeInlineData;
+    std::memcpy(n.disk.root.data(), target.data(), target.size());
+    return Status::Ok();
+  }
+  if (target.size() > kBlockSize) return err(ENAMETOOLONG);
+  SFS_TRY(load_map(n));
+  auto r = alloc_->alloc_blocks(h, 0, 1);
+  if (!r.ok()) return Error{r.error()};
+  AlignedBlock block;
+  std::memset(block.data(), 0, kBlockSize);
+  std::memcpy(block.data(), target.data(), target.size());
+  uint64_t checksum = block_checksum(r->start, block.data(), kBlockSize);
+  n.disk.blocks += 1;  // from here on, evicting the inode frees the block
+  std::vector<PhysRange> replaced;
+  SFS_TRY(n.map->map(h, *cache_, node_allocator(r->start), 0, 1, r->start, false, &replaced));
+  SFS_TRY(csums_->set(h, r->start, checksum));
+  Status w = dev_->write(r->start, block.data(), kBlockSize);
+  if (!w.ok()) {
+    SFS_LOG("symlink inode %llu: writing its target to block %llu failed: %s",
+            (unsigned long long)n.ino, (unsigned long long)r->start, std::strerror(w.error()));
+    return err(EIO);
+  }
+  c_->blocks_written++;
+  return Status::Ok();
 }
 
 Result<Attr> MountedFs::mknod(uint64_t parent, std::string_view name, uint32_t mode,
@@ -197,8 +221,11 @@ Result<std::string> MountedFs::readlink(uint64_t ino) {
     if (!n.is_lnk()) return err(EINVAL);
     size = n.disk.size;
     if (n.disk.flags & kInodeInlineData) {
-      if (size > kInodeRootSize) return err(EUCLEAN);
-      return std::string(reinterpret_cast<const char*>(n.disk.root.data()), size);
+      std::string out(reinterpret_cast<const char*>(n.disk.root.data()),
+                      std::min<uint64_t>(size, kInodeRootSize));
+      if (size > kInodeRootSize || size == 0 || out.find('\0') != std::string::npos)
+        return err(EUCLEAN);
+      return out;
     }
   }
   if (size >= 4096) return err(EUCLEAN);
@@ -206,7 +233,14 @@ Result<std::string> MountedFs::readlink(uint64_t ino) {
   std::shared_lock op(n.op);
   auto r = read_locked(n, 0, size, out.data());
   if (!r.ok()) return Error{r.error()};
-  out.resize(*r);
+  // A target never holds a NUL: one here means its block is missing (a
+  // hole reads as zeros), which must not reach the kernel as "" or as a
+  // shorter path.
+  if (*r != size || out.find('\0') != std::string::npos) {
+    SFS_LOG("symlink inode %llu: stored target does not match its size %llu",
+            (unsigned long long)ino, (unsigned long long)size);
+    return err(EUCLEAN);
+  }
   return out;
 }
 

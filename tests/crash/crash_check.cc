@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <map>
 
 #include "core/base/format.h"
 #include "core/filesystem.h"
@@ -77,9 +78,33 @@ std::string walk(Filesystem& fs, uint64_t dir, const std::string& path, int dept
       auto d = read_whole(fs, a->ino);
       if (!d.ok()) return "read " + p + ": " + std::strerror(d.error());
       if (d->size() != a->size) return "short read of " + p;
+    } else if (S_ISLNK(a->mode)) {
+      auto t = fs.readlink(a->ino);
+      if (!t.ok()) return "readlink " + p + ": " + std::strerror(t.error());
+      if (t->size() != a->size || t->empty()) return "symlink " + p + " lost its target";
     }
   }
   return "";
+}
+
+// "" when the inode's extended attributes are exactly `want`.
+std::string xattrs_differ(Filesystem& fs, uint64_t ino,
+                          const std::map<std::string, std::string>& want) {
+  auto names = fs.listxattr(ino);
+  if (!names.ok()) return std::string("listxattr: ") + std::strerror(names.error());
+  std::map<std::string, std::string> got;
+  for (size_t at = 0; at < names->size();) {
+    size_t end = names->find('\0', at);
+    if (end == std::string::npos) end = names->size();
+    std::string k = names->substr(at, end - at);
+    at = end + 1;
+    auto x = fs.getxattr(ino, k);
+    if (!x.ok()) return "getxattr " + k + ": " + std::strerror(x.error());
+    got[k] = *x;
+  }
+  if (got == want) return "";
+  return "has " + std::to_string(got.size()) + " xattrs, expected " +
+         std::to_string(want.size()) + " (or other values)";
 }
 
 Result<uint64_t> resolve(Filesystem& fs, const std::string& path) {
@@ -131,7 +156,13 @@ ImageVerdict check_crash_image(const std::function<std::unique_ptr<BlockDevice>(
                 ", " + std::to_string(e.content.size()) + " bytes): " + std::strerror(ino.error());
       continue;
     }
-    auto got = read_whole(fs, *ino);
+    std::string why = xattrs_differ(fs, *ino, e.xattrs);
+    if (!why.empty()) {
+      v.lost += "\n  " + e.path + " (fsync'd at log position " + std::to_string(e.from) +
+                "): " + why;
+      continue;
+    }
+    auto got = e.symlink ? fs.readlink(*ino) : read_whole(fs, *ino);
     if (!got.ok() || *got != e.content) {
       size_t diff = 0;
       if (got.ok())

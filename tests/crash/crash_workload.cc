@@ -13,6 +13,7 @@ namespace {
 constexpr uint64_t kMaxFile = 192 * 1024;  // keeps the whole tree well inside a small device
 constexpr int kFileNames = 8;              // f0..f7 per directory
 constexpr int kDirNames = 3;               // t0..t2
+constexpr int kSymlinkNames = 3;           // s0..s2 per directory
 
 }  // namespace
 
@@ -53,11 +54,11 @@ uint64_t CrashWorkload::pick_dir() {
   return it->first;
 }
 
-bool CrashWorkload::pick_file_name(uint64_t* dir, std::string* name) {
+bool CrashWorkload::pick_file_name(uint64_t* dir, std::string* name, bool or_symlink) {
   std::vector<std::pair<uint64_t, std::string>> all;
   for (const auto& [d, dd] : dirs_)
     for (const auto& [n, e] : dd.entries)
-      if (!e.dir) all.emplace_back(d, n);
+      if (!e.dir && (or_symlink || !files_.at(e.ino).symlink)) all.emplace_back(d, n);
   if (all.empty()) return false;
   auto& pick = all[rng_() % all.size()];
   *dir = pick.first;
@@ -165,7 +166,7 @@ bool CrashWorkload::op_truncate() {
 bool CrashWorkload::op_rename_file() {
   uint64_t sdir;
   std::string sname;
-  if (!pick_file_name(&sdir, &sname)) return false;
+  if (!pick_file_name(&sdir, &sname, true)) return false;
   uint64_t ddir = pick_dir();
   std::string dname = "f" + std::to_string(rng_() % kFileNames);
   if (sdir == ddir && sname == dname) return false;
@@ -207,7 +208,7 @@ bool CrashWorkload::op_link() {
 bool CrashWorkload::op_unlink() {
   uint64_t dir;
   std::string name;
-  if (!pick_file_name(&dir, &name)) return false;
+  if (!pick_file_name(&dir, &name, true)) return false;
   uint64_t ino = dirs_[dir].entries[name].ino;
   File& f = files_.at(ino);
   // Sometimes keep the last link's inode open: an orphan that is written,
@@ -300,20 +301,23 @@ bool CrashWorkload::op_setxattr() {
   uint64_t ino = dirs_[dir].entries[name].ino;
   std::string key = rng_() % 2 ? "user.a" : "user.b";
   std::string value = fill(1 + rng_() % 64);
+  oracle_.content_changing(ino, pos_());
   Status s = fs_.setxattr(ino, key, value, 0);
   if (!s.ok()) return fail("setxattr " + path_of(dir, name), s.error());
+  files_.at(ino).xattrs[key] = value;
   return true;
 }
 
 bool CrashWorkload::op_fsync() {
   std::vector<uint64_t> inos;
-  for (const auto& [ino, f] : files_) inos.push_back(ino);
+  for (const auto& [ino, f] : files_)
+    if (!f.symlink) inos.push_back(ino);
   if (inos.empty()) return false;
   uint64_t ino = inos[rng_() % inos.size()];
   bool datasync = rng_() % 3 == 0;
   Status s = fs_.fsync(ino, datasync);
   if (!s.ok()) return fail("fsync ino " + std::to_string(ino), s.error());
-  oracle_.content_synced(ino, files_.at(ino).data, stable_links_of(ino), pos_());
+  oracle_.content_synced(ino, files_.at(ino).image(), stable_links_of(ino), pos_());
   return true;
 }
 
@@ -340,10 +344,32 @@ bool CrashWorkload::op_fsync_then_dir() {
   uint64_t ino = dirs_[dir].entries[name].ino;
   Status s = fs_.fsync(ino, false);
   if (!s.ok()) return fail("fsync " + path_of(dir, name), s.error());
-  oracle_.content_synced(ino, files_.at(ino).data, stable_links_of(ino), pos_());
+  oracle_.content_synced(ino, files_.at(ino).image(), stable_links_of(ino), pos_());
   s = fs_.fsyncdir(dir, false);
   if (!s.ok()) return fail("fsyncdir " + path_of(dir, "."), s.error());
   oracle_.names_synced({{Name{dir, name}, path_of(dir, name)}}, {ino}, pos_());
+  return true;
+}
+
+bool CrashWorkload::op_symlink() {
+  uint64_t dir = pick_dir();
+  std::string name = "s" + std::to_string(rng_() % kSymlinkNames);
+  if (dirs_[dir].entries.count(name)) return false;
+  // Half short (inline in the inode), half long (a data block of their own).
+  size_t len = rng_() % 2 ? 1 + rng_() % 100 : 200 + rng_() % 3800;
+  std::string target(len, '\0');
+  for (char& c : target) c = char('a' + rng_() % 26);
+  target[0] = '/';
+  oracle_.name_changing({dir, name}, pos_());
+  auto a = fs_.symlink(dir, name, target, {});
+  if (!a.ok()) return fail("symlink " + path_of(dir, name), a.error());
+  fs_.forget(a->ino, 1);
+  dirs_[dir].entries[name] = Entry{false, a->ino};
+  File& f = files_[a->ino];
+  f.data = target;
+  f.symlink = true;
+  // The target is part of the inode: durable as soon as the name is.
+  oracle_.content_synced(a->ino, f.image(), stable_links_of(a->ino), pos_());
   return true;
 }
 
@@ -375,7 +401,7 @@ std::string CrashWorkload::run(int n) {
       {"setxattr", &CrashWorkload::op_setxattr, 4}, {"fsync", &CrashWorkload::op_fsync, 12},
       {"fsyncdir", &CrashWorkload::op_fsyncdir, 6},
       {"fsync+fsyncdir", &CrashWorkload::op_fsync_then_dir, 5}, {"close", &CrashWorkload::op_close_orphan, 2},
-      {"read", &CrashWorkload::op_read, 4},
+      {"read", &CrashWorkload::op_read, 4},        {"symlink", &CrashWorkload::op_symlink, 4},
   };
   int total = 0;
   for (const auto& o : kOps) total += o.weight;
@@ -412,12 +438,28 @@ std::string CrashWorkload::verify_dir(uint64_t dir) {
       if (!r.empty()) return r;
       continue;
     }
-    const std::string& data = files_.at(e.ino).data;
-    std::string got(data.size() + 100, '\0');
-    auto rd = fs_.read(e.ino, 0, got.size(), got.data());
-    if (!rd.ok()) return "read " + path_of(dir, n) + ": " + std::strerror(rd.error());
-    got.resize(*rd);
-    if (got != data) return "content of " + path_of(dir, n) + " differs from the model";
+    std::string r = verify_inode(e.ino, files_.at(e.ino), path_of(dir, n));
+    if (!r.empty()) return r;
+  }
+  return "";
+}
+
+std::string CrashWorkload::verify_inode(uint64_t ino, const File& f, const std::string& path) {
+  if (f.symlink) {
+    auto t = fs_.readlink(ino);
+    if (!t.ok()) return "readlink " + path + ": " + std::strerror(t.error());
+    if (*t != f.data) return "target of " + path + " differs from the model";
+    return "";
+  }
+  std::string got(f.data.size() + 100, '\0');
+  auto rd = fs_.read(ino, 0, got.size(), got.data());
+  if (!rd.ok()) return "read " + path + ": " + std::strerror(rd.error());
+  got.resize(*rd);
+  if (got != f.data) return "content of " + path + " differs from the model";
+  for (const auto& [k, v] : f.xattrs) {
+    auto x = fs_.getxattr(ino, k);
+    if (!x.ok()) return "getxattr " + path + " " + k + ": " + std::strerror(x.error());
+    if (*x != v) return "xattr " + k + " of " + path + " differs from the model";
   }
   return "";
 }

@@ -49,9 +49,12 @@ class CrashWorkload {
     std::map<std::string, Entry> entries;
   };
   struct File {
-    std::string data;
+    std::string data;  // a symlink: its target
     uint32_t nlink = 1;
     bool open_orphan = false;  // unlinked while we hold a reference
+    bool symlink = false;
+    std::map<std::string, std::string> xattrs;
+    InodeImage image() const { return InodeImage{data, symlink, xattrs}; }
   };
   using Name = DurabilityOracle::Name;
 
@@ -72,15 +75,18 @@ class CrashWorkload {
   bool op_fsync_then_dir();  // the usual pattern for making a new file durable
   bool op_close_orphan();
   bool op_read();
+  bool op_symlink();  // short (inline) and long (a data block) targets
 
   uint64_t pick_dir();
-  bool pick_file_name(uint64_t* dir, std::string* name);  // an existing file link
+  // An existing link to a regular file (or to a symlink too, when asked).
+  bool pick_file_name(uint64_t* dir, std::string* name, bool or_symlink = false);
   std::string path_of(uint64_t dir, const std::string& name) const;
   std::vector<std::pair<Name, std::string>> stable_links_of(uint64_t ino) const;
   void drop_link(uint64_t ino, size_t pos);  // nlink--; forget the inode when gone
   std::string fill(size_t len);
   bool fail(const std::string& what, int e);
   std::string verify_dir(uint64_t dir);
+  std::string verify_inode(uint64_t ino, const File& f, const std::string& path);
 
   Filesystem& fs_;
   std::mt19937_64 rng_;

@@ -17,12 +17,16 @@ void DurabilityOracle::maybe_open(const Name& name, const std::string& path, uin
   if (d == durable_names_.end() || d->second != ino || s == synced_.end()) return;
   if (open_.count(name)) {
     // Same promise, renewed: only a changed content needs a new interval.
-    if (exps_[open_[name]].content == s->second) return;
+    const Expectation& e = exps_[open_[name]];
+    if (e.content == s->second.content && e.symlink == s->second.symlink &&
+        e.xattrs == s->second.xattrs)
+      return;
     close(name, pos);
   }
   open_[name] = exps_.size();
   open_by_ino_[ino].insert(name);
-  exps_.push_back(Expectation{path, s->second, pos});
+  exps_.push_back(
+      Expectation{path, s->second.content, s->second.symlink, s->second.xattrs, pos});
 }
 
 void DurabilityOracle::content_changing(uint64_t ino, size_t pos) {
@@ -38,10 +42,10 @@ void DurabilityOracle::name_changing(const Name& name, size_t pos) {
   durable_names_.erase(name);
 }
 
-void DurabilityOracle::content_synced(uint64_t ino, const std::string& content,
+void DurabilityOracle::content_synced(uint64_t ino, const InodeImage& image,
                                       const std::vector<std::pair<Name, std::string>>& names,
                                       size_t pos) {
-  synced_[ino] = content;
+  synced_[ino] = image;
   for (const auto& [n, path] : names) maybe_open(n, path, ino, pos);
 }
 

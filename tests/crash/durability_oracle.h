@@ -22,9 +22,20 @@
 
 namespace stablefs::crash {
 
+// What an inode must read back as: a file's bytes or a symlink's target,
+// and its extended attributes.
+struct InodeImage {
+  std::string content;  // exact bytes, size included (a symlink: its target)
+  bool symlink = false;
+  std::map<std::string, std::string> xattrs;
+  bool operator==(const InodeImage&) const = default;
+};
+
 struct Expectation {
   std::string path;     // relative to the root, e.g. "d1/f3"
-  std::string content;  // exact bytes, size included
+  std::string content;  // exact bytes, size included (a symlink: its target)
+  bool symlink = false;
+  std::map<std::string, std::string> xattrs;
   size_t from = 0;      // log size when the promise was made
   size_t until = std::numeric_limits<size_t>::max();  // log size when it lapsed
 
@@ -41,9 +52,10 @@ class DurabilityOracle {
   void content_changing(uint64_t ino, size_t pos);
   // The name is about to be unlinked, replaced or created.
   void name_changing(const Name& name, size_t pos);
-  // fsync(ino) returned with `content`; `names` are the inode's current links
-  // in stable directories, with their paths.
-  void content_synced(uint64_t ino, const std::string& content,
+  // fsync(ino) returned with `image`; `names` are the inode's current links
+  // in stable directories, with their paths. A symlink's image is durable
+  // with its inode, so it is reported synced as soon as it is created.
+  void content_synced(uint64_t ino, const InodeImage& image,
                       const std::vector<std::pair<Name, std::string>>& names, size_t pos);
   // fsyncdir returned: these (name -> ino, path) links are durable.
   void names_synced(const std::vector<std::pair<Name, std::string>>& names,
@@ -57,7 +69,7 @@ class DurabilityOracle {
   void maybe_open(const Name& name, const std::string& path, uint64_t ino, size_t pos);
   void close(const Name& name, size_t pos);
 
-  std::map<uint64_t, std::string> synced_;  // ino -> content as of its last fsync
+  std::map<uint64_t, InodeImage> synced_;  // ino -> image as of its last fsync
   std::map<Name, uint64_t> durable_names_;  // name -> ino it durably refers to
   std::map<Name, size_t> open_;             // name -> index of its open promise
   std::map<uint64_t, std::set<Name>> open_by_ino_;

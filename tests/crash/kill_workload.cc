@@ -47,6 +47,7 @@ class Workload {
   }
   void make_durable(const std::string& r, int fd, int how);
   void op();
+  void symlink_op();
 
   std::string root_;
   int journal_;
@@ -66,7 +67,25 @@ void Workload::make_durable(const std::string& r, int fd, int how) {
   record("S " + r + " " + std::to_string(c.size()) + " " + std::to_string(content_hash(c)));
 }
 
+// A symlink, short (inline) or long (its own block), made durable by an
+// fsync of its directory alone: the target is part of the inode.
+void Workload::symlink_op() {
+  std::string r = std::string(kDirs[rng_() % 2]) + "/l" + std::to_string(rng_() % 4);
+  dirty(r);
+  if (unlink(abs(r).c_str()) != 0) check(errno == ENOENT);
+  std::string target(rng_() % 2 ? 1 + rng_() % 100 : 200 + rng_() % 3800, 'x');
+  for (char& c : target) c = char('a' + rng_() % 26);
+  check(symlink(target.c_str(), abs(r).c_str()) == 0);
+  int dfd = open(abs(r.substr(0, 1)).c_str(), O_RDONLY | O_DIRECTORY);
+  check(dfd >= 0);
+  check(fsync(dfd) == 0);
+  close(dfd);
+  record("L " + r + " " + std::to_string(target.size()) + " " +
+         std::to_string(content_hash(target)));
+}
+
 void Workload::op() {
+  if (rng_() % 100 < 8) return symlink_op();
   int d = int(rng_() % 2), f = int(rng_() % 6);
   std::string r = rel(d, f);
   bool exists = files_.count(r) > 0;
@@ -190,8 +209,9 @@ std::map<std::string, DurableFile> durable_files(const std::string& journal_text
     ls >> kind >> path;
     if (kind == "D") {
       out.erase(path);
-    } else if (kind == "S") {
+    } else if (kind == "S" || kind == "L") {
       DurableFile f;
+      f.symlink = kind == "L";
       ls >> f.size >> f.hash;
       out[path] = f;
       if (sync_records) (*sync_records)++;

@@ -7,7 +7,8 @@
 // daemon cannot affect: "D path" before any change to a file's content or
 // name begins, "S path size hash" after the file's content and its
 // directory entry were made durable (fsync/fdatasync/msync of the file,
-// then fsync of its directory). A path whose last record is S must hold
+// then fsync of its directory); "L path size hash" after a symlink was
+// created and its directory fsync'd. A path whose last record is S must hold
 // exactly that content after the daemon is killed and the image remounted.
 #pragma once
 
@@ -24,7 +25,8 @@ namespace stablefs::crash {
 
 struct DurableFile {
   uint64_t size = 0;
-  uint64_t hash = 0;  // XXH3-64 of the content
+  uint64_t hash = 0;  // XXH3-64 of the content (a symlink: of its target)
+  bool symlink = false;
 };
 
 // path (relative to root) -> what it must hold, from a journal.

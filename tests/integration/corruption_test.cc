@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <string>
@@ -75,6 +76,116 @@ TEST_F(Corruption, FlippedDataByteGivesEIOAndIsNamedInLogAndByScrub) {
       << "scrub output should name block " << block << ":\n"
       << scrub.output;
   EXPECT_EQ(hash_file(image()), before) << "fsck without repair must not write";
+}
+
+// The bug this guards against: a READ whose range held a bad block was
+// answered with the bytes before it, which the kernel takes for end of
+// file, so `cat` printed 8 KiB of a 1 MiB file and exited 0. Every read
+// that touches the bad block must fail with EIO, every read that does not
+// must succeed, and the size must never change.
+TEST_F(Corruption, BadBlockInTheMiddleOfAFileIsEIONeverEndOfFile) {
+  constexpr size_t kPages = 256;  // 1 MiB
+  constexpr size_t kBad = 2;      // the third block
+  std::string content;
+  for (size_t i = 0; i < kPages; i++) {
+    std::vector<uint8_t> b = unique_block_pattern(1000 + i);
+    content.append(b.begin(), b.end());
+  }
+  ASSERT_EQ(write_file(path("big"), content), 0);
+  ASSERT_NO_FATAL_FAILURE(unmount_only());
+  const Superblock sb = superblock();
+  auto blocks = find_blocks_equal(image(), sb.data_start, unique_block_pattern(1000 + kBad));
+  ASSERT_EQ(blocks.size(), 1u);
+  ASSERT_TRUE(flip_byte(image(), blocks[0] * kBlockSize + 77));
+  ASSERT_NO_FATAL_FAILURE(mount());
+
+  // A sequential reader (cat, cp) gets the good prefix and then EIO, never
+  // a clean end of file.
+  {
+    UniqueFd fd = open_fd(path("big"), O_RDONLY);
+    ASSERT_TRUE(fd.ok()) << strerror(errno);
+    std::vector<char> buf(1 << 20);
+    size_t total = 0;
+    int error = 0;
+    for (;;) {
+      ssize_t n = read(fd.get(), buf.data(), buf.size());
+      if (n < 0) {
+        error = errno;
+        break;
+      }
+      if (n == 0) break;
+      EXPECT_TRUE(same_bytes(std::string_view(buf.data(), size_t(n)),
+                             std::string_view(content).substr(total, size_t(n))));
+      total += size_t(n);
+    }
+    EXPECT_EQ(error, EIO) << "read(2) reached end of file after " << total << " bytes";
+    EXPECT_EQ(total, kBad * kBlockSize) << "the good prefix before the bad block";
+  }
+  EXPECT_EQ(stat_of(path("big")).st_size, off_t(content.size())) << "the kernel shrank the file";
+
+  // `dd bs=4k`: every block but the bad one reads back intact, in any order.
+  {
+    UniqueFd fd = open_fd(path("big"), O_RDONLY);
+    ASSERT_TRUE(fd.ok()) << strerror(errno);
+    char buf[kBlockSize];
+    for (size_t i = kPages; i-- > 0;) {
+      ssize_t n = pread(fd.get(), buf, sizeof buf, off_t(i * kBlockSize));
+      if (i == kBad) {
+        EXPECT_EQ(SFS_ERRNO_OF(n), EIO) << "block " << i;
+        continue;
+      }
+      ASSERT_EQ(n, ssize_t(kBlockSize)) << "block " << i << ": " << strerror(errno);
+      EXPECT_TRUE(same_bytes(std::string_view(buf, kBlockSize),
+                             std::string_view(content).substr(i * kBlockSize, kBlockSize)))
+          << "block " << i;
+    }
+    // A large read that spans the bad block stops before it (read(2)'s
+    // short count), and one that starts on it fails.
+    std::vector<char> big(64 * kBlockSize);
+    EXPECT_EQ(pread(fd.get(), big.data(), big.size(), kBlockSize),
+              ssize_t((kBad - 1) * kBlockSize));
+    EXPECT_EQ(SFS_ERRNO_OF(pread(fd.get(), big.data(), big.size(), kBad * kBlockSize)), EIO);
+  }
+  EXPECT_EQ(stat_of(path("big")).st_size, off_t(content.size()));
+  // What the kernel cached must not survive as a shorter file either.
+  ASSERT_NO_FATAL_FAILURE(remount());
+  EXPECT_EQ(stat_of(path("big")).st_size, off_t(content.size()));
+}
+
+// A long symlink's target lives in a data block: damage there is EIO from
+// readlink, never an empty or shortened target.
+TEST_F(Corruption, BadSymlinkBlockIsEIONeverAnEmptyTarget) {
+  const std::string target = "/" + std::string(300, 't') + "/end";
+  ASSERT_EQ(symlink(target.c_str(), path("ln").c_str()), 0);
+  ASSERT_NO_FATAL_FAILURE(unmount_only());
+  const Superblock sb = superblock();
+  std::vector<uint8_t> block(kBlockSize, 0);
+  std::copy(target.begin(), target.end(), block.begin());
+  auto blocks = find_blocks_equal(image(), sb.data_start, block);
+  ASSERT_EQ(blocks.size(), 1u) << "the target should be in exactly one block";
+  ASSERT_TRUE(flip_byte(image(), blocks[0] * kBlockSize + 5));
+  ASSERT_NO_FATAL_FAILURE(mount());
+  char buf[8192];
+  EXPECT_EQ(SFS_ERRNO_OF(readlink(path("ln").c_str(), buf, sizeof buf)), EIO);
+  EXPECT_EQ(SFS_ERRNO_OF(readlink(path("ln").c_str(), buf, sizeof buf)), EIO)
+      << "the second readlink must not be served an empty cached target";
+}
+
+// A damaged xattr block: get and list fail, never answer "no attributes".
+TEST_F(Corruption, BadXattrBlockIsAnErrorNeverAnEmptyList) {
+  ASSERT_EQ(write_file(path("f"), "data"), 0);
+  ASSERT_EQ(setxattr(path("f").c_str(), "user.k", "value", 5, 0), 0);
+  const uint64_t ino = stat_of(path("f")).st_ino;
+  ASSERT_NO_FATAL_FAILURE(unmount_only());
+  const Superblock sb = superblock();
+  auto blocks = find_meta_blocks(image(), sb.data_start, kMagicXattr, ino);
+  ASSERT_EQ(blocks.size(), 1u);
+  ASSERT_TRUE(flip_byte(image(), blocks[0] * kBlockSize + kMetaHeaderSize + 2));
+  ASSERT_NO_FATAL_FAILURE(mount());
+  char buf[256];
+  EXPECT_TRUE(is_integrity_errno(SFS_ERRNO_OF(getxattr(path("f").c_str(), "user.k", buf, sizeof buf))));
+  EXPECT_TRUE(is_integrity_errno(SFS_ERRNO_OF(listxattr(path("f").c_str(), buf, sizeof buf))));
+  EXPECT_EQ(slurp(path("f")), "data") << "the file's data is not affected";
 }
 
 // Damaged metadata must be reported by fsck, and by the daemon either as a

@@ -17,6 +17,7 @@
 
 #include "core/base/checksum.h"
 #include "core/fsck.h"
+#include "core/io/fault_device.h"
 #include "tests/unit/engine_fixture.h"
 
 namespace stablefs {
@@ -49,6 +50,84 @@ TEST_F(EngineTest, FsyncedDataSurvivesCrash) {
   crash();
   mount();
   EXPECT_EQ(read_back("durable"), data);
+}
+
+// The symlink a directory fsync promised is there after a crash, target
+// and all (it used to come back empty: the target was written by a later
+// writeback, after the commit of the entry).
+TEST_F(EngineTest, LongSymlinkTargetIsDurableWithItsEntry) {
+  mount();
+  const std::string short_target = "/short/target";
+  const std::string long_target = "/" + std::string(3000, 'L');
+  ASSERT_TRUE(fs_->symlink(kRootIno, "s", short_target, {}).ok());
+  ASSERT_TRUE(fs_->symlink(kRootIno, "l", long_target, {}).ok());
+  ASSERT_TRUE(fs_->fsyncdir(kRootIno, false).ok());
+  crash();
+  mount();
+  for (auto [name, want] : {std::pair{"s", short_target}, std::pair{"l", long_target}}) {
+    auto a = fs_->lookup(kRootIno, name);
+    ASSERT_TRUE(a.ok()) << name;
+    EXPECT_EQ(a->size, want.size());
+    auto t = fs_->readlink(a->ino);
+    ASSERT_TRUE(t.ok()) << name << ": errno " << t.error();
+    EXPECT_EQ(*t, want) << name;
+  }
+}
+
+// A symlink whose target cannot be stored is not created: no entry, no
+// inode left allocated, no block leaked, and a clean fsck.
+class SymlinkFailure : public EngineTest {
+ protected:
+  FaultDevice& mount_with_faults() {
+    auto fd = std::make_unique<FaultDevice>(std::make_unique<SharedDevice>(dev_));
+    FaultDevice& faults = *fd;
+    MountOptions o;
+    o.cache_bytes = 16 << 20;
+    auto r = Filesystem::mount(std::move(fd), o);
+    EXPECT_TRUE(r.ok());
+    fs_ = std::move(*r);
+    return faults;
+  }
+  void expect_not_left_behind(uint64_t files_free_before) {
+    EXPECT_EQ(fs_->lookup(kRootIno, "ln").error(), ENOENT);
+    ASSERT_TRUE(fs_->fsyncdir(kRootIno, false).ok());  // a freed inode is reusable once committed
+    EXPECT_EQ(fs_->statfs()->files_free, files_free_before) << "the inode was not freed";
+    unmount();
+    FsckOptions fo;
+    std::string problems;
+    fo.report = [&](const std::string& l) { problems += l + "\n"; };
+    auto fsck = check_filesystem(dev_, fo);
+    ASSERT_TRUE(fsck.ok());
+    EXPECT_EQ(fsck->errors, 0u) << problems;
+  }
+  const std::string target_ = "/" + std::string(1000, 't');
+};
+
+TEST_F(SymlinkFailure, TargetWriteErrorLeavesNothingBehind) {
+  FaultDevice& faults = mount_with_faults();
+  const uint64_t files_free = fs_->statfs()->files_free;
+  auto layout = plan_layout(dev_.block_count());
+  ASSERT_TRUE(layout.ok());
+  for (uint64_t b = layout->data_start; b < dev_.block_count(); b++)
+    faults.fail_block(b, FaultOn::kWrite);
+  auto r = fs_->symlink(kRootIno, "ln", target_, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), EIO);
+  EXPECT_GT(faults.injected_faults(), 0u);
+  faults.clear_faults();
+  expect_not_left_behind(files_free);
+}
+
+TEST_F(SymlinkFailure, FullFilesystemLeavesNothingBehind) {
+  mount_with_faults();
+  const uint64_t files_free = fs_->statfs()->files_free;
+  // Take every free block (fallocate allocates until it cannot).
+  uint64_t big = create("big");
+  ASSERT_EQ(fs_->fallocate(big, 0, 0, dev_.block_count() * kBlockSize).error(), ENOSPC);
+  auto r = fs_->symlink(kRootIno, "ln", target_, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), ENOSPC);
+  expect_not_left_behind(files_free - 1);  // "big" keeps its inode
 }
 
 TEST_F(EngineTest, RewriteGoesToANewBlock) {
