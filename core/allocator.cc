@@ -146,6 +146,7 @@ Status Allocator::free_blocks(Handle& h, PhysRange r) {
   if (r.count == 0) return Status::Ok();
   if (r.start + r.count > blocks_->size()) return err(EUCLEAN);
   SFS_TRY(blocks_->set_disk(h, r.start, r.count, false));
+  h.drop_data_tags(r.start, r.count);  // reusable once this commit is durable
   pending_blocks_[h.txid()].push_back(r);
   pending_block_count_ += r.count;
   return Status::Ok();

@@ -28,6 +28,9 @@ Status ChecksumTable::set(Handle& h, uint64_t blocknr, uint64_t checksum) {
   auto* slot = reinterpret_cast<uint64_t*>((*buf)->payload()) + blocknr % kChecksumsPerBlock;
   std::atomic_ref<uint64_t>(*slot).store(raw, std::memory_order_release);
   h.dirty_metadata(**buf);
+  // The checksum is recorded because a data block was just written with
+  // it: an async commit lists it for replay to verify.
+  h.add_data_tag(blocknr, checksum);
   return Status::Ok();
 }
 

@@ -311,10 +311,12 @@ Result<FsckResult> Checker::run() {
                             {sb_.journal_tail, sb_.journal_tail_txid});
   if (!rep.ok()) return Error{rep.error()};
   res_.journal_transactions_replayed = rep->transactions;
-  if (rep->transactions) {
+  res_.journal_transactions_discarded = rep->discarded;
+  if (rep->transactions || rep->discarded) {
     // Replay moved the tail; persist it so a mount does not replay again.
     sb_.journal_tail = rep->head.pos;
     sb_.journal_tail_txid = rep->head.txid;
+    sb_.incompat &= ~kIncompatAsyncCommit;  // the log is empty now
     sb_.sequence++;
     AlignedBlock blk;
     for (uint64_t nr : {kSuperblockA, kSuperblockB}) {

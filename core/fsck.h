@@ -27,6 +27,9 @@ struct FsckResult {
   uint64_t blocks_scrubbed = 0;
   uint64_t checksum_mismatches = 0;
   uint64_t journal_transactions_replayed = 0;
+  // The newest async commit, whose data had not all reached the disk, was
+  // discarded by replay (0 or 1).
+  uint64_t journal_transactions_discarded = 0;
 };
 
 // Replays the journal (as a mount would), then checks every structure.

@@ -107,7 +107,7 @@ Status MountedFs::start(std::string* why) {
   if (!replay.ok())
     return mount_failed(replay.error(),
                         std::string("journal replay failed: ") + std::strerror(replay.error()), why);
-  if (replay->transactions > 0)
+  if (replay->transactions > 0 || replay->discarded > 0)
     SFS_LOG("replayed %llu journal transactions (%llu blocks); %s",
             (unsigned long long)replay->transactions, (unsigned long long)replay->blocks,
             replay->stop_reason.c_str());
@@ -116,6 +116,9 @@ Status MountedFs::start(std::string* why) {
     sb_.journal_tail = replay->head.pos;
     sb_.journal_tail_txid = replay->head.txid;
     if (!read_only_) {
+      // From here on the log may hold async commits, which a binary that
+      // does not verify data tags must not replay.
+      sb_.incompat |= kIncompatAsyncCommit;
       sb_.state = kStateMounted;
       sb_.mount_count++;
       SFS_TRY(write_superblocks());
@@ -146,6 +149,7 @@ Status MountedFs::start(std::string* why) {
 
   JournalOptions jo;
   jo.commit_interval = std::chrono::seconds(opts_.commit_seconds);
+  jo.async_commit = true;  // one flush per commit; see journal/FORMAT.md
   jo.persist_tail = [this](JournalPosition t) { return persist_tail(t); };
   jo.on_commit = [this](uint64_t txid) {
     alloc_->release_committed(txid);
@@ -283,6 +287,7 @@ Status MountedFs::unmount() {
   }
   std::lock_guard lk(sb_mu_);
   sb_.state = kStateClean;
+  sb_.incompat &= ~kIncompatAsyncCommit;  // the log is empty
   return write_superblocks();
 }
 

@@ -8,7 +8,7 @@
 // number, so a copy verifies exactly as it will once checkpointed.
 //
 // One transaction, at consecutive log offsets (modulo the log length):
-//   { descriptor, copy x count }+  revoke*  commit
+//   { descriptor, copy x count }+  revoke*  data-tags*  commit
 #pragma once
 
 #include <cstdint>
@@ -29,14 +29,29 @@ namespace stablefs {
 constexpr uint32_t kJournalListHeader = 8;
 constexpr uint32_t kJournalListCapacity = (kMetaPayload - kJournalListHeader) / 8;  // 503
 
+// ---- Data tag block (magic kMagicJournalDataTags) ----
+// payload 0 u32 count | 4 u32 zero | 8.. count x (u64 blocknr, u64 checksum)
+// The data blocks an async-committed transaction refers to, with the
+// checksums it records for them. Only async transactions carry them.
+constexpr uint32_t kDataTagSize = 16;
+constexpr uint32_t kDataTagCapacity = (kMetaPayload - kJournalListHeader) / kDataTagSize;  // 251
+struct DataTag {
+  uint64_t blocknr = 0;
+  uint64_t checksum = 0;
+};
+
 // ---- Commit block (magic kMagicJournalCommit) ----
-// payload 0 u64 txid | 8 u64 log_blocks | 16 u64 txn_hash | zero
+// payload 0 u64 txid | 8 u64 log_blocks | 16 u64 txn_hash | 24 u32 flags | zero
 // log_blocks: blocks of the transaction before the commit block.
 // txn_hash: chained XXH3 over those blocks in log order (txn_hash_step).
+// flags: kCommitAsync, or 0 (the log and data were flushed before the
+// commit block was written: version 1 logs have 0 here).
+constexpr uint32_t kCommitAsync = 1u << 0;
 struct CommitRecord {
   uint64_t txid = 0;
   uint64_t log_blocks = 0;
   uint64_t txn_hash = 0;
+  uint32_t flags = 0;
 };
 
 // The whole-transaction hash: h0 = txid, h(i+1) = XXH3(block i, seed h(i)).
@@ -85,6 +100,46 @@ inline bool decode_journal_list(const uint8_t* block, std::vector<uint64_t>* hom
   return !d.overflow();
 }
 
+// Log blocks for `tags` data tags.
+inline uint64_t data_tag_blocks(uint64_t tags) {
+  return (tags + kDataTagCapacity - 1) / kDataTagCapacity;
+}
+
+// Fills a data tag block (n <= kDataTagCapacity) and seals it for absolute
+// log block `log_blocknr`.
+inline void encode_data_tags(uint8_t* block, uint64_t log_blocknr, uint64_t txid,
+                             const DataTag* tags, uint32_t n) {
+  MetaHeader h;
+  h.magic = kMagicJournalDataTags;
+  encode_meta_header(block, h);
+  Encoder e(block + kMetaHeaderSize, kMetaPayload);
+  e.u32(n);
+  e.u32(0);
+  for (uint32_t i = 0; i < n; i++) {
+    e.u64(tags[i].blocknr);
+    e.u64(tags[i].checksum);
+  }
+  e.skip(kMetaPayload - e.pos());
+  seal_meta_block(block, log_blocknr, txid);
+}
+
+inline bool decode_data_tags(const uint8_t* block, std::vector<DataTag>* tags, std::string* why) {
+  Decoder d(block + kMetaHeaderSize, kMetaPayload);
+  uint32_t n = d.u32();
+  d.u32();
+  if (n == 0 || n > kDataTagCapacity) {
+    *why = "data tag count " + std::to_string(n) + " out of range";
+    return false;
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    DataTag t;
+    t.blocknr = d.u64();
+    t.checksum = d.u64();
+    tags->push_back(t);
+  }
+  return !d.overflow();
+}
+
 inline void encode_commit_block(uint8_t* block, uint64_t log_blocknr, const CommitRecord& c) {
   MetaHeader h;
   h.magic = kMagicJournalCommit;
@@ -93,6 +148,7 @@ inline void encode_commit_block(uint8_t* block, uint64_t log_blocknr, const Comm
   e.u64(c.txid);
   e.u64(c.log_blocks);
   e.u64(c.txn_hash);
+  e.u32(c.flags);
   e.skip(kMetaPayload - e.pos());
   seal_meta_block(block, log_blocknr, c.txid);
 }
@@ -103,6 +159,7 @@ inline CommitRecord decode_commit_block(const uint8_t* block) {
   c.txid = d.u64();
   c.log_blocks = d.u64();
   c.txn_hash = d.u64();
+  c.flags = d.u32();
   return c;
 }
 

@@ -26,7 +26,9 @@ class Transaction {
   Transaction(uint64_t id, Clock::time_point exp) : txid(id), expires(exp) {}
 
   bool empty() const { return metadata.empty() && revokes.empty(); }
-  uint64_t log_blocks() const { return txn_log_blocks(metadata.size(), revokes.size()); }
+  uint64_t log_blocks() const {
+    return txn_log_blocks(metadata.size(), revokes.size()) + data_tag_blocks(data_tags.size());
+  }
 
   const uint64_t txid;
   State state = State::kRunning;
@@ -34,6 +36,12 @@ class Transaction {
   // Dirty buffers by home block number: what the commit freezes and logs.
   std::map<uint64_t, std::shared_ptr<MetaBuffer>> metadata;
   std::set<uint64_t> revokes;
+  // Data blocks referenced with their checksums (the newest wins), for an
+  // async commit. Beyond kMaxDataTags the transaction is committed the
+  // ordered way (flush before the commit block) and keeps no tags: replay
+  // never has to read more than that many data blocks.
+  std::map<uint64_t, uint64_t> data_tags;
+  bool too_many_data_tags = false;
   Clock::time_point expires;  // the commit_interval timer
 };
 
@@ -49,7 +57,15 @@ struct FrozenTransaction {
   // the buffer's mutex).
   std::vector<std::shared_ptr<MetaBuffer>> bufs;
   std::vector<uint64_t> revokes;
+  std::vector<DataTag> data_tags;
+  bool async = false;  // one flush, data tags listed
 };
+
+// A transaction with more data blocks than this is committed with a flush
+// before its commit block (a streaming write, where one more flush costs
+// nothing next to the data); 2048 tags are 9 log blocks and 8 MiB to
+// verify at replay.
+constexpr size_t kMaxDataTags = 2048;
 
 // The newest committed version of a block, waiting to be written home.
 struct CheckpointCopy {
@@ -89,11 +105,14 @@ struct Journal::Impl {
 
   void dirty_metadata(uint64_t txid, MetaBuffer& buf);
   void revoke(uint64_t txid, uint64_t blocknr);
+  void add_data_tag(uint64_t txid, uint64_t blocknr, uint64_t checksum);
+  void drop_data_tags(uint64_t txid, uint64_t blocknr, uint64_t count);
   void commit_thread();
   bool commit_wanted(Clock::time_point now) const;
   void commit_running(std::unique_lock<std::mutex>& lk);
   FrozenTransaction freeze(uint64_t txid, std::map<uint64_t, std::shared_ptr<MetaBuffer>>&& metadata,
-                           std::set<uint64_t>&& revokes);
+                           std::set<uint64_t>&& revokes, bool async,
+                           const std::map<uint64_t, uint64_t>& data_tags);
   void seal(FrozenTransaction& ft);
   Status write_transaction(const FrozenTransaction& ft);
   void file_for_checkpoint(FrozenTransaction&& ft);
@@ -171,6 +190,33 @@ void Handle::dirty_metadata(MetaBuffer& buf) {
 
 void Handle::revoke(uint64_t blocknr) {
   if (journal_) journal_->impl_->revoke(txid_, blocknr);
+}
+
+void Handle::add_data_tag(uint64_t blocknr, uint64_t checksum) {
+  if (journal_) journal_->impl_->add_data_tag(txid_, blocknr, checksum);
+}
+
+void Handle::drop_data_tags(uint64_t blocknr, uint64_t count) {
+  if (journal_) journal_->impl_->drop_data_tags(txid_, blocknr, count);
+}
+
+void Journal::Impl::add_data_tag(uint64_t txid, uint64_t blocknr, uint64_t checksum) {
+  std::lock_guard lk(mu);
+  Transaction& t = *running;
+  assert(t.txid == txid);
+  if (!opts.async_commit || t.too_many_data_tags) return;
+  t.data_tags[blocknr] = checksum;
+  if (t.data_tags.size() > kMaxDataTags) {
+    t.too_many_data_tags = true;
+    t.data_tags.clear();
+  }
+}
+
+void Journal::Impl::drop_data_tags(uint64_t txid, uint64_t blocknr, uint64_t count) {
+  std::lock_guard lk(mu);
+  Transaction& t = *running;
+  assert(t.txid == txid);
+  t.data_tags.erase(t.data_tags.lower_bound(blocknr), t.data_tags.lower_bound(blocknr + count));
 }
 
 void Journal::Impl::dirty_metadata(uint64_t txid, MetaBuffer& buf) {
@@ -406,9 +452,11 @@ void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
   // on a writer's get_write_access() finds the versions frozen and clones.
   std::map<uint64_t, std::shared_ptr<MetaBuffer>> metadata = std::move(t.metadata);
   std::set<uint64_t> revokes = std::move(t.revokes);
+  std::map<uint64_t, uint64_t> data_tags = std::move(t.data_tags);
+  const bool async = opts.async_commit && !t.too_many_data_tags;
   for (auto& [nr, buf] : metadata) buf->dirty_txid_ = 0;
   lk.unlock();
-  FrozenTransaction ft = freeze(txid, std::move(metadata), std::move(revokes));
+  FrozenTransaction ft = freeze(txid, std::move(metadata), std::move(revokes), async, data_tags);
   lk.lock();
   running = std::make_unique<Transaction>(txid + 1, Clock::now() + opts.commit_interval);
   committing_txid = txid;
@@ -436,6 +484,7 @@ void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
   lk.lock();
   committed_txid = txid;
   stats.commits++;
+  if (async) stats.async_commits++;
   stats.blocks_logged += logged;
   done_cv.notify_all();
   bool full = log_used() > geo.blocks / 2;
@@ -450,7 +499,8 @@ void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
 // copy. Runs while the transaction is locked with no handle open.
 FrozenTransaction Journal::Impl::freeze(uint64_t txid,
                                         std::map<uint64_t, std::shared_ptr<MetaBuffer>>&& metadata,
-                                        std::set<uint64_t>&& revokes) {
+                                        std::set<uint64_t>&& revokes, bool async,
+                                        const std::map<uint64_t, uint64_t>& data_tags) {
   FrozenTransaction ft;
   ft.txid = txid;
   ft.homes.reserve(metadata.size());
@@ -462,6 +512,11 @@ FrozenTransaction Journal::Impl::freeze(uint64_t txid,
     ft.bufs.push_back(std::move(buf));
   }
   ft.revokes.assign(revokes.begin(), revokes.end());
+  ft.async = async;
+  if (async) {
+    ft.data_tags.reserve(data_tags.size());
+    for (auto [nr, csum] : data_tags) ft.data_tags.push_back({nr, csum});
+  }
   return ft;
 }
 
@@ -474,11 +529,23 @@ void Journal::Impl::seal(FrozenTransaction& ft) {
   ft.bufs.clear();
 }
 
-// Writes descriptors + copies + revoke blocks, flushes, writes the commit
-// block, flushes. The first flush also orders the data blocks the
-// transaction refers to: their writes completed before they were recorded.
+// Ordered commit: writes descriptors + copies + revoke blocks, flushes,
+// writes the commit block, flushes. The first flush also orders the data
+// blocks the transaction refers to: their writes completed before they
+// were recorded.
+//
+// Async commit: writes all of that, the data tags and the commit block in
+// one batch, then flushes once. Nothing orders the commit block after the
+// rest on a device with a volatile cache, so replay checks both halves:
+// the commit's hash covers every log block (a missing one fails it), and
+// the data tags of the newest transaction are read back and verified (a
+// data block that did not reach the disk discards the transaction, which
+// no fsync had yet promised: fsync returns after the flush). Older
+// transactions need no such check: each commit starts after the previous
+// one's flush has returned.
 Status Journal::Impl::write_transaction(const FrozenTransaction& ft) {
-  const uint64_t need = txn_log_blocks(ft.blocks.size(), ft.revokes.size());
+  const uint64_t need = txn_log_blocks(ft.blocks.size(), ft.revokes.size()) +
+                        data_tag_blocks(ft.data_tags.size());
   if (need > geo.blocks - 1) return err(EIO);
   if (need > log_free()) SFS_TRY(checkpoint_now());
   assert(need <= log_free());
@@ -506,9 +573,16 @@ Status Journal::Impl::write_transaction(const FrozenTransaction& ft) {
                         &ft.revokes[first], n);
     writes.push_back({abs_block(off++), r.data()});
   }
+  for (size_t first = 0; first < ft.data_tags.size(); first += kDataTagCapacity) {
+    uint32_t n = uint32_t(std::min<size_t>(kDataTagCapacity, ft.data_tags.size() - first));
+    AlignedBlock& r = records.emplace_back();
+    encode_data_tags(r.data(), abs_block(off), ft.txid, &ft.data_tags[first], n);
+    writes.push_back({abs_block(off++), r.data()});
+  }
 
   CommitRecord c;
   c.txid = ft.txid;
+  c.flags = ft.async ? kCommitAsync : 0;
   c.log_blocks = writes.size();
   c.txn_hash = txn_hash_init(ft.txid);
   for (const BlockWrite& w : writes) c.txn_hash = txn_hash_step(c.txn_hash, w.data);
@@ -516,10 +590,16 @@ Status Journal::Impl::write_transaction(const FrozenTransaction& ft) {
   encode_commit_block(commit_block.data(), abs_block(off), c);
   assert(off + 1 == need);
 
-  SFS_TRY(write_block_runs(dev, writes));
-  SFS_TRY(dev.flush());
-  SFS_TRY(dev.write(abs_block(off), commit_block.data(), kBlockSize));
-  SFS_TRY(dev.flush());
+  if (ft.async) {
+    writes.push_back({abs_block(off), commit_block.data()});
+    SFS_TRY(write_block_runs(dev, writes));
+    SFS_TRY(dev.flush());
+  } else {
+    SFS_TRY(write_block_runs(dev, writes));
+    SFS_TRY(dev.flush());
+    SFS_TRY(dev.write(abs_block(off), commit_block.data(), kBlockSize));
+    SFS_TRY(dev.flush());
+  }
 
   std::lock_guard lk(mu);
   head = JournalPosition{(start + need) % geo.blocks, ft.txid + 1};

@@ -98,6 +98,11 @@ struct JournalPosition {
 
 struct JournalOptions {
   std::chrono::milliseconds commit_interval{5000};
+  // One flush per commit (journal/FORMAT.md, "Async commit"): the log
+  // blocks, the data tags and the commit block are written together and
+  // flushed once; replay verifies the tagged data blocks of the newest
+  // transaction. Off: flush before and after the commit block.
+  bool async_commit = false;
   // Persists the log tail (both superblocks). Called after a checkpoint has
   // made every transaction before `tail` durable at its home location.
   std::function<Status(JournalPosition tail)> persist_tail;
@@ -116,6 +121,7 @@ struct JournalOptions {
 
 struct JournalStats {
   uint64_t commits = 0;
+  uint64_t async_commits = 0;  // of `commits`, those written with one flush
   uint64_t blocks_logged = 0;
   uint64_t checkpoints = 0;
   uint64_t shadow_copies = 0;  // versions cloned by get_write_access()
@@ -144,6 +150,14 @@ class Handle {
   // checkpoint nor a replay can later write stale metadata over whatever
   // the block is reused for.
   void revoke(uint64_t blocknr);
+  // A data block whose write has completed is referenced by this
+  // transaction with `checksum` (the checksum table records it in the same
+  // handle). An async commit lists it so replay can tell whether the block
+  // reached the disk with the commit.
+  void add_data_tag(uint64_t blocknr, uint64_t checksum);
+  // Blocks freed in this transaction: they may be reused once it is
+  // durable, so they must not be tagged (a tag would then fail at replay).
+  void drop_data_tags(uint64_t blocknr, uint64_t count);
   void stop();
 
  private:
@@ -202,6 +216,7 @@ struct ReplayResult {
   JournalPosition head;           // where the next transaction goes
   uint64_t transactions = 0;      // transactions replayed
   uint64_t blocks = 0;            // metadata blocks written home
+  uint64_t discarded = 0;         // newest async commit whose data was not on disk (0 or 1)
   std::string stop_reason;        // why the scan stopped (for the log)
 };
 

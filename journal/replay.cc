@@ -11,6 +11,7 @@
 #include <map>
 #include <unordered_map>
 
+#include "core/base/checksum.h"
 #include "journal/format.h"
 #include "journal/journal.h"
 
@@ -82,6 +83,8 @@ struct ScannedTransaction {
   uint64_t txid = 0;
   std::vector<std::pair<uint64_t, uint64_t>> copies;  // (home blocknr, log offset)
   std::vector<uint64_t> revokes;
+  std::vector<DataTag> data_tags;
+  bool async = false;   // committed with one flush: data tags to verify
   uint64_t length = 0;  // log blocks, commit included
 };
 
@@ -148,6 +151,15 @@ class Scanner {
           hash = txn_hash_step(hash, copy);
           n++;
         }
+      } else if (magic == kMagicJournalDataTags) {
+        std::string v;
+        size_t before = t->data_tags.size();
+        if (!decode_data_tags(b, &t->data_tags, &v)) return where(v);
+        for (size_t i = before; i < t->data_tags.size(); i++)
+          if (!home_ok(t->data_tags[i].blocknr))
+            return where("bad data tag block " + std::to_string(t->data_tags[i].blocknr));
+        hash = txn_hash_step(hash, b);
+        n++;
       } else if (magic == kMagicJournalCommit) {
         CommitRecord c = decode_commit_block(b);
         if (n == 0) return where("commit block without contents");
@@ -156,6 +168,10 @@ class Scanner {
           return where("commit count " + std::to_string(c.log_blocks) + " but " +
                        std::to_string(n) + " blocks precede it");
         if (c.txn_hash != hash) return where("commit checksum mismatch");
+        if (c.flags & ~kCommitAsync) return where("unknown commit flags");
+        if (!(c.flags & kCommitAsync) && !t->data_tags.empty())
+          return where("data tags in an ordered commit");
+        t->async = c.flags & kCommitAsync;
         t->length = n + 1;
         return true;
       } else {
@@ -174,6 +190,23 @@ class Scanner {
   JournalGeometry geo_;
   LogReader log_;
 };
+
+// An async commit reached the disk without a flush between its data and
+// its commit block: true when every data block it tags holds the bytes of
+// the recorded checksum. *why names the first that does not.
+Result<bool> data_reached_disk(BlockDevice& dev, const ScannedTransaction& t, std::string* why) {
+  AlignedBlock buf;
+  for (const DataTag& tag : t.data_tags) {
+    Status s = dev.read(tag.blocknr, buf.data(), kBlockSize);
+    if (!s.ok()) return Error{s.error()};
+    if (block_checksum(tag.blocknr, buf.data(), kBlockSize) != tag.checksum) {
+      *why = "txid " + std::to_string(t.txid) + ": data block " + std::to_string(tag.blocknr) +
+             " did not reach the disk with its async commit; transaction discarded";
+      return false;
+    }
+  }
+  return true;
+}
 
 // Reads the chosen copies from the log (re-verifying them) and writes them
 // home, in batches.
@@ -230,14 +263,31 @@ Result<ReplayResult> replay_journal(BlockDevice& dev, JournalGeometry geo, Journ
       res.stop_reason = why;
       break;
     }
-    for (uint64_t nr : t.revokes) {
-      uint64_t& r = revoked[nr];
-      r = std::max(r, t.txid);
-    }
     scanned += t.length;
     res.head = JournalPosition{(res.head.pos + t.length) % geo.blocks, t.txid + 1};
     txns.push_back(std::move(t));
   }
+  // Only the newest transaction can have been cut off between its data
+  // and its commit block (see Journal::Impl::write_transaction).
+  if (!txns.empty() && txns.back().async) {
+    std::string why;
+    auto whole = data_reached_disk(dev, txns.back(), &why);
+    if (!whole.ok()) return Error{whole.error()};
+    if (!*whole) {
+      const ScannedTransaction& t = txns.back();
+      // Its space is reused, but never its txid: a stale block of it can
+      // then never pass for part of the next transaction.
+      res.head = JournalPosition{(res.head.pos + geo.blocks - t.length) % geo.blocks, t.txid + 1};
+      res.stop_reason = why;
+      res.discarded = 1;
+      txns.pop_back();
+    }
+  }
+  for (const ScannedTransaction& t : txns)
+    for (uint64_t nr : t.revokes) {
+      uint64_t& r = revoked[nr];
+      r = std::max(r, t.txid);
+    }
 
   // Pass 2: the newest surviving copy of each block goes home.
   std::map<uint64_t, uint64_t> chosen;  // home -> log offset

@@ -152,7 +152,7 @@ Result<Superblock> decode_superblock(const uint8_t* block, uint64_t blocknr,
   sb.ro_compat = d.u32();
   if (sb.version != kFormatVersion)
     return fail("unsupported format version " + std::to_string(sb.version));
-  if (sb.incompat != 0) return fail("unsupported incompatible features");
+  if (sb.incompat & ~kIncompatSupported) return fail("unsupported incompatible features");
   d.bytes(sb.uuid.data(), sb.uuid.size());
   sb.block_size = d.u32();
   d.u32();

@@ -42,6 +42,7 @@ enum BlockMagic : uint32_t {
   kMagicJournalDescriptor = 0x4353444A,  // "JDSC"
   kMagicJournalCommit = 0x544D434A,      // "JCMT"
   kMagicJournalRevoke = 0x4B56524A,      // "JRVK"
+  kMagicJournalDataTags = 0x5441444A,    // "JDAT"
 };
 
 struct MetaHeader {
@@ -145,6 +146,17 @@ constexpr uint32_t kXattrHeader = 2;
 
 // ---- Superblock (blocks 0 and 1, identical contents) ----
 enum SuperState : uint32_t { kStateClean = 1, kStateMounted = 2 };
+
+// Incompatible features: a binary that does not know a bit set here must
+// refuse the image.
+enum IncompatFeatures : uint32_t {
+  // The log may hold transactions committed with one flush (journal/FORMAT.md,
+  // "Async commit"): their replay must verify the data blocks they tag. Set
+  // while mounted read-write, cleared by a clean unmount or by fsck once the
+  // log is empty, so an older binary can mount a cleanly unmounted image.
+  kIncompatAsyncCommit = 1u << 0,
+};
+constexpr uint32_t kIncompatSupported = kIncompatAsyncCommit;
 
 struct Superblock {
   uint32_t version = kFormatVersion;

@@ -22,7 +22,7 @@ bool is_superblock_copy_repair(const std::string& line) {
 }
 
 std::string fsck_image(BlockDevice& dev, const char* when, uint64_t* replayed,
-                       uint64_t* damaged_sb) {
+                       uint64_t* damaged_sb, uint64_t* discarded = nullptr) {
   std::string problems;
   uint64_t sb_problems = 0;
   FsckOptions o;
@@ -34,6 +34,7 @@ std::string fsck_image(BlockDevice& dev, const char* when, uint64_t* replayed,
   auto r = check_filesystem(dev, o);
   if (!r.ok()) return std::string("fsck ") + when + " could not run: " + std::strerror(r.error());
   if (replayed) *replayed = r->journal_transactions_replayed;
+  if (discarded) *discarded = r->journal_transactions_discarded;
   if (damaged_sb) *damaged_sb += sb_problems;
   if (r->errors || r->checksum_mismatches)
     return std::string("fsck ") + when + ": " + std::to_string(r->errors) + " errors, " +
@@ -130,7 +131,7 @@ ImageVerdict check_crash_image(const std::function<std::unique_ptr<BlockDevice>(
   {
     auto dev = make_image();
     v.inconsistency = fsck_image(*dev, "of the crash image", &v.replayed,
-                                 &v.damaged_superblock_copies);
+                                 &v.damaged_superblock_copies, &v.discarded);
     if (!v.inconsistency.empty()) return v;
   }
   auto dev = make_image();

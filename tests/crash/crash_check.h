@@ -21,6 +21,7 @@ struct ImageVerdict {
   uint64_t pairs_checked = 0;  // durable (path, content) pairs verified
   uint64_t bytes_checked = 0;  // fsync'd bytes among them
   uint64_t replayed = 0;       // journal transactions fsck replayed
+  uint64_t discarded = 0;      // async commits replay discarded (data not on disk)
   // fsck found one superblock copy torn (the other valid) and rewrote it:
   // what a crash during a superblock update leaves; counted, not an error.
   uint64_t damaged_superblock_copies = 0;

@@ -711,6 +711,114 @@ TEST_F(JournalTest, ReplacedVersionStaysAllocatedWhileAReaderHoldsIt) {
 
 // Two transactions: txid 1 = {A} at log offsets 0..2 (descriptor, copy,
 // commit), txid 2 = {B, C} at offsets 3..6.
+// ---- Async commit: one flush, data tags verified by replay ----
+
+class AsyncCommitTest : public JournalTest {
+ protected:
+  static constexpr uint64_t kData = 2000;  // a data block the transaction tags
+  // The durable contents of nr become all v (what a power cut that lost
+  // the newer write leaves behind).
+  void overwrite_durably(uint64_t nr, uint8_t v) {
+    for (size_t i = 0; i < kBlockSize; i++) mem_.poke(nr, i, v);
+  }
+  void open_async(JournalPosition head = {0, 1}) {
+    JournalOptions o = options();
+    o.async_commit = true;
+    open_with(std::move(o), head);
+  }
+  // Writes the data block (completed, not flushed) and commits a change of
+  // kA that refers to it with its checksum; returns the flushes it took.
+  uint64_t commit_with_data(uint8_t v) {
+    std::vector<uint8_t> page(kBlockSize, v);
+    EXPECT_TRUE(mem_.write(kData, page.data(), kBlockSize).ok());
+    uint64_t before = mem_.flush_count();
+    Handle h = journal_->start();
+    set(h, kA, v);
+    h.add_data_tag(kData, block_checksum(kData, page.data(), kBlockSize));
+    h.stop();
+    EXPECT_TRUE(journal_->commit().ok());
+    return mem_.flush_count() - before;
+  }
+};
+
+TEST_F(AsyncCommitTest, OneFlushPerCommitAndReplayedWhenTheDataIsThere) {
+  open_async();
+  EXPECT_EQ(commit_with_data(0x11), 1u);
+  EXPECT_EQ(journal_->stats().async_commits, 1u);
+  auto r = crash_and_replay({0, 1});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->transactions, 1u);
+  EXPECT_EQ(r->discarded, 0u);
+  EXPECT_TRUE(home_has(kA, 0x11));
+}
+
+TEST_F(AsyncCommitTest, CommitWhoseDataDidNotReachTheDiskIsDiscarded) {
+  open_async();
+  commit_with_data(0x11);
+  // The commit block reached the disk, its data block did not: the power
+  // cut kept the old contents there.
+  overwrite_durably(kData, 0x99);
+  auto r = crash_and_replay({0, 1});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->transactions, 0u);
+  EXPECT_EQ(r->discarded, 1u);
+  EXPECT_NE(r->stop_reason.find("data block 2000"), std::string::npos) << r->stop_reason;
+  EXPECT_TRUE(home_is_zero(kA));
+  EXPECT_EQ(r->head.pos, 0u) << "the discarded transaction's space is reused";
+  EXPECT_EQ(r->head.txid, 2u) << "but not its txid";
+  // A remount writes the next transaction there, and it replays.
+  open_async(r->head);
+  commit_with_data(0x22);
+  auto r2 = crash_and_replay(r->head);
+  ASSERT_TRUE(r2.ok());
+  EXPECT_EQ(r2->transactions, 1u);
+  EXPECT_TRUE(home_has(kA, 0x22));
+}
+
+TEST_F(AsyncCommitTest, OnlyTheNewestTransactionsDataIsChecked) {
+  open_async();
+  commit_with_data(0x11);
+  commit_one(kB, 0x22);  // a later commit: the first one's flush had returned
+  overwrite_durably(kData, 0x99);
+  auto r = crash_and_replay({0, 1});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->transactions, 2u);
+  EXPECT_TRUE(home_has(kA, 0x11));
+  EXPECT_TRUE(home_has(kB, 0x22));
+}
+
+TEST_F(AsyncCommitTest, FreedBlocksAreNotTagged) {
+  open_async();
+  std::vector<uint8_t> page(kBlockSize, 0x11);
+  ASSERT_TRUE(mem_.write(kData, page.data(), kBlockSize).ok());
+  Handle h = journal_->start();
+  set(h, kA, 0x11);
+  h.add_data_tag(kData, block_checksum(kData, page.data(), kBlockSize));
+  h.drop_data_tags(kData, 1);  // freed in the same transaction: reusable after it
+  h.stop();
+  ASSERT_TRUE(journal_->commit().ok());
+  overwrite_durably(kData, 0x99);
+  auto r = crash_and_replay({0, 1});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->transactions, 1u);
+  EXPECT_TRUE(home_has(kA, 0x11));
+}
+
+TEST_F(AsyncCommitTest, ManyDataBlocksFallBackToTheOrderedCommit) {
+  open_async();
+  Handle h = journal_->start();
+  set(h, kA, 0x11);
+  for (uint64_t b = 0; b < 2100; b++) h.add_data_tag(3000 + b, b);
+  h.stop();
+  uint64_t before = mem_.flush_count();
+  ASSERT_TRUE(journal_->commit().ok());
+  EXPECT_EQ(mem_.flush_count() - before, 2u) << "flush before and after the commit block";
+  EXPECT_EQ(journal_->stats().async_commits, 0u);
+  auto r = crash_and_replay({0, 1});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->transactions, 1u);  // no tags to check: the data was flushed first
+}
+
 class JournalCorruptionTest : public JournalTest {
  protected:
   void SetUp() override {
