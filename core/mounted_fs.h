@@ -141,6 +141,7 @@ class MountedFs final : public Filesystem {
   Status write_inode_if_dirty(Inode& n);
   void touch_atime(Inode& n);
   Status verify_written(Inode& n, const std::vector<PendingPage>& batch);
+  void redirty_pages(std::vector<PendingPage>& batch);
  public:
   // Test hook: runs after the checksums of a writeback batch are computed
   // and before its I/O is submitted (opens the write-after-checksum window).

@@ -164,7 +164,7 @@ Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
           s = csums_->set(h, batch[k].phys, batch[k].checksum);
         i += run;
       }
-      n.disk.blocks += batch.size();
+      if (s.ok()) n.disk.blocks += batch.size();
       for (const PhysRange& r : replaced) {
         if (!s.ok()) break;
         s = alloc_->free_blocks(h, r);
@@ -185,9 +185,22 @@ Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
 
     // 5. Writers waiting on these pages may go on.
     for (PendingPage& pp : batch) (void)pages_->end_page_writeback(pp.page);
+    // A failed write must not leave the only copy of the data clean: the
+    // pages stay dirty (the next writeback tries again) and nothing claims
+    // the data is on disk. A shadowed page was replaced by its newer,
+    // dirty copy already.
+    if (!s.ok()) redirty_pages(batch);
     batch.clear();
   }
   return first;
+}
+
+void MountedFs::redirty_pages(std::vector<PendingPage>& batch) {
+  for (PendingPage& pp : batch) {
+    pages_->lock_page(pp.page);
+    if (pp.page->attached() && !pp.page->dirty()) (void)pages_->set_page_dirty(pp.page);
+    pages_->unlock_page(pp.page);
+  }
 }
 
 // verify_writes: read each block back and compare with the checksum

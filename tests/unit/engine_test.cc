@@ -76,10 +76,12 @@ TEST_F(EngineTest, LongSymlinkTargetIsDurableWithItsEntry) {
 
 // A symlink whose target cannot be stored is not created: no entry, no
 // inode left allocated, no block leaked, and a clean fsck.
-class SymlinkFailure : public EngineTest {
+class EngineFaultTest : public EngineTest {
  protected:
   FaultDevice& mount_with_faults() {
-    auto fd = std::make_unique<FaultDevice>(std::make_unique<SharedDevice>(dev_));
+    auto shared = std::make_unique<SharedDevice>(dev_);
+    live_ = shared.get();  // crash() cuts it
+    auto fd = std::make_unique<FaultDevice>(std::move(shared));
     FaultDevice& faults = *fd;
     MountOptions o;
     o.cache_bytes = 16 << 20;
@@ -103,7 +105,7 @@ class SymlinkFailure : public EngineTest {
   const std::string target_ = "/" + std::string(1000, 't');
 };
 
-TEST_F(SymlinkFailure, TargetWriteErrorLeavesNothingBehind) {
+TEST_F(EngineFaultTest, TargetWriteErrorLeavesNothingBehind) {
   FaultDevice& faults = mount_with_faults();
   const uint64_t files_free = fs_->statfs()->files_free;
   auto layout = plan_layout(dev_.block_count());
@@ -118,7 +120,36 @@ TEST_F(SymlinkFailure, TargetWriteErrorLeavesNothingBehind) {
   expect_not_left_behind(files_free);
 }
 
-TEST_F(SymlinkFailure, FullFilesystemLeavesNothingBehind) {
+// A failed writeback keeps the data: the pages stay dirty, the file is not
+// charged for blocks it did not get, fsync reports the error, and once the
+// device works again the data reaches the disk and survives a crash.
+TEST_F(EngineFaultTest, FailedWritebackKeepsThePagesDirty) {
+  FaultDevice& faults = mount_with_faults();
+  auto& m = static_cast<MountedFs&>(*fs_);
+  uint64_t ino = create("f");
+  ASSERT_TRUE(fs_->fsync(ino, false).ok());
+  const std::string data(3 * kBlockSize, 'w');
+  ASSERT_EQ(*fs_->write(ino, 0, data.data(), data.size()), data.size());
+  auto layout = plan_layout(dev_.block_count());
+  ASSERT_TRUE(layout.ok());
+  for (uint64_t b = layout->data_start; b < dev_.block_count(); b++)
+    faults.fail_block(b, FaultOn::kWrite);
+  EXPECT_EQ(fs_->fsync(ino, false).error(), EIO);
+  EXPECT_EQ(m.page_cache_stats().dirty_pages, 3u) << "the only copy of the data was dropped";
+  EXPECT_EQ(fs_->getattr(ino)->blocks512, 0u) << "blocks charged for a failed write";
+  std::string back(data.size(), '\0');
+  ASSERT_EQ(*fs_->read(ino, 0, back.size(), back.data()), back.size());
+  EXPECT_EQ(back, data);
+  faults.clear_faults();
+  ASSERT_TRUE(fs_->fsync(ino, false).ok());
+  EXPECT_EQ(m.page_cache_stats().dirty_pages, 0u);
+  EXPECT_EQ(fs_->getattr(ino)->blocks512, 3u * kBlockSize / 512);
+  crash();
+  mount();
+  EXPECT_EQ(read_back("f"), data);
+}
+
+TEST_F(EngineFaultTest, FullFilesystemLeavesNothingBehind) {
   mount_with_faults();
   const uint64_t files_free = fs_->statfs()->files_free;
   // Take every free block (fallocate allocates until it cannot).
