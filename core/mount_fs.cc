@@ -149,7 +149,13 @@ Status MountedFs::start(std::string* why) {
 
   JournalOptions jo;
   jo.commit_interval = std::chrono::seconds(opts_.commit_seconds);
-  jo.async_commit = true;  // one flush per commit; see journal/FORMAT.md
+  // One flush per commit (journal/FORMAT.md). Replay tells a data block
+  // that missed the disk by its checksum, which is sound only when the
+  // bytes written are the bytes checksummed: the stable-page guarantee.
+  // Under stable_pages=off a race can commit a block that never matched,
+  // and replay would discard an fsync'd transaction for it; there the
+  // ordered commit keeps the mismatch for the reader to find.
+  jo.async_commit = opts_.stable_pages != StablePages::kOff;
   jo.persist_tail = [this](JournalPosition t) { return persist_tail(t); };
   jo.on_commit = [this](uint64_t txid) {
     alloc_->release_committed(txid);

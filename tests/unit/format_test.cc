@@ -197,7 +197,7 @@ TEST(Superblock, ValidlyChecksummedButInconsistentGeometryIsEuclean) {
       {"wrong root", [](Superblock& s) { s.root_ino = 2; }},
       {"wrong block size", [](Superblock& s) { s.block_size = 8192; }},
       {"future version", [](Superblock& s) { s.version = kFormatVersion + 1; }},
-      {"unknown incompat feature", [](Superblock& s) { s.incompat = 1; }},
+      {"unknown incompat feature", [](Superblock& s) { s.incompat = 1u << 31; }},
       {"size below minimum", [](Superblock& s) { s.total_blocks = kMinBlocks - 1; }},
   };
   for (const Case& c : cases) {
