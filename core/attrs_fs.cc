@@ -111,8 +111,12 @@ static Status load_xattrs(BufferCache& cache, Inode& n) {
   return Status::Ok();
 }
 
-static Status store_xattrs(Handle& h, BufferCache& cache, Allocator& alloc, Inode& n) {
-  if (n.xattrs->empty()) {
+// Writes `xs` to n's xattr block (allocating or freeing it). The caller
+// makes `xs` the inode's map only once this succeeded, so get/list never
+// answer with a value that was not stored. n.mu held.
+static Status store_xattrs(Handle& h, BufferCache& cache, Allocator& alloc, Inode& n,
+                           const std::map<std::string, std::string>& xs) {
+  if (xs.empty()) {
     if (n.disk.xattr_block) {
       h.revoke(n.disk.xattr_block);
       cache.forget(n.disk.xattr_block);
@@ -137,8 +141,8 @@ static Status store_xattrs(Handle& h, BufferCache& cache, Allocator& alloc, Inod
   SFS_TRY(h.get_write_access(*buf));
   std::memset(buf->payload(), 0, kMetaPayload);
   Encoder e(buf->payload(), kMetaPayload);
-  e.u16(uint16_t(n.xattrs->size()));
-  for (auto& [k, v] : *n.xattrs) {
+  e.u16(uint16_t(xs.size()));
+  for (auto& [k, v] : xs) {
     e.u8(uint8_t(k.size()));
     e.u16(uint16_t(v.size()));
     e.bytes(k.data(), k.size());
@@ -165,13 +169,11 @@ Status MountedFs::setxattr(uint64_t ino, std::string_view name, std::string_view
   auto it = n.xattrs->find(key);
   if ((flags & XATTR_CREATE) && it != n.xattrs->end()) return err(EEXIST);
   if ((flags & XATTR_REPLACE) && it == n.xattrs->end()) return err(ENODATA);
-  auto saved = *n.xattrs;
-  (*n.xattrs)[key] = std::string(value);
-  if (encoded_size(*n.xattrs) > kMetaPayload) {
-    *n.xattrs = std::move(saved);
-    return err(ENOSPC);
-  }
-  SFS_TRY(store_xattrs(h, *cache_, *alloc_, n));
+  auto updated = *n.xattrs;
+  updated[key] = std::string(value);
+  if (encoded_size(updated) > kMetaPayload) return err(ENOSPC);
+  SFS_TRY(store_xattrs(h, *cache_, *alloc_, n, updated));
+  *n.xattrs = std::move(updated);
   n.disk.ctime = now();
   return store_inode(h, n);
 }
@@ -211,8 +213,10 @@ Status MountedFs::removexattr(uint64_t ino, std::string_view name) {
   Handle h = journal_->start();
   std::lock_guard lk(n.mu);
   SFS_TRY(load_xattrs(*cache_, n));
-  if (n.xattrs->erase(std::string(name)) == 0) return err(ENODATA);
-  SFS_TRY(store_xattrs(h, *cache_, *alloc_, n));
+  auto updated = *n.xattrs;
+  if (updated.erase(std::string(name)) == 0) return err(ENODATA);
+  SFS_TRY(store_xattrs(h, *cache_, *alloc_, n, updated));
+  *n.xattrs = std::move(updated);
   n.disk.ctime = now();
   return store_inode(h, n);
 }

@@ -161,6 +161,16 @@ Status MountedFs::start(std::string* why) {
     alloc_->release_committed(txid);
     c_->journal_commits++;
   };
+  // A failed log write or flush aborts the journal: what it committed is
+  // safe in the log, nothing more can be. The filesystem turns read-only
+  // (writes get EROFS, reads go on); unmount leaves the image marked in
+  // use, and the next mount replays the log.
+  jo.on_abort = [this](int error) {
+    read_only_ = true;
+    SFS_LOG("journal aborted (%s): the filesystem is read-only from now on; unmount and mount "
+            "again to replay the journal",
+            std::strerror(error));
+  };
   journal_ = std::make_unique<Journal>(*dev_, *cache_, geo, replay->head, std::move(jo));
 
   auto root = get_inode(kRootIno);

@@ -413,6 +413,13 @@ void Journal::Impl::commit_thread() {
     if (now >= running->expires) running->expires = now + opts.commit_interval;
     commit_cv.wait_until(lk, running->expires);
   }
+  // The journal aborted: nothing more can be committed. Tell the owner
+  // (outside the lock) so it can stop accepting changes.
+  if (error && !stopping && opts.on_abort) {
+    int code = error;
+    lk.unlock();
+    opts.on_abort(code);
+  }
 }
 
 // Commits the running transaction: lock it, wait for its handles, take

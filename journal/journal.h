@@ -108,6 +108,11 @@ struct JournalOptions {
   std::function<Status(JournalPosition tail)> persist_tail;
   // Called (outside journal locks) once transaction txid is durable.
   std::function<void(uint64_t txid)> on_commit;
+  // Called once, on the commit thread and outside journal locks, when a
+  // log or checkpoint write or flush failed and the journal aborted: from
+  // then on every start() gets an inactive handle and commits fail. What
+  // was committed before stays replayable.
+  std::function<void(int error)> on_abort;
   // Test hook, called on the commit thread (outside journal locks) right
   // after transaction txid is locked for commit and before the commit waits
   // for its handles: lets a test open that window deterministically.

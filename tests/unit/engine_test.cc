@@ -149,6 +149,58 @@ TEST_F(EngineFaultTest, FailedWritebackKeepsThePagesDirty) {
   EXPECT_EQ(read_back("f"), data);
 }
 
+// An xattr that could not be stored is not served either (the map used to
+// change before the store, so get/list answered with the lost value).
+TEST_F(EngineFaultTest, XattrThatCouldNotBeStoredIsNotServed) {
+  mount_with_faults();
+  uint64_t f = create("f");
+  uint64_t big = create("big");
+  ASSERT_EQ(fs_->fallocate(big, 0, 0, dev_.block_count() * kBlockSize).error(), ENOSPC);
+  EXPECT_EQ(fs_->setxattr(f, "user.k", "value", 0).error(), ENOSPC);
+  EXPECT_EQ(fs_->getxattr(f, "user.k").error(), ENODATA);
+  ASSERT_TRUE(fs_->listxattr(f).ok());
+  EXPECT_EQ(*fs_->listxattr(f), "");
+}
+
+// A journal write error aborts the journal and turns the filesystem
+// read-only: later changes get EROFS, reads go on, and after a remount
+// (replay) everything fsync'd before is there and fsck is clean.
+TEST_F(EngineFaultTest, JournalWriteErrorTurnsTheFilesystemReadOnly) {
+  FaultDevice& faults = mount_with_faults();
+  uint64_t a = create("a");
+  const std::string data(2 * kBlockSize, 'a');
+  ASSERT_EQ(*fs_->write(a, 0, data.data(), data.size()), data.size());
+  ASSERT_TRUE(fs_->fsync(a, false).ok());
+  ASSERT_TRUE(fs_->fsyncdir(kRootIno, false).ok());
+  auto layout = plan_layout(dev_.block_count());
+  ASSERT_TRUE(layout.ok());
+  for (uint64_t b = 0; b < layout->journal_blocks; b++)
+    faults.fail_block(layout->journal_start + b, FaultOn::kWrite);
+  uint64_t b = create("b");
+  ASSERT_EQ(*fs_->write(b, 0, data.data(), data.size()), data.size());
+  EXPECT_EQ(fs_->fsync(b, false).error(), EIO);
+  // The abort reaches the engine from the commit thread: wait for it.
+  bool read_only = false;
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+       !read_only && std::chrono::steady_clock::now() < until;
+       std::this_thread::sleep_for(std::chrono::milliseconds(1)))
+    read_only = fs_->mknod(kRootIno, "c", S_IFREG | 0644, 0, {}).error() == EROFS;
+  ASSERT_TRUE(read_only) << "writes after a journal abort must fail with EROFS";
+  EXPECT_EQ(fs_->write(a, 0, "x", 1).error(), EROFS);
+  EXPECT_EQ(read_back("a"), data) << "reads keep working";
+  faults.clear_faults();
+  crash();
+  mount();
+  EXPECT_EQ(read_back("a"), data);
+  unmount();
+  FsckOptions fo;
+  std::string problems;
+  fo.report = [&](const std::string& l) { problems += l + "\n"; };
+  auto fsck = check_filesystem(dev_, fo);
+  ASSERT_TRUE(fsck.ok());
+  EXPECT_EQ(fsck->errors, 0u) << problems;
+}
+
 TEST_F(EngineFaultTest, FullFilesystemLeavesNothingBehind) {
   mount_with_faults();
   const uint64_t files_free = fs_->statfs()->files_free;
