@@ -68,8 +68,11 @@ Status MountedFs::read_page(Inode& n, Page& page) {
 // requests as possible, verifying each block. Pages are grabbed in
 // ascending order; only the first may wait for a free frame (a thread that
 // holds a page lock must not wait for memory), so the run may come back
-// shorter than asked. Returns the pages, locked and Uptodate.
-Result<std::vector<PageRef>> MountedFs::read_pages(Inode& n, uint64_t first, size_t count) {
+// shorter than asked. Returns the pages, locked and Uptodate. Pages from
+// `needed` on are a readahead: a bad block there ends the run quietly (it
+// is reported when someone reads it).
+Result<std::vector<PageRef>> MountedFs::read_pages(Inode& n, uint64_t first, size_t count,
+                                                   size_t needed) {
   std::vector<PageRef> pages;
   for (size_t i = 0; i < count; i++) {
     auto pr = pages_->grab_cache_page(n.ino, first + i,
@@ -139,6 +142,7 @@ Result<std::vector<PageRef>> MountedFs::read_pages(Inode& n, uint64_t first, siz
     if (w.phys == 0) continue;
     uint64_t actual = block_checksum(w.phys, pages[good]->data(), kPageSize);
     if (actual != w.expected) {
+      if (good >= needed) break;  // a neighbour nobody asked for: reported when read
       c_->integrity_errors_read++;
       SFS_LOG("integrity error: inode %llu offset %llu block %llu: expected checksum %016llx, "
               "actual %016llx",
@@ -161,6 +165,23 @@ Result<std::vector<PageRef>> MountedFs::read_pages(Inode& n, uint64_t first, siz
   for (auto& p : pages) pages_->set_page_uptodate(p);
   c_->bytes_read += good * kPageSize;
   return pages;
+}
+
+// How many pages a read that misses at idx fetches: the pages it asks for
+// and, for a small read, the rest of its aligned 64 KiB cluster inside the
+// file (the kernel sends random 4 KiB reads one page at a time). The extra
+// pages are read in the same request, verified like any other and kept in
+// the cache; a later read of a neighbour then costs no I/O, which is what
+// an image read through the host's page cache (fuse2fs, ext4 on a loop
+// device) gets from the host's readahead.
+size_t MountedFs::read_run_pages(uint64_t idx, uint64_t last, uint64_t isize) {
+  constexpr uint64_t kClusterPages = (64 << 10) / kPageSize;
+  constexpr uint64_t kMaxRunPages = 256;
+  uint64_t eof_pages = (isize + kPageSize - 1) / kPageSize;
+  uint64_t want = last - idx + 1;
+  uint64_t cluster_end = std::min(eof_pages, (idx / kClusterPages + 1) * kClusterPages);
+  if (cluster_end > idx + want) want = cluster_end - idx;
+  return size_t(std::min(want, kMaxRunPages));
 }
 
 Result<size_t> MountedFs::read_locked(Inode& n, uint64_t off, size_t size, char* out) {
@@ -188,7 +209,12 @@ Result<size_t> MountedFs::read_locked(Inode& n, uint64_t off, size_t size, char*
       // file to the kernel, which would then shrink the file and hand the
       // application a truncated copy. The kernel retries with smaller
       // reads, so only reads that touch the bad block fail.
-      auto r = read_pages(n, idx, size_t(std::min<uint64_t>(last - idx + 1, 256)));
+      size_t needed = size_t(std::min<uint64_t>(last - idx + 1, 256));
+      size_t count = read_run_pages(idx, last, isize);
+      auto r = read_pages(n, idx, count, needed);
+      // A device error may lie in the readahead part: the asked-for pages
+      // alone must still be readable.
+      if (!r.ok() && count > needed) r = read_pages(n, idx, needed, needed);
       if (!r.ok()) return Error{r.error()};
       run = std::move(*r);
     }

@@ -119,7 +119,9 @@ class MountedFs final : public Filesystem {
   // ---- data_fs.cc / writeback.cc ----
   Result<size_t> read_locked(Inode& n, uint64_t off, size_t size, char* out);
   Status read_page(Inode& n, Page& page);    // page locked, fills it
-  Result<std::vector<PageRef>> read_pages(Inode& n, uint64_t first, size_t count);
+  Result<std::vector<PageRef>> read_pages(Inode& n, uint64_t first, size_t count,
+                                          size_t needed);
+  static size_t read_run_pages(uint64_t idx, uint64_t last, uint64_t isize);
   Status truncate_locked(const InodeRef& n, uint64_t size);
   Status zero_range_in_cache(Inode& n, uint64_t off, uint64_t len);
   Result<PageRef> grab_stable_page(Inode& n, uint64_t idx, bool fill);

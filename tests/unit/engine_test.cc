@@ -201,6 +201,42 @@ TEST_F(EngineFaultTest, JournalWriteErrorTurnsTheFilesystemReadOnly) {
   EXPECT_EQ(fsck->errors, 0u) << problems;
 }
 
+// A small read that misses fetches the rest of its 64 KiB cluster in the
+// same request (verified and cached), so reading a neighbour costs no I/O;
+// a device error in the part nobody asked for does not fail the read.
+TEST_F(EngineFaultTest, SmallReadFetchesItsClusterAndSurvivesABadNeighbour) {
+  mount();
+  uint64_t ino = create("f");
+  std::string data;
+  for (int i = 0; i < 32; i++) data += std::string(kBlockSize, char('a' + i));
+  ASSERT_EQ(*fs_->write(ino, 0, data.data(), data.size()), data.size());
+  unmount();
+  FaultDevice& faults = mount_with_faults();
+  auto& m = static_cast<MountedFs&>(*fs_);
+  ino = fs_->lookup(kRootIno, "f")->ino;
+  char buf[kBlockSize];
+  const uint64_t before = m.counters().bytes_read;
+  ASSERT_EQ(*fs_->read(ino, 2 * kBlockSize, kBlockSize, buf), kBlockSize);
+  EXPECT_EQ(std::string(buf, kBlockSize), data.substr(2 * kBlockSize, kBlockSize));
+  EXPECT_EQ(m.counters().bytes_read - before, 14 * kBlockSize) << "pages 2..15 of the cluster";
+  const uint64_t reads = faults.reads();
+  ASSERT_EQ(*fs_->read(ino, 9 * kBlockSize, kBlockSize, buf), kBlockSize);
+  EXPECT_EQ(std::string(buf, kBlockSize), data.substr(9 * kBlockSize, kBlockSize));
+  EXPECT_EQ(faults.reads(), reads) << "a cached neighbour needs no device read";
+  // Page 20's block fails: reading page 17 (same cluster) still works,
+  // and reading page 20 itself is EIO.
+  auto layout = plan_layout(dev_.block_count());
+  ASSERT_TRUE(layout.ok());
+  for (uint64_t b = layout->data_start; b < dev_.block_count(); b++) {
+    std::vector<uint8_t> blk = dev_.durable_block(b);
+    if (std::memcmp(blk.data(), data.data() + 20 * kBlockSize, kBlockSize) == 0)
+      faults.fail_block(b, FaultOn::kRead);
+  }
+  ASSERT_EQ(*fs_->read(ino, 17 * kBlockSize, kBlockSize, buf), kBlockSize);
+  EXPECT_EQ(std::string(buf, kBlockSize), data.substr(17 * kBlockSize, kBlockSize));
+  EXPECT_EQ(fs_->read(ino, 20 * kBlockSize, kBlockSize, buf).error(), EIO);
+}
+
 TEST_F(EngineFaultTest, FullFilesystemLeavesNothingBehind) {
   mount_with_faults();
   const uint64_t files_free = fs_->statfs()->files_free;
