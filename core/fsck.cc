@@ -1,9 +1,21 @@
 // fsck.stablefs: replay, then check every structure against every other.
-// Reads the device directly; trusts nothing it reads.
+// Reads the device directly; trusts nothing it reads. Writes only the two
+// corrections core/fsck.h names, and nothing at all with read_only.
+//
+// Not checked (each with its reason):
+//  - a regular file's size against its extents: blocks past EOF are legal
+//    (fallocate KEEP_SIZE leaves unwritten ones there) and so are holes
+//    before it (sparse files), so no mapping contradicts a size;
+//  - timestamps, owners, permissions and generations: no invariant ties
+//    them to anything else;
+//  - checksum table entries of unmapped blocks, and unwritten extents'
+//    data (never read: they read as zeros);
+//  - the contents of free inode slots and free blocks.
 #include "core/fsck.h"
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <unordered_map>
@@ -14,6 +26,7 @@
 #include "core/base/format.h"
 #include "core/directory.h"
 #include "core/extent_map.h"
+#include "core/io/overlay_device.h"
 #include "journal/buffer.h"
 #include "journal/journal.h"
 
@@ -27,15 +40,38 @@ class Checker {
   Result<FsckResult> run();
 
  private:
+  // An inconsistency, left as it is.
   void problem(const std::string& line) {
     res_.errors++;
+    say(line);
+  }
+  // A correction written to the device.
+  void corrected(const std::string& line) {
+    res_.corrections++;
+    say(line);
+  }
+  // A correction read_only kept from the device.
+  void not_corrected(const std::string& line) {
+    res_.corrections_skipped++;
+    say(line);
+  }
+  // Worth knowing, not wrong.
+  void note(const std::string& line) { say("note: " + line); }
+  void say(const std::string& line) {
     if (opts_.report) opts_.report(line);
   }
   Status load_superblock();
-  Status check_bitmap_blocks();
+  Status write_superblocks();
+  Status replay();
+  bool load_bitmaps();
+  Status check_checksum_table_blocks();
   void claim(uint64_t block, uint64_t ino, const char* what);
   void check_inode(uint64_t ino, const DiskInode& d);
+  void check_block_count(const std::string& who, const DiskInode& d, uint64_t mapped);
+  void check_xattr_block(uint64_t ino, const DiskInode& d);
+  void check_directory(uint64_t ino, const DiskInode& d, const ExtentMap& map);
   void check_links();
+  void check_orphans();
   void check_block_bitmap();
   void scrub_file(uint64_t ino, const ExtentMap& map);
   void check_symlink(uint64_t ino, const DiskInode& d, const ExtentMap* map);
@@ -59,6 +95,8 @@ class Checker {
   std::unordered_map<uint64_t, uint64_t> parent_;  // dir ino -> parent from entries
   std::unordered_map<uint64_t, uint64_t> dotdot_;  // dir ino -> parent in inode
   std::unordered_map<uint64_t, uint32_t> mode_;
+  std::unordered_map<uint64_t, uint8_t> entry_type_;  // ino -> d_type of its first entry
+  std::vector<uint64_t> orphans_;                     // link count 0, in no directory
 };
 
 Status Checker::load_superblock() {
@@ -76,22 +114,64 @@ Status Checker::load_superblock() {
   if (sa.ok() != sbk.ok()) {
     // One copy torn or damaged, the other valid: what a crash during a
     // superblock update leaves (they are written one at a time, with a
-    // flush between). Not an inconsistency: rewrite the bad copy.
+    // flush between). A mount uses the valid copy and rewrites both.
     const std::string& bad = sa.ok() ? wb : wa;
     const char* which = sa.ok() ? "backup" : "primary";
-    if (!opts_.read_only) {
-      AlignedBlock blk;
-      uint64_t nr = sa.ok() ? kSuperblockB : kSuperblockA;
-      encode_superblock(blk.data(), sb_, nr);
-      SFS_TRY(dev_.write(nr, blk.data(), kBlockSize));
-      SFS_TRY(dev_.flush());
-      if (opts_.report)
-        opts_.report(std::string(which) + " superblock was invalid (" + bad +
-                     "); rewritten from the other copy");
-    } else {
-      problem(std::string(which) + " superblock invalid (" + bad + ")");
+    if (opts_.read_only) {
+      not_corrected(std::string(which) + " superblock is invalid (" + bad +
+                    "); not rewritten (-n)");
+      return Status::Ok();
     }
+    AlignedBlock blk;
+    uint64_t nr = sa.ok() ? kSuperblockB : kSuperblockA;
+    encode_superblock(blk.data(), sb_, nr);
+    SFS_TRY(dev_.write(nr, blk.data(), kBlockSize));
+    SFS_TRY(dev_.flush());
+    corrected(std::string(which) + " superblock was invalid (" + bad +
+              "); rewritten from the other copy");
   }
+  return Status::Ok();
+}
+
+// Write, flush, write, flush, as a mount does: a torn write can damage at
+// most one copy.
+Status Checker::write_superblocks() {
+  sb_.sequence++;
+  AlignedBlock blk;
+  for (uint64_t nr : {kSuperblockA, kSuperblockB}) {
+    encode_superblock(blk.data(), sb_, nr);
+    SFS_TRY(dev_.write(nr, blk.data(), kBlockSize));
+    SFS_TRY(dev_.flush());
+  }
+  return Status::Ok();
+}
+
+// Replays the journal through dev_ (the image, or with read_only the
+// in-memory overlay), then persists the new tail unless read_only.
+Status Checker::replay() {
+  auto rep = replay_journal(dev_, {sb_.journal_start, sb_.journal_blocks},
+                            {sb_.journal_tail, sb_.journal_tail_txid});
+  if (!rep.ok()) return Error{rep.error()};
+  res_.journal_transactions_replayed = rep->transactions;
+  res_.journal_transactions_discarded = rep->discarded;
+  if (rep->transactions == 0 && rep->discarded == 0) return Status::Ok();
+  std::string what = std::to_string(rep->transactions) + " committed transaction" +
+                     (rep->transactions == 1 ? "" : "s") + " (" + std::to_string(rep->blocks) +
+                     " metadata blocks)";
+  if (rep->discarded)
+    what += "; the newest async commit, whose data never reached the disk, is discarded";
+  sb_.journal_tail = rep->head.pos;
+  sb_.journal_tail_txid = rep->head.txid;
+  sb_.incompat &= ~kIncompatAsyncCommit;  // the log is empty now
+  if (opts_.read_only) {
+    not_corrected("journal: " + what +
+                  " to replay; replayed in memory only (-n), so the checks below see them, "
+                  "but the image still needs the replay (a mount, or fsck without -n, does it)");
+    return Status::Ok();
+  }
+  // Replay moved the tail; persist it so a mount does not replay again.
+  SFS_TRY(write_superblocks());
+  corrected("journal: replayed " + what);
   return Status::Ok();
 }
 
@@ -153,15 +233,9 @@ void Checker::check_inode(uint64_t ino, const DiskInode& d) {
     problem(who + ": invalid file type");
     return;
   }
-  if (d.xattr_block) {
-    claim(d.xattr_block, ino, "xattr");
-    std::string why;
-    AlignedBlock b;
-    if (dev_.read(d.xattr_block, b.data(), kBlockSize).ok() &&
-        !verify_meta_block(b.data(), d.xattr_block, kMagicXattr, &why).ok())
-      problem(who + ": xattr block " + std::to_string(d.xattr_block) + ": " + why);
-  }
+  if (d.xattr_block) check_xattr_block(ino, d);
   if (d.flags & kInodeInlineData) {
+    check_block_count(who, d, 0);
     if (d.size > kInodeRootSize) problem(who + ": inline data larger than the inode");
     else if (type == S_IFLNK) check_symlink(ino, d, nullptr);
     return;
@@ -175,45 +249,118 @@ void Checker::check_inode(uint64_t ino, const DiskInode& d) {
   for (const auto& [lo, e] : (*map)->extents())
     for (uint32_t i = 0; i < e.len; i++) claim(e.physical + i, ino, "data");
   res_.data_blocks += (*map)->mapped_blocks();
+  check_block_count(who, d, (*map)->mapped_blocks());
   if (type == S_IFDIR) {
-    res_.directories++;
-    dotdot_[ino] = d.rdev ? d.rdev : kRootIno;
-    std::vector<std::shared_ptr<MetaBuffer>> blocks;
-    uint64_t nblocks = d.size / kBlockSize;
-    if (d.size % kBlockSize) problem(who + ": directory size is not a whole number of blocks");
-    for (uint64_t i = 0; i < nblocks; i++) {
-      auto e = (*map)->find(uint32_t(i));
-      if (!e) {
-        problem(who + ": directory block " + std::to_string(i) + " is not mapped");
-        return;
-      }
-      auto buf = cache_.read(e->physical + (i - e->logical), kMagicDirectory);
-      if (!buf.ok()) {
-        problem(who + ": directory block " + std::to_string(e->physical + (i - e->logical)) +
-                " is corrupt");
-        return;
-      }
-      blocks.push_back(*buf);
-    }
-    auto dir = Directory::load(ino, std::move(blocks));
-    if (!dir.ok()) {
-      problem(who + ": directory entries are corrupt");
-      return;
-    }
-    (*dir)->list(0, [&](const DirEntry& e, uint64_t) {
-      refs_[e.ino]++;
-      if (e.type == kTypeDir) {
-        subdirs_[ino]++;
-        parent_[e.ino] = ino;
-      }
-      if (e.ino == 0 || e.ino > sb_.inode_count)
-        problem(who + ": entry '" + e.name + "' points to invalid inode " + std::to_string(e.ino));
-      return true;
-    });
+    check_directory(ino, d, **map);
   } else if (opts_.scrub && (type == S_IFREG || type == S_IFLNK)) {
     scrub_file(ino, **map);
   }
   if (type == S_IFLNK) check_symlink(ino, d, map->get());
+}
+
+// `blocks` (st_blocks / 8) charges every mapped block, unwritten ones
+// included, plus the xattr block. Extent-tree nodes are not charged: the
+// engine allocates them through a NodeAllocator that knows no inode.
+void Checker::check_block_count(const std::string& who, const DiskInode& d, uint64_t mapped) {
+  uint64_t charged = mapped + (d.xattr_block ? 1 : 0);
+  if (d.blocks == charged) return;
+  problem(who + ": block count " + std::to_string(d.blocks) + ", but it holds " +
+          std::to_string(charged) + " (" + std::to_string(mapped) + " mapped" +
+          (d.xattr_block ? " + 1 xattr block" : "") + ")");
+}
+
+// The xattr block: its own, a valid XATR block, and every record inside
+// the payload: `u16 count`, then per record `u8 name_len` (not 0) ·
+// `u16 value_len` · name · value. Names are unique and in a namespace the
+// engine serves (user., trusted., security.).
+void Checker::check_xattr_block(uint64_t ino, const DiskInode& d) {
+  std::string who =
+      "inode " + std::to_string(ino) + ": xattr block " + std::to_string(d.xattr_block);
+  claim(d.xattr_block, ino, "xattr");
+  if (d.xattr_block < sb_.data_start || d.xattr_block >= sb_.total_blocks) return;  // claimed
+  AlignedBlock b;
+  std::string why;
+  if (!dev_.read(d.xattr_block, b.data(), kBlockSize).ok()) {
+    problem(who + ": read error");
+    return;
+  }
+  if (!verify_meta_block(b.data(), d.xattr_block, kMagicXattr, &why).ok()) {
+    problem(who + ": " + why);
+    return;
+  }
+  if (uint64_t owner = decode_meta_header(b.data()).owner; owner != ino) {
+    problem(who + " belongs to inode " + std::to_string(owner));
+    return;
+  }
+  Decoder dec(b.data() + kMetaHeaderSize, kMetaPayload);
+  const uint16_t count = dec.u16();
+  std::vector<std::string> names;
+  for (uint16_t i = 0; i < count; i++) {
+    std::string at = who + ": record " + std::to_string(i) + " of " + std::to_string(count);
+    uint8_t nl = dec.u8();
+    uint16_t vl = dec.u16();
+    std::string name(nl, '\0');
+    if (dec.overflow() || !dec.bytes(name.data(), nl) || vl > dec.remaining()) {
+      problem(at + " runs past the end of the block");
+      return;
+    }
+    dec.skip(vl);
+    if (nl == 0) {
+      problem(at + " has an empty name");
+      return;
+    }
+    bool known = false;
+    for (std::string_view p : {"user.", "trusted.", "security."})
+      known |= name.size() > p.size() && name.compare(0, p.size(), p) == 0;
+    if (!known || name.find('\0') != std::string::npos)
+      problem(at + ": invalid name");
+    names.push_back(std::move(name));
+  }
+  std::sort(names.begin(), names.end());
+  if (std::adjacent_find(names.begin(), names.end()) != names.end())
+    problem(who + ": a name appears twice");
+}
+
+void Checker::check_directory(uint64_t ino, const DiskInode& d, const ExtentMap& map) {
+  std::string who = "inode " + std::to_string(ino);
+  res_.directories++;
+  dotdot_[ino] = d.rdev ? d.rdev : kRootIno;
+  std::vector<std::shared_ptr<MetaBuffer>> blocks;
+  uint64_t nblocks = d.size / kBlockSize;
+  if (d.size % kBlockSize) problem(who + ": directory size is not a whole number of blocks");
+  for (uint64_t i = 0; i < nblocks; i++) {
+    auto e = map.find(uint32_t(i));
+    if (!e) {
+      problem(who + ": directory block " + std::to_string(i) + " is not mapped");
+      return;
+    }
+    auto buf = cache_.read(e->physical + (i - e->logical), kMagicDirectory);
+    if (!buf.ok()) {
+      problem(who + ": directory block " + std::to_string(e->physical + (i - e->logical)) +
+              " is corrupt");
+      return;
+    }
+    blocks.push_back(*buf);
+  }
+  auto dir = Directory::load(ino, std::move(blocks));
+  if (!dir.ok()) {
+    problem(who + ": directory entries are corrupt");
+    return;
+  }
+  (*dir)->list(0, [&](const DirEntry& e, uint64_t) {
+    refs_[e.ino]++;
+    if (e.type == kTypeDir) {
+      subdirs_[ino]++;
+      parent_[e.ino] = ino;
+    }
+    if (e.ino == 0 || e.ino > sb_.inode_count)
+      problem(who + ": entry '" + e.name + "' points to invalid inode " + std::to_string(e.ino));
+    auto [it, first] = entry_type_.emplace(e.ino, e.type);
+    if (!first && it->second != e.type)
+      problem(who + ": entry '" + e.name + "' gives inode " + std::to_string(e.ino) +
+              " another type than its other names do");
+    return true;
+  });
 }
 
 Result<uint64_t> Checker::recorded_checksum(uint64_t phys) {
@@ -266,8 +413,11 @@ void Checker::check_links() {
     if (ino == kRootIno) {
       if (refs_[ino] != 0) problem("root directory is linked from a directory");
     } else if (refs_[ino] == 0) {
-      if (nlink == 0) continue;  // orphan: freed at the next mount
-      problem(who + ": in use but not in any directory");
+      if (nlink == 0) {
+        orphans_.push_back(ino);
+      } else {
+        problem(who + ": in use but not in any directory");
+      }
       continue;
     }
     if (dir && ino != kRootIno && refs_[ino] != 1)
@@ -282,6 +432,34 @@ void Checker::check_links() {
   for (auto& [ino, n] : refs_)
     if (!nlink_.count(ino))
       problem("directory entry points to free inode " + std::to_string(ino));
+  // d_type values are the S_IFMT bits shifted down (<dirent.h>).
+  for (auto& [ino, type] : entry_type_)
+    if (auto m = mode_.find(ino); m != mode_.end() && (m->second & S_IFMT) >> 12 != type)
+      problem("inode " + std::to_string(ino) + ": directory entries give it type " +
+              std::to_string(type) + ", its mode says " +
+              std::to_string((m->second & S_IFMT) >> 12));
+}
+
+// An inode with link count 0 in no directory was unlinked while open. A
+// crash leaves it behind and the next read-write mount frees it (it frees
+// orphans only after an unclean shutdown); a clean unmount frees it
+// itself, so in a cleanly unmounted filesystem it is a leak nothing frees.
+void Checker::check_orphans() {
+  res_.orphans = orphans_.size();
+  if (orphans_.empty()) return;
+  if (sb_.state != kStateClean) {
+    note(std::to_string(orphans_.size()) +
+         " orphaned inodes (link count 0, unlinked while open when the filesystem went "
+         "down): the next read-write mount frees them");
+    return;
+  }
+  std::sort(orphans_.begin(), orphans_.end());
+  for (size_t i = 0; i < orphans_.size() && i < 10; i++)
+    problem("inode " + std::to_string(orphans_[i]) +
+            ": link count 0 and in no directory in a cleanly unmounted filesystem: nothing "
+            "will free it");
+  if (orphans_.size() > 10)
+    problem(std::to_string(orphans_.size()) + " such orphans in all");
 }
 
 void Checker::check_block_bitmap() {
@@ -305,31 +483,12 @@ void Checker::check_block_bitmap() {
     }
 }
 
-Result<FsckResult> Checker::run() {
-  SFS_TRY(load_superblock());
-  auto rep = replay_journal(dev_, {sb_.journal_start, sb_.journal_blocks},
-                            {sb_.journal_tail, sb_.journal_tail_txid});
-  if (!rep.ok()) return Error{rep.error()};
-  res_.journal_transactions_replayed = rep->transactions;
-  res_.journal_transactions_discarded = rep->discarded;
-  if (rep->transactions || rep->discarded) {
-    // Replay moved the tail; persist it so a mount does not replay again.
-    sb_.journal_tail = rep->head.pos;
-    sb_.journal_tail_txid = rep->head.txid;
-    sb_.incompat &= ~kIncompatAsyncCommit;  // the log is empty now
-    sb_.sequence++;
-    AlignedBlock blk;
-    for (uint64_t nr : {kSuperblockA, kSuperblockB}) {
-      encode_superblock(blk.data(), sb_, nr);
-      SFS_TRY(dev_.write(nr, blk.data(), kBlockSize));
-      SFS_TRY(dev_.flush());
-    }
-  }
+bool Checker::load_bitmaps() {
   for (uint64_t i = 0; i < sb_.inode_bitmap_blocks; i++) {
     auto b = cache_.read(sb_.inode_bitmap_start + i, kMagicInodeBitmap);
     if (!b.ok()) {
       problem("inode bitmap block " + std::to_string(sb_.inode_bitmap_start + i) + " is corrupt");
-      return res_;
+      return false;
     }
     ibmp_.push_back(*b);
   }
@@ -337,17 +496,30 @@ Result<FsckResult> Checker::run() {
     auto b = cache_.read(sb_.block_bitmap_start + i, kMagicBlockBitmap);
     if (!b.ok()) {
       problem("block bitmap block " + std::to_string(sb_.block_bitmap_start + i) + " is corrupt");
-      return res_;
+      return false;
     }
     bbmp_.push_back(*b);
   }
+  return true;
+}
+
+Status Checker::check_checksum_table_blocks() {
   for (uint64_t i = 0; i < sb_.csum_table_blocks; i++) {
     AlignedBlock b;
     std::string why;
-    SFS_TRY(dev_.read(sb_.csum_table_start + i, b.data(), kBlockSize));
-    if (!verify_meta_block(b.data(), sb_.csum_table_start + i, kMagicChecksumTable, &why).ok())
-      problem("checksum table block " + std::to_string(sb_.csum_table_start + i) + ": " + why);
+    uint64_t nr = sb_.csum_table_start + i;
+    SFS_TRY(dev_.read(nr, b.data(), kBlockSize));
+    if (!verify_meta_block(b.data(), nr, kMagicChecksumTable, &why).ok())
+      problem("checksum table block " + std::to_string(nr) + ": " + why);
   }
+  return Status::Ok();
+}
+
+Result<FsckResult> Checker::run() {
+  SFS_TRY(load_superblock());
+  SFS_TRY(replay());
+  if (!load_bitmaps()) return res_;
+  SFS_TRY(check_checksum_table_blocks());
   owner_.assign(sb_.total_blocks, 0);
   bool root_seen = false;
   for (uint64_t blk = 0; blk < sb_.inode_table_blocks; blk++) {
@@ -371,6 +543,7 @@ Result<FsckResult> Checker::run() {
   }
   if (!root_seen) problem("root directory is missing");
   check_links();
+  check_orphans();
   check_block_bitmap();
   if (opts_.progress) opts_.progress(sb_.inode_table_blocks, sb_.inode_table_blocks);
   return res_;
@@ -379,6 +552,12 @@ Result<FsckResult> Checker::run() {
 }  // namespace
 
 Result<FsckResult> check_filesystem(BlockDevice& dev, const FsckOptions& opts) {
+  if (opts.read_only) {
+    // Replay and everything else write here; the image never sees it.
+    OverlayDevice overlay(dev);
+    Checker c(overlay, opts);
+    return c.run();
+  }
   Checker c(dev, opts);
   return c.run();
 }

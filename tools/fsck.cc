@@ -1,9 +1,12 @@
-// fsck.stablefs: `fsck.stablefs [--scrub] [--repair] [-n] [-y] [-f] [-p] TARGET`.
+// fsck.stablefs: `fsck.stablefs [--scrub] [-n | -y | -p | --repair] TARGET`.
 //
-// Exit codes follow e2fsck, because fsck(8) and boot scripts read them:
-// 0 clean, 4 errors left uncorrected, 8 operational error, 16 usage error.
-// The flags fsck(8) passes to every checker (-a -p -y -n -f -v -C) are
-// accepted so `fsck -t stablefs` and fstab pass numbers work.
+// Exit codes follow e2fsck, because fsck(8) and boot scripts read them,
+// and are summed as e2fsck's are: 0 clean; 1 corrections were written
+// (journal replayed, a superblock copy rewritten) and nothing is left;
+// 4 errors left uncorrected (with -n: also a correction it did not make);
+// 8 operational error; 16 usage error. The flags fsck(8) passes to every
+// checker (-a -p -y -n -f -v -C) are accepted so `fsck -t stablefs` and
+// fstab pass numbers work.
 #include <limits.h>
 #include <unistd.h>
 
@@ -23,29 +26,42 @@ namespace stablefs {
 namespace {
 
 constexpr int kExitClean = 0;
+constexpr int kExitCorrected = 1;
 constexpr int kExitUncorrected = 4;
 constexpr int kExitOperational = 8;
 constexpr int kExitUsage = 16;
 
 void print_usage(FILE* out) {
   std::fprintf(out,
-      "usage: fsck.stablefs [--scrub] [--repair] [-n] [-y] [-p] [-f] [-v] TARGET\n"
+      "usage: fsck.stablefs [--scrub] [-n | -y | -p | -a | --repair] [-f] [-v] [-q] TARGET\n"
       "\n"
       "Checks the stablefs filesystem in TARGET (an image file or a block device),\n"
-      "which must not be mounted. Replays the journal first, as a mount would.\n"
+      "which must not be mounted: superblocks, bitmaps, inodes, extent maps, block\n"
+      "ownership and counts, directories and link counts, symlink targets, xattr\n"
+      "records, checksum table blocks.\n"
+      "\n"
+      "Without -n it writes only what a mount would write anyway, and reports each\n"
+      "as a correction: it replays the journal (and records the new log tail in both\n"
+      "superblocks), and rewrites a superblock copy that is invalid from the valid\n"
+      "one. It never changes anything else: every other error is reported and left.\n"
       "\n"
       "  --scrub      also read every data block and verify it against its checksum\n"
-      "  --repair     fix what can be fixed safely (-y and -p imply it)\n"
-      "  -n           open read-only and change nothing; a journal that needs\n"
-      "               replaying is then reported, not replayed\n"
-      "  -y, -p, -a   repair without asking (there are no questions)\n"
+      "  -n           write nothing at all: the journal is replayed in memory only\n"
+      "               (the checks see the replayed filesystem), and a journal to\n"
+      "               replay or a superblock copy to rewrite is reported and left,\n"
+      "               which counts as an error left uncorrected (exit 4)\n"
+      "  -y, -p, -a, --repair\n"
+      "               accepted for fsck(8); they do what a plain run does (replay,\n"
+      "               superblock copy) and no more: no structural repair is\n"
+      "               implemented, and the run says so when it leaves errors\n"
       "  -f, -v, -C N accepted for fsck(8) compatibility (every check is full)\n"
-      "  -q           print nothing but problems\n"
+      "  -q           print nothing but problems and corrections\n"
       "  -h, --help   this text\n"
       "\n"
-      "Exit status (as e2fsck): 0 no errors; 4 errors left uncorrected;\n"
-      "8 operational error (cannot open, not a stablefs image, I/O error);\n"
-      "16 usage error.\n");
+      "Exit status, summed as e2fsck's: 0 no errors; 1 corrections written (journal\n"
+      "replayed, superblock copy rewritten) and no errors left; 4 errors left\n"
+      "uncorrected; 8 operational error (cannot open, in use, not a stablefs image,\n"
+      "I/O error); 16 usage error.\n");
 }
 
 [[noreturn]] void usage_error(const std::string& msg) {
@@ -57,7 +73,7 @@ void print_usage(FILE* out) {
 struct CommandLine {
   std::string target;
   bool scrub = false;
-  bool repair = false;
+  bool repair_asked = false;  // -y/-p/-a/--repair: only to say what is not done
   bool read_only = false;
   bool quiet = false;
 };
@@ -73,7 +89,7 @@ CommandLine parse_command_line(int argc, char** argv) {
     } else if (a == "--scrub") {
       cl.scrub = true;
     } else if (a == "--repair" || a == "-y" || a == "-p" || a == "-a") {
-      cl.repair = true;
+      cl.repair_asked = true;
     } else if (a == "-n") {
       cl.read_only = true;
     } else if (a == "-f" || a == "-v") {
@@ -95,7 +111,8 @@ CommandLine parse_command_line(int argc, char** argv) {
     }
   }
   if (!have_target) usage_error("no TARGET given");
-  if (cl.read_only && cl.repair) usage_error("-n cannot be combined with repairing");
+  if (cl.read_only && cl.repair_asked)
+    usage_error("-n cannot be combined with -y, -p, -a or --repair");
   return cl;
 }
 
@@ -130,6 +147,8 @@ class TerminalProgress {
   int last_ = -1;
 };
 
+int summarize(const CommandLine& cl, const FsckResult& res);
+
 int check(const CommandLine& cl) {
   const char* target = cl.target.c_str();
   OpenOptions oo;
@@ -154,9 +173,9 @@ int check(const CommandLine& cl) {
   TerminalProgress progress(cl.quiet);
   FsckOptions fo;
   fo.scrub = cl.scrub;
-  fo.repair = cl.repair;
   fo.read_only = cl.read_only;
   fo.report = [&](const std::string& line) {
+    if (cl.quiet && line.rfind("note: ", 0) == 0) return;
     progress.finish();  // a problem line never lands on the progress line
     std::fprintf(stdout, "%s: %s\n", target, line.c_str());
     std::fflush(stdout);
@@ -165,34 +184,41 @@ int check(const CommandLine& cl) {
   auto r = check_filesystem(**dev, fo);
   progress.finish();
   if (!r.ok()) {
-    if (r.error() == EROFS) {
-      std::fprintf(stderr,
-                   "fsck.stablefs: %s: the journal needs replaying, which -n forbids; "
-                   "run without -n\n",
-                   target);
-      return kExitUncorrected;
-    }
     std::fprintf(stderr, "fsck.stablefs: cannot check %s: %s\n", target,
                  r.error() == EUCLEAN ? "not a stablefs image, or both superblocks are corrupt"
                                       : std::strerror(r.error()));
     return kExitOperational;
   }
+  return summarize(cl, *r);
+}
 
-  const FsckResult& res = *r;
+// The one summary line, and the exit status it stands for.
+int summarize(const CommandLine& cl, const FsckResult& res) {
+  const char* target = cl.target.c_str();
   // A block whose bytes don't match their checksum is an error even if
-  // the checker counts it separately.
+  // the checker counts it separately; a correction -n did not make leaves
+  // the image as much in need of fsck as an error does.
+  const uint64_t left = res.errors + res.checksum_mismatches + res.corrections_skipped;
   const bool bad = res.errors != 0 || res.checksum_mismatches != 0;
-  if (!cl.quiet || bad) {
+  const char* verdict = bad                       ? "ERRORS FOUND"
+                        : res.corrections_skipped ? "CORRECTIONS NEEDED (not made: -n)"
+                        : res.corrections         ? "clean after corrections"
+                                                  : "clean";
+  if (!cl.quiet || left != 0 || res.corrections != 0) {
     std::printf("%s: %s: %" PRIu64 " inodes, %" PRIu64 " directories, %" PRIu64
-                " data blocks; %" PRIu64 " journal transactions replayed",
-                target, bad ? "ERRORS FOUND" : "clean", res.inodes, res.directories,
-                res.data_blocks, res.journal_transactions_replayed);
+                " data blocks; %" PRIu64 " journal transactions replayed%s",
+                target, verdict, res.inodes, res.directories, res.data_blocks,
+                res.journal_transactions_replayed, cl.read_only ? " in memory" : "");
     if (cl.scrub)
       std::printf("; %" PRIu64 " blocks scrubbed, %" PRIu64 " checksum mismatches",
                   res.blocks_scrubbed, res.checksum_mismatches);
-    std::printf("; %" PRIu64 " errors\n", res.errors);
+    std::printf("; %" PRIu64 " corrections, %" PRIu64 " errors\n", res.corrections, res.errors);
   }
-  return bad ? kExitUncorrected : kExitClean;
+  if (cl.repair_asked && bad)
+    std::printf("%s: no structural repair is implemented: the errors above are left as they "
+                "are (only journal replay and superblock copies are corrected)\n",
+                target);
+  return (res.corrections ? kExitCorrected : 0) | (left ? kExitUncorrected : 0);
 }
 
 }  // namespace

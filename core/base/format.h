@@ -91,7 +91,7 @@ struct DiskInode {
   Timespec atime, mtime, ctime, btime;
   uint32_t generation = 0;
   uint32_t flags = 0;
-  uint64_t blocks = 0;        // blocks charged to this inode (data + map + xattr)
+  uint64_t blocks = 0;        // mapped blocks (unwritten too) + xattr block; not tree nodes
   uint64_t rdev = 0;
   uint64_t xattr_block = 0;   // 0 = none
   uint8_t map_depth = 0;      // extent tree depth; 0 = extents inline in root

@@ -4,9 +4,10 @@
 // for the mount to appear. TearDown always unmounts, reaps the daemon (and
 // SIGKILLs only that pid if it won't go) and removes the temp dir.
 //
-// INTEG_PLAIN_DIR=/some/dir switches to "plain" mode: the tests run in a
-// temp dir under that directory with no mount at all, to show that the
-// POSIX expectations themselves are right on a kernel filesystem.
+// There is no mode without a mount: a test derived from this fixture runs
+// on stablefs or fails. A missing precondition (/dev/fuse, the tools) is a
+// failure, and with CI=true in the environment a test that skips itself
+// (GTEST_SKIP) is turned into a failure too.
 // INTEG_MOUNT_OPTS=a,b adds `-o a,b` to every fixture mount.
 // INTEG_KEEP=1 keeps the temp dir (image and daemon logs) for debugging.
 #pragma once
@@ -23,7 +24,7 @@
 
 namespace stablefs::integ {
 
-// Paths of the built tools ("" when the build had no such target).
+// Paths of the built tools.
 const char* stablefs_bin();
 const char* mkfs_bin();
 const char* fsck_bin();
@@ -53,7 +54,6 @@ class MountedFs : public ::testing::Test {
   void SetUp() override;
   void TearDown() override;
 
-  bool plain_mode() const { return plain_; }
   const std::string& dir() const { return dir_; }
   const std::string& image() const { return image_; }
   const std::string& mnt() const { return mnt_; }
@@ -86,7 +86,6 @@ class MountedFs : public ::testing::Test {
   CommandResult run_mkfs(const std::vector<std::string>& args);  // as given
 
  private:
-  bool plain_ = false;
   std::string dir_, image_, mnt_, log_path_;
   pid_t daemon_pid_ = -1;
   int last_status_ = 0;

@@ -31,8 +31,18 @@ cleanup() {
 trap cleanup EXIT
 
 fail() { echo "FAIL: $*"; [[ -f $work/daemon.log ]] && tail -20 "$work/daemon.log"; exit 1; }
-# The value of a top-level integer field in one-line JSON.
-field() { sed -n "s/.*\"$2\":\\([0-9]*\\).*/\\1/p" <<<"$1" | head -1; }
+# The value of an integer field in one-line JSON; a field that is missing
+# (renamed, not published) is a failure, never an empty string that
+# arithmetic would read as 0.
+field() {
+  local v
+  v=$(sed -n "s/.*\"$2\":\\([0-9][0-9]*\\).*/\\1/p" <<<"$1" | head -1)
+  if [[ -z $v ]]; then
+    echo "FAIL: $3: no integer field \"$2\" in: $1" >&2  # stdout is the caller's value
+    return 1
+  fi
+  echo "$v"
+}
 
 # run POLICY MODE: one stress run; prints one line of figures.
 run() {
@@ -61,17 +71,19 @@ run() {
   grep -q " 0 checksum mismatches" <<<"$scrub" || fail "$policy/$mode: scrub: $scrub"
 
   local ops failed werr rerr waits wait_ns wait_max shadow bounce fallbacks
-  ops=$(field "$wac_out" ops)
-  failed=$(field "$wac_out" failed_ops)
-  werr=$(field "$stats" integrity_errors_write)
-  rerr=$(field "$stats" integrity_errors_read)
-  waits=$(field "$stats" writeback_waits)
-  wait_ns=$(field "$stats" writeback_wait_ns_total)
-  wait_max=$(field "$stats" writeback_wait_ns_max)
-  shadow=$(field "$stats" shadow_copies)
-  bounce=$(field "$stats" bounce_copies)
-  fallbacks=$(field "$stats" shadow_pool_fallbacks)
-  [[ -n $ops && -n $werr ]] || fail "$policy/$mode: unreadable results: $wac_out / $stats"
+  # Each in its own assignment: `local x=$(...)` would hide field's failure.
+  local run="$policy/$mode wac"
+  ops=$(field "$wac_out" ops "$run") || exit 1
+  failed=$(field "$wac_out" failed_ops "$run") || exit 1
+  run="$policy/$mode stablefs-stat"
+  werr=$(field "$stats" integrity_errors_write "$run") || exit 1
+  rerr=$(field "$stats" integrity_errors_read "$run") || exit 1
+  waits=$(field "$stats" writeback_waits "$run") || exit 1
+  wait_ns=$(field "$stats" writeback_wait_ns_total "$run") || exit 1
+  wait_max=$(field "$stats" writeback_wait_ns_max "$run") || exit 1
+  shadow=$(field "$stats" shadow_copies "$run") || exit 1
+  bounce=$(field "$stats" bounce_copies "$run") || exit 1
+  fallbacks=$(field "$stats" shadow_pool_fallbacks "$run") || exit 1
   printf '%-6s %-8s ops=%-7s failed=%-4s integrity_errors=%-4s waits=%-5s wait_total_ms=%-5s wait_max_us=%-6s shadow=%-5s bounce=%-6s fallbacks=%s\n' \
     "$policy" "$mode" "$ops" "$failed" "$werr" "$waits" "$((wait_ns / 1000000))" \
     "$((wait_max / 1000))" "$shadow" "$bounce" "$fallbacks"
@@ -81,8 +93,14 @@ run() {
   case $policy in
     off)
       # The race is visible: counted by verify_writes, and reported to the
-      # application as EIO on fsync/msync.
-      (( werr > 0 )) || fail "off/$mode: no integrity error in ${run_for}s"
+      # application as EIO on fsync/msync. It is a race: on a loaded
+      # machine one run may not meet it, so the caller tries again (a
+      # bounded number of fresh runs) before calling it a failure.
+      if (( werr == 0 )); then
+        (( attempt < max_off_attempts )) ||
+          fail "off/$mode: no integrity error in $max_off_attempts runs of ${run_for}s"
+        return 2
+      fi
       (( failed > 0 )) || fail "off/$mode: integrity errors were not reported to the writers"
       grep -q "integrity error (write verify): inode" "$work/daemon.log" ||
         fail "off/$mode: integrity errors were not logged"
@@ -100,9 +118,15 @@ run() {
   esac
 }
 
+max_off_attempts=4
 for mode in buffered odirect; do
   for policy in off wait shadow bounce; do
-    run "$policy" "$mode"
+    for attempt in $(seq "$max_off_attempts"); do
+      rc=0
+      run "$policy" "$mode" || rc=$?
+      (( rc == 2 )) || break
+      echo "off/$mode: the race did not show in run $attempt; again"
+    done
   done
 done
 echo "PASS: off shows the race; wait, shadow and bounce let no mismatch through"

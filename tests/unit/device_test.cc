@@ -21,6 +21,7 @@
 #include "core/io/fault_device.h"
 #include "core/io/mem_device.h"
 #include "core/io/open_device.h"
+#include "core/io/overlay_device.h"
 #include "core/io/uring_device.h"
 
 namespace stablefs {
@@ -427,7 +428,8 @@ TEST(OpenDevice, ReadOnlyOpensShareAndRefuseWrites) {
 
 TEST(OpenDevice, ImageOnTmpfsWorksWithOrWithoutODirect) {
   // tmpfs refuses O_DIRECT on older kernels; either way I/O must work.
-  if (!fs::is_directory("/dev/shm")) GTEST_SKIP() << "no /dev/shm";
+  ASSERT_TRUE(fs::is_directory("/dev/shm"))
+      << "/dev/shm is missing: this test needs the tmpfs every Linux system mounts there";
   std::string path = "/dev/shm/sfs-device-test-" + std::to_string(::getpid());
   OpenOptions o;
   o.create = true;
@@ -638,6 +640,64 @@ TEST(MemDevice, TornWriteThenCrashLeavesOnlyFlushedPrefix) {
   mem.crash();
   EXPECT_EQ(mem.durable_block(0), bytes_of(b.block(0)));
   EXPECT_EQ(mem.durable_block(1), bytes_of(a.block(1)));
+}
+
+// ---- OverlayDevice over MemDevice (fsck -n) ----
+
+TEST(OverlayDevice, WritesStayInMemoryAndReadsSeeThem) {
+  MemDevice mem(16);
+  AlignedBuf base(4), mine(2);
+  base.fill(4, 1);
+  mine.fill(5, 2);
+  ASSERT_TRUE(mem.write(4, base.data(), base.size()).ok());
+  ASSERT_TRUE(mem.flush().ok());
+  const uint64_t writes = mem.write_count(), flushes = mem.flush_count();
+
+  OverlayDevice overlay(mem);
+  ASSERT_TRUE(overlay.write(5, mine.data(), mine.size()).ok());
+  ASSERT_TRUE(overlay.flush().ok());
+  EXPECT_EQ(mem.write_count(), writes) << "the base device saw a write";
+  EXPECT_EQ(mem.flush_count(), flushes) << "the base device saw a flush";
+  EXPECT_EQ(overlay.blocks_held(), 2u);
+
+  // One read across base, overlay, overlay, base blocks, in two segments.
+  AlignedBuf in(4);
+  IoRequest r;
+  r.op = IoOp::kRead;
+  r.blocknr = 4;
+  r.add(in.block(0), kBlockSize);
+  r.add(in.block(1), 3 * kBlockSize);
+  IoRequest* rs[] = {&r};
+  ASSERT_TRUE(overlay.submit_and_wait(rs).ok());
+  EXPECT_EQ(bytes_of(in.block(0)), bytes_of(base.block(0)));
+  EXPECT_EQ(bytes_of(in.block(1)), bytes_of(mine.block(0)));
+  EXPECT_EQ(bytes_of(in.block(2)), bytes_of(mine.block(1)));
+  EXPECT_EQ(bytes_of(in.block(3)), bytes_of(base.block(3)));
+  // The base still holds its own bytes.
+  AlignedBuf direct(1);
+  ASSERT_TRUE(mem.read(5, direct.data(), kBlockSize).ok());
+  EXPECT_EQ(bytes_of(direct.data()), bytes_of(base.block(1)));
+}
+
+TEST(OverlayDevice, BadRequestsFailAsTheBaseWouldAndOthersStillRun) {
+  MemDevice mem(16);
+  OverlayDevice overlay(mem);
+  AlignedBuf buf(2);
+  EXPECT_EQ(overlay.write(15, buf.data(), 2 * kBlockSize).error(), EINVAL) << "past the end";
+  EXPECT_EQ(overlay.write(3, buf.data() + 1, kBlockSize).error(), EINVAL) << "unaligned";
+  EXPECT_EQ(overlay.read(16, buf.data(), kBlockSize).error(), EINVAL);
+  EXPECT_EQ(overlay.blocks_held(), 0u);
+  IoRequest bad, good;
+  bad.op = good.op = IoOp::kWrite;
+  bad.blocknr = 20;
+  bad.add(buf.block(0), kBlockSize);
+  good.blocknr = 2;
+  good.add(buf.block(1), kBlockSize);
+  IoRequest* rs[] = {&bad, &good};
+  EXPECT_EQ(overlay.submit_and_wait(rs).error(), EINVAL);
+  EXPECT_EQ(bad.result, EINVAL);
+  EXPECT_EQ(good.result, 0);
+  EXPECT_EQ(overlay.blocks_held(), 1u);
 }
 
 }  // namespace

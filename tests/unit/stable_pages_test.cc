@@ -2,6 +2,7 @@
 // paused by an explicit hook between "checksum computed" and "I/O
 // submitted" while a writer rewrites the same page.
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -13,6 +14,10 @@
 
 namespace stablefs {
 namespace {
+
+// How long a step that takes microseconds may take before the test says
+// it never happened (instead of hanging until ctest's timeout).
+constexpr std::chrono::seconds kDeadline{20};
 
 // Holds the first writeback batch inside the write-after-checksum window
 // until released.
@@ -28,9 +33,10 @@ class WritebackGate {
       cv_.wait(lk, [&] { return released_; });
     };
   }
-  void wait_in_window() {
+  // False when no writeback entered the window within the deadline.
+  bool wait_in_window(std::chrono::seconds deadline) {
     std::unique_lock lk(mu_);
-    cv_.wait(lk, [&] { return in_window_; });
+    return cv_.wait_for(lk, deadline, [&] { return in_window_; });
   }
   void release() {
     std::lock_guard lk(mu_);
@@ -60,7 +66,12 @@ class StablePagesTest : public EngineTest {
     ASSERT_TRUE(fs_->write(ino_, 0, v1.data(), v1.size()).ok());
     WritebackGate gate(fs);
     std::thread flusher([&] { fsync_status_ = fs_->fsync(ino_, false); });
-    gate.wait_in_window();
+    if (!gate.wait_in_window(kDeadline)) {
+      gate.release();
+      flusher.join();
+      fs.writeback_hook_ = nullptr;
+      FAIL() << "the fsync's writeback never reached the write-after-checksum hook";
+    }
     std::thread writer([&] {
       EXPECT_TRUE(fs_->write(ino_, 0, v2.data(), v2.size()).ok());
       wrote_ = true;
@@ -79,8 +90,15 @@ class StablePagesTest : public EngineTest {
 
 TEST_F(StablePagesTest, WaitPolicyBlocksTheWriterUntilTheIoCompletes) {
   race({}, [&](MountedFs& fs, std::thread&) {
-    // The writer reaches wait_on_page_writeback and sleeps there.
-    while (fs.page_cache_stats().writeback_waiters_now == 0) std::this_thread::yield();
+    // The writer reaches wait_on_page_writeback and sleeps there; the
+    // gauge is the only sign of it, so it is polled, against a deadline.
+    const auto end = std::chrono::steady_clock::now() + kDeadline;
+    while (fs.page_cache_stats().writeback_waiters_now == 0) {
+      ASSERT_LT(std::chrono::steady_clock::now(), end)
+          << "the writer never waited on the page under writeback (wrote: " << wrote_.load()
+          << ")";
+      std::this_thread::yield();
+    }
     EXPECT_FALSE(wrote_.load());
   });
   EXPECT_TRUE(fsync_status_.ok());

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <vector>
@@ -182,10 +183,16 @@ TEST(WacStress, SigtermStopsTheRunEarlyAndStillReports) {
   std::string log = dir.path() + "/out.json";
   pid = spawn_in_own_session({WAC_BIN, "-n", "2", "-t", "600", "--json", dir.path()}, log);
   ASSERT_GT(pid, 0);
-  // Wait until the workers have written (the file grows past 0 ops): the
-  // data file exists once set-up is done.
-  for (int i = 0; i < 2000 && access((dir.path() + "/wac.dat").c_str(), F_OK) != 0; i++)
-    usleep(5000);  // polling an external process's progress, with a bound
+  // Wait until set-up is done: the data file exists. Polling another
+  // process's progress, against a deadline that turns a hang into a failure.
+  const std::string data = dir.path() + "/wac.dat";
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (access(data.c_str(), F_OK) != 0 && std::chrono::steady_clock::now() < end) usleep(5000);
+  if (access(data.c_str(), F_OK) != 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    FAIL() << "wac did not create " << data << " within 30 s";
+  }
   ASSERT_EQ(kill(pid, SIGTERM), 0);
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
