@@ -1,6 +1,6 @@
 // sfs-bench-load: the load generator behind bench/run. One workload per
-// invocation; prints "VALUE UNIT" on stdout and the counts behind it on
-// stderr. Exit 0 ok, 1 workload failed, 2 usage.
+// invocation; prints one "VALUE UNIT [NAME]" line per figure on stdout and
+// the counts behind them on stderr. Exit 0 ok, 1 workload failed, 2 usage.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -17,6 +17,7 @@ void usage(FILE* f) {
       "usage: sfs-bench-load seqwrite FILE MIB [BLOCK_KIB]\n"
       "       sfs-bench-load seqread FILE [BLOCK_KIB]\n"
       "       sfs-bench-load creates DIR FILES THREADS\n"
+      "       sfs-bench-load files DIR FILES      (create, stat, unlink: three figures)\n"
       "       sfs-bench-load rewriters DIR PROCS FILE_KIB SECONDS own|shared\n"
       "       sfs-bench-load commit DIR THREADS SECONDS\n");
 }
@@ -57,6 +58,8 @@ int main(int argc, char** argv) {
     o = seq_read(argv[2], (argc == 4 ? num(argv[3]) : 1024) << 10);
   } else if (mode == "creates" && argc == 5) {
     o = creates(argv[2], unsigned(num(argv[3])), unsigned(num(argv[4])));
+  } else if (mode == "files" && argc == 4) {
+    o = create_stat_unlink(argv[2], unsigned(num(argv[3])));
   } else if (mode == "rewriters" && argc == 7) {
     std::string kind = argv[6];
     if (kind != "own" && kind != "shared") usage_error();
@@ -73,6 +76,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::fprintf(stderr, "sfs-bench-load %s: %s\n", mode.c_str(), o.figure.detail.c_str());
-  std::printf("%.1f %s\n", o.figure.value, o.figure.unit.c_str());
+  // One line per figure: "VALUE UNIT", or "VALUE UNIT NAME" when a
+  // workload yields several (bench/run turns NAME into the row's name).
+  std::printf("%.1f %s%s%s\n", o.figure.value, o.figure.unit.c_str(),
+              o.figure.name.empty() ? "" : " ", o.figure.name.c_str());
+  for (const Figure& f : o.more)
+    std::printf("%.1f %s %s\n", f.value, f.unit.c_str(), f.name.c_str());
   return 0;
 }

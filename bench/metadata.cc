@@ -2,6 +2,7 @@
 // Threads start together on a latch so the clock measures contention, not
 // thread start-up.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -65,6 +66,51 @@ Outcome creates(const std::string& dir, unsigned files, unsigned threads) {
   char d[128];
   std::snprintf(d, sizeof d, "%u files, %u threads, %.3f s", per_thread * threads, threads, secs);
   o.figure.detail = d;
+  return o;
+}
+
+Outcome create_stat_unlink(const std::string& dir, unsigned files) {
+  if (files == 0) return failure(EINVAL, "files: no files");
+  if (int e = make_dir(dir)) return failure(e, "mkdir " + dir);
+  std::string d = dir + "/f";
+  if (int e = make_dir(d)) return failure(e, "mkdir " + d);
+  std::vector<std::string> paths;
+  paths.reserve(files);
+  for (unsigned i = 0; i < files; i++) paths.push_back(d + "/f" + std::to_string(i));
+
+  double t0 = now_seconds();
+  for (const auto& p : paths) {
+    int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return failure(errno, "create " + p);
+    ::close(fd);
+  }
+  double t1 = now_seconds();
+  for (const auto& p : paths) {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0) return failure(errno, "stat " + p);
+    if (st.st_size != 0) return failure(EIO, "stat " + p + ": size is not 0");
+  }
+  double t2 = now_seconds();
+  for (const auto& p : paths) {
+    if (::unlink(p.c_str()) != 0) return failure(errno, "unlink " + p);
+  }
+  double t3 = now_seconds();
+
+  auto fig = [&](const char* name, const char* unit, double secs) {
+    Figure f;
+    f.value = double(files) / secs;
+    f.unit = unit;
+    f.name = name;
+    char b[128];
+    std::snprintf(b, sizeof b, "%u %s in %.3f s", files, name, secs);
+    f.detail = b;
+    return f;
+  };
+  Outcome o;
+  o.figure = fig("creates", "creates/s", t1 - t0);
+  o.more.push_back(fig("stats", "stats/s", t2 - t1));
+  o.more.push_back(fig("unlinks", "unlinks/s", t3 - t2));
+  o.figure.detail += "; " + o.more[0].detail + "; " + o.more[1].detail;
   return o;
 }
 

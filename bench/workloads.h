@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace stablefs::bench {
 
@@ -12,6 +13,7 @@ struct Figure {
   double value = 0;
   std::string unit;
   std::string detail;  // human-readable counts behind the value, for stderr
+  std::string name;    // row name when one workload yields several figures
 };
 
 // A failure is an errno plus what was being done; value-less Figure else.
@@ -19,6 +21,7 @@ struct Outcome {
   int error = 0;  // positive errno, 0 on success
   std::string what;
   Figure figure;
+  std::vector<Figure> more;  // further figures of the same run, each named
 };
 
 Outcome failure(int error, std::string what);
@@ -41,6 +44,12 @@ Outcome creates(const std::string& dir, unsigned files, unsigned threads);
 // the clock starts. ops/s (one op = pwrite + fsync).
 Outcome rewriters(const std::string& dir, unsigned procs, uint64_t file_bytes, double seconds,
                   bool shared);
+
+// One thread, one directory `dir`/f: create `files` empty files (as
+// creates), then stat() each of them by path (same mount, right after the
+// creates: warm dentries), then unlink them all. Three figures, named
+// creates (creates/s), stats (stats/s) and unlinks (unlinks/s).
+Outcome create_stat_unlink(const std::string& dir, unsigned files);
 
 // `threads` threads, each in its own subdirectory, loop: create a new file,
 // write 4 KiB, fsync, close, for `seconds`. fsyncs/s over all threads.
