@@ -413,13 +413,25 @@ Status MountedFs::truncate_locked(const InodeRef& nr, uint64_t size) {
   return store_inode(h, n);
 }
 
-Status MountedFs::flush(uint64_t ino) {
+uint64_t MountedFs::sample_write_errors(uint64_t ino) {
+  auto nr = get_inode(ino);
+  if (!nr.ok()) return 0;
+  std::lock_guard lk((*nr)->mu);
+  return (*nr)->write_errors.sample();
+}
+
+// The error a description at *cursor has not seen yet; without a cursor,
+// the inode's own (for callers with no open file, such as the tests).
+static Status unseen_write_error(Inode& n, uint64_t* cursor) {
+  int e = n.write_errors.check(cursor ? cursor : &n.write_error_cursor);
+  return e ? Status(err(e)) : Status::Ok();
+}
+
+Status MountedFs::flush(uint64_t ino, uint64_t* cursor) {
   auto nr = get_inode(ino);
   if (!nr.ok()) return Error{nr.error()};
   std::lock_guard lk((*nr)->mu);
-  int e = (*nr)->write_error;
-  (*nr)->write_error = 0;
-  return e ? Status(err(e)) : Status::Ok();
+  return unseen_write_error(**nr, cursor);
 }
 
 Status MountedFs::write_inode_if_dirty(Inode& n) {
@@ -433,7 +445,7 @@ Status MountedFs::write_inode_if_dirty(Inode& n) {
   return store_inode(h, n);
 }
 
-Status MountedFs::fsync(uint64_t ino, bool datasync) {
+Status MountedFs::fsync(uint64_t ino, bool datasync, uint64_t* cursor) {
   auto nr = get_inode(ino);
   if (!nr.ok()) return Error{nr.error()};
   Inode& n = **nr;
@@ -444,11 +456,12 @@ Status MountedFs::fsync(uint64_t ino, bool datasync) {
   if (s.ok()) s = write_inode_if_dirty(n);
   if (s.ok()) s = journal_->commit();
   std::lock_guard lk(n.mu);
-  if (n.write_error) {
-    int e = n.write_error;
-    n.write_error = 0;
-    return err(e);
-  }
+  // A writeback error (this fsync's own, or an earlier one of another
+  // writer) is what the caller must hear about; each description once.
+  Status unseen = unseen_write_error(n, cursor);
+  if (!unseen.ok()) return unseen;
+  // This fsync's own failure was recorded above and has just been seen
+  // through another cursor: still a failure for this caller.
   return s;
 }
 

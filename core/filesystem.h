@@ -38,6 +38,13 @@ struct MountOptions {
   // as soon as a write() returns, so I/O overlaps the application's next
   // write and fsync() finds less to do.
   uint32_t writeback_delay_ms = 1000;
+  // entry_timeout= / attr_timeout= / negative_timeout=, in seconds: how
+  // long the kernel may trust a name, attributes, and "no such name". The
+  // engine ignores them; fs/fuse_adapter.h (MountContext) says why long
+  // values are safe.
+  double entry_timeout = 60.0;
+  double attr_timeout = 60.0;
+  double negative_timeout = 60.0;
   bool read_only = false;
   AtimeMode atime = AtimeMode::kRelatime;  // noatime / relatime / strictatime
   bool nodiratime = false;
@@ -136,10 +143,15 @@ class Filesystem {
   virtual Status open(uint64_t ino, int flags) = 0;
   virtual Result<size_t> read(uint64_t ino, uint64_t off, size_t size, char* out) = 0;
   virtual Result<size_t> write(uint64_t ino, uint64_t off, const char* data, size_t size) = 0;
-  // Returns (and clears) a write error recorded for this file since the
-  // last flush/fsync: an error is never lost silently.
-  virtual Status flush(uint64_t ino) = 0;
-  virtual Status fsync(uint64_t ino, bool datasync) = 0;
+  // Writeback errors reach applications as the kernel's errseq does: an
+  // open file description starts at sample_write_errors() and keeps that
+  // cursor; flush (every close) and fsync report an error that happened
+  // since the description last checked, once per description. A null
+  // cursor stands for one description per inode (callers with no open
+  // file). An error is never lost silently.
+  virtual uint64_t sample_write_errors(uint64_t ino) = 0;
+  virtual Status flush(uint64_t ino, uint64_t* cursor = nullptr) = 0;
+  virtual Status fsync(uint64_t ino, bool datasync, uint64_t* cursor = nullptr) = 0;
   virtual Status fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) = 0;
   // SEEK_DATA / SEEK_HOLE.
   virtual Result<uint64_t> seek_data_hole(uint64_t ino, uint64_t off, int whence) = 0;

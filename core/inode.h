@@ -15,6 +15,33 @@
 
 namespace stablefs {
 
+// Writeback errors of one file, as the kernel's errseq_t: every open file
+// description sees an error that happened since it last checked, once,
+// whichever descriptor checks first. A file opened after an error nobody
+// has seen yet sees it too, so an error with no descriptor open at the
+// time is not lost. Guarded by Inode::mu.
+struct WriteErrors {
+  int error = 0;       // the latest error
+  uint64_t seq = 0;    // bumped by each error
+  bool seen = true;    // someone has been told about `seq`
+  // Another writeback failed.
+  void record(int e) {
+    error = e;
+    seq++;
+    seen = false;
+  }
+  // Where a new file description starts.
+  uint64_t sample() const { return seen ? seq : seq - 1; }
+  // The error a description at `*cursor` has not seen (0 if none), and
+  // moves it up to date.
+  int check(uint64_t* cursor) {
+    if (*cursor == seq) return 0;
+    *cursor = seq;
+    seen = true;
+    return error;
+  }
+};
+
 struct Inode {
   explicit Inode(uint64_t n) : ino(n) {}
   Inode(const Inode&) = delete;
@@ -37,7 +64,8 @@ struct Inode {
   std::unique_ptr<Directory> dir;         // directories: loaded on first use
   std::unique_ptr<std::map<std::string, std::string>> xattrs;  // loaded on first use
   uint64_t lookups = 0;                   // kernel references (FUSE lookup count)
-  int write_error = 0;                    // reported by the next flush/fsync
+  WriteErrors write_errors;               // writeback failures, errseq-style
+  uint64_t write_error_cursor = 0;        // for flush/fsync callers without an open file
   bool freed = false;                     // slot released; the object is stale
 
   bool is_dir() const { return (disk.mode & 0170000) == 0040000; }

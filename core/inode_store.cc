@@ -229,7 +229,7 @@ size_t MountedFs::trim_inode_cache(size_t low) {
     // lookups == 0: the kernel's count would be lost with the object.
     // nlink != 0: unlinked inodes are freed by maybe_evict or at unmount.
     if (ml.owns_lock() && n.use_count() == 1 && n->lookups == 0 && n->disk.nlink != 0 && !n->attrs_dirty &&
-        n->write_error == 0 && !n->freed) {
+        n->write_errors.seq == 0 && !n->freed) {
       ml.unlock();
       dropped.push_back(std::move(it->second));
       it = icache_.erase(it);

@@ -63,8 +63,9 @@ class MountedFs final : public Filesystem {
   Status open(uint64_t ino, int flags) override;
   Result<size_t> read(uint64_t ino, uint64_t off, size_t size, char* out) override;
   Result<size_t> write(uint64_t ino, uint64_t off, const char* data, size_t size) override;
-  Status flush(uint64_t ino) override;
-  Status fsync(uint64_t ino, bool datasync) override;
+  uint64_t sample_write_errors(uint64_t ino) override;
+  Status flush(uint64_t ino, uint64_t* cursor = nullptr) override;
+  Status fsync(uint64_t ino, bool datasync, uint64_t* cursor = nullptr) override;
   Status fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) override;
   Result<uint64_t> seek_data_hole(uint64_t ino, uint64_t off, int whence) override;
   Result<size_t> copy_file_range(uint64_t ino_in, uint64_t off_in, uint64_t ino_out,

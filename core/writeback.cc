@@ -179,7 +179,7 @@ Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
       SFS_LOG("writeback of inode %llu failed: %s", (unsigned long long)n.ino,
               std::strerror(s.error()));
       std::lock_guard lk(n.mu);
-      n.write_error = s.error() == ENOSPC ? ENOSPC : EIO;
+      n.write_errors.record(s.error() == ENOSPC ? ENOSPC : EIO);
       if (first.ok()) first = s;
     }
 

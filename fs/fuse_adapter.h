@@ -8,9 +8,14 @@
 #endif
 #include <fuse_lowlevel.h>
 
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <memory>
 #include <mutex>
 
 #include "core/filesystem.h"
+#include "core/stats/live_counters.h"
 
 namespace stablefs {
 
@@ -22,17 +27,51 @@ static_assert(sizeof(fuse_ino_t) >= sizeof(uint64_t), "fuse_ino_t must hold a 64
 // it after fuse_session_destroy.
 class MountContext {
  public:
-  MountContext(Filesystem& fs, const MountOptions& opts) : fs_(fs), opts_(opts) {}
+  // Counts requests in the counters segment this process publishes
+  // (published_counters()), or in private counters when there is none.
+  MountContext(Filesystem& fs, const MountOptions& opts);
   MountContext(const MountContext&) = delete;
   MountContext& operator=(const MountContext&) = delete;
 
   Filesystem& fs() { return fs_; }
   const MountOptions& options() const { return opts_; }
+  RequestCounters& requests() { return *requests_; }
 
-  // How long the kernel may trust an entry or attributes. The daemon is
-  // the only writer, so this bounds nothing but memory; one second keeps
-  // `stat` cheap without pinning stale dentries for long.
-  double timeout() const { return 1.0; }
+  // How long the kernel may trust what we tell it. Every change to the
+  // filesystem is a request through this mount, and the kernel updates or
+  // invalidates its own caches after each one (fs/fuse/dir.c: a created
+  // entry is instantiated from our reply; unlink, rmdir and rename drop
+  // the victim's nlink and invalidate its ctime, and invalidate both
+  // parents; link and setattr replies carry the new attributes; after
+  // WRITE, COPY_FILE_RANGE and FALLOCATE it invalidates size, times and
+  // blocks; after READ and READDIR the atime our relatime moved). So long
+  // timeouts are safe with one exception, see attr_timeout(). A request
+  // that fails after the engine acted (EEXIST on create, ENOENT on unlink)
+  // makes the kernel drop the stale dentry itself.
+  double entry_timeout() const { return opts_.entry_timeout; }
+  // For a lookup miss: the kernel then caches "no such name". Safe for
+  // the same reason: every name is created through the kernel, which
+  // replaces the negative dentry with our reply.
+  double negative_timeout() const { return opts_.negative_timeout; }
+  // For the attributes in `a`. The one attribute the engine changes with
+  // no request in flight is st_blocks of a regular file: blocks are
+  // allocated when dirty pages are written back (delayed allocation), up
+  // to a writeback_delay after the WRITE the kernel saw, and neither that
+  // nor an FSYNC makes the kernel drop the attributes it holds. So a file
+  // written in the last writeback_delay + kDirtyWindow gets at most
+  // kRecentWriteTimeout: its block count is no staler than with the old
+  // fixed timeout, as long as the flusher finishes within the window.
+  // With writeback_cache the kernel sends WRITEs whenever it flushes, so
+  // every regular file keeps the short timeout. (If the engine counted
+  // delayed-allocated blocks in st_blocks, as ext4 does, none of this
+  // would be needed.)
+  double attr_timeout(const Attr& a) const;
+  // Called at the start of every request that dirties `ino`'s pages.
+  void note_data_written(uint64_t ino);
+
+  static constexpr double kRecentWriteTimeout = 1.0;  // the old fixed timeout
+  // A flusher pass writing back a full page cache fits in this.
+  static constexpr std::chrono::seconds kDirtyWindow{10};
 
   // Filesystem::unmount() exactly once, whether from FUSE's destroy or
   // from the daemon when the session never reached init. Later calls
@@ -42,6 +81,14 @@ class MountContext {
  private:
   Filesystem& fs_;
   const MountOptions opts_;
+  std::shared_ptr<LiveCounters> published_;       // keeps the segment mapped
+  std::unique_ptr<RequestCounters> own_requests_;  // when nothing is published
+  RequestCounters* requests_ = nullptr;            // one of the two
+  // Steady-clock time (ns) of the last data write, by inode number modulo
+  // the table size. Inodes sharing a slot only shorten each other's
+  // attribute timeout, which is always safe.
+  static constexpr size_t kWriteSlots = 4096;
+  std::array<std::atomic<int64_t>, kWriteSlots> last_write_ns_{};
   std::once_flag unmount_once_;
   Status unmount_status_;  // written once, under unmount_once_
 };

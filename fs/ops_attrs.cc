@@ -8,7 +8,7 @@ namespace stablefs {
 namespace {
 
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* /*fi*/) {
-  guarded(req, "getattr", [&] {
+  guarded(req, RequestOp::kGetattr, [&] {
     auto r = mount_of(req).fs().getattr(ino);
     if (r.ok()) reply_attr(req, *r);
     else fuse_reply_err(req, r.error());
@@ -39,16 +39,20 @@ namespace {
 
 void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
                 fuse_file_info* /*fi*/) {
-  guarded(req, "setattr", [&] {
+  guarded(req, RequestOp::kSetattr, [&] {
     SetAttr sa = translate_setattr(*attr, to_set, current_time());
-    auto r = mount_of(req).fs().setattr(ino, sa);
+    MountContext& m = mount_of(req);
+    // A truncate zeroes the tail of the last page in the cache, and that
+    // page is written back (and may be allocated) later.
+    if (sa.size) m.note_data_written(ino);
+    auto r = m.fs().setattr(ino, sa);
     if (r.ok()) reply_attr(req, *r);
     else fuse_reply_err(req, r.error());
   });
 }
 
 void op_statfs(fuse_req_t req, fuse_ino_t /*ino*/) {
-  guarded(req, "statfs", [&] {
+  guarded(req, RequestOp::kStatfs, [&] {
     auto r = mount_of(req).fs().statfs();
     if (!r.ok()) return (void)fuse_reply_err(req, r.error());
     struct statvfs st {};

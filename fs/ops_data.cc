@@ -1,10 +1,12 @@
 // File data: open/create, read/write, flush/release/fsync, fallocate,
-// SEEK_DATA/SEEK_HOLE and copy_file_range. File handles carry nothing: the
-// engine keys everything on the inode, so fi->fh stays 0.
+// SEEK_DATA/SEEK_HOLE and copy_file_range. The engine keys everything on
+// the inode; a file handle (fi->fh) carries only what belongs to one open
+// file description: its place in the file's writeback errors.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <memory>
 #include <vector>
 
 #include "fs/request.h"
@@ -23,12 +25,36 @@ void set_open_flags(fuse_req_t req, fuse_file_info* fi) {
   fi->direct_io = 0;
 }
 
+// One open file description. Created at open/create, owned by the
+// kernel's handle from a delivered reply until RELEASE.
+struct OpenFile {
+  // Where this description stands in the file's writeback errors (see
+  // Filesystem::sample_write_errors); read and moved under the engine's
+  // inode lock.
+  uint64_t write_error_cursor = 0;
+};
+
+std::unique_ptr<OpenFile> new_open_file(Filesystem& fs, uint64_t ino, fuse_file_info* fi) {
+  auto f = std::make_unique<OpenFile>();
+  f->write_error_cursor = fs.sample_write_errors(ino);
+  fi->fh = reinterpret_cast<uint64_t>(f.get());
+  return f;
+}
+
+// The description's error cursor; null for a request without one.
+uint64_t* write_error_cursor(const fuse_file_info* fi) {
+  if (fi == nullptr || fi->fh == 0) return nullptr;
+  return &reinterpret_cast<OpenFile*>(fi->fh)->write_error_cursor;
+}
+
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  guarded(req, "open", [&] {
+  guarded(req, RequestOp::kOpen, [&] {
     Status s = mount_of(req).fs().open(ino, fi->flags);
     if (!s.ok()) return reply_status(req, s);
     set_open_flags(req, fi);
-    fuse_reply_open(req, fi);
+    std::unique_ptr<OpenFile> f = new_open_file(mount_of(req).fs(), ino, fi);
+    // Undelivered (interrupted): no RELEASE will come for it.
+    if (fuse_reply_open(req, fi) == 0) (void)f.release();
   });
 }
 
@@ -37,7 +63,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 // drops it again.
 void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
                fuse_file_info* fi) {
-  guarded(req, "create", [&] {
+  guarded(req, RequestOp::kCreate, [&] {
     MountContext& m = mount_of(req);
     auto r = m.fs().mknod(parent, name, S_IFREG | (mode & ~S_IFMT), 0, caller_creds(req));
     if (!r.ok()) return (void)fuse_reply_err(req, r.error());
@@ -48,13 +74,10 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
       return reply_status(req, s);
     }
     set_open_flags(req, fi);
-    fuse_entry_param e{};
-    e.ino = a.ino;
-    e.generation = a.generation;
-    e.attr = to_stat(a);
-    e.attr_timeout = m.timeout();
-    e.entry_timeout = m.timeout();
+    fuse_entry_param e = entry_param(m, a);
+    std::unique_ptr<OpenFile> f = new_open_file(m.fs(), a.ino, fi);
     if (fuse_reply_create(req, &e, fi) != 0) drop_references(m.fs(), a.ino, 1);
+    else (void)f.release();
   });
 }
 
@@ -67,7 +90,7 @@ std::vector<char>& read_buffer(size_t size) {
 }
 
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* /*fi*/) {
-  guarded(req, "read", [&] {
+  guarded(req, RequestOp::kRead, [&] {
     if (off < 0) return (void)fuse_reply_err(req, EINVAL);
     std::vector<char>& buf = read_buffer(size);
     auto r = mount_of(req).fs().read(ino, uint64_t(off), size, buf.data());
@@ -78,9 +101,11 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
 
 void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off,
               fuse_file_info* /*fi*/) {
-  guarded(req, "write", [&] {
+  guarded(req, RequestOp::kWrite, [&] {
     if (off < 0) return (void)fuse_reply_err(req, EINVAL);
-    auto r = mount_of(req).fs().write(ino, uint64_t(off), data, size);
+    MountContext& m = mount_of(req);
+    m.note_data_written(ino);
+    auto r = m.fs().write(ino, uint64_t(off), data, size);
     if (r.ok()) fuse_reply_write(req, *r);
     else fuse_reply_err(req, r.error());
   });
@@ -88,32 +113,41 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off
 
 // flush runs on every close(): it is where a write error recorded since
 // the last flush/fsync reaches the application.
-void op_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* /*fi*/) {
-  guarded(req, "flush", [&] { reply_status(req, mount_of(req).fs().flush(ino)); });
+void op_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  guarded(req, RequestOp::kFlush, [&] {
+    reply_status(req, mount_of(req).fs().flush(ino, write_error_cursor(fi)));
+  });
 }
 
-void op_release(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* /*fi*/) {
-  fuse_reply_err(req, 0);
+void op_release(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
+  guarded(req, RequestOp::kRelease, [&] {
+    std::unique_ptr<OpenFile> gone(reinterpret_cast<OpenFile*>(fi->fh));
+    fuse_reply_err(req, 0);
+  });
 }
 
-void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* /*fi*/) {
-  guarded(req, "fsync", [&] { reply_status(req, mount_of(req).fs().fsync(ino, datasync != 0)); });
+void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
+  guarded(req, RequestOp::kFsync, [&] {
+    reply_status(req, mount_of(req).fs().fsync(ino, datasync != 0, write_error_cursor(fi)));
+  });
 }
 
 // mode is passed through: KEEP_SIZE, PUNCH_HOLE and ZERO_RANGE are the
 // engine's to accept or refuse with EOPNOTSUPP.
 void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
                   fuse_file_info* /*fi*/) {
-  guarded(req, "fallocate", [&] {
+  guarded(req, RequestOp::kFallocate, [&] {
     if (off < 0 || len <= 0) return (void)fuse_reply_err(req, EINVAL);
-    reply_status(req, mount_of(req).fs().fallocate(ino, mode, uint64_t(off), uint64_t(len)));
+    MountContext& m = mount_of(req);
+    m.note_data_written(ino);  // zeroed edges are written back like data
+    reply_status(req, m.fs().fallocate(ino, mode, uint64_t(off), uint64_t(len)));
   });
 }
 
 // The kernel answers SEEK_SET/CUR/END itself; only SEEK_DATA and
 // SEEK_HOLE need the extent map.
 void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* /*fi*/) {
-  guarded(req, "lseek", [&] {
+  guarded(req, RequestOp::kLseek, [&] {
     if (whence != SEEK_DATA && whence != SEEK_HOLE) return (void)fuse_reply_err(req, EINVAL);
     if (off < 0) return (void)fuse_reply_err(req, ENXIO);
     auto r = mount_of(req).fs().seek_data_hole(ino, uint64_t(off), whence);
@@ -125,10 +159,11 @@ void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_i
 void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info* /*fi_in*/,
                         fuse_ino_t ino_out, off_t off_out, fuse_file_info* /*fi_out*/, size_t len,
                         int flags) {
-  guarded(req, "copy_file_range", [&] {
+  guarded(req, RequestOp::kCopyFileRange, [&] {
     if (flags != 0 || off_in < 0 || off_out < 0) return (void)fuse_reply_err(req, EINVAL);
-    auto r = mount_of(req).fs().copy_file_range(ino_in, uint64_t(off_in), ino_out,
-                                                uint64_t(off_out), len);
+    MountContext& m = mount_of(req);
+    m.note_data_written(ino_out);
+    auto r = m.fs().copy_file_range(ino_in, uint64_t(off_in), ino_out, uint64_t(off_out), len);
     if (r.ok()) fuse_reply_write(req, *r);
     else fuse_reply_err(req, r.error());
   });

@@ -14,7 +14,7 @@ namespace {
 bool is_dot_or_dotdot(const std::string& name) { return name == "." || name == ".."; }
 
 void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  guarded(req, "opendir", [&] {
+  guarded(req, RequestOp::kOpendir, [&] {
     Status s = mount_of(req).fs().opendir(ino);
     if (!s.ok()) return reply_status(req, s);
     fuse_reply_open(req, fi);
@@ -22,16 +22,16 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void op_releasedir(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* /*fi*/) {
-  fuse_reply_err(req, 0);
+  guarded(req, RequestOp::kReleasedir, [&] { fuse_reply_err(req, 0); });
 }
 
 void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* /*fi*/) {
-  guarded(req, "fsyncdir",
+  guarded(req, RequestOp::kFsyncdir,
           [&] { reply_status(req, mount_of(req).fs().fsyncdir(ino, datasync != 0)); });
 }
 
 void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* /*fi*/) {
-  guarded(req, "readdir", [&] {
+  guarded(req, RequestOp::kReaddir, [&] {
     std::vector<char> buf(size);
     size_t used = 0;
     Status s = mount_of(req).fs().readdir(ino, uint64_t(off), [&](const DirListEntry& d) {
@@ -56,7 +56,7 @@ void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
 // reply never arrives the references are dropped again.
 void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     fuse_file_info* /*fi*/) {
-  guarded(req, "readdirplus", [&] {
+  guarded(req, RequestOp::kReaddirplus, [&] {
     MountContext& m = mount_of(req);
     std::vector<char> buf(size);
     std::vector<uint64_t> referenced;
@@ -81,11 +81,7 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
           return false;
         }
         referenced.push_back(r->ino);
-        e.ino = r->ino;
-        e.generation = r->generation;
-        e.attr = to_stat(*r);
-        e.attr_timeout = m.timeout();
-        e.entry_timeout = m.timeout();
+        e = entry_param(m, *r);
       }
       used += fuse_add_direntry_plus(req, buf.data() + used, size - used, d.name.c_str(), &e,
                                      off_t(d.cookie));

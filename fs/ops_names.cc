@@ -15,53 +15,46 @@ void reply_attr_result(fuse_req_t req, const Result<Attr>& r) {
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  guarded(req, "lookup", [&] {
-    MountContext& m = mount_of(req);
-    auto r = m.fs().lookup(parent, name);
+  guarded(req, RequestOp::kLookup, [&] {
+    auto r = mount_of(req).fs().lookup(parent, name);
     if (r.ok()) return reply_entry(req, *r);
-    if (r.error() != ENOENT) return (void)fuse_reply_err(req, r.error());
-    // A negative entry: the kernel may remember "no such name" for the
-    // timeout. Safe because every create goes through the kernel, which
-    // drops the negative dentry itself.
-    fuse_entry_param e{};
-    e.ino = 0;
-    e.entry_timeout = m.timeout();
-    fuse_reply_entry(req, &e);
+    if (r.error() == ENOENT) return reply_negative_entry(req);
+    fuse_reply_err(req, r.error());
   });
 }
 
 void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
-  guarded_forget(req, [&] { mount_of(req).fs().forget(ino, nlookup); });
+  guarded_forget(req, RequestOp::kForget, [&] { mount_of(req).fs().forget(ino, nlookup); });
 }
 
 void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
-  guarded_forget(req, [&] {
+  guarded_forget(req, RequestOp::kBatchForget, [&] {
     Filesystem& fs = mount_of(req).fs();
     for (size_t i = 0; i < count; i++) fs.forget(forgets[i].ino, forgets[i].nlookup);
   });
 }
 
 void op_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
-  guarded(req, "mknod", [&] {
+  guarded(req, RequestOp::kMknod, [&] {
     reply_attr_result(req, mount_of(req).fs().mknod(parent, name, mode, rdev, caller_creds(req)));
   });
 }
 
 void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
-  guarded(req, "mkdir", [&] {
+  guarded(req, RequestOp::kMkdir, [&] {
     reply_attr_result(req, mount_of(req).fs().mkdir(parent, name, mode, caller_creds(req)));
   });
 }
 
 void op_symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
-  guarded(req, "symlink", [&] {
+  guarded(req, RequestOp::kSymlink, [&] {
     reply_attr_result(req,
                       mount_of(req).fs().symlink(parent, name, target, caller_creds(req)));
   });
 }
 
 void op_readlink(fuse_req_t req, fuse_ino_t ino) {
-  guarded(req, "readlink", [&] {
+  guarded(req, RequestOp::kReadlink, [&] {
     auto r = mount_of(req).fs().readlink(ino);
     if (r.ok()) fuse_reply_readlink(req, r->c_str());
     else fuse_reply_err(req, r.error());
@@ -69,24 +62,27 @@ void op_readlink(fuse_req_t req, fuse_ino_t ino) {
 }
 
 void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const char* new_name) {
-  guarded(req, "link", [&] {
+  guarded(req, RequestOp::kLink, [&] {
     reply_attr_result(req, mount_of(req).fs().link(ino, new_parent, new_name));
   });
 }
 
 void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  guarded(req, "unlink", [&] { reply_status(req, mount_of(req).fs().unlink(parent, name)); });
+  guarded(req, RequestOp::kUnlink,
+          [&] { reply_status(req, mount_of(req).fs().unlink(parent, name)); });
 }
 
 void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  guarded(req, "rmdir", [&] { reply_status(req, mount_of(req).fs().rmdir(parent, name)); });
+  guarded(req, RequestOp::kRmdir,
+          [&] { reply_status(req, mount_of(req).fs().rmdir(parent, name)); });
 }
 
 // flags is 0, RENAME_NOREPLACE or RENAME_EXCHANGE; the engine validates
 // them (RENAME_WHITEOUT and combinations are EINVAL, as on ext4).
 void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t new_parent,
                const char* new_name, unsigned int flags) {
-  guarded(req, "rename", [&] {
+  // The kernel sends RENAME2 only with flags; libfuse calls us for both.
+  guarded(req, flags == 0 ? RequestOp::kRename : RequestOp::kRename2, [&] {
     reply_status(req, mount_of(req).fs().rename(parent, name, new_parent, new_name, flags));
   });
 }

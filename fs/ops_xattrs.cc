@@ -1,6 +1,7 @@
 // Extended attributes, with getxattr/listxattr's two-step protocol: a
 // size of 0 asks only how big the value is; a buffer too small is ERANGE.
 #include <string>
+#include <string_view>
 
 #include "fs/request.h"
 
@@ -16,22 +17,30 @@ void reply_sized(fuse_req_t req, const Result<std::string>& r, size_t size) {
 
 void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
                  int flags) {
-  guarded(req, "setxattr", [&] {
+  guarded(req, RequestOp::kSetxattr, [&] {
     reply_status(req, mount_of(req).fs().setxattr(ino, name, std::string_view(value, size), flags));
   });
 }
 
+// Counted once more on its own when it asks for security.capability: the
+// kernel sends that before every write (core/stats/request_counters.h).
+RequestStat* capability_subset(fuse_req_t req, const char* name) {
+  if (std::string_view(name) != "security.capability") return nullptr;
+  return &mount_of(req).requests().getxattr_security_capability;
+}
+
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
-  guarded(req, "getxattr",
+  guarded(req, RequestOp::kGetxattr, capability_subset(req, name),
           [&] { reply_sized(req, mount_of(req).fs().getxattr(ino, name), size); });
 }
 
 void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
-  guarded(req, "listxattr", [&] { reply_sized(req, mount_of(req).fs().listxattr(ino), size); });
+  guarded(req, RequestOp::kListxattr,
+          [&] { reply_sized(req, mount_of(req).fs().listxattr(ino), size); });
 }
 
 void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
-  guarded(req, "removexattr",
+  guarded(req, RequestOp::kRemovexattr,
           [&] { reply_status(req, mount_of(req).fs().removexattr(ino, name)); });
 }
 

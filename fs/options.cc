@@ -4,6 +4,7 @@
 #include <array>
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <limits>
 
 namespace stablefs {
@@ -129,6 +130,20 @@ Status parse_writeback_delay(std::string_view v, MountOptions& fs, std::string* 
   return Status::Ok();
 }
 
+// entry_timeout=, attr_timeout=, negative_timeout=: seconds, fractions
+// allowed ("0.5"), 0 to kMaxCacheTimeoutSeconds.
+Status parse_timeout(std::string_view key, std::string_view v, double* out, std::string* why) {
+  double t = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), t, std::chars_format::fixed);
+  if (v.empty() || ec != std::errc() || p != v.data() + v.size() || !std::isfinite(t) || t < 0 ||
+      t > kMaxCacheTimeoutSeconds)
+    return fail(why, "invalid value for " + std::string(key) + ": '" + std::string(v) +
+                         "' (expected seconds, 0 to " +
+                         std::to_string(int64_t(kMaxCacheTimeoutSeconds)) + ", e.g. 60 or 0.5)");
+  *out = t;
+  return Status::Ok();
+}
+
 Status parse_one(const std::string& opt, ParsedMountOptions& out, std::string* why) {
   auto eq = opt.find('=');
   std::string_view key = std::string_view(opt).substr(0, eq);
@@ -143,10 +158,15 @@ Status parse_one(const std::string& opt, ParsedMountOptions& out, std::string* w
     return parse_cache_bytes(key, value, &fs.meta_cache_bytes, why);
   if (key == "commit" && has_value) return parse_commit(value, fs, why);
   if (key == "writeback_delay" && has_value) return parse_writeback_delay(value, fs, why);
+  if (key == "entry_timeout" && has_value) return parse_timeout(key, value, &fs.entry_timeout, why);
+  if (key == "attr_timeout" && has_value) return parse_timeout(key, value, &fs.attr_timeout, why);
+  if (key == "negative_timeout" && has_value)
+    return parse_timeout(key, value, &fs.negative_timeout, why);
   if (opt == "verify_writes") return fs.verify_writes = true, Status::Ok();
   if (opt == "writeback_cache") return fs.writeback_cache = true, Status::Ok();
   if (key == "stable_pages" || key == "cache_size" || key == "commit" ||
-      key == "writeback_delay" || key == "meta_cache")
+      key == "writeback_delay" || key == "meta_cache" || key == "entry_timeout" ||
+      key == "attr_timeout" || key == "negative_timeout")
     return fail(why, "mount option '" + std::string(key) + "' needs a value");
 
   // atime policy: FUSE leaves atime to the daemon, so the daemon must know.

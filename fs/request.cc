@@ -1,9 +1,44 @@
 #include "fs/request.h"
 
+#include <chrono>
 #include <cstring>
 #include <ctime>
 
 namespace stablefs {
+
+MountContext::MountContext(Filesystem& fs, const MountOptions& opts)
+    : fs_(fs), opts_(opts), published_(published_counters()) {
+  if (published_) {
+    requests_ = &published_->requests;
+  } else {
+    own_requests_ = std::make_unique<RequestCounters>();
+    requests_ = own_requests_.get();
+  }
+}
+
+namespace {
+int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+void MountContext::note_data_written(uint64_t ino) {
+  last_write_ns_[ino % kWriteSlots].store(steady_ns(), std::memory_order_relaxed);
+}
+
+double MountContext::attr_timeout(const Attr& a) const {
+  const double longest = opts_.attr_timeout;
+  if (!S_ISREG(a.mode) || longest <= kRecentWriteTimeout) return longest;
+  if (opts_.writeback_cache) return kRecentWriteTimeout;
+  const int64_t last = last_write_ns_[a.ino % kWriteSlots].load(std::memory_order_relaxed);
+  if (last == 0) return longest;
+  const auto window = std::chrono::milliseconds(opts_.writeback_delay_ms) + kDirtyWindow;
+  const bool recent =
+      steady_ns() - last < std::chrono::duration_cast<std::chrono::nanoseconds>(window).count();
+  return recent ? kRecentWriteTimeout : longest;
+}
 
 Status MountContext::unmount_once() {
   std::call_once(unmount_once_, [this] {
@@ -55,15 +90,27 @@ Timespec current_time() {
   return to_timespec(ts);
 }
 
-void reply_entry(fuse_req_t req, const Attr& a) {
-  MountContext& m = mount_of(req);
+fuse_entry_param entry_param(const MountContext& m, const Attr& a) {
   fuse_entry_param e{};
   e.ino = a.ino;
   e.generation = a.generation;
   e.attr = to_stat(a);
-  e.attr_timeout = m.timeout();
-  e.entry_timeout = m.timeout();
+  e.attr_timeout = m.attr_timeout(a);
+  e.entry_timeout = m.entry_timeout();
+  return e;
+}
+
+void reply_entry(fuse_req_t req, const Attr& a) {
+  MountContext& m = mount_of(req);
+  fuse_entry_param e = entry_param(m, a);
   if (fuse_reply_entry(req, &e) != 0) drop_references(m.fs(), a.ino, 1);
+}
+
+void reply_negative_entry(fuse_req_t req) {
+  fuse_entry_param e{};
+  e.ino = 0;
+  e.entry_timeout = mount_of(req).negative_timeout();
+  fuse_reply_entry(req, &e);
 }
 
 void drop_references(Filesystem& fs, uint64_t ino, uint64_t n) noexcept {
@@ -78,7 +125,7 @@ void drop_references(Filesystem& fs, uint64_t ino, uint64_t n) noexcept {
 
 void reply_attr(fuse_req_t req, const Attr& a) {
   struct stat st = to_stat(a);
-  fuse_reply_attr(req, &st, mount_of(req).timeout());
+  fuse_reply_attr(req, &st, mount_of(req).attr_timeout(a));
 }
 
 }  // namespace stablefs

@@ -1,12 +1,15 @@
 // What every ops_* file shares: reaching the mount from a request, the
 // caller's credentials, Attr <-> struct stat, entry replies that keep the
-// lookup count exact, and the guard that keeps exceptions out of libfuse.
+// lookup count exact, and the guard that keeps exceptions out of libfuse
+// and times every request.
 #pragma once
 
 #include <sys/stat.h>
 
+#include <chrono>
 #include <exception>
 #include <new>
+#include <utility>
 
 #include "core/base/log.h"
 #include "fs/fuse_adapter.h"
@@ -22,10 +25,16 @@ struct stat to_stat(const Attr& a);
 Timespec to_timespec(const struct timespec& ts);
 Timespec current_time();
 
+// The entry for `a` with the mount's entry and attribute timeouts.
+fuse_entry_param entry_param(const MountContext& m, const Attr& a);
+
 // Replies with the entry. Every Attr from lookup/mknod/mkdir/symlink/link
 // holds one kernel reference; when the reply cannot be delivered (the
 // request was interrupted) the kernel never saw it, so we drop it here.
 void reply_entry(fuse_req_t req, const Attr& a);
+// A lookup miss the kernel may remember for negative_timeout (node id 0;
+// a plain ENOENT would not be cached at all).
+void reply_negative_entry(fuse_req_t req);
 void reply_attr(fuse_req_t req, const Attr& a);
 
 // Filesystem::forget for references the kernel never received. Used after
@@ -39,34 +48,70 @@ SetAttr translate_setattr(const struct stat& attr, int to_set, Timespec now);
 
 inline void reply_status(fuse_req_t req, const Status& s) { fuse_reply_err(req, s.error()); }
 
-// Runs one callback body. The body replies exactly once, as its last step
-// (fuse_reply_* never throw), so an exception means no reply was sent yet
-// and we send the error instead. Nothing escapes into libfuse's C frames.
+// Counts one request in the mount's counters and times it from the
+// callback's entry to its reply (the timer ends after the body, whose last
+// step is the reply): two clock reads and a few relaxed atomics.
+class RequestTimer {
+ public:
+  // `also`, when given, counts the request a second time (a subset of
+  // `op` worth watching on its own).
+  RequestTimer(fuse_req_t req, RequestOp op, RequestStat* also = nullptr) noexcept
+      : stat_(mount_of(req).requests()[op]), also_(also), start_(Clock::now()) {
+    stat_.started();
+    if (also_) also_->started();
+  }
+  RequestTimer(const RequestTimer&) = delete;
+  RequestTimer& operator=(const RequestTimer&) = delete;
+  ~RequestTimer() {
+    auto ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start_)
+                           .count());
+    stat_.answered(ns);
+    if (also_) also_->answered(ns);
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  RequestStat& stat_;
+  RequestStat* also_;
+  Clock::time_point start_;
+};
+
+// Runs one callback body, timed as `op`. The body replies exactly once, as
+// its last step (fuse_reply_* never throw), so an exception means no reply
+// was sent yet and we send the error instead. Nothing escapes into
+// libfuse's C frames.
 template <class Body>
-void guarded(fuse_req_t req, const char* op, Body&& body) noexcept {
+void guarded(fuse_req_t req, RequestOp op, RequestStat* also, Body&& body) noexcept {
+  RequestTimer timer(req, op, also);
   try {
     body();
   } catch (const std::bad_alloc&) {
     fuse_reply_err(req, ENOMEM);
   } catch (const std::exception& e) {
-    SFS_LOG("%s: internal error: %s", op, e.what());
+    SFS_LOG("%s: internal error: %s", request_op_name(op).data(), e.what());
     fuse_reply_err(req, EIO);
   } catch (...) {
-    SFS_LOG("%s: internal error", op);
+    SFS_LOG("%s: internal error", request_op_name(op).data());
     fuse_reply_err(req, EIO);
   }
 }
 
-// The same for forget, which never replies with an error: a failure to
-// drop a reference is logged and the request is still answered.
 template <class Body>
-void guarded_forget(fuse_req_t req, Body&& body) noexcept {
+void guarded(fuse_req_t req, RequestOp op, Body&& body) noexcept {
+  guarded(req, op, nullptr, std::forward<Body>(body));
+}
+
+// The same for FORGET and BATCH_FORGET, which never reply with an error:
+// a failure to drop a reference is logged and the request still answered.
+template <class Body>
+void guarded_forget(fuse_req_t req, RequestOp op, Body&& body) noexcept {
+  RequestTimer timer(req, op);
   try {
     body();
   } catch (const std::exception& e) {
-    SFS_LOG("forget: internal error: %s", e.what());
+    SFS_LOG("%s: internal error: %s", request_op_name(op).data(), e.what());
   } catch (...) {
-    SFS_LOG("forget: internal error");
+    SFS_LOG("%s: internal error", request_op_name(op).data());
   }
   fuse_reply_none(req);
 }

@@ -20,7 +20,9 @@ void usage(FILE* f) {
                "usage: stablefs-stat [-w] [--json] MOUNTPOINT\n"
                "Prints the live counters of a mounted stablefs (read from its shared-memory\n"
                "segment): integrity errors, writeback waits, shadow/bounce copies, dirty and\n"
-               "under-writeback pages, bytes, journal commits.\n"
+               "under-writeback pages, bytes, journal commits, and the FUSE requests answered\n"
+               "by opcode (count, average and maximum time from the daemon's callback to its\n"
+               "reply; the text table lists opcodes seen at least once, --json all of them).\n"
                "  -w, --watch   print again every second until interrupted\n"
                "  --json        one JSON object per print\n"
                "Exit: 0 ok, 1 no stablefs counters at MOUNTPOINT, 2 usage.\n");
@@ -30,6 +32,37 @@ struct Snapshot {
   const char* name;
   uint64_t value;
 };
+
+void print_stat_json(const char* name, const stablefs::RequestStat& r) {
+  std::printf("\"%s\":{\"count\":%llu,\"total_ns\":%llu,\"max_ns\":%llu}", name,
+              (unsigned long long)r.count.load(), (unsigned long long)r.total_ns.load(),
+              (unsigned long long)r.max_ns.load());
+}
+
+// "ops":{"LOOKUP":{...},...},"getxattr_security_capability":{...}
+void print_requests_json(const stablefs::RequestCounters& rc) {
+  std::printf(",\"ops\":{");
+  for (size_t i = 0; i < stablefs::kRequestOpCount; i++) {
+    if (i) std::printf(",");
+    print_stat_json(stablefs::kRequestOpNames[i].data(), rc.ops[i]);
+  }
+  std::printf("},");
+  print_stat_json("getxattr_security_capability", rc.getxattr_security_capability);
+}
+
+void print_stat_row(const char* name, const stablefs::RequestStat& r) {
+  uint64_t n = r.count.load(), total = r.total_ns.load(), max = r.max_ns.load();
+  std::printf("  %-32s %12llu %12.1f %12.1f\n", name, (unsigned long long)n,
+              n ? double(total) / double(n) / 1000.0 : 0.0, double(max) / 1000.0);
+}
+
+void print_requests_text(const stablefs::RequestCounters& rc) {
+  std::printf("  %-32s %12s %12s %12s\n", "request", "count", "avg us", "max us");
+  for (size_t i = 0; i < stablefs::kRequestOpCount; i++)
+    if (rc.ops[i].count.load() > 0) print_stat_row(stablefs::kRequestOpNames[i].data(), rc.ops[i]);
+  if (rc.getxattr_security_capability.count.load() > 0)
+    print_stat_row("  of which security.capability", rc.getxattr_security_capability);
+}
 
 void print(const stablefs::LiveCounters& c, bool json, bool first) {
   Snapshot s[] = {
@@ -57,11 +90,13 @@ void print(const stablefs::LiveCounters& c, bool json, bool first) {
     std::printf("{\"mountpoint\":\"%s\",\"source\":\"%s\",\"pid\":%lld", c.mountpoint, c.source,
                 (long long)c.pid);
     for (auto& e : s) std::printf(",\"%s\":%llu", e.name, (unsigned long long)e.value);
+    print_requests_json(c.requests);
     std::printf("}\n");
   } else {
     if (!first) std::printf("\n");
     std::printf("%s on %s (pid %lld)\n", c.source, c.mountpoint, (long long)c.pid);
     for (auto& e : s) std::printf("  %-24s %llu\n", e.name, (unsigned long long)e.value);
+    print_requests_text(c.requests);
   }
   std::fflush(stdout);
 }

@@ -30,15 +30,22 @@ std::string counters_segment_name(const std::string& mountpoint) {
 struct CountersSegment::Impl {
   std::string name;
   bip::shared_memory_object shm;
-  bip::mapped_region region;
+  // The LiveCounters constructed in the mapping; its deleter destroys the
+  // object and then unmaps (when the last holder lets go).
+  std::shared_ptr<LiveCounters> counters;
 };
 
-CountersSegment::CountersSegment(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
-  counters_ = static_cast<LiveCounters*>(impl_->region.get_address());
+CountersSegment::CountersSegment(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)), counters_(impl_->counters) {
+  std::lock_guard lk(published_detail::mu);
+  published_detail::counters = counters_;
 }
 
 CountersSegment::~CountersSegment() {
-  counters_->~LiveCounters();
+  {
+    std::lock_guard lk(published_detail::mu);
+    if (published_detail::counters.lock() == counters_) published_detail::counters.reset();
+  }
   bip::shared_memory_object::remove(impl_->name.c_str());
 }
 
@@ -67,8 +74,10 @@ Result<std::unique_ptr<CountersSegment>> CountersSegment::create(const std::stri
     impl->name = name;
     impl->shm = bip::shared_memory_object(bip::create_only, name.c_str(), bip::read_write);
     impl->shm.truncate(sizeof(LiveCounters));
-    impl->region = bip::mapped_region(impl->shm, bip::read_write);
-    auto* c = new (impl->region.get_address()) LiveCounters();
+    auto region = std::make_shared<bip::mapped_region>(impl->shm, bip::read_write);
+    auto* c = new (region->get_address()) LiveCounters();
+    impl->counters = std::shared_ptr<LiveCounters>(
+        c, [region](LiveCounters* p) { p->~LiveCounters(); });
     c->pid = getpid();
     std::snprintf(c->mountpoint, sizeof c->mountpoint, "%s", mountpoint.c_str());
     std::snprintf(c->source, sizeof c->source, "%s", source.c_str());

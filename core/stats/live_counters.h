@@ -10,14 +10,17 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "core/base/result.h"
+#include "core/stats/request_counters.h"
 
 namespace stablefs {
 
 constexpr uint64_t kCountersMagic = 0x31305443534653ull;  // "SFSCT01"
-constexpr uint32_t kCountersVersion = 2;  // 2: cached_inodes, metadata cache
+// 2: cached_inodes, metadata cache; 3: per-opcode FUSE request counters
+constexpr uint32_t kCountersVersion = 3;
 
 // Every field is an 8-byte lock-free atomic, so writers and readers in
 // different processes need no lock.
@@ -57,6 +60,8 @@ struct LiveCounters {
   std::atomic<uint64_t> replayed_transactions{0};
   // Bumped by the daemon on every gauge refresh: readers can tell it is alive.
   std::atomic<uint64_t> heartbeat{0};
+  // FUSE requests by opcode, counted by the adapter (fs/request.h).
+  RequestCounters requests;
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 
@@ -64,8 +69,28 @@ static_assert(std::atomic<uint64_t>::is_always_lock_free);
 // canonical mountpoint path (long paths are hashed).
 std::string counters_segment_name(const std::string& canonical_mountpoint);
 
+// The counters this process publishes, for code that reaches the engine
+// only through the Filesystem interface: the FUSE adapter counts requests
+// here. A daemon serves one mount, so there is at most one segment per
+// process (the newest wins if a test makes more). The pointer keeps the
+// mapping alive after the segment is removed at unmount: a request still
+// being answered then counts into memory no reader can find any more.
+// nullptr when this process publishes no segment.
+//
+// Defined here, not in live_counters.cc, so the adapter library needs no
+// link dependency on the engine (fs/CMakeLists.txt).
+namespace published_detail {
+inline std::mutex mu;
+inline std::weak_ptr<LiveCounters> counters;  // guarded by mu
+}  // namespace published_detail
+
+inline std::shared_ptr<LiveCounters> published_counters() {
+  std::lock_guard lk(published_detail::mu);
+  return published_detail::counters.lock();
+}
+
 // The daemon's side: creates (or replaces a stale) segment and removes it
-// on destruction.
+// on destruction. The newest segment is the one published_counters() returns.
 class CountersSegment {
  public:
   static Result<std::unique_ptr<CountersSegment>> create(const std::string& mountpoint,
@@ -78,7 +103,8 @@ class CountersSegment {
   struct Impl;
   explicit CountersSegment(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
-  LiveCounters* counters_ = nullptr;
+  // Owns the mapping (shared with published_counters() callers).
+  std::shared_ptr<LiveCounters> counters_;
 };
 
 // A reader's side: maps an existing segment read-only. ENOENT when the

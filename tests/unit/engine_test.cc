@@ -237,6 +237,42 @@ TEST_F(EngineFaultTest, SmallReadFetchesItsClusterAndSurvivesABadNeighbour) {
   EXPECT_EQ(fs_->read(ino, 20 * kBlockSize, kBlockSize, buf).error(), EIO);
 }
 
+// Writeback errors as the kernel's errseq: every open file description
+// hears of an error once, whichever checks first; one opened later does
+// not, unless nobody has heard of it yet.
+TEST_F(EngineFaultTest, WritebackErrorIsReportedOncePerOpenFile) {
+  FaultDevice& faults = mount_with_faults();
+  auto& m = static_cast<MountedFs&>(*fs_);
+  uint64_t ino = create("f");
+  uint64_t a = fs_->sample_write_errors(ino), b = fs_->sample_write_errors(ino);
+  const std::string data(2 * kBlockSize, 'e');
+  ASSERT_EQ(*fs_->write(ino, 0, data.data(), data.size()), data.size());
+  auto layout = plan_layout(dev_.block_count());
+  ASSERT_TRUE(layout.ok());
+  for (uint64_t blk = layout->data_start; blk < dev_.block_count(); blk++)
+    faults.fail_block(blk, FaultOn::kWrite);
+  EXPECT_FALSE(m.writeback_all().ok());  // background writeback fails
+  faults.clear_faults();
+  // A's fsync writes the data now, and still reports the earlier failure.
+  EXPECT_EQ(fs_->fsync(ino, false, &a).error(), EIO);
+  EXPECT_TRUE(fs_->fsync(ino, false, &a).ok()) << "reported twice to one description";
+  EXPECT_EQ(fs_->flush(ino, &b).error(), EIO) << "B never heard of it";
+  EXPECT_TRUE(fs_->flush(ino, &b).ok());
+  uint64_t c = fs_->sample_write_errors(ino);
+  EXPECT_TRUE(fs_->fsync(ino, false, &c).ok()) << "opened after everyone saw it";
+  // An error nobody has heard of reaches the next opener.
+  for (uint64_t blk = layout->data_start; blk < dev_.block_count(); blk++)
+    faults.fail_block(blk, FaultOn::kWrite);
+  ASSERT_EQ(*fs_->write(ino, 0, "x", 1), 1u);
+  EXPECT_FALSE(m.writeback_all().ok());
+  faults.clear_faults();
+  uint64_t d = fs_->sample_write_errors(ino);
+  EXPECT_EQ(fs_->fsync(ino, false, &d).error(), EIO);
+  crash();
+  mount();
+  EXPECT_EQ(read_back("f"), "x" + data.substr(1));
+}
+
 TEST_F(EngineFaultTest, FullFilesystemLeavesNothingBehind) {
   mount_with_faults();
   const uint64_t files_free = fs_->statfs()->files_free;

@@ -38,13 +38,17 @@ TEST(MountOptions, NoOptionsGiveDefaultsAndDefaultPermissions) {
   EXPECT_EQ(p.opts.fs.writeback_delay_ms, 1000u);
   EXPECT_EQ(p.opts.fs.meta_cache_bytes, 128ull << 20);
   EXPECT_FALSE(p.opts.fs.read_only);
+  EXPECT_EQ(p.opts.fs.entry_timeout, 60.0);
+  EXPECT_EQ(p.opts.fs.attr_timeout, 60.0);
+  EXPECT_EQ(p.opts.fs.negative_timeout, 60.0);
   EXPECT_EQ(p.opts.fuse_options, std::vector<std::string>{"default_permissions"});
 }
 
 TEST(MountOptions, ParsesEveryStablefsOption) {
   Parsed p = parse(
       "cache_size=64M,stable_pages=shadow,verify_writes,writeback_cache,commit=30,"
-      "writeback_delay=0,meta_cache=32M");
+      "writeback_delay=0,meta_cache=32M,entry_timeout=3600,attr_timeout=0.5,"
+      "negative_timeout=0");
   ASSERT_TRUE(p.status.ok()) << p.why;
   EXPECT_EQ(p.opts.fs.cache_bytes, 64ull << 20);
   EXPECT_EQ(p.opts.fs.stable_pages, StablePages::kShadow);
@@ -53,6 +57,9 @@ TEST(MountOptions, ParsesEveryStablefsOption) {
   EXPECT_EQ(p.opts.fs.commit_seconds, 30u);
   EXPECT_EQ(p.opts.fs.writeback_delay_ms, 0u);
   EXPECT_EQ(p.opts.fs.meta_cache_bytes, 32ull << 20);
+  EXPECT_EQ(p.opts.fs.entry_timeout, 3600.0);
+  EXPECT_EQ(p.opts.fs.attr_timeout, 0.5);
+  EXPECT_EQ(p.opts.fs.negative_timeout, 0.0);
   // stablefs's own options never reach libfuse, which would reject them.
   EXPECT_EQ(p.opts.fuse_options, std::vector<std::string>{"default_permissions"});
 }
@@ -83,7 +90,11 @@ TEST(MountOptions, BadValuesAreErrorsNamingTheOption) {
                           "commit=99999999999", "max_read=lots", "writeback_delay=",
                           "writeback_delay", "writeback_delay=-5", "writeback_delay=1s",
                           "writeback_delay=3600001", "meta_cache=", "meta_cache=100K",
-                          "meta_cache=lots"}) {
+                          "meta_cache=lots", "entry_timeout", "entry_timeout=",
+                          "entry_timeout=-1", "entry_timeout=1s", "attr_timeout=abc",
+                          "attr_timeout=inf", "attr_timeout=nan", "attr_timeout=86401",
+                          "negative_timeout=1e3", "negative_timeout= 5", "negative_timeout=+5",
+                          "negative_timeout=0x10"}) {
     Parsed p = parse(bad);
     EXPECT_EQ(p.status.error(), EINVAL) << bad;
     std::string key = std::string(bad).substr(0, std::string(bad).find('='));
@@ -91,6 +102,16 @@ TEST(MountOptions, BadValuesAreErrorsNamingTheOption) {
     EXPECT_EQ(p.why.rfind("stablefs: ", 0), 0u) << p.why;
   }
   EXPECT_NE(parse("cache_size=512K").why.find("minimum is 1M"), std::string::npos);
+}
+
+TEST(MountOptions, TimeoutsAcceptZeroFractionsAndADay) {
+  Parsed p = parse("entry_timeout=0,attr_timeout=86400,negative_timeout=2.25");
+  ASSERT_TRUE(p.status.ok()) << p.why;
+  EXPECT_EQ(p.opts.fs.entry_timeout, 0.0);
+  EXPECT_EQ(p.opts.fs.attr_timeout, 86400.0);
+  EXPECT_EQ(p.opts.fs.negative_timeout, 2.25);
+  // Ours alone: libfuse's low-level session would reject them.
+  EXPECT_EQ(p.opts.fuse_options, std::vector<std::string>{"default_permissions"});
 }
 
 TEST(MountOptions, FuseAndKernelOptionsPassThrough) {
@@ -235,6 +256,101 @@ TEST(Capabilities, AsksForOneMebibyteWrites) {
   fuse_conn_info c = kernel_offering_everything();
   negotiate_capabilities(&c, MountOptions{});
   EXPECT_EQ(c.max_write, 1u << 20);
+}
+
+// ---- attribute timeouts ----
+
+// MountContext needs a Filesystem; the timeout policy never calls it.
+class UnusedFilesystem : public Filesystem {
+ public:
+  Status unmount() override { return err(ENOSYS); }
+  void forget(uint64_t, uint64_t) override {}
+  Result<Attr> lookup(uint64_t, std::string_view) override { return err(ENOSYS); }
+  Result<Attr> mknod(uint64_t, std::string_view, uint32_t, uint64_t, const Creds&) override {
+    return err(ENOSYS);
+  }
+  Result<Attr> mkdir(uint64_t, std::string_view, uint32_t, const Creds&) override {
+    return err(ENOSYS);
+  }
+  Result<Attr> symlink(uint64_t, std::string_view, std::string_view, const Creds&) override {
+    return err(ENOSYS);
+  }
+  Result<std::string> readlink(uint64_t) override { return err(ENOSYS); }
+  Result<Attr> link(uint64_t, uint64_t, std::string_view) override { return err(ENOSYS); }
+  Status unlink(uint64_t, std::string_view) override { return err(ENOSYS); }
+  Status rmdir(uint64_t, std::string_view) override { return err(ENOSYS); }
+  Status rename(uint64_t, std::string_view, uint64_t, std::string_view, unsigned) override {
+    return err(ENOSYS);
+  }
+  Result<Attr> getattr(uint64_t) override { return err(ENOSYS); }
+  Result<Attr> setattr(uint64_t, const SetAttr&) override { return err(ENOSYS); }
+  Result<FsStat> statfs() override { return err(ENOSYS); }
+  Status open(uint64_t, int) override { return err(ENOSYS); }
+  Result<size_t> read(uint64_t, uint64_t, size_t, char*) override { return err(ENOSYS); }
+  Result<size_t> write(uint64_t, uint64_t, const char*, size_t) override { return err(ENOSYS); }
+  uint64_t sample_write_errors(uint64_t) override { return 0; }
+  Status flush(uint64_t, uint64_t*) override { return err(ENOSYS); }
+  Status fsync(uint64_t, bool, uint64_t*) override { return err(ENOSYS); }
+  Status fallocate(uint64_t, int, uint64_t, uint64_t) override { return err(ENOSYS); }
+  Result<uint64_t> seek_data_hole(uint64_t, uint64_t, int) override { return err(ENOSYS); }
+  Result<size_t> copy_file_range(uint64_t, uint64_t, uint64_t, uint64_t, size_t) override {
+    return err(ENOSYS);
+  }
+  Status opendir(uint64_t) override { return err(ENOSYS); }
+  Status readdir(uint64_t, uint64_t, const std::function<bool(const DirListEntry&)>&) override {
+    return err(ENOSYS);
+  }
+  Status fsyncdir(uint64_t, bool) override { return err(ENOSYS); }
+  Status setxattr(uint64_t, std::string_view, std::string_view, int) override {
+    return err(ENOSYS);
+  }
+  Result<std::string> getxattr(uint64_t, std::string_view) override { return err(ENOSYS); }
+  Result<std::string> listxattr(uint64_t) override { return err(ENOSYS); }
+  Status removexattr(uint64_t, std::string_view) override { return err(ENOSYS); }
+};
+
+Attr attr_of(uint64_t ino, uint32_t type) {
+  Attr a;
+  a.ino = ino;
+  a.mode = type | 0644;
+  return a;
+}
+
+TEST(AttrTimeout, UnwrittenFilesAndDirectoriesGetTheFullTimeout) {
+  UnusedFilesystem fs;
+  MountContext m(fs, MountOptions{});
+  EXPECT_EQ(m.attr_timeout(attr_of(2, S_IFREG)), 60.0);
+  EXPECT_EQ(m.attr_timeout(attr_of(3, S_IFDIR)), 60.0);
+  EXPECT_EQ(m.entry_timeout(), 60.0);
+  EXPECT_EQ(m.negative_timeout(), 60.0);
+}
+
+// Its blocks are allocated at writeback, after the reply the kernel saw.
+TEST(AttrTimeout, AFileWithUnwrittenDataGetsTheShortTimeout) {
+  UnusedFilesystem fs;
+  MountContext m(fs, MountOptions{});
+  m.note_data_written(2);
+  EXPECT_EQ(m.attr_timeout(attr_of(2, S_IFREG)), MountContext::kRecentWriteTimeout);
+  EXPECT_EQ(m.attr_timeout(attr_of(5, S_IFREG)), 60.0) << "another file keeps the long one";
+}
+
+TEST(AttrTimeout, AShorterConfiguredTimeoutIsNeverLengthened) {
+  UnusedFilesystem fs;
+  MountOptions o;
+  o.attr_timeout = 0;
+  MountContext m(fs, o);
+  m.note_data_written(2);
+  EXPECT_EQ(m.attr_timeout(attr_of(2, S_IFREG)), 0.0);
+  EXPECT_EQ(m.attr_timeout(attr_of(3, S_IFDIR)), 0.0);
+}
+
+TEST(AttrTimeout, WritebackCacheKeepsRegularFilesShort) {
+  UnusedFilesystem fs;
+  MountOptions o;
+  o.writeback_cache = true;
+  MountContext m(fs, o);
+  EXPECT_EQ(m.attr_timeout(attr_of(2, S_IFREG)), MountContext::kRecentWriteTimeout);
+  EXPECT_EQ(m.attr_timeout(attr_of(3, S_IFDIR)), 60.0);
 }
 
 // ---- setattr translation ----
