@@ -167,6 +167,7 @@ Status MountedFs::start(std::string* why) {
   // use, and the next mount replays the log.
   jo.on_abort = [this](int error) {
     read_only_ = true;
+    c_->journal_aborted = uint64_t(error);
     SFS_LOG("journal aborted (%s): the filesystem is read-only from now on; unmount and mount "
             "again to replay the journal",
             std::strerror(error));

@@ -85,6 +85,7 @@ void print(const stablefs::LiveCounters& c, bool json, bool first) {
       {"journal_commits", c.journal_commits},
       {"shadow_metadata_copies", c.shadow_metadata_copies},
       {"replayed_transactions", c.replayed_transactions},
+      {"journal_aborted", c.journal_aborted},
   };
   if (json) {
     std::printf("{\"mountpoint\":\"%s\",\"source\":\"%s\",\"pid\":%lld", c.mountpoint, c.source,

@@ -19,8 +19,9 @@
 namespace stablefs {
 
 constexpr uint64_t kCountersMagic = 0x31305443534653ull;  // "SFSCT01"
-// 2: cached_inodes, metadata cache; 3: per-opcode FUSE request counters
-constexpr uint32_t kCountersVersion = 3;
+// 2: cached_inodes, metadata cache; 3: per-opcode FUSE request counters;
+// 4: journal_aborted
+constexpr uint32_t kCountersVersion = 4;
 
 // Every field is an 8-byte lock-free atomic, so writers and readers in
 // different processes need no lock.
@@ -58,6 +59,9 @@ struct LiveCounters {
   std::atomic<uint64_t> journal_commits{0};
   std::atomic<uint64_t> shadow_metadata_copies{0};
   std::atomic<uint64_t> replayed_transactions{0};
+  // 0, or the errno that aborted the journal: the filesystem is read-only
+  // until it is unmounted and mounted again (which replays the log).
+  std::atomic<uint64_t> journal_aborted{0};
   // Bumped by the daemon on every gauge refresh: readers can tell it is alive.
   std::atomic<uint64_t> heartbeat{0};
   // FUSE requests by opcode, counted by the adapter (fs/request.h).

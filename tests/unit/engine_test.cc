@@ -186,6 +186,7 @@ TEST_F(EngineFaultTest, JournalWriteErrorTurnsTheFilesystemReadOnly) {
        std::this_thread::sleep_for(std::chrono::milliseconds(1)))
     read_only = fs_->mknod(kRootIno, "c", S_IFREG | 0644, 0, {}).error() == EROFS;
   ASSERT_TRUE(read_only) << "writes after a journal abort must fail with EROFS";
+  EXPECT_EQ(static_cast<MountedFs&>(*fs_).counters().journal_aborted, uint64_t(EIO));
   EXPECT_EQ(fs_->write(a, 0, "x", 1).error(), EROFS);
   EXPECT_EQ(read_back("a"), data) << "reads keep working";
   faults.clear_faults();
