@@ -1,6 +1,24 @@
 #include "core/io/block_device.h"
 
+#include <cerrno>
+
+#include "core/base/format.h"
+
 namespace stablefs {
+
+int check_request_shape(const IoRequest& r, uint64_t device_blocks) {
+  if (r.iov_count < 1 || r.iov_count > IoRequest::kMaxSegments) return EINVAL;
+  uint64_t bytes = 0;
+  for (int i = 0; i < r.iov_count; i++) {
+    auto addr = reinterpret_cast<uintptr_t>(r.iov[i].iov_base);
+    if (addr % kBlockSize != 0 || r.iov[i].iov_len == 0 || r.iov[i].iov_len % kBlockSize != 0)
+      return EINVAL;
+    bytes += r.iov[i].iov_len;
+  }
+  uint64_t blocks = bytes / kBlockSize;
+  if (r.blocknr > device_blocks || blocks > device_blocks - r.blocknr) return EINVAL;
+  return 0;
+}
 
 Status BlockDevice::read(uint64_t blocknr, void* buf, size_t len) {
   IoRequest r;

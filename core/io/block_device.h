@@ -38,6 +38,11 @@ struct IoRequest {
   }
 };
 
+// 0 when a read or write request's segments are whole, aligned blocks
+// (O_DIRECT's rules, demanded everywhere so a request works on every
+// backing store) inside a device of `device_blocks`, else EINVAL.
+int check_request_shape(const IoRequest& r, uint64_t device_blocks);
+
 class BlockDevice {
  public:
   virtual ~BlockDevice() = default;

@@ -7,22 +7,6 @@
 namespace stablefs {
 namespace {
 
-// 0 when the request's segments are whole, aligned blocks inside the
-// device, else the errno the request fails with.
-int validate(const IoRequest& r, uint64_t device_blocks) {
-  if (r.iov_count < 1 || r.iov_count > IoRequest::kMaxSegments) return EINVAL;
-  uint64_t bytes = 0;
-  for (int i = 0; i < r.iov_count; i++) {
-    auto addr = reinterpret_cast<uintptr_t>(r.iov[i].iov_base);
-    if (addr % kBlockSize != 0 || r.iov[i].iov_len == 0 || r.iov[i].iov_len % kBlockSize != 0)
-      return EINVAL;
-    bytes += r.iov[i].iov_len;
-  }
-  uint64_t blocks = bytes / kBlockSize;
-  if (r.blocknr > device_blocks || blocks > device_blocks - r.blocknr) return EINVAL;
-  return 0;
-}
-
 // Calls fn(blocknr, pointer to that block's bytes) for every block of r.
 template <class Fn>
 void for_each_block(const IoRequest& r, Fn fn) {
@@ -49,7 +33,7 @@ Status OverlayDevice::submit_and_wait(std::span<IoRequest*> requests) {
       fail(r, EINVAL);
       continue;
     }
-    if (int e = validate(*r, block_count()); e != 0) {
+    if (int e = check_request_shape(*r, block_count()); e != 0) {
       fail(r, e);
       continue;
     }

@@ -72,19 +72,7 @@ int validate(const IoRequest& r, uint64_t device_blocks, bool read_only) {
   if (r.op == IoOp::kFlush) return 0;
   if (r.op != IoOp::kRead && r.op != IoOp::kWrite) return EINVAL;
   if (r.op == IoOp::kWrite && read_only) return EROFS;
-  if (r.iov_count < 1 || r.iov_count > IoRequest::kMaxSegments) return EINVAL;
-  uint64_t bytes = 0;
-  for (int i = 0; i < r.iov_count; i++) {
-    // O_DIRECT needs aligned memory and lengths; we demand whole blocks so
-    // the same request works on every backing store.
-    auto addr = reinterpret_cast<uintptr_t>(r.iov[i].iov_base);
-    if (addr % kBlockSize != 0 || r.iov[i].iov_len == 0 || r.iov[i].iov_len % kBlockSize != 0)
-      return EINVAL;
-    bytes += r.iov[i].iov_len;
-  }
-  uint64_t blocks = bytes / kBlockSize;
-  if (r.blocknr > device_blocks || blocks > device_blocks - r.blocknr) return EINVAL;
-  return 0;
+  return check_request_shape(r, device_blocks);
 }
 
 bool is_flush(const IoRequest* r) { return r->op == IoOp::kFlush; }

@@ -90,17 +90,21 @@ class EngineFaultTest : public EngineTest {
     fs_ = std::move(*r);
     return faults;
   }
-  void expect_not_left_behind(uint64_t files_free_before) {
-    EXPECT_EQ(fs_->lookup(kRootIno, "ln").error(), ENOENT);
-    ASSERT_TRUE(fs_->fsyncdir(kRootIno, false).ok());  // a freed inode is reusable once committed
-    EXPECT_EQ(fs_->statfs()->files_free, files_free_before) << "the inode was not freed";
-    unmount();
+  // fsck of the unmounted device finds nothing wrong.
+  void expect_fsck_clean() {
     FsckOptions fo;
     std::string problems;
     fo.report = [&](const std::string& l) { problems += l + "\n"; };
     auto fsck = check_filesystem(dev_, fo);
     ASSERT_TRUE(fsck.ok());
     EXPECT_EQ(fsck->errors, 0u) << problems;
+  }
+  void expect_not_left_behind(uint64_t files_free_before) {
+    EXPECT_EQ(fs_->lookup(kRootIno, "ln").error(), ENOENT);
+    ASSERT_TRUE(fs_->fsyncdir(kRootIno, false).ok());  // a freed inode is reusable once committed
+    EXPECT_EQ(fs_->statfs()->files_free, files_free_before) << "the inode was not freed";
+    unmount();
+    expect_fsck_clean();
   }
   const std::string target_ = "/" + std::string(1000, 't');
 };
@@ -194,12 +198,7 @@ TEST_F(EngineFaultTest, JournalWriteErrorTurnsTheFilesystemReadOnly) {
   mount();
   EXPECT_EQ(read_back("a"), data);
   unmount();
-  FsckOptions fo;
-  std::string problems;
-  fo.report = [&](const std::string& l) { problems += l + "\n"; };
-  auto fsck = check_filesystem(dev_, fo);
-  ASSERT_TRUE(fsck.ok());
-  EXPECT_EQ(fsck->errors, 0u) << problems;
+  expect_fsck_clean();
 }
 
 // A small read that misses fetches the rest of its 64 KiB cluster in the
