@@ -46,6 +46,7 @@ void MountedFs::publish_gauges() {
   c_->metadata_evictions = cache_->evictions();
   JournalStats js = journal_->stats();
   c_->shadow_metadata_copies = js.shadow_copies;
+  c_->read_only = read_only_ ? 1 : 0;
   c_->heartbeat++;
 }
 
@@ -188,6 +189,7 @@ Status MountedFs::start(std::string* why) {
     c_ = &segment_->counters();
   }
   c_->replayed_transactions = replay->transactions;
+  c_->read_only = read_only_ ? 1 : 0;
   mounted_ = true;
   flusher_ = std::thread([this] { flusher_main(); });
   stats_thread_ = std::thread([this] {

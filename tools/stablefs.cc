@@ -32,6 +32,7 @@
 
 #include "core/base/log.h"
 #include "core/filesystem.h"
+#include "core/stats/live_counters.h"
 #include "core/io/open_device.h"
 #include "fs/fuse_adapter.h"
 #include "fs/options.h"
@@ -417,6 +418,16 @@ int run(const CommandLine& cl, const std::string& target, const std::string& mou
 namespace stablefs {
 namespace {
 
+// Whether the daemon serving `mountpoint` refuses changes, from its live
+// counters; false when it cannot tell (no counters segment).
+bool served_read_only(const std::string& mountpoint) {
+  char real[PATH_MAX];
+  if (::realpath(mountpoint.c_str(), real) == nullptr) return false;
+  std::string why;
+  auto view = stablefs::CountersView::open(real, &why);
+  return view.ok() && (*view)->counters().read_only.load() != 0;
+}
+
 // `mount -o remount,...` runs this helper again (through mount.fuse3) on
 // a live mount. No new daemon: the kernel changes the mount's flags and the
 // running daemon keeps serving it, as for any FUSE filesystem.
@@ -434,6 +445,16 @@ int remount(const CommandLine& cl) {
       else if (o == "sync") flags |= MS_SYNCHRONOUS;
       else if (o == "dirsync") flags |= MS_DIRSYNC;
     }
+  }
+  if (!(flags & MS_RDONLY) && served_read_only(cl.mountpoint)) {
+    // The kernel would let the remount through and the daemon would go on
+    // refusing every change with EROFS: say so instead.
+    std::fprintf(stderr,
+                 "stablefs: cannot remount %s read-write: its daemon serves it read-only "
+                 "(mounted with -o ro, or the journal aborted); unmount it and mount it again "
+                 "without ro\n",
+                 cl.mountpoint.c_str());
+    return kExitFailure;
   }
   if (::mount(nullptr, cl.mountpoint.c_str(), nullptr, flags, nullptr) != 0) {
     std::fprintf(stderr, "stablefs: cannot remount %s: %s\n", cl.mountpoint.c_str(),

@@ -86,6 +86,7 @@ void print(const stablefs::LiveCounters& c, bool json, bool first) {
       {"shadow_metadata_copies", c.shadow_metadata_copies},
       {"replayed_transactions", c.replayed_transactions},
       {"journal_aborted", c.journal_aborted},
+      {"read_only", c.read_only},
   };
   if (json) {
     std::printf("{\"mountpoint\":\"%s\",\"source\":\"%s\",\"pid\":%lld", c.mountpoint, c.source,

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
@@ -187,6 +188,52 @@ TEST_F(PosixAttrs, StatfsReportsSaneGeometry) {
   ASSERT_EQ(statfs(mnt().c_str(), &after), 0);
   EXPECT_LE(after.f_bfree * after.f_bsize + (8u << 20), sf.f_bfree * sf.f_bsize);
   EXPECT_LT(after.f_ffree, sf.f_ffree);
+}
+
+
+// `mount -o remount,rw` reaches only the kernel: a daemon that serves the
+// mount read-only would go on refusing every change with EROFS (as it did:
+// the remount succeeded and every write failed). The helper refuses it
+// with a message instead, and leaves the mount read-only. A daemon that
+// serves read-write follows remount,ro and remount,rw as any filesystem.
+CommandResult remount_helper(const std::string& image, const std::string& mnt, const char* opts) {
+  // What `mount -o remount,... DIR` runs through mount.fuse3 (the helper
+  // is not on this test's PATH).
+  return run_command({stablefs_bin(), image, mnt, "-o", std::string("remount,") + opts},
+                     std::chrono::seconds(30));
+}
+
+bool kernel_read_only(const std::string& mnt) {
+  struct statvfs st;
+  return statvfs(mnt.c_str(), &st) == 0 && (st.f_flag & ST_RDONLY);
+}
+
+class ReadOnlyMount : public MountedFs {
+ protected:
+  std::string mount_options() const override { return "ro"; }
+};
+
+TEST_F(ReadOnlyMount, RemountRwIsRefusedWithAMessageAndTheMountStaysReadOnly) {
+  ASSERT_TRUE(kernel_read_only(mnt()));
+  CommandResult r = remount_helper(image(), mnt(), "rw");
+  EXPECT_TRUE(r.exited && r.exit_code != 0) << r.describe() << "\n" << r.output;
+  EXPECT_NE(r.output.find("serves it read-only"), std::string::npos) << r.output;
+  EXPECT_TRUE(kernel_read_only(mnt())) << "the kernel's mount must stay read-only";
+  EXPECT_EQ(write_file(path("f"), "x"), EROFS);
+}
+
+TEST_F(PosixAttrs, RemountRoThenRwOfAReadWriteDaemonWorks) {
+  ASSERT_EQ(write_file(path("a"), "1"), 0);
+  CommandResult ro = remount_helper(image(), mnt(), "ro");
+  ASSERT_TRUE(ro.ok()) << ro.describe() << "\n" << ro.output;
+  EXPECT_TRUE(kernel_read_only(mnt()));
+  EXPECT_EQ(write_file(path("b"), "2"), EROFS);
+  CommandResult rw = remount_helper(image(), mnt(), "rw");
+  ASSERT_TRUE(rw.ok()) << rw.describe() << "\n" << rw.output;
+  EXPECT_FALSE(kernel_read_only(mnt()));
+  EXPECT_EQ(write_file(path("b"), "2"), 0) << strerror(errno);
+  ASSERT_NO_FATAL_FAILURE(remount());
+  EXPECT_EQ(slurp(path("b")), "2");
 }
 
 }  // namespace
