@@ -186,6 +186,26 @@ Status Allocator::free_blocks(Handle& h, PhysRange r) {
   return Status::Ok();
 }
 
+Status Allocator::unfree_blocks(Handle& h, PhysRange r) {
+  std::lock_guard lk(mu_);
+  auto it = pending_blocks_.find(h.txid());
+  if (it == pending_blocks_.end()) return err(EINVAL);
+  std::vector<PhysRange>& ranges = it->second;
+  for (size_t i = 0; i < ranges.size(); i++) {
+    PhysRange& p = ranges[i];
+    if (r.start < p.start || r.start + r.count > p.start + p.count) continue;
+    SFS_TRY(blocks_->set_disk(h, r.start, r.count, true));
+    // Cut r out of p, keeping what lies either side.
+    PhysRange after{r.start + r.count, p.start + p.count - (r.start + r.count)};
+    p.count = r.start - p.start;
+    if (after.count) ranges.push_back(after);
+    if (p.count == 0) ranges.erase(ranges.begin() + long(i));
+    pending_block_count_ -= r.count;
+    return Status::Ok();
+  }
+  return err(EINVAL);
+}
+
 Result<uint64_t> Allocator::alloc_inode(Handle& h) {
   std::lock_guard lk(mu_);
   uint64_t ino = inodes_->find_clear(inode_goal_);

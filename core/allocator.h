@@ -41,6 +41,10 @@ class Allocator {
   // sparse space whose every flush pays for host allocation.
   Result<PhysRange> alloc_blocks(Handle& h, uint64_t goal, uint64_t want);
   Status free_blocks(Handle& h, PhysRange r);
+  // Takes back a free_blocks(h, r) of the same, still running transaction
+  // (a writeback whose data write failed restores the old mapping). EINVAL
+  // when r is not pending in h's transaction.
+  Status unfree_blocks(Handle& h, PhysRange r);
 
   // Data writeback allocates in two steps, so the blocks, the mapping and
   // the checksum all land in one transaction after the data I/O completed:

@@ -149,6 +149,11 @@ class MountedFs final : public Filesystem {
   Status write_inode_if_dirty(Inode& n);
   void touch_atime(Inode& n);
   Status verify_written(Inode& n, const std::vector<PendingPage>& batch);
+  // Journals a batch's new mapping in h (bitmap, extent map, checksums,
+  // old blocks freed); take_back_mapping undoes what it recorded. n.mu held.
+  Status record_mapping(Handle& h, Inode& n, WritebackBuffers& wb, RecordedMapping& done);
+  Status take_back_mapping(Handle& h, Inode& n, WritebackBuffers& wb,
+                           const RecordedMapping& done);
   void redirty_pages(std::vector<PendingPage>& batch);
  public:
   // Test hook: runs after the checksums of a writeback batch are computed

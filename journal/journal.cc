@@ -367,6 +367,12 @@ JournalStats Journal::stats() const {
   return st;
 }
 
+void Journal::abort(int code) {
+  std::lock_guard lk(impl_->mu);
+  impl_->fail(code);
+  impl_->commit_cv.notify_all();
+}
+
 int Journal::error() const {
   std::lock_guard lk(impl_->mu);
   return impl_->error;
@@ -436,7 +442,9 @@ void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
     lk.lock();
   }
   commit_cv.wait(lk, [&] { return t.handles == 0 || stopping; });
-  if (stopping) return;  // the destructor abandons the commit (a crash)
+  // The destructor abandons the commit (a crash); an abort() while the
+  // handles drained means the transaction must never reach the log.
+  if (stopping || error) return;
 
   if (t.empty()) {
     // Handles came and went without changing anything: no txid is used,
