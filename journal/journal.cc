@@ -264,7 +264,11 @@ void Handle::stop() {
   {
     std::lock_guard lk(j.mu);
     assert(j.running->txid == txid_ && j.running->handles > 0);
-    if (--j.running->handles == 0) j.commit_cv.notify_all();
+    // Only a commit waiting for the handles to drain needs to hear of it;
+    // waking the idle commit thread after every handle would cost a
+    // context switch per metadata operation.
+    if (--j.running->handles == 0 && j.running->state == Transaction::State::kLocked)
+      j.commit_cv.notify_all();
   }
   journal_ = nullptr;
 }
