@@ -153,6 +153,14 @@ class Filesystem {
   // lacks CAP_FSETID), setuid and the setgid bit of a group-executable
   // file. Costs no journal handle when there is nothing to drop.
   virtual Status kill_privileges(uint64_t ino, bool suidgid) = 0;
+
+  // ---- Shutdown (FS_IOC_SHUTDOWN) ----
+  // Commits what the journal holds, then stops: nothing more reaches the
+  // disk (dirty pages that were never written back are lost, as in a
+  // crash), and the FUSE layer answers EIO to every request that needs
+  // the filesystem until it is mounted again, which replays the journal.
+  virtual Status shutdown() { return err(ENOTTY); }
+  virtual bool shut_down() const { return false; }
   // Writeback errors reach applications as the kernel's errseq does: an
   // open file description starts at sample_write_errors() and keeps that
   // cursor; flush (every close) and fsync report an error that happened

@@ -64,6 +64,8 @@ class MountedFs final : public Filesystem {
   Result<size_t> read(uint64_t ino, uint64_t off, size_t size, char* out) override;
   Result<size_t> write(uint64_t ino, uint64_t off, const char* data, size_t size) override;
   Status kill_privileges(uint64_t ino, bool suidgid) override;
+  Status shutdown() override;
+  bool shut_down() const override { return shut_down_.load(std::memory_order_relaxed); }
   uint64_t sample_write_errors(uint64_t ino) override;
   Status flush(uint64_t ino, uint64_t* cursor = nullptr) override;
   Status fsync(uint64_t ino, bool datasync, uint64_t* cursor = nullptr) override;
@@ -218,6 +220,7 @@ class MountedFs final : public Filesystem {
   void publish_gauges();
   std::thread stats_thread_;  // refreshes gauges every 50 ms; stops with the flusher
   std::atomic<bool> read_only_{false};
+  std::atomic<bool> shut_down_{false};
 };
 
 }  // namespace stablefs

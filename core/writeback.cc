@@ -307,6 +307,9 @@ Status MountedFs::verify_written(Inode& n, const std::vector<PendingPage>& batch
 }
 
 Status MountedFs::writeback_all() {
+  // Nothing reaches the disk after a shutdown (and the flusher must not
+  // retry, and log, every second).
+  if (shut_down_) return err(EIO);
   Status first;
   for (uint64_t ino : pages_->dirty_inodes()) {
     auto n = get_inode(ino);
