@@ -21,6 +21,7 @@
 
 #include "core/fsck.h"
 #include "core/io/open_device.h"
+#include "tools/version.h"
 
 namespace stablefs {
 namespace {
@@ -57,6 +58,7 @@ void print_usage(FILE* out) {
       "  -f, -v, -C N accepted for fsck(8) compatibility (every check is full)\n"
       "  -q           print nothing but problems and corrections\n"
       "  -h, --help   this text\n"
+      "  -V, --version  version of fsck.stablefs and of its libraries\n"
       "\n"
       "Exit status, summed as e2fsck's: 0 no errors; 1 corrections written (journal\n"
       "replayed, superblock copy rewritten) and no errors left; 4 errors left\n"
@@ -85,6 +87,9 @@ CommandLine parse_command_line(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "-h" || a == "--help") {
       print_usage(stdout);
+      std::exit(kExitClean);
+    } else if (a == "-V" || a == "--version") {
+      print_version(stdout, "fsck.stablefs", {uring_version(), xxhash_version()});
       std::exit(kExitClean);
     } else if (a == "--scrub") {
       cl.scrub = true;

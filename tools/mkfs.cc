@@ -22,6 +22,7 @@
 #include "core/mkfs.h"
 #include "fs/options.h"  // parse_size
 #include "journal/buffer.h"
+#include "tools/version.h"
 
 namespace stablefs {
 namespace {
@@ -43,6 +44,7 @@ void print_usage(FILE* out) {
       "  -f, --force      overwrite a filesystem already on TARGET\n"
       "  -q, --quiet      print nothing but errors\n"
       "  -h, --help       this text\n"
+      "  -V, --version    version of mkfs.stablefs and of its libraries\n"
       "\n"
       "Exit status: 0 on success, 1 on failure, 2 for a usage error.\n");
 }
@@ -73,6 +75,9 @@ CommandLine parse_command_line(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "-h" || a == "--help") {
       print_usage(stdout);
+      std::exit(kExitOk);
+    } else if (a == "-V" || a == "--version") {
+      print_version(stdout, "mkfs.stablefs", {uring_version(), xxhash_version()});
       std::exit(kExitOk);
     } else if (a == "-s" || a == "--size") {
       if (i + 1 >= argc) usage_error(a + " needs a size");

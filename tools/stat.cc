@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "core/stats/live_counters.h"
+#include "tools/version.h"
 
 namespace {
 
@@ -25,6 +26,8 @@ void usage(FILE* f) {
                "reply; the text table lists opcodes seen at least once, --json all of them).\n"
                "  -w, --watch   print again every second until interrupted\n"
                "  --json        one JSON object per print\n"
+               "  -h, --help    this text\n"
+               "  -V, --version version of stablefs-stat and of its libraries\n"
                "Exit: 0 ok, 1 no stablefs counters at MOUNTPOINT, 2 usage.\n");
 }
 
@@ -110,13 +113,17 @@ int main(int argc, char** argv) {
   static const option longopts[] = {{"watch", no_argument, nullptr, 'w'},
                                     {"json", no_argument, nullptr, 'j'},
                                     {"help", no_argument, nullptr, 'h'},
+                                    {"version", no_argument, nullptr, 'V'},
                                     {nullptr, 0, nullptr, 0}};
   int ch;
-  while ((ch = getopt_long(argc, argv, "wh", longopts, nullptr)) != -1) {
+  while ((ch = getopt_long(argc, argv, "whV", longopts, nullptr)) != -1) {
     switch (ch) {
       case 'w': watch = true; break;
       case 'j': json = true; break;
       case 'h': usage(stdout); return 0;
+      case 'V': stablefs::print_version(stdout, "stablefs-stat",
+                                       {stablefs::boost_version(), stablefs::xxhash_version()});
+        return 0;
       default: usage(stderr); return 2;
     }
   }
