@@ -1,4 +1,4 @@
-// mkfs.stablefs: `mkfs.stablefs [--size SIZE] [--force] TARGET`.
+// mkfs.stablefs: `mkfs.stablefs [--size SIZE] [--force] [-C FD] TARGET`.
 //
 // Refuses to overwrite an existing stablefs without --force: one typo in a
 // device name must not cost a user their data.
@@ -22,6 +22,8 @@
 #include "core/mkfs.h"
 #include "fs/options.h"  // parse_size
 #include "journal/buffer.h"
+#include "tools/counting_device.h"
+#include "tools/progress_display.h"
 #include "tools/version.h"
 
 namespace stablefs {
@@ -33,7 +35,7 @@ constexpr int kExitUsage = 2;
 
 void print_usage(FILE* out) {
   std::fprintf(out,
-      "usage: mkfs.stablefs [--size SIZE] [--force] [-q] TARGET\n"
+      "usage: mkfs.stablefs [--size SIZE] [--force] [-q] [-C FD] TARGET\n"
       "\n"
       "Creates a stablefs filesystem on TARGET, an image file or a block device,\n"
       "using all of it.\n"
@@ -43,8 +45,13 @@ void print_usage(FILE* out) {
       "                   not exist; also allowed on an existing empty file.\n"
       "  -f, --force      overwrite a filesystem already on TARGET\n"
       "  -q, --quiet      print nothing but errors\n"
+      "  -C FD            write progress lines \"1 DONE TOTAL TARGET\" (blocks of\n"
+      "                   metadata written) to file descriptor FD, as e2fsck -C\n"
       "  -h, --help       this text\n"
       "  -V, --version    version of mkfs.stablefs and of its libraries\n"
+      "\n"
+      "On a terminal (stderr) it shows the progress of writing the metadata: percent,\n"
+      "MiB/s and the time left, on one line redrawn in place.\n"
       "\n"
       "Exit status: 0 on success, 1 on failure, 2 for a usage error.\n");
 }
@@ -60,6 +67,7 @@ struct CommandLine {
   std::optional<uint64_t> size;
   bool force = false;
   bool quiet = false;
+  int progress_fd = -1;  // -C
 };
 
 uint64_t parse_size_arg(const std::string& s) {
@@ -71,6 +79,7 @@ uint64_t parse_size_arg(const std::string& s) {
 CommandLine parse_command_line(int argc, char** argv) {
   CommandLine cl;
   bool have_target = false;
+  std::string why;  // of a bad -C
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     if (a == "-h" || a == "--help") {
@@ -88,6 +97,9 @@ CommandLine parse_command_line(int argc, char** argv) {
       cl.force = true;
     } else if (a == "-q" || a == "--quiet") {
       cl.quiet = true;
+    } else if (auto fd = match_progress_option(argc, argv, &i, &why); !fd.ok() || *fd) {
+      if (!fd.ok()) usage_error(why);
+      cl.progress_fd = **fd;
     } else if (!a.empty() && a[0] == '-') {
       usage_error("unknown option '" + a + "'");
     } else if (have_target) {
@@ -117,37 +129,6 @@ bool holds_stablefs(const std::string& path) {
   ::close(fd);
   return found;
 }
-
-// A percentage redrawn in place on a terminal; nothing otherwise.
-class TerminalProgress {
- public:
-  explicit TerminalProgress(bool quiet) : enabled_(!quiet && ::isatty(STDERR_FILENO)) {}
-  ~TerminalProgress() { finish(); }
-
-  std::function<void(uint64_t, uint64_t)> callback() {
-    if (!enabled_) return {};
-    return [this](uint64_t done, uint64_t total) { update(done, total); };
-  }
-  // Ends the progress line so that what follows starts on its own line.
-  void finish() {
-    if (line_open_) std::fprintf(stderr, "\n");
-    line_open_ = false;
-  }
-
- private:
-  void update(uint64_t done, uint64_t total) {
-    int pct = total ? int(std::min(done, total) * 100 / total) : 100;
-    if (pct == last_) return;
-    last_ = pct;
-    line_open_ = true;
-    std::fprintf(stderr, "\rwriting metadata: %3d%%", pct);
-    std::fflush(stderr);
-  }
-
-  const bool enabled_;
-  bool line_open_ = false;
-  int last_ = -1;
-};
 
 std::string mib(uint64_t blocks) {
   char buf[32];
@@ -212,10 +193,13 @@ int make(const CommandLine& cl) {
                         : dev.error() == ENOTBLK ? "neither an image file nor a block device"
                                                  : std::strerror(dev.error()));
   }
-  TerminalProgress progress(cl.quiet);
+  CountingDevice counted(**dev);
+  ProgressDisplay progress(progress_targets(cl.quiet, cl.progress_fd, target),
+                           [&] { return counted.bytes_transferred(); });
+  progress.start_phase(1, "writing metadata");
   MkfsOptions mo;
   mo.progress = progress.callback();
-  Status s = make_filesystem(**dev, mo);
+  Status s = make_filesystem(counted, mo);
   progress.finish();
   if (!s.ok()) {
     if (created) ::unlink(target.c_str());  // don't leave a half-made image behind
