@@ -1,4 +1,5 @@
-// mkfs.stablefs: `mkfs.stablefs [--size SIZE] [--force] [-C FD] TARGET`.
+// mkfs.stablefs: `mkfs.stablefs [--size SIZE] [--force] [-L LABEL] [-U UUID]
+// [-C FD] TARGET`.
 //
 // Refuses to overwrite an existing stablefs without --force: one typo in a
 // device name must not cost a user their data.
@@ -23,6 +24,7 @@
 #include "fs/options.h"  // parse_size
 #include "journal/buffer.h"
 #include "tools/counting_device.h"
+#include "tools/fs_identity.h"
 #include "tools/progress_display.h"
 #include "tools/version.h"
 
@@ -35,7 +37,8 @@ constexpr int kExitUsage = 2;
 
 void print_usage(FILE* out) {
   std::fprintf(out,
-      "usage: mkfs.stablefs [--size SIZE] [--force] [-q] [-C FD] TARGET\n"
+      "usage: mkfs.stablefs [--size SIZE] [--force] [-L LABEL] [-U UUID] [-q] [-C FD]\n"
+      "                     TARGET\n"
       "\n"
       "Creates a stablefs filesystem on TARGET, an image file or a block device,\n"
       "using all of it.\n"
@@ -44,6 +47,9 @@ void print_usage(FILE* out) {
       "                   suffixes, binary; at least 16M). Needed when TARGET does\n"
       "                   not exist; also allowed on an existing empty file.\n"
       "  -f, --force      overwrite a filesystem already on TARGET\n"
+      "  -L, --label LABEL  name the filesystem (at most 63 bytes; shown by\n"
+      "                   stablefs-stat)\n"
+      "  -U, --uuid UUID  use this UUID (8-4-4-4-12 hex digits) instead of a random one\n"
       "  -q, --quiet      print nothing but errors\n"
       "  -C FD            write progress lines \"1 DONE TOTAL TARGET\" (blocks of\n"
       "                   metadata written) to file descriptor FD, as e2fsck -C\n"
@@ -68,12 +74,27 @@ struct CommandLine {
   bool force = false;
   bool quiet = false;
   int progress_fd = -1;  // -C
+  std::string label;
+  std::optional<Uuid> uuid;
 };
 
 uint64_t parse_size_arg(const std::string& s) {
   auto n = parse_size(s);
   if (!n.ok()) usage_error("invalid size '" + s + "' (expected e.g. 64M, 1G)");
   return *n;
+}
+
+std::string label_arg(const std::string& s) {
+  std::string why;
+  if (!check_label(s, &why).ok()) usage_error(why);
+  return s;
+}
+
+Uuid uuid_arg(const std::string& s) {
+  std::string why;
+  auto u = parse_uuid(s, &why);
+  if (!u.ok()) usage_error(why);
+  return *u;
 }
 
 CommandLine parse_command_line(int argc, char** argv) {
@@ -95,6 +116,16 @@ CommandLine parse_command_line(int argc, char** argv) {
       cl.size = parse_size_arg(a.substr(7));
     } else if (a == "-f" || a == "--force") {
       cl.force = true;
+    } else if (a == "-L" || a == "--label") {
+      if (i + 1 >= argc) usage_error(a + " needs a label");
+      cl.label = label_arg(argv[++i]);
+    } else if (a.rfind("--label=", 0) == 0) {
+      cl.label = label_arg(a.substr(8));
+    } else if (a == "-U" || a == "--uuid") {
+      if (i + 1 >= argc) usage_error(a + " needs a UUID");
+      cl.uuid = uuid_arg(argv[++i]);
+    } else if (a.rfind("--uuid=", 0) == 0) {
+      cl.uuid = uuid_arg(a.substr(7));
     } else if (a == "-q" || a == "--quiet") {
       cl.quiet = true;
     } else if (auto fd = match_progress_option(argc, argv, &i, &why); !fd.ok() || *fd) {
@@ -137,14 +168,9 @@ std::string mib(uint64_t blocks) {
 }
 
 void print_summary(const std::string& target, const Superblock& sb) {
-  char uuid[40];
-  std::snprintf(uuid, sizeof(uuid),
-                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", sb.uuid[0],
-                sb.uuid[1], sb.uuid[2], sb.uuid[3], sb.uuid[4], sb.uuid[5], sb.uuid[6], sb.uuid[7],
-                sb.uuid[8], sb.uuid[9], sb.uuid[10], sb.uuid[11], sb.uuid[12], sb.uuid[13],
-                sb.uuid[14], sb.uuid[15]);
   std::printf("stablefs created on %s\n", target.c_str());
-  std::printf("  uuid:         %s\n", uuid);
+  if (!sb.label.empty()) std::printf("  label:        %s\n", sb.label.c_str());
+  std::printf("  uuid:         %s\n", format_uuid(sb.uuid).c_str());
   std::printf("  blocks:       %" PRIu64 " of %u bytes (%s)\n", sb.total_blocks, sb.block_size,
               mib(sb.total_blocks).c_str());
   std::printf("  data blocks:  %" PRIu64 " (%s)\n", sb.total_blocks - sb.data_start,
@@ -199,6 +225,8 @@ int make(const CommandLine& cl) {
   progress.start_phase(1, "writing metadata");
   MkfsOptions mo;
   mo.progress = progress.callback();
+  mo.label = cl.label;
+  mo.uuid = cl.uuid;
   Status s = make_filesystem(counted, mo);
   progress.finish();
   if (!s.ok()) {

@@ -1,0 +1,91 @@
+#!/bin/bash
+# Labels and UUIDs: mkfs.stablefs -L/-U (and --label=/--uuid=) write them,
+# bad ones are usage errors, stablefs-stat shows them (text and JSON) on a
+# live mount, and they survive mount, unmount and a second mount.
+#
+# usage: label_test.sh MKFS STABLEFS STAT FSCK
+set -u
+mkfs=$1
+daemon=$2
+stat=$3
+fsck=$4
+here=$(dirname "$(readlink -f "$0")")
+. "$here/../glue/assert.sh"
+
+if [[ $(id -u) -ne 0 || ! -c /dev/fuse ]]; then
+	echo "FAIL: needs root and /dev/fuse" >&2
+	exit 1
+fi
+tmp=$(mktemp -d /var/tmp/label-test.XXXXXX)
+img=$tmp/fs.img
+mnt=$tmp/mnt
+mkdir "$mnt"
+cleanup() {
+	if mountpoint -q "$mnt"; then
+		fusermount3 -u "$mnt" 2> /dev/null || fusermount3 -uz "$mnt"
+	fi
+	# Our daemon holds the image's lock until it has let go of it.
+	if [[ -e "$img" ]] && ! flock -w 30 "$img" true; then
+		local pids
+		pids=$(fuser "$img" 2> /dev/null)
+		[[ -n "$pids" ]] && kill -9 $pids
+	fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+uuid=0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0
+label='backup "2026" \ ok'  # a quote and a backslash, for the JSON
+
+begin "MkfsWritesLabelAndUuid"
+out=$("$mkfs" --size 32M -L "$label" -U "${uuid^^}" "$img" 2>&1)
+expect_status 0 $?
+expect_contains "$out" "label:        $label"
+expect_contains "$out" "uuid:         $uuid"
+
+begin "MkfsRefusesBadLabelsAndUuids"
+out=$("$mkfs" --force -L "$(printf 'x%.0s' {1..64})" "$img" 2>&1)
+expect_status 2 $?
+expect_contains "$out" "label too long: 64 bytes, at most 63"
+out=$("$mkfs" --force --label=$'tab\there' "$img" 2>&1)
+expect_status 2 $?
+expect_contains "$out" "control characters"
+out=$("$mkfs" --force -U 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1fz "$img" 2>&1)
+expect_status 2 $?
+expect_contains "$out" "invalid UUID '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1fz'"
+out=$("$mkfs" --force -L 2>&1)
+expect_status 2 $?
+expect_contains "$out" "-L needs a label"
+
+begin "StatShowsLabelAndUuidOfALiveMount"
+"$daemon" "$img" "$mnt"
+expect_status 0 $?
+out=$("$stat" "$mnt")
+expect_status 0 $?
+expect_contains "$out" "  label \"$label\", uuid $uuid"
+json=$("$stat" --json "$mnt")
+expect_eq "$label|$uuid" "$(python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["label"] + "|" + d["uuid"])' <<< "$json")"
+fusermount3 -u "$mnt"
+expect_status 0 $?
+flock -w 30 "$img" true
+
+begin "LabelSurvivesUnmountAndTheNextMount"
+out=$("$fsck" "$img")
+expect_status 0 $?
+"$daemon" "$img" "$mnt"
+expect_status 0 $?
+expect_contains "$("$stat" "$mnt")" "  label \"$label\", uuid $uuid"
+fusermount3 -u "$mnt"
+flock -w 30 "$img" true
+
+begin "UnlabelledFilesystemShowsAnEmptyLabel"
+out=$("$mkfs" --force --uuid="$uuid" "$img" 2>&1)
+expect_status 0 $?
+expect_not_contains "$out" "label:"
+"$daemon" "$img" "$mnt"
+expect_contains "$("$stat" "$mnt")" "  label \"\", uuid $uuid"
+expect_contains "$("$stat" --json "$mnt")" '"label":"","uuid":"'"$uuid"'"'
+fusermount3 -u "$mnt"
+flock -w 30 "$img" true
+
+finish

@@ -1,0 +1,34 @@
+// A filesystem's identity as the tools show and take it: the UUID in its
+// usual text form, the label (mkfs -L), and both read from a superblock
+// without mounting (stablefs-stat reads the source of a live mount).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "core/base/format.h"
+#include "core/base/result.h"
+
+namespace stablefs {
+
+using Uuid = std::array<uint8_t, 16>;
+
+// "8-4-4-4-12" lower-case hex, as blkid and mke2fs print it.
+std::string format_uuid(const Uuid& u);
+// The same form (either case). EINVAL with *why for anything else.
+Result<Uuid> parse_uuid(std::string_view text, std::string* why);
+
+// A label mkfs accepts: at most kLabelMaxBytes bytes and no control
+// characters (they would garble every listing that shows it). EINVAL with
+// *why otherwise.
+Status check_label(std::string_view label, std::string* why);
+
+// The superblock of the stablefs at `path` (image or device), read with
+// plain preads: copy A, else copy B. Works while the filesystem is mounted
+// (the label and UUID never change then). ENOENT/EACCES/... from open,
+// EUCLEAN with *why when neither copy is valid.
+Result<Superblock> read_superblock(const std::string& path, std::string* why);
+
+}  // namespace stablefs
