@@ -14,6 +14,7 @@
 
 #include "core/stats/live_counters.h"
 #include "tools/fs_identity.h"
+#include "tools/json_writer.h"
 #include "tools/version.h"
 
 namespace {
@@ -52,24 +53,6 @@ Identity read_identity(const char* source) {
   auto sb = stablefs::read_superblock(source, &id.why);
   if (sb.ok()) id.sb = std::move(*sb);
   return id;
-}
-
-// A JSON string literal: quotes, backslashes and control characters escaped.
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += char(c);
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += char(c);
-    }
-  }
-  return out + "\"";
 }
 
 void print_stat_json(const char* name, const stablefs::RequestStat& r) {
@@ -129,9 +112,10 @@ void print(const stablefs::LiveCounters& c, const Identity& id, bool json, bool 
   };
   if (json) {
     std::printf("{\"mountpoint\":%s,\"source\":%s,\"pid\":%lld",
-                json_string(c.mountpoint).c_str(), json_string(c.source).c_str(), (long long)c.pid);
+                stablefs::json_quoted(c.mountpoint).c_str(),
+                stablefs::json_quoted(c.source).c_str(), (long long)c.pid);
     if (id.sb)
-      std::printf(",\"label\":%s,\"uuid\":\"%s\"", json_string(id.sb->label).c_str(),
+      std::printf(",\"label\":%s,\"uuid\":\"%s\"", stablefs::json_quoted(id.sb->label).c_str(),
                   stablefs::format_uuid(id.sb->uuid).c_str());
     else
       std::printf(",\"label\":null,\"uuid\":null");
