@@ -60,6 +60,11 @@ class JsonWriter {
     return *this;
   }
   JsonWriter& value(unsigned v) { return value(uint64_t(v)); }
+  JsonWriter& value(int64_t v) {
+    comma();
+    std::fprintf(out_, "%lld", (long long)v);
+    return *this;
+  }
   JsonWriter& value(int v) {
     comma();
     std::fprintf(out_, "%d", v);

@@ -11,28 +11,10 @@ stat=$3
 fsck=$4
 here=$(dirname "$(readlink -f "$0")")
 . "$here/../glue/assert.sh"
+. "$here/scratch_mount.sh"
 
-if [[ $(id -u) -ne 0 || ! -c /dev/fuse ]]; then
-	echo "FAIL: needs root and /dev/fuse" >&2
-	exit 1
-fi
-tmp=$(mktemp -d /var/tmp/label-test.XXXXXX)
-img=$tmp/fs.img
-mnt=$tmp/mnt
-mkdir "$mnt"
-cleanup() {
-	if mountpoint -q "$mnt"; then
-		fusermount3 -u "$mnt" 2> /dev/null || fusermount3 -uz "$mnt"
-	fi
-	# Our daemon holds the image's lock until it has let go of it.
-	if [[ -e "$img" ]] && ! flock -w 30 "$img" true; then
-		local pids
-		pids=$(fuser "$img" 2> /dev/null)
-		[[ -n "$pids" ]] && kill -9 $pids
-	fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+scratch_mount_setup label-test
+trap 'scratch_mount_release; rm -rf "$tmp"' EXIT
 
 uuid=0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0
 label='backup "2026" \ ok'  # a quote and a backslash, for the JSON

@@ -18,12 +18,13 @@ build=$2
 version=$3
 here=$(dirname "$(readlink -f "$0")")
 . "$here/../glue/assert.sh"
+. "$here/scratch_mount.sh"
 
-binaries=(stablefs mkfs.stablefs fsck.stablefs stablefs-stat wac)
+binaries=(stablefs mkfs.stablefs fsck.stablefs stablefs-stat stablefs-dump wac)
 apt_opts=(-y -q -o DPkg::Lock::Timeout=120)  # another apt on this machine: wait
 
-if [[ $(id -u) -ne 0 || ! -c /dev/fuse ]] || ! command -v mount.fuse3 > /dev/null; then
-	echo "FAIL: needs root, /dev/fuse and mount.fuse3 (fuse3)" >&2
+if ! command -v mount.fuse3 > /dev/null; then
+	echo "FAIL: needs mount.fuse3 (fuse3)" >&2
 	exit 1
 fi
 if dpkg-query -W -f='${Status}' stablefs 2> /dev/null | grep -q "install ok installed"; then
@@ -31,28 +32,11 @@ if dpkg-query -W -f='${Status}' stablefs 2> /dev/null | grep -q "install ok inst
 	exit 1
 fi
 
-# A directory apt's unprivileged _apt user can read, so apt reads the .deb
-# without a sandbox warning.
-tmp=$(mktemp -d /var/tmp/package-test.XXXXXX)
-chmod 755 "$tmp"
-img=$tmp/fs.img
-mnt=$tmp/mnt
-mkdir "$mnt"
+scratch_mount_setup package-test  # $tmp is readable by apt's _apt user
 installed_by_us=0
 
-# The processes that have our image open: only daemons this test started
-# can (the image lives in our private directory).
-our_daemons() { fuser "$img" 2> /dev/null; }
-
 cleanup() {
-	if mountpoint -q "$mnt"; then
-		umount "$mnt" 2> /dev/null || umount -l "$mnt"
-	fi
-	if [[ -e "$img" ]] && ! flock -w 30 "$img" true; then
-		local pids
-		pids=$(our_daemons)
-		[[ -n "$pids" ]] && kill -9 $pids
-	fi
+	scratch_mount_release
 	if ((installed_by_us)) && dpkg-query -W stablefs > /dev/null 2>&1; then
 		apt-get purge "${apt_opts[@]}" stablefs > /dev/null 2>&1
 	fi
@@ -100,7 +84,7 @@ expect_eq "install ok installed" "$(dpkg-query -W -f='${Status}' stablefs 2>&1)"
 files=$(dpkg -L stablefs)
 for b in "${binaries[@]}"; do expect_contains "$files" "/usr/sbin/$b"; done
 for m in man8/stablefs.8 man8/mkfs.stablefs.8 man8/fsck.stablefs.8 man8/stablefs-stat.8 \
-	man1/wac.1 man5/stablefs.5; do
+	man8/stablefs-dump.8 man1/wac.1 man5/stablefs.5; do
 	expect_contains "$files" "/usr/share/man/$m"
 done
 # What mount.fuse3 will run: it looks `stablefs` up with /bin/sh's PATH.
