@@ -11,8 +11,8 @@ set(CPACK_PACKAGE_DESCRIPTION
     "stablefs stores files in an image file or block device, checksums every block with
 XXH3, journals its metadata and keeps the stable-page guarantee: the bytes that reach
 the device are exactly the bytes their checksum was computed over. Includes
-mkfs.stablefs, fsck.stablefs, stablefs-stat, stablefs-dump and the wac stress
-tool.")
+mkfs.stablefs, fsck.stablefs, stablefs-stat, stablefs-dump, stablefs-tune and
+the wac stress tool.")
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)  # stablefs_0.1.0_amd64.deb
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)

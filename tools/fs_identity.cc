@@ -1,8 +1,5 @@
 #include "tools/fs_identity.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -58,30 +55,6 @@ Status check_label(std::string_view label, std::string* why) {
       return err(EINVAL);
     }
   return Status::Ok();
-}
-
-Result<Superblock> read_superblock(const std::string& path, std::string* why) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    int e = errno;
-    *why = path + ": " + std::strerror(e);
-    return err(e);
-  }
-  std::string why_a, why_b;
-  Result<Superblock> sb = err(EUCLEAN);
-  uint8_t block[kBlockSize];
-  for (uint64_t nr : {kSuperblockA, kSuperblockB}) {
-    std::string& w = nr == kSuperblockA ? why_a : why_b;
-    if (::pread(fd, block, sizeof block, off_t(nr * kBlockSize)) != ssize_t(sizeof block)) {
-      w = "cannot read block " + std::to_string(nr);
-      continue;
-    }
-    sb = decode_superblock(block, nr, 0, &w);
-    if (sb.ok()) break;
-  }
-  ::close(fd);
-  if (!sb.ok()) *why = path + ": no valid superblock (A: " + why_a + "; B: " + why_b + ")";
-  return sb;
 }
 
 }  // namespace stablefs

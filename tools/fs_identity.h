@@ -1,6 +1,5 @@
 // A filesystem's identity as the tools show and take it: the UUID in its
-// usual text form, the label (mkfs -L), and both read from a superblock
-// without mounting (stablefs-stat reads the source of a live mount).
+// usual text form, and the label (mkfs -L, stablefs-tune -L).
 #pragma once
 
 #include <array>
@@ -24,11 +23,5 @@ Result<Uuid> parse_uuid(std::string_view text, std::string* why);
 // characters (they would garble every listing that shows it). EINVAL with
 // *why otherwise.
 Status check_label(std::string_view label, std::string* why);
-
-// The superblock of the stablefs at `path` (image or device), read with
-// plain preads: copy A, else copy B. Works while the filesystem is mounted
-// (the label and UUID never change then). ENOENT/EACCES/... from open,
-// EUCLEAN with *why when neither copy is valid.
-Result<Superblock> read_superblock(const std::string& path, std::string* why);
 
 }  // namespace stablefs

@@ -14,6 +14,7 @@
 
 #include "core/stats/live_counters.h"
 #include "tools/fs_identity.h"
+#include "tools/superblock_copies.h"
 #include "tools/json_writer.h"
 #include "tools/version.h"
 

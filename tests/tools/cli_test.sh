@@ -4,11 +4,11 @@
 # with its usage exit code and a message on stderr.
 #
 # usage: cli_test.sh VERSION FUSE_VERSION URING_VERSION XXHASH_VERSION \
-#                    BOOST_VERSION STABLEFS MKFS FSCK STAT WAC DUMP
+#                    BOOST_VERSION STABLEFS MKFS FSCK STAT WAC DUMP TUNE
 # (versions as CMake's project(), pkg-config and find_package found them)
 set -u
 version=$1 fuse_version=$2 uring_version=$3 xxhash_version=$4 boost_version=$5
-stablefs=$6 mkfs=$7 fsck=$8 stat=$9 wac=${10} dump=${11}
+stablefs=$6 mkfs=$7 fsck=$8 stat=$9 wac=${10} dump=${11} tune=${12}
 here=$(dirname "$(readlink -f "$0")")
 . "$here/../glue/assert.sh"
 
@@ -68,6 +68,8 @@ check_binary stablefs-stat "$stat" 2 "Boost.Interprocess $boost_version (header-
 	"xxHash $xxhash_version"
 check_binary wac "$wac" 2 "Boost.Interprocess $boost_version (header-only)" "xxHash $xxhash_version"
 check_binary stablefs-dump "$dump" 2 "liburing $uring_version (built against)" \
+	"xxHash $xxhash_version"
+check_binary stablefs-tune "$tune" 2 "liburing $uring_version (built against)" \
 	"xxHash $xxhash_version"
 
 finish

@@ -37,7 +37,9 @@ expect_contains "$out" "region=journal  start="
 begin "JsonViewParsesAndMatchesTheText"
 j=$("$dump" --json "$img")
 expect_status 0 $?
-expect_eq "dumped 16384 7 0" "$(json 'd["superblock"]["label"], d["geometry"]["total_blocks"], len(d["geometry"]["regions"]), d["journal"]["transactions_to_replay"]' <<< "$j" | tr -d "(),'")"
+fields='d["superblock"]["label"], d["geometry"]["total_blocks"],
+        len(d["geometry"]["regions"]), d["journal"]["transactions_to_replay"]'
+expect_eq "dumped 16384 7 0" "$(json "$fields" <<< "$j")"
 
 # Files written through a real mount, unmounted cleanly.
 "$daemon" "$img" "$mnt" || exit 2

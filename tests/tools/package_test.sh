@@ -20,7 +20,7 @@ here=$(dirname "$(readlink -f "$0")")
 . "$here/../glue/assert.sh"
 . "$here/scratch_mount.sh"
 
-binaries=(stablefs mkfs.stablefs fsck.stablefs stablefs-stat stablefs-dump wac)
+binaries=(stablefs mkfs.stablefs fsck.stablefs stablefs-stat stablefs-dump stablefs-tune wac)
 apt_opts=(-y -q -o DPkg::Lock::Timeout=120)  # another apt on this machine: wait
 
 if ! command -v mount.fuse3 > /dev/null; then
@@ -84,7 +84,7 @@ expect_eq "install ok installed" "$(dpkg-query -W -f='${Status}' stablefs 2>&1)"
 files=$(dpkg -L stablefs)
 for b in "${binaries[@]}"; do expect_contains "$files" "/usr/sbin/$b"; done
 for m in man8/stablefs.8 man8/mkfs.stablefs.8 man8/fsck.stablefs.8 man8/stablefs-stat.8 \
-	man8/stablefs-dump.8 man1/wac.1 man5/stablefs.5; do
+	man8/stablefs-dump.8 man8/stablefs-tune.8 man1/wac.1 man5/stablefs.5; do
 	expect_contains "$files" "/usr/share/man/$m"
 done
 # What mount.fuse3 will run: it looks `stablefs` up with /bin/sh's PATH.
@@ -97,7 +97,8 @@ begin "InstalledMkfsMakesAFilesystem"
 expect_status 0 $?
 
 begin "MountTypeFuseStablefsWithFstabOptions"
-mount -t fuse.stablefs "$img" "$mnt" -o defaults,noatime,nofail,_netdev,stable_pages=shadow,verify_writes,x-systemd.automount
+fstab_options=defaults,noatime,nofail,_netdev,x-systemd.automount,stable_pages=shadow,verify_writes
+mount -t fuse.stablefs "$img" "$mnt" -o "$fstab_options"
 expect_status 0 $?
 expect_eq "$img fuse.stablefs" "$(mounted_source)"
 echo "written through the packaged daemon" > "$mnt/hello" && sync "$mnt/hello"

@@ -39,24 +39,13 @@ Result<std::unique_ptr<ImageReader>> ImageReader::open(const std::string& path,
 Status ImageReader::load(const std::string& path, std::string* why) {
   char real[PATH_MAX];
   mounted_ = ::realpath(path.c_str(), real) && is_mount_source(real);
-  AlignedBlock a, b;
-  if (!dev_->read(kSuperblockA, a.data(), kBlockSize).ok() ||
-      !dev_->read(kSuperblockB, b.data(), kBlockSize).ok())
-    return fail(why, EIO, path + ": cannot read the superblocks");
-  auto sa = decode_superblock(a.data(), kSuperblockA, dev_->block_count(),
-                              &copies_.primary_problem);
-  auto sbk = decode_superblock(b.data(), kSuperblockB, dev_->block_count(),
-                               &copies_.backup_problem);
-  copies_.primary_valid = sa.ok();
-  copies_.backup_valid = sbk.ok();
-  if (!sa.ok() && !sbk.ok())
-    return fail(why, EUCLEAN,
-                path + ": not a stablefs image, or both superblocks are corrupt (primary: " +
-                    copies_.primary_problem + "; backup: " + copies_.backup_problem + ")");
-  sb_ = sa.ok() ? *sa : *sbk;
-  journal_.tail = {sb_.journal_tail, sb_.journal_tail_txid};
+  auto copies = read_superblocks(*dev_, why);
+  if (!copies.ok()) return fail(why, copies.error(), path + ": " + *why);
+  copies_ = std::move(*copies);
+  journal_.tail = {copies_.sb.journal_tail, copies_.sb.journal_tail_txid};
   // Into the overlay only: the image is never written.
-  auto rep = replay_journal(overlay_, {sb_.journal_start, sb_.journal_blocks}, journal_.tail);
+  const Superblock& sb = copies_.sb;
+  auto rep = replay_journal(overlay_, {sb.journal_start, sb.journal_blocks}, journal_.tail);
   if (!rep.ok())
     return fail(why, rep.error(),
                 path + ": journal replay (in memory) failed: " + std::strerror(rep.error()));
@@ -65,10 +54,11 @@ Status ImageReader::load(const std::string& path, std::string* why) {
 }
 
 Result<DiskInode> ImageReader::inode(uint64_t ino, std::string* why) {
-  if (ino == 0 || ino > sb_.inode_count)
+  if (ino == 0 || ino > copies_.sb.inode_count)
     return fail(why, EINVAL,
-                "inode " + std::to_string(ino) + " is outside 1.." + std::to_string(sb_.inode_count));
-  uint64_t nr = sb_.inode_table_start + (ino - 1) / kInodesPerBlock;
+                "inode " + std::to_string(ino) + " is outside 1.." +
+                    std::to_string(copies_.sb.inode_count));
+  uint64_t nr = copies_.sb.inode_table_start + (ino - 1) / kInodesPerBlock;
   auto buf = cache_.read(nr, kMagicInodeTable);
   if (!buf.ok())
     return fail(why, buf.error(),
@@ -77,12 +67,13 @@ Result<DiskInode> ImageReader::inode(uint64_t ino, std::string* why) {
 }
 
 Result<bool> ImageReader::inode_in_use(uint64_t ino, std::string* why) {
-  if (ino == 0 || ino > sb_.inode_count)
+  if (ino == 0 || ino > copies_.sb.inode_count)
     return fail(why, EINVAL, "inode " + std::to_string(ino) + " is out of range");
-  uint64_t nr = sb_.inode_bitmap_start + ino / kBitsPerBitmapBlock;
+  uint64_t nr = copies_.sb.inode_bitmap_start + ino / kBitsPerBitmapBlock;
   auto buf = cache_.read(nr, kMagicInodeBitmap);
   if (!buf.ok())
-    return fail(why, buf.error(), "inode bitmap block " + std::to_string(nr) + " fails verification");
+    return fail(why, buf.error(),
+                "inode bitmap block " + std::to_string(nr) + " fails verification");
   uint64_t bit = ino % kBitsPerBitmapBlock;
   return bool((*buf)->payload()[bit / 8] >> (bit % 8) & 1);
 }
@@ -91,7 +82,7 @@ Result<std::unique_ptr<ExtentMap>> ImageReader::extent_map(uint64_t ino, const D
                                                            std::string* why) {
   if (d.flags & kInodeInlineData)
     return fail(why, ENODATA, "inode " + std::to_string(ino) + " keeps its data inline");
-  auto map = ExtentMap::load(cache_, ino, d, sb_.total_blocks);
+  auto map = ExtentMap::load(cache_, ino, d, copies_.sb.total_blocks);
   if (!map.ok())
     return fail(why, map.error(), "inode " + std::to_string(ino) + ": extent map is corrupt");
   return map;
@@ -106,11 +97,13 @@ Result<std::unique_ptr<Directory>> ImageReader::directory(uint64_t ino, const Di
   std::vector<std::shared_ptr<MetaBuffer>> blocks;
   for (uint64_t i = 0; i < d.size / kBlockSize; i++) {
     auto e = (*map)->find(uint32_t(i));
-    if (!e) return fail(why, EUCLEAN, who + ": directory block " + std::to_string(i) + " is not mapped");
+    if (!e)
+      return fail(why, EUCLEAN, who + ": directory block " + std::to_string(i) + " is not mapped");
     uint64_t nr = e->physical + (i - e->logical);
     auto buf = cache_.read(nr, kMagicDirectory);
     if (!buf.ok())
-      return fail(why, buf.error(), who + ": directory block " + std::to_string(nr) + " is corrupt");
+      return fail(why, buf.error(),
+                  who + ": directory block " + std::to_string(nr) + " is corrupt");
     blocks.push_back(*buf);
   }
   auto dir = Directory::load(ino, std::move(blocks));
@@ -119,17 +112,18 @@ Result<std::unique_ptr<Directory>> ImageReader::directory(uint64_t ino, const Di
 }
 
 Result<uint64_t> ImageReader::recorded_checksum(uint64_t block, std::string* why) {
-  if (block >= sb_.total_blocks)
+  if (block >= copies_.sb.total_blocks)
     return fail(why, EINVAL, "block " + std::to_string(block) + " is outside the device");
-  uint64_t nr = sb_.csum_table_start + block / kChecksumsPerBlock;
+  uint64_t nr = copies_.sb.csum_table_start + block / kChecksumsPerBlock;
   auto buf = cache_.read(nr, kMagicChecksumTable);
   if (!buf.ok())
-    return fail(why, buf.error(), "checksum table block " + std::to_string(nr) + " fails verification");
+    return fail(why, buf.error(),
+                "checksum table block " + std::to_string(nr) + " fails verification");
   return get_le64((*buf)->payload() + block % kChecksumsPerBlock * 8);
 }
 
 Result<uint64_t> ImageReader::actual_checksum(uint64_t block, std::string* why) {
-  if (block >= sb_.total_blocks)
+  if (block >= copies_.sb.total_blocks)
     return fail(why, EINVAL, "block " + std::to_string(block) + " is outside the device");
   AlignedBlock buf;
   if (Status s = overlay_.read(block, buf.data(), kBlockSize); !s.ok())

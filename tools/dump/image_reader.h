@@ -21,14 +21,9 @@
 #include "core/io/overlay_device.h"
 #include "journal/buffer.h"
 #include "journal/journal.h"
+#include "tools/superblock_copies.h"
 
 namespace stablefs {
-
-// Both superblock copies as found, before any replay.
-struct SuperblockCopies {
-  bool primary_valid = false, backup_valid = false;
-  std::string primary_problem, backup_problem;  // "" when valid
-};
 
 // The journal as found at open, and what replaying it (in memory) did.
 struct JournalState {
@@ -42,7 +37,8 @@ class ImageReader {
   // (ENOENT, EACCES, ENOTBLK) with *why naming the path.
   static Result<std::unique_ptr<ImageReader>> open(const std::string& path, std::string* why);
 
-  const Superblock& superblock() const { return sb_; }
+  const Superblock& superblock() const { return copies_.sb; }
+  // Both copies as found, before any replay.
   const SuperblockCopies& copies() const { return copies_; }
   const JournalState& journal() const { return journal_; }
   bool mounted() const { return mounted_; }
@@ -73,7 +69,6 @@ class ImageReader {
   std::unique_ptr<BlockDevice> dev_;
   OverlayDevice overlay_;
   BufferCache cache_;
-  Superblock sb_;
   SuperblockCopies copies_;
   JournalState journal_;
   bool mounted_ = false;
