@@ -32,6 +32,9 @@ SetAttr translate_setattr(const struct stat& attr, int to_set, Timespec now) {
   // Only with writeback_cache does the kernel own ctime and send it; the
   // engine stamps ctime itself otherwise.
   if (to_set & FUSE_SET_ATTR_CTIME) sa.ctime = to_timespec(attr.st_ctim);
+  // libfuse 3.14 passes the kernel's FATTR_KILL_SUIDGID (bit 11) through
+  // under this name; the kernel sends it only under KILLPRIV_V2.
+  if (to_set & FUSE_SET_ATTR_KILL_SUID) sa.kill_suidgid = true;
   return sa;
 }
 

@@ -35,6 +35,7 @@
 #include "core/stats/live_counters.h"
 #include "core/io/open_device.h"
 #include "fs/fuse_adapter.h"
+#include "fs/kernel_channel.h"
 #include "fs/options.h"
 #include "tools/version.h"
 
@@ -352,6 +353,11 @@ int serve(MountContext& ctx, const CommandLine& cl, const std::string& mountpoin
     return kExitFailure;
   }
   KernelMount kernel_mount{se.get()};
+  // Best effort: without the hooks the mount works as libfuse negotiates
+  // it, with a GETXATTR before every write.
+  if (int e = install_kernel_channel(se.get()); e != 0)
+    std::fprintf(stderr, "stablefs: cannot hook the FUSE channel (%s); serving without it\n",
+                 std::strerror(-e));
   raise_readahead(mountpoint);
   bg.report(kExitOk);
   (void)fuse_daemonize(/*foreground=*/1);  // only chdir("/"): we forked already

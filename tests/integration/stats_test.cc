@@ -177,18 +177,20 @@ TEST_F(RequestCountTest, EachRequestIsCountedUnderItsOpcode) {
   EXPECT_GE(after.at("LOOKUP").count, 1) << "the mkdir, link and symlink names were looked up";
 }
 
-// libfuse 3.14 cannot negotiate HANDLE_KILLPRIV_V2, so before every write
-// the kernel asks whether the file carries capabilities to drop.
-TEST_F(RequestCountTest, EveryWriteIsPrecededByAGetxattrOfSecurityCapability) {
+// The daemon negotiates HANDLE_KILLPRIV_V2 itself (fs/kernel_channel.h),
+// which libfuse 3.14 cannot: the kernel then asks at most once whether a
+// file carries capabilities to drop, instead of before every write(2)
+// (which cost one round trip per write).
+TEST_F(RequestCountTest, WritesAreNotEachPrecededByAGetxattrOfSecurityCapability) {
   UniqueFd fd = open_fd(path("f"), O_RDWR | O_CREAT);
   ASSERT_TRUE(fd.ok());
   const RequestStats before = request_stats(mnt());
-  constexpr int kWrites = 5;
+  constexpr int kWrites = 20;
   for (int i = 0; i < kWrites; i++) ASSERT_EQ(pwrite(fd.get(), "abcd", 4, i * 4), 4);
   const RequestStats after = request_stats(mnt());
   EXPECT_EQ(delta(before, after, "WRITE"), kWrites);
-  EXPECT_EQ(delta(before, after, "getxattr_security_capability"), kWrites);
-  EXPECT_EQ(delta(before, after, "GETXATTR"), kWrites) << "the subset is in GETXATTR too";
+  EXPECT_LE(delta(before, after, "getxattr_security_capability"), 1);
+  EXPECT_LE(delta(before, after, "GETXATTR"), 1);
 }
 
 // ---- what the kernel caches, and what it must not get wrong ----
