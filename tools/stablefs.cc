@@ -37,10 +37,7 @@
 #include "fs/fuse_adapter.h"
 #include "fs/kernel_channel.h"
 #include "fs/options.h"
-
-#ifndef STABLEFS_VERSION
-#define STABLEFS_VERSION "unknown"
-#endif
+#include "tools/version.h"
 
 namespace stablefs {
 namespace {
@@ -119,7 +116,9 @@ CommandLine parse_command_line(int argc, char** argv) {
       print_usage(stdout);
       std::exit(kExitOk);
     } else if (a == "-V" || a == "--version") {
-      std::printf("stablefs %s (libfuse %s)\n", STABLEFS_VERSION, fuse_pkgversion());
+      print_version(stdout, "stablefs",
+                    {{"libfuse", fuse_pkgversion()}, uring_version(), xxhash_version(),
+                     boost_version()});
       std::exit(kExitOk);
     } else if (a == "-o") {
       if (i + 1 >= argc) usage_error("-o needs an argument");

@@ -8,10 +8,15 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "core/stats/live_counters.h"
+#include "tools/fs_identity.h"
+#include "tools/superblock_copies.h"
+#include "tools/json_writer.h"
+#include "tools/version.h"
 
 namespace {
 
@@ -19,12 +24,15 @@ void usage(FILE* f) {
   std::fprintf(f,
                "usage: stablefs-stat [-w] [--json] MOUNTPOINT\n"
                "Prints the live counters of a mounted stablefs (read from its shared-memory\n"
-               "segment): integrity errors, writeback waits, shadow/bounce copies, dirty and\n"
-               "under-writeback pages, bytes, journal commits, and the FUSE requests answered\n"
-               "by opcode (count, average and maximum time from the daemon's callback to its\n"
-               "reply; the text table lists opcodes seen at least once, --json all of them).\n"
+               "segment) and the label and UUID of its source: integrity errors, writeback\n"
+               "waits, shadow/bounce copies, dirty and under-writeback pages, bytes, journal\n"
+               "commits, and the FUSE requests answered by opcode (count, average and maximum\n"
+               "time from the daemon's callback to its reply; the text table lists opcodes\n"
+               "seen at least once, --json all of them).\n"
                "  -w, --watch   print again every second until interrupted\n"
                "  --json        one JSON object per print\n"
+               "  -h, --help    this text\n"
+               "  -V, --version version of stablefs-stat and of its libraries\n"
                "Exit: 0 ok, 1 no stablefs counters at MOUNTPOINT, 2 usage.\n");
 }
 
@@ -32,6 +40,21 @@ struct Snapshot {
   const char* name;
   uint64_t value;
 };
+
+// The filesystem's label and UUID, read once from its source's superblock
+// (they never change while it is mounted); nullopt with `why` when the
+// source cannot be read (another user's image, a vanished device).
+struct Identity {
+  std::optional<stablefs::Superblock> sb;
+  std::string why;
+};
+
+Identity read_identity(const char* source) {
+  Identity id;
+  auto sb = stablefs::read_superblock(source, &id.why);
+  if (sb.ok()) id.sb = std::move(*sb);
+  return id;
+}
 
 void print_stat_json(const char* name, const stablefs::RequestStat& r) {
   std::printf("\"%s\":{\"count\":%llu,\"total_ns\":%llu,\"max_ns\":%llu}", name,
@@ -64,7 +87,7 @@ void print_requests_text(const stablefs::RequestCounters& rc) {
     print_stat_row("  of which security.capability", rc.getxattr_security_capability);
 }
 
-void print(const stablefs::LiveCounters& c, bool json, bool first) {
+void print(const stablefs::LiveCounters& c, const Identity& id, bool json, bool first) {
   Snapshot s[] = {
       {"integrity_errors_write", c.integrity_errors_write},
       {"integrity_errors_read", c.integrity_errors_read},
@@ -89,14 +112,25 @@ void print(const stablefs::LiveCounters& c, bool json, bool first) {
       {"read_only", c.read_only},
   };
   if (json) {
-    std::printf("{\"mountpoint\":\"%s\",\"source\":\"%s\",\"pid\":%lld", c.mountpoint, c.source,
-                (long long)c.pid);
+    std::printf("{\"mountpoint\":%s,\"source\":%s,\"pid\":%lld",
+                stablefs::json_quoted(c.mountpoint).c_str(),
+                stablefs::json_quoted(c.source).c_str(), (long long)c.pid);
+    if (id.sb)
+      std::printf(",\"label\":%s,\"uuid\":\"%s\"", stablefs::json_quoted(id.sb->label).c_str(),
+                  stablefs::format_uuid(id.sb->uuid).c_str());
+    else
+      std::printf(",\"label\":null,\"uuid\":null");
     for (auto& e : s) std::printf(",\"%s\":%llu", e.name, (unsigned long long)e.value);
     print_requests_json(c.requests);
     std::printf("}\n");
   } else {
     if (!first) std::printf("\n");
     std::printf("%s on %s (pid %lld)\n", c.source, c.mountpoint, (long long)c.pid);
+    if (id.sb)
+      std::printf("  label \"%s\", uuid %s\n", id.sb->label.c_str(),
+                  stablefs::format_uuid(id.sb->uuid).c_str());
+    else
+      std::printf("  label and uuid unknown: %s\n", id.why.c_str());
     for (auto& e : s) std::printf("  %-24s %llu\n", e.name, (unsigned long long)e.value);
     print_requests_text(c.requests);
   }
@@ -110,13 +144,17 @@ int main(int argc, char** argv) {
   static const option longopts[] = {{"watch", no_argument, nullptr, 'w'},
                                     {"json", no_argument, nullptr, 'j'},
                                     {"help", no_argument, nullptr, 'h'},
+                                    {"version", no_argument, nullptr, 'V'},
                                     {nullptr, 0, nullptr, 0}};
   int ch;
-  while ((ch = getopt_long(argc, argv, "wh", longopts, nullptr)) != -1) {
+  while ((ch = getopt_long(argc, argv, "whV", longopts, nullptr)) != -1) {
     switch (ch) {
       case 'w': watch = true; break;
       case 'j': json = true; break;
       case 'h': usage(stdout); return 0;
+      case 'V': stablefs::print_version(stdout, "stablefs-stat",
+                                       {stablefs::boost_version(), stablefs::xxhash_version()});
+        return 0;
       default: usage(stderr); return 2;
     }
   }
@@ -135,8 +173,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "stablefs-stat: %s\n", why.c_str());
     return 1;
   }
+  const Identity id = read_identity((*view)->counters().source);
   for (bool first = true;; first = false) {
-    print((*view)->counters(), json, first);
+    print((*view)->counters(), id, json, first);
     if (!watch) return 0;
     std::this_thread::sleep_for(std::chrono::seconds(1));  // the display interval
   }
