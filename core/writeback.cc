@@ -6,19 +6,17 @@
 //      committed checksum refers to);
 //   3. checksum each page (seeded with its new block number) and submit the
 //      writes as few multi-segment requests;
-//   4. while they are in flight, in ONE journal handle: commit the
-//      reservation to the bitmap, map the pages to their new blocks, record
-//      the checksums, free the old blocks (reusable only after this
-//      transaction commits). The handle stays open until the writes have
-//      completed; if one failed, the same handle takes it all back;
+//   4. once they completed, in ONE journal handle: commit the reservation
+//      to the bitmap, map the pages to their new blocks, record the
+//      checksums, free the old blocks (reusable only after this
+//      transaction commits); if that fails part way, the same handle takes
+//      it back;
 //   5. end Writeback, which wakes writers waiting on the pages.
-// Ordered data follows: a transaction cannot commit while a handle on it
-// is open, so every mapping it carries points at data whose write has
-// completed, and the commit's flush (or, for an async commit, its data
-// tags checked at replay) covers the device's volatile cache.
+// Ordered data follows: the mapping only reaches a transaction after the
+// data write completed, and the commit's flush (or, for an async commit,
+// its data tags checked at replay) covers the device's volatile cache.
 #include <algorithm>
 #include <array>
-#include <functional>
 #include <cstring>
 #include <unordered_set>
 
@@ -127,12 +125,11 @@ Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
       }
     }
 
-    // 3. Checksum the exact bytes that go out and submit the writes; 4.
-    // while they are in flight, journal the new mapping in one handle. The
-    // handle stays open until the writes complete, so no commit can carry
-    // a mapping before its data is written (and the commit's data tags
-    // cover its volatile-cache window); a failed write takes the mapping
-    // back in the same handle.
+    // 3. Checksum the exact bytes that go out and write them; 4. then
+    // journal the new mapping in one handle. Not while the writes are in
+    // flight: recording may read metadata, and a thread that holds an
+    // io_uring ring while it waits for another deadlocks the ring pool
+    // (16 concurrent fsyncs did, with a cold checksum table).
     if (s.ok()) {
       for (PendingPage& pp : batch) pp.checksum = block_checksum(pp.phys, pp.bytes, kPageSize);
       if (writeback_hook_) writeback_hook_(n.ino);
@@ -151,27 +148,26 @@ Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
       ptrs.clear();
       for (auto& r : reqs) ptrs.push_back(&r);
 
-      Handle h;
-      RecordedMapping done;
-      Status meta;
-      const std::function<void()> record = [&] {
-        h = journal_->start();
-        std::lock_guard lk(n.mu);
-        meta = record_mapping(h, n, *lease, done);
-      };
-      s = dev_->submit_and_wait_overlapped(ptrs, record);
+      s = dev_->submit_and_wait(ptrs);
       if (s.ok() && opts_.verify_writes) s = verify_written(n, batch);
-      if (s.ok()) s = meta;
-      if (s.ok()) {
-        c_->blocks_written += batch.size();
-      } else if (journal_->error() == 0) {
+      if (!s.ok()) {
+        for (const PhysRange& r : reserved) alloc_->unreserve(r);
+      } else {
+        Handle h = journal_->start();
         std::lock_guard lk(n.mu);
-        if (Status u = take_back_mapping(h, n, *lease, done); !u.ok()) {
-          // The transaction now maps blocks whose data never arrived and
-          // cannot be corrected: it must never commit.
-          SFS_LOG("writeback of inode %llu: cannot take back the mapping of a failed write: %s",
-                  (unsigned long long)n.ino, std::strerror(u.error()));
-          journal_->abort(EIO);
+        RecordedMapping done;
+        s = record_mapping(h, n, *lease, done);
+        if (s.ok()) {
+          c_->blocks_written += batch.size();
+        } else if (journal_->error() == 0) {
+          // A tree node could not be allocated (ENOSPC) part way: take
+          // back what was recorded, so the pages stay dirty and nothing
+          // claims blocks it did not get.
+          if (Status u = take_back_mapping(h, n, *lease, done); !u.ok()) {
+            SFS_LOG("writeback of inode %llu: cannot take back a partial mapping: %s",
+                    (unsigned long long)n.ino, std::strerror(u.error()));
+            journal_->abort(EIO);
+          }
         }
       }
     } else {

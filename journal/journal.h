@@ -155,9 +155,9 @@ class Handle {
   // checkpoint nor a replay can later write stale metadata over whatever
   // the block is reused for.
   void revoke(uint64_t blocknr);
-  // A data block whose write completes before this handle stops is
-  // referenced by this transaction with `checksum` (the checksum table
-  // records it in the same handle). An async commit lists it so replay can tell whether the block
+  // A data block whose write has completed is referenced by this
+  // transaction with `checksum` (the checksum table records it in the same
+  // handle). An async commit lists it so replay can tell whether the block
   // reached the disk with the commit.
   void add_data_tag(uint64_t blocknr, uint64_t checksum);
   // Blocks freed in this transaction: they may be reused once it is

@@ -118,19 +118,7 @@ void UringDevice::release_ring(Ring* ring) {
 }
 
 Status UringDevice::submit_and_wait(std::span<IoRequest*> requests) {
-  return run(requests, nullptr);
-}
-
-Status UringDevice::submit_and_wait_overlapped(std::span<IoRequest*> requests,
-                                               const std::function<void()>& work) {
-  return run(requests, &work);
-}
-
-Status UringDevice::run(std::span<IoRequest*> requests, const std::function<void()>* work) {
-  if (requests.empty()) {
-    if (work) (*work)();
-    return Status::Ok();
-  }
+  if (requests.empty()) return Status::Ok();
   for (IoRequest* r : requests) r->result = validate(*r, cfg_.block_count, cfg_.read_only);
 
   std::shared_ptr<const CompletionHook> hook;
@@ -148,26 +136,17 @@ Status UringDevice::run(std::span<IoRequest*> requests, const std::function<void
       size_t j = i + 1;
       if (!is_flush(requests[i]))
         while (j < requests.size() && !is_flush(requests[j])) j++;
-      run_group(*ring, requests.subspan(i, j - i), hook.get(), &work);
+      run_group(*ring, requests.subspan(i, j - i), hook.get());
       i = j;
     }
   }
-  if (work) (*work)();  // nothing could be submitted (invalid requests, a broken ring)
 
   for (IoRequest* r : requests)
     if (r->result != 0) return err(r->result);
   return Status::Ok();
 }
 
-void UringDevice::run_group(Ring& r, std::span<IoRequest*> requests, const CompletionHook* hook,
-                            const std::function<void()>** work) {
-  auto run_work = [&] {
-    if (*work) {
-      const std::function<void()>* w = *work;
-      *work = nullptr;
-      (*w)();
-    }
-  };
+void UringDevice::run_group(Ring& r, std::span<IoRequest*> requests, const CompletionHook* hook) {
   if (r.broken) {
     for (IoRequest* q : requests)
       if (q->result == 0) q->result = EIO;
@@ -255,8 +234,6 @@ void UringDevice::run_group(Ring& r, std::span<IoRequest*> requests, const Compl
       return;
     }
 
-    // The caller's work overlaps the I/O now in flight.
-    run_work();
     // Reap before submitting more: waiting for SQ space while completions
     // are pending could deadlock a full ring.
     io_uring_cqe* cqe = nullptr;

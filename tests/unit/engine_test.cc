@@ -153,11 +153,9 @@ TEST_F(EngineFaultTest, FailedWritebackKeepsThePagesDirty) {
   EXPECT_EQ(read_back("f"), data);
 }
 
-// A failed rewrite takes its new mapping back in the handle that recorded
-// it (the mapping is journalled while the data write is in flight): the
-// committed state keeps the old blocks and their data, the new blocks are
-// not leaked, the old ones not freed, and the new data stays dirty until a
-// later writeback succeeds.
+// A failed rewrite leaves the committed state alone: the old blocks keep
+// their data, the new blocks are not leaked, the old ones not freed, and
+// the new data stays dirty until a later writeback succeeds.
 TEST_F(EngineFaultTest, FailedRewriteKeepsTheOldBlocksAndTheNewDataDirty) {
   FaultDevice& faults = mount_with_faults();
   auto& m = static_cast<MountedFs&>(*fs_);
