@@ -84,6 +84,7 @@ class NbdDevice::IoThread {
   int in_flight_ = 0;
   bool lost_ = false;
   bool stall_reported_ = false;
+  std::string failure_;  // libnbd's message for the call that broke the connection
 
   Group* pending_head_ = nullptr;
   Group* pending_tail_ = nullptr;
@@ -237,6 +238,7 @@ void NbdDevice::IoThread::issue(Group& g, IoRequest* r, uint64_t offset, uint64_
   // (unless libnbd already retired it while failing the connection).
   if (cookie < 0 && c.busy) {
     if (nbd_aio_is_dead(h_) || nbd_aio_is_closed(h_)) {
+      if (nbd_get_error() != nullptr) failure_ = nbd_get_error();
       lost_ = true;  // the run loop's check_connection fails the rest
       finish(c, EIO);
     } else {
@@ -308,8 +310,11 @@ int NbdDevice::IoThread::poll_once() {
   if (n < 0) return errno == EINTR ? 0 : -1;
   if (nfds == 2 && fds[1].revents != 0) {
     // Readable, or hung up / failed: reading is how libnbd learns of EOF.
-    if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) (void)nbd_aio_notify_read(h_);
-    else if (fds[1].revents & POLLOUT) (void)nbd_aio_notify_write(h_);
+    int rc = 0;
+    if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) rc = nbd_aio_notify_read(h_);
+    else if (fds[1].revents & POLLOUT) rc = nbd_aio_notify_write(h_);
+    // libnbd's message is per thread and per call: keep it for the log.
+    if (rc < 0 && nbd_get_error() != nullptr) failure_ = nbd_get_error();
   }
   return 0;
 }
@@ -327,6 +332,7 @@ void NbdDevice::IoThread::check_stall() {
             "every further I/O fails with EIO",
             dev_.cfg_.uri.c_str(), dev_.cfg_.io_timeout_ms);
     stall_reported_ = true;
+    failure_ = "dropped by us: the server stalled";
     int fd = nbd_aio_get_fd(h_);
     if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
     return;
@@ -336,10 +342,9 @@ void NbdDevice::IoThread::check_stall() {
 void NbdDevice::IoThread::check_connection() {
   if (!lost_ && !nbd_aio_is_dead(h_) && !nbd_aio_is_closed(h_)) return;
   if (!dev_.lost_.exchange(true, std::memory_order_acq_rel)) {
-    const char* why = nbd_get_error();
     SFS_LOG("NBD %s: connection to the server lost (%s); no reconnect: every further I/O "
             "fails with EIO",
-            dev_.cfg_.uri.c_str(), why != nullptr ? why : "no reason given");
+            dev_.cfg_.uri.c_str(), failure_.empty() ? "closed by the server" : failure_.c_str());
   }
   lost_ = true;
   // libnbd fails the commands in flight through their callbacks when the
