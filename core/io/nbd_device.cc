@@ -84,6 +84,7 @@ class NbdDevice::IoThread {
   int in_flight_ = 0;
   bool lost_ = false;
   bool stall_reported_ = false;
+  bool loss_logged_ = false;
   std::string failure_;  // libnbd's message for the call that broke the connection
 
   Group* pending_head_ = nullptr;
@@ -101,17 +102,16 @@ namespace {
 // The errno a command's failure reaches the caller as. A broken connection
 // is reported by libnbd as ENOTCONN (or the socket's error); to the engine
 // it is a device error like any other, EIO.
+// Errnos that mean the connection is gone, not that the server refused
+// one command. ENOTCONN is what libnbd gives commands it aborts; no NBD
+// server sends it. A server sends ESHUTDOWN only when it is going away.
+bool is_connection_errno(int e) {
+  return e == ENOTCONN || e == ESHUTDOWN || e == ECONNRESET || e == EPIPE || e == ETIMEDOUT;
+}
+
 int caller_errno(int nbd_error) {
-  switch (nbd_error) {
-    case ENOTCONN:
-    case ESHUTDOWN:
-    case ECONNRESET:
-    case EPIPE:
-    case ETIMEDOUT:
-      return EIO;
-    default:
-      return nbd_error > 0 ? nbd_error : EIO;
-  }
+  if (is_connection_errno(nbd_error) || nbd_error <= 0) return EIO;
+  return nbd_error;
 }
 
 int last_nbd_errno() {
@@ -258,6 +258,13 @@ int NbdDevice::IoThread::on_complete(void* user_data, int* error) {
 
 void NbdDevice::IoThread::finish(Command& c, int error) {
   if (!c.busy) return;
+  // libnbd fails the commands in flight with the connection's errno when
+  // it dies. Mark the device lost before any submitter is woken, so none
+  // sees its EIO while connection_lost() still says otherwise.
+  if (is_connection_errno(error)) {
+    lost_ = true;
+    dev_.lost_.store(true, std::memory_order_release);
+  }
   if (error != 0 && c.req->result == 0) c.req->result = caller_errno(error);
   c.busy = false;
   Group& g = *c.group;
@@ -340,8 +347,15 @@ void NbdDevice::IoThread::check_stall() {
 }
 
 void NbdDevice::IoThread::check_connection() {
-  if (!lost_ && !nbd_aio_is_dead(h_) && !nbd_aio_is_closed(h_)) return;
-  if (!dev_.lost_.exchange(true, std::memory_order_acq_rel)) {
+  const bool dead = nbd_aio_is_dead(h_) || nbd_aio_is_closed(h_);
+  if (!lost_ && !dead) return;
+  // Lost by our own verdict (a stall, ESHUTDOWN, a poll failure) while
+  // libnbd still holds a socket: nothing will read it again.
+  if (!dead)
+    if (int fd = nbd_aio_get_fd(h_); fd >= 0) ::shutdown(fd, SHUT_RDWR);
+  dev_.lost_.store(true, std::memory_order_release);
+  if (!loss_logged_) {
+    loss_logged_ = true;
     SFS_LOG("NBD %s: connection to the server lost (%s); no reconnect: every further I/O "
             "fails with EIO",
             dev_.cfg_.uri.c_str(), failure_.empty() ? "closed by the server" : failure_.c_str());
