@@ -99,9 +99,6 @@ class NbdDevice::IoThread {
 
 namespace {
 
-// The errno a command's failure reaches the caller as. A broken connection
-// is reported by libnbd as ENOTCONN (or the socket's error); to the engine
-// it is a device error like any other, EIO.
 // Errnos that mean the connection is gone, not that the server refused
 // one command. ENOTCONN is what libnbd gives commands it aborts; no NBD
 // server sends it. A server sends ESHUTDOWN only when it is going away.
@@ -109,6 +106,9 @@ bool is_connection_errno(int e) {
   return e == ENOTCONN || e == ESHUTDOWN || e == ECONNRESET || e == EPIPE || e == ETIMEDOUT;
 }
 
+// The errno a command's failure reaches the caller as: a server's own
+// error as it is, a broken connection as EIO, since to the engine it is a
+// device error like any other.
 int caller_errno(int nbd_error) {
   if (is_connection_errno(nbd_error) || nbd_error <= 0) return EIO;
   return nbd_error;
@@ -284,7 +284,9 @@ void NbdDevice::IoThread::pop_head() {
   if (g.outstanding == 0) complete_group(g);
 }
 
-// After this the submitter may return and `g` is gone.
+// After this the submitter may return and `g` is gone. The notify is made
+// under mu_ because the submitter can only see `done` and destroy `g` (and
+// its condition variable) after we release it.
 void NbdDevice::IoThread::complete_group(Group& g) {
   std::lock_guard lk(dev_.mu_);
   g.done = true;
