@@ -406,7 +406,9 @@ int connect_with_deadline(nbd_handle* h, const std::string& uri, uint32_t timeou
       return ETIMEDOUT;
     }
     if (nbd_poll(h, int(left)) < 0) {
-      *why = nbd_get_error();
+      *why = std::string(nbd_get_error()) +
+             " (during the handshake: a server that admits one client, such as nbdkit "
+             "--filter=limit limit=1, drops the second one this way while the export is in use)";
       return last_nbd_errno();
     }
   }

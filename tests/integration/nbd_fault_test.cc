@@ -207,5 +207,24 @@ TEST_F(NbdFaults, SecondMountOfTheSameExportIsRefused) {
   EXPECT_EQ(WEXITSTATUS(unmount_nbd()), 0) << log();
 }
 
+// Across hosts the host lock cannot help, and only the server can refuse a
+// second client. A second spelling of the same export (through a symlink to
+// the socket) stands in for a second host: the lock file differs, and
+// nbdkit's limit filter (limit=1) turns the second daemon away.
+TEST_F(NbdFaults, SingleClientServerRefusesADaemonTheHostLockCannotSee) {
+  ASSERT_NO_FATAL_FAILURE(serve({"--filter=limit", "file", image(), "limit=1"}));
+  ASSERT_NO_FATAL_FAILURE(mount_nbd());
+  const std::string alias = dir() + "/alias.sock";
+  ASSERT_EQ(::symlink(server_->socket_path().c_str(), alias.c_str()), 0);
+  const std::string other = dir() + "/mnt2";
+  ASSERT_EQ(::mkdir(other.c_str(), 0755), 0);
+  DaemonLaunch second = launch_daemon("nbd+unix:///?socket=" + alias, other, {});
+  EXPECT_FALSE(second.mounted) << "a second daemon serves the same export";
+  EXPECT_TRUE(second.exited);
+  EXPECT_NE(second.log.find("cannot open"), std::string::npos) << second.log;
+  EXPECT_NE(server_->log().find("too many clients"), std::string::npos) << server_->log();
+  EXPECT_EQ(WEXITSTATUS(unmount_nbd()), 0) << log();
+}
+
 }  // namespace
 }  // namespace stablefs::integ
