@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/base/format.h"
@@ -17,6 +18,9 @@
 namespace stablefs {
 
 using Clock = std::chrono::steady_clock;
+
+static_assert(NbdDevice::kBounceBytes == IoRequest::kMaxSegments * kBlockSize,
+              "a bounce buffer holds a request of page-sized segments");
 
 // A submitter's run of requests with no flush among them, or one lone
 // flush. Lives on the submitter's stack until `done`.
@@ -42,6 +46,7 @@ struct NbdDevice::Command {
   uint64_t length = 0;  // 0 for a flush: it overlaps nothing
   bool write = false;
   bool busy = false;
+  int bounce = -1;  // the bounce buffer a multi-segment request travels in
   Clock::time_point issued;
 };
 
@@ -56,6 +61,18 @@ class NbdDevice::IoThread {
     free_count_ = kMaxInFlight;
   }
 
+  // Allocates the bounce buffers; false when memory is short (at open, so
+  // the I/O path itself never allocates).
+  bool allocate_bounce_buffers() {
+    for (int i = 0; i < kBounceBuffers; i++) {
+      bounce_[i].reset(static_cast<uint8_t*>(std::aligned_alloc(kBlockSize, kBounceBytes)));
+      if (!bounce_[i]) return false;
+      free_bounce_[i] = i;
+    }
+    free_bounce_count_ = kBounceBuffers;
+    return true;
+  }
+
   void run();
 
  private:
@@ -64,9 +81,13 @@ class NbdDevice::IoThread {
   // Issues the head group's next commands; false when issuing must pause
   // (no free slot, or a conflict with a command in flight).
   bool issue_from(Group& g);
+  // Issues request `r` as one command through a bounce buffer when it has
+  // several segments that fit one; returns false when it must wait (no
+  // slot, no bounce buffer, a conflict). Sets *handled when it applied.
+  bool issue_bounced(Group& g, IoRequest* r, bool* handled);
   bool conflicts(uint64_t offset, uint64_t length, bool write) const;
   void issue(Group& g, IoRequest* r, uint64_t offset, uint64_t length, void* buf, bool write,
-             bool flush);
+             bool flush, int bounce = -1);
   static int on_complete(void* user_data, int* error);
   void finish(Command& c, int error);
   void pop_head();
@@ -81,6 +102,19 @@ class NbdDevice::IoThread {
   std::array<Command, kMaxInFlight> cmds_{};
   std::array<int, kMaxInFlight> free_{};
   int free_count_ = 0;
+
+  // NBD has no vectored I/O, and the engine's writeback sends up to 64
+  // page-sized segments per request: as one command per segment that is
+  // 4 KiB commands, a round trip each. A request whose segments fit
+  // kBounceBytes instead travels as one command through a contiguous copy
+  // (writes copied in at issue, from pages that stay stable until the
+  // request completes; reads copied out at completion).
+  struct FreeDeleter {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  std::array<std::unique_ptr<uint8_t, FreeDeleter>, kBounceBuffers> bounce_;
+  std::array<int, kBounceBuffers> free_bounce_{};
+  int free_bounce_count_ = 0;
   int in_flight_ = 0;
   bool lost_ = false;
   bool stall_reported_ = false;
@@ -112,6 +146,14 @@ bool is_connection_errno(int e) {
 int caller_errno(int nbd_error) {
   if (is_connection_errno(nbd_error) || nbd_error <= 0) return EIO;
   return nbd_error;
+}
+
+// Copies a bounced read into the request's segments.
+void scatter(IoRequest& r, const uint8_t* from) {
+  for (int i = 0; i < r.iov_count; i++) {
+    std::memcpy(r.iov[i].iov_base, from, r.iov[i].iov_len);
+    from += r.iov[i].iov_len;
+  }
 }
 
 int last_nbd_errno() {
@@ -182,6 +224,15 @@ bool NbdDevice::IoThread::issue_from(Group& g) {
       cur_req_++;
       continue;
     }
+    if (cur_req_off_ == 0) {
+      bool handled = false;
+      if (!issue_bounced(g, r, &handled)) return false;
+      if (lost_) return false;  // check_connection fails and pops the group
+      if (handled) {
+        cur_req_++;
+        continue;
+      }
+    }
     const iovec& seg = r->iov[cur_seg_];
     uint64_t length = std::min<uint64_t>(seg.iov_len - cur_seg_off_, dev_.max_command_bytes_);
     uint64_t offset = r->blocknr * kBlockSize + cur_req_off_;
@@ -204,6 +255,26 @@ bool NbdDevice::IoThread::issue_from(Group& g) {
   return true;
 }
 
+bool NbdDevice::IoThread::issue_bounced(Group& g, IoRequest* r, bool* handled) {
+  const uint64_t bytes = r->bytes();
+  if (r->iov_count < 2 || bytes > kBounceBytes || bytes > dev_.max_command_bytes_) return true;
+  const uint64_t offset = r->blocknr * kBlockSize;
+  const bool write = r->op == IoOp::kWrite;
+  if (free_count_ == 0 || free_bounce_count_ == 0 || conflicts(offset, bytes, write)) return false;
+  int b = free_bounce_[--free_bounce_count_];
+  uint8_t* buf = bounce_[b].get();
+  if (write) {
+    uint8_t* at = buf;
+    for (int i = 0; i < r->iov_count; i++) {
+      std::memcpy(at, r->iov[i].iov_base, r->iov[i].iov_len);
+      at += r->iov[i].iov_len;
+    }
+  }
+  issue(g, r, offset, bytes, buf, write, false, b);
+  *handled = true;
+  return true;
+}
+
 bool NbdDevice::IoThread::conflicts(uint64_t offset, uint64_t length, bool write) const {
   for (const Command& c : cmds_) {
     if (!c.busy || c.length == 0 || !(write || c.write)) continue;
@@ -213,8 +284,9 @@ bool NbdDevice::IoThread::conflicts(uint64_t offset, uint64_t length, bool write
 }
 
 void NbdDevice::IoThread::issue(Group& g, IoRequest* r, uint64_t offset, uint64_t length,
-                                void* buf, bool write, bool flush) {
+                                void* buf, bool write, bool flush, int bounce) {
   Command& c = cmds_[free_[--free_count_]];
+  c.bounce = bounce;
   c.group = &g;
   c.req = r;
   c.offset = offset;
@@ -266,6 +338,11 @@ void NbdDevice::IoThread::finish(Command& c, int error) {
     dev_.lost_.store(true, std::memory_order_release);
   }
   if (error != 0 && c.req->result == 0) c.req->result = caller_errno(error);
+  if (c.bounce >= 0) {
+    if (error == 0 && !c.write) scatter(*c.req, bounce_[c.bounce].get());
+    free_bounce_[free_bounce_count_++] = c.bounce;
+    c.bounce = -1;
+  }
   c.busy = false;
   Group& g = *c.group;
   c.group = nullptr;
@@ -481,6 +558,7 @@ Result<std::unique_ptr<NbdDevice>> NbdDevice::open(const Config& cfg, std::strin
   dev->sector_size_ = uint32_t(std::clamp<int64_t>(min, 512, kBlockSize));
   dev->max_command_bytes_ = max_command;
   dev->io_ = std::make_unique<IoThread>(*dev);
+  if (!dev->io_->allocate_bounce_buffers()) return err(ENOMEM);
   dev->thread_ = std::thread([d = dev.get()] { d->io_->run(); });
   return dev;
 }

@@ -13,7 +13,11 @@
 // the whole of a blocking libnbd call, which is why the handle is not
 // shared between submitting threads.
 //
-// Requests. NBD has no vectored I/O: a request becomes one command per
+// Requests. NBD has no vectored I/O. A request of several segments that
+// fit kBounceBytes (the engine's writeback and readahead requests: up to 64
+// pages) is copied into a preallocated contiguous bounce buffer and sent as
+// one command, the reads copied out at completion; when all bounce buffers
+// are in flight it waits for one. Any other request becomes one command per
 // segment, and a segment larger than the server's maximum block size is cut
 // into several commands, all at their own absolute offsets. The request's
 // result is the first error of any of its commands; it completes only when
@@ -68,6 +72,10 @@ class NbdDevice : public BlockDevice {
  public:
   // Commands in flight at once on the connection.
   static constexpr int kMaxInFlight = 64;
+  // Multi-segment requests of up to kBounceBytes travel as one command
+  // through one of these preallocated contiguous buffers (16 x 256 KiB).
+  static constexpr int kBounceBuffers = 16;
+  static constexpr uint32_t kBounceBytes = IoRequest::kMaxSegments * 4096;
   // The largest command sent to a server that advertises no maximum: the
   // NBD protocol's recommended limit.
   static constexpr uint32_t kDefaultMaxCommandBytes = 32u << 20;

@@ -83,6 +83,28 @@ class NbdDeviceTest : public ::testing::Test {
     return d.ok() ? std::move(*d) : nullptr;
   }
 
+  // Writes `whole` at `blocknr` as one request of segments holding copies
+  // of its consecutive parts, `sizes` blocks each, from separate buffers.
+  // Returns how many NBD commands it took (0 when it failed).
+  static uint64_t write_scattered(NbdDevice& dev, uint64_t blocknr, const Blocks& whole,
+                                  const std::vector<size_t>& sizes) {
+    std::vector<std::unique_ptr<Blocks>> parts;
+    IoRequest w;
+    w.op = IoOp::kWrite;
+    w.blocknr = blocknr;
+    size_t at = 0;
+    for (size_t n : sizes) {
+      parts.push_back(std::make_unique<Blocks>(n));
+      std::memcpy(parts.back()->data(), whole.block(at), parts.back()->bytes());
+      w.add(parts.back()->data(), parts.back()->bytes());
+      at += n;
+    }
+    IoRequest* ws[] = {&w};
+    uint64_t before = dev.commands_issued();
+    if (!dev.submit_and_wait(ws).ok()) return 0;
+    return dev.commands_issued() - before;
+  }
+
   std::string dir_;
   std::unique_ptr<NbdServer> server_;
 };
@@ -134,19 +156,9 @@ TEST_F(NbdDeviceTest, MultiSegmentRequestLandsContiguouslyInSegmentOrder) {
   ASSERT_NO_FATAL_FAILURE(serve({"memory", "64M"}));
   auto dev = connect();
   ASSERT_NE(dev, nullptr);
-  Blocks a(1), b(3), c(2), whole(6), back(6);
+  Blocks whole(6), back(6);
   whole.fill(50, 9);
-  std::memcpy(a.data(), whole.block(0), a.bytes());
-  std::memcpy(b.data(), whole.block(1), b.bytes());
-  std::memcpy(c.data(), whole.block(4), c.bytes());
-  IoRequest w;
-  w.op = IoOp::kWrite;
-  w.blocknr = 50;
-  w.add(a.data(), a.bytes());
-  w.add(b.data(), b.bytes());
-  w.add(c.data(), c.bytes());
-  IoRequest* ws[] = {&w};
-  ASSERT_TRUE(dev->submit_and_wait(ws).ok());
+  EXPECT_EQ(write_scattered(*dev, 50, whole, {1, 3, 2}), 1u) << "one command, through a bounce buffer";
   ASSERT_TRUE(dev->read(50, back.data(), back.bytes()).ok());
   EXPECT_TRUE(back.same(whole));
 
@@ -158,9 +170,61 @@ TEST_F(NbdDeviceTest, MultiSegmentRequestLandsContiguouslyInSegmentOrder) {
   r.add(ra.data(), ra.bytes());
   r.add(rb.data(), rb.bytes());
   IoRequest* rs[] = {&r};
+  uint64_t before = dev->commands_issued();
   ASSERT_TRUE(dev->submit_and_wait(rs).ok());
+  EXPECT_EQ(dev->commands_issued() - before, 1u);
   EXPECT_EQ(std::memcmp(ra.data(), whole.block(0), ra.bytes()), 0);
   EXPECT_EQ(std::memcmp(rb.data(), whole.block(2), rb.bytes()), 0);
+}
+
+// Segments that do not fit a bounce buffer go as one command each (and a
+// segment above the server's maximum as several), still landing in order.
+TEST_F(NbdDeviceTest, MultiSegmentRequestTooLargeToBounceGoesPerSegment) {
+  ASSERT_NO_FATAL_FAILURE(serve({"--filter=blocksize-policy", "memory", "64M",
+                                 "blocksize-maximum=128K", "blocksize-error-policy=error"}));
+  auto dev = connect();
+  ASSERT_NE(dev, nullptr);
+  Blocks whole(80), back(80);  // 256 KiB + 64 KiB > the 128 KiB maximum
+  whole.fill(300, 6);
+  EXPECT_EQ(write_scattered(*dev, 300, whole, {64, 16}), 3u)
+      << "256 KiB in two commands, 64 KiB in one";
+  ASSERT_TRUE(dev->read(300, back.data(), back.bytes()).ok());
+  EXPECT_TRUE(back.same(whole));
+}
+
+// More multi-segment requests than bounce buffers, all in flight at once
+// on a slow server: the extra ones wait for a buffer, none is lost or
+// mixed up, and never more than kBounceBuffers are in flight.
+TEST_F(NbdDeviceTest, BounceBuffersRunningOutMakesRequestsWaitNotFail) {
+  ASSERT_NO_FATAL_FAILURE(serve({"--filter=delay", "memory", "64M", "wdelay=10ms",
+                                 "rdelay=10ms"}));
+  auto dev = connect();
+  ASSERT_NE(dev, nullptr);
+  constexpr int kRequests = 40;
+  std::vector<std::unique_ptr<Blocks>> bufs;
+  std::vector<IoRequest> reqs(kRequests);
+  std::vector<IoRequest*> ptrs;
+  for (int i = 0; i < kRequests; i++) {
+    bufs.push_back(std::make_unique<Blocks>(8));
+    bufs.back()->fill(uint64_t(i) * 8, 11);
+    reqs[i].op = IoOp::kWrite;
+    reqs[i].blocknr = uint64_t(i) * 8;
+    for (int seg = 0; seg < 8; seg++) reqs[i].add(bufs.back()->block(size_t(seg)), kBlockSize);
+    ptrs.push_back(&reqs[i]);
+  }
+  ASSERT_TRUE(dev->submit_and_wait(ptrs).ok());
+  EXPECT_EQ(dev->max_in_flight_seen(), NbdDevice::kBounceBuffers);
+  // Read them back the same scattered way.
+  std::vector<std::unique_ptr<Blocks>> back;
+  for (int i = 0; i < kRequests; i++) {
+    back.push_back(std::make_unique<Blocks>(8));
+    reqs[i] = IoRequest{};
+    reqs[i].op = IoOp::kRead;
+    reqs[i].blocknr = uint64_t(i) * 8;
+    for (int seg = 0; seg < 8; seg++) reqs[i].add(back.back()->block(size_t(seg)), kBlockSize);
+  }
+  ASSERT_TRUE(dev->submit_and_wait(ptrs).ok());
+  for (int i = 0; i < kRequests; i++) EXPECT_TRUE(back[i]->same(*bufs[i])) << "request " << i;
 }
 
 // A server that refuses commands above 64 KiB (blocksize-error-policy=error
