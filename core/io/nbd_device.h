@@ -31,11 +31,16 @@
 // undefined, so a write is never issued while a command overlapping it is in
 // flight, nor a read while an overlapping write is. Commands are issued in
 // submission order: when the next one conflicts, issuing pauses until the
-// command it conflicts with completes (conflicts are rare: the engine never
-// writes a block twice at once). A flush is a barrier inside its batch, as
+// command it conflicts with completes (conflicts should be rare, so this
+// head-of-line wait costs little). A flush is a barrier inside its batch, as
 // on UringDevice: it is issued after every earlier request of the batch
 // completed, and later ones after it completed. NBD_CMD_FLUSH covers every
 // write the server completed before it, from any submitter.
+//
+// Memory. Command slots and bounce buffers are allocated at open; nothing
+// of ours is allocated per request. libnbd itself allocates a small record
+// per command: if that fails, the request fails with ENOMEM, a device error
+// to the engine (the one place the writeback path can meet an allocation).
 //
 // FUA is not used: the device interface has no per-write durability flag,
 // and the journal's commit protocol is correct with flushes alone.
