@@ -588,7 +588,7 @@ NbdDevice::~NbdDevice() {
   nbd_close(handle_);
   if (wake_fd_ >= 0) ::close(wake_fd_);
   // Only now may another process connect in our place.
-  if (cfg_.lock_fd >= 0) ::close(cfg_.lock_fd);
+  cfg_.lock.reset();
 }
 
 Status NbdDevice::submit_and_wait(std::span<IoRequest*> requests) {

@@ -68,6 +68,7 @@
 #include <thread>
 
 #include "core/io/block_device.h"
+#include "core/io/host_lock.h"
 
 struct nbd_handle;
 
@@ -95,10 +96,10 @@ class NbdDevice : public BlockDevice {
     // A command older than this means the server stalled: the connection is
     // dropped and everything fails with EIO.
     uint32_t io_timeout_ms = 60000;
-    // A descriptor holding this host's lock on the export (see
-    // open_device), or -1. Once open succeeds the device owns it and closes
-    // it after the connection, so the next holder never finds us connected.
-    int lock_fd = -1;
+    // This host's lock on the export (see open_device), or null. The
+    // device lets go of it only after closing the connection, so the next
+    // holder never finds us still connected.
+    std::shared_ptr<HostLock> lock;
   };
 
   // Connects and negotiates. Errors: EINVAL (not a URI libnbd accepts, or
@@ -142,7 +143,7 @@ class NbdDevice : public BlockDevice {
   // completion on the I/O thread.
   void run_group(Group& g);
 
-  const Config cfg_;
+  Config cfg_;
   nbd_handle* const handle_;  // used only by the I/O thread after open
   uint64_t block_count_ = 0;
   uint32_t sector_size_ = 512;

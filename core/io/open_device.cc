@@ -2,15 +2,12 @@
 
 #include <fcntl.h>
 #include <linux/fs.h>
-#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 
-#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
-#include <thread>
 #include <unistd.h>
 
 #include <utility>
@@ -18,6 +15,7 @@
 #include "core/base/checksum.h"
 #include "core/base/format.h"
 #include "core/base/log.h"
+#include "core/io/host_lock.h"
 #include "core/io/nbd_device.h"
 #include "core/io/uring_device.h"
 
@@ -47,22 +45,6 @@ class UniqueFd {
   int fd_;
 };
 
-// flock belongs to the open file description, so it also excludes a second
-// open from this very process. Readers (fsck) may share. EBUSY when another
-// holder keeps it past opts.busy_wait_ms.
-Status lock_for_use(int fd, const OpenOptions& opts) {
-  int op = (opts.read_only ? LOCK_SH : LOCK_EX) | LOCK_NB;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts.busy_wait_ms);
-  while (::flock(fd, op) != 0) {
-    if (errno != EWOULDBLOCK) return err(errno);
-    // Polling the lock of another process, with a deadline: flock has no
-    // timed wait, and the holder is a daemon finishing its unmount.
-    if (std::chrono::steady_clock::now() >= deadline) return err(EBUSY);
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return Status::Ok();
-}
-
 // The NBD export's lock on this host: a file in /run/lock named after the
 // URI. An NBD server cannot be locked from a client, so this only keeps
 // two stablefs processes on one machine apart (and only when they spell
@@ -84,13 +66,10 @@ Result<std::unique_ptr<BlockDevice>> open_nbd(const std::string& uri, const Open
   // A server that admits one client at a time holds us in the handshake
   // while a daemon finishing its unmount is still connected.
   cfg.connect_timeout_ms = 10000 + opts.busy_wait_ms;
-  UniqueFd lock(opts.exclusive
-                    ? ::open(nbd_lock_path(uri).c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644)
-                    : -1);
   if (opts.exclusive) {
-    if (lock.get() < 0) return err(errno);
-    SFS_TRY(lock_for_use(lock.get(), opts));
-    cfg.lock_fd = lock.get();
+    auto lock = HostLock::acquire(nbd_lock_path(uri), opts.read_only, opts.busy_wait_ms);
+    if (!lock.ok()) return err(lock.error());
+    cfg.lock = std::move(*lock);
   }
   std::string why;
   auto dev = NbdDevice::open(cfg, &why);
@@ -98,7 +77,6 @@ Result<std::unique_ptr<BlockDevice>> open_nbd(const std::string& uri, const Open
     SFS_LOG("NBD %s: %s", uri.c_str(), why.c_str());
     return err(dev.error());
   }
-  lock.release();  // the device's now
   return std::unique_ptr<BlockDevice>(std::move(*dev));
 }
 
@@ -139,7 +117,7 @@ Result<std::unique_ptr<BlockDevice>> open_image(const std::string& path, const O
   struct stat st;
   if (::fstat(fd, &st) != 0) return err(errno);
   if (!S_ISREG(st.st_mode)) return err(ENOTBLK);  // replaced since stat()
-  if (opts.exclusive) SFS_TRY(lock_for_use(fd, opts));
+  if (opts.exclusive) SFS_TRY(flock_with_deadline(fd, opts.read_only, opts.busy_wait_ms));
   UringDevice::Config cfg;
   cfg.block_count = uint64_t(st.st_size) / kBlockSize;
   cfg.sector_size = 512;
