@@ -91,6 +91,14 @@ class Bitmap {
   std::vector<std::shared_ptr<MetaBuffer>> disk_;
 };
 
+namespace {
+// Rewrites of up to this many blocks reuse freed blocks; longer runs are
+// streaming writes, which want fresh contiguous space.
+constexpr uint64_t kRecycleMaxRun = 8;
+// Bound on remembered ranges (memory, and the work to skip stale ones).
+constexpr size_t kRecycleCapacity = 1 << 16;
+}  // namespace
+
 Allocator::~Allocator() = default;
 
 Result<std::unique_ptr<Allocator>> Allocator::load(BufferCache& cache, const Superblock& sb) {
@@ -121,7 +129,12 @@ Result<PhysRange> Allocator::alloc_blocks(Handle& h, uint64_t goal, uint64_t wan
 Result<PhysRange> Allocator::reserve_blocks(uint64_t goal, uint64_t want) {
   std::lock_guard lk(mu_);
   if (want == 0) want = 1;
-  if (goal == 0 || goal >= blocks_->size()) goal = block_goal_;
+  if (goal >= blocks_->size()) goal = 0;
+  if (want <= kRecycleMaxRun && (goal == 0 || blocks_->test(goal))) {
+    PhysRange r = take_recycled(want);
+    if (r.count) return r;
+  }
+  if (goal == 0) goal = block_goal_;
   uint64_t start = blocks_->find_clear(goal);
   if (start >= blocks_->size()) return err(ENOSPC);
   uint64_t count = 1;
@@ -129,6 +142,27 @@ Result<PhysRange> Allocator::reserve_blocks(uint64_t goal, uint64_t want) {
   for (uint64_t b = start; b < start + count; b++) blocks_->set_mem(b);
   block_goal_ = start + count;
   return PhysRange{start, count};
+}
+
+PhysRange Allocator::take_recycled(uint64_t want) {
+  while (!recycled_.empty()) {
+    PhysRange& top = recycled_.back();
+    uint64_t start = top.start;
+    uint64_t count = 0;
+    while (count < want && count < top.count && !blocks_->test(start + count)) count++;
+    if (count == 0) {
+      // Taken by someone else since it was freed: skip its first block.
+      if (--top.count == 0) recycled_.pop_back();
+      else top.start++;
+      continue;
+    }
+    for (uint64_t b = start; b < start + count; b++) blocks_->set_mem(b);
+    top.start += count;
+    top.count -= count;
+    if (top.count == 0) recycled_.pop_back();
+    return PhysRange{start, count};
+  }
+  return PhysRange{};
 }
 
 Status Allocator::commit_reserved(Handle& h, PhysRange r) {
@@ -150,6 +184,26 @@ Status Allocator::free_blocks(Handle& h, PhysRange r) {
   pending_blocks_[h.txid()].push_back(r);
   pending_block_count_ += r.count;
   return Status::Ok();
+}
+
+Status Allocator::unfree_blocks(Handle& h, PhysRange r) {
+  std::lock_guard lk(mu_);
+  auto it = pending_blocks_.find(h.txid());
+  if (it == pending_blocks_.end()) return err(EINVAL);
+  std::vector<PhysRange>& ranges = it->second;
+  for (size_t i = 0; i < ranges.size(); i++) {
+    PhysRange& p = ranges[i];
+    if (r.start < p.start || r.start + r.count > p.start + p.count) continue;
+    SFS_TRY(blocks_->set_disk(h, r.start, r.count, true));
+    // Cut r out of p, keeping what lies either side.
+    PhysRange after{r.start + r.count, p.start + p.count - (r.start + r.count)};
+    p.count = r.start - p.start;
+    if (after.count) ranges.push_back(after);
+    if (p.count == 0) ranges.erase(ranges.begin() + long(i));
+    pending_block_count_ -= r.count;
+    return Status::Ok();
+  }
+  return err(EINVAL);
 }
 
 Result<uint64_t> Allocator::alloc_inode(Handle& h) {
@@ -176,6 +230,11 @@ void Allocator::release_committed(uint64_t txid) {
     for (const PhysRange& r : pending_blocks_.begin()->second) {
       for (uint64_t b = r.start; b < r.start + r.count; b++) blocks_->clear_mem(b);
       pending_block_count_ -= r.count;
+      if (r.count <= kRecycleMaxRun) {
+        if (recycled_.size() == kRecycleCapacity)
+          recycled_.erase(recycled_.begin(), recycled_.begin() + kRecycleCapacity / 2);
+        recycled_.push_back(r);
+      }
     }
     pending_blocks_.erase(pending_blocks_.begin());
   }

@@ -33,9 +33,18 @@ class Allocator {
   ~Allocator();
 
   // Up to `want` contiguous free blocks, starting at or after `goal` when
-  // possible. ENOSPC when the filesystem is full.
+  // possible. ENOSPC when the filesystem is full. A small request whose
+  // goal is taken (a redirect-on-write rewrite) or absent reuses the most
+  // recently freed blocks first: they were written before, so on an image
+  // file they are already allocated in the host filesystem, and a rewrite
+  // workload keeps to its own footprint instead of marching through fresh,
+  // sparse space whose every flush pays for host allocation.
   Result<PhysRange> alloc_blocks(Handle& h, uint64_t goal, uint64_t want);
   Status free_blocks(Handle& h, PhysRange r);
+  // Takes back a free_blocks(h, r) of the same, still running transaction
+  // (a writeback whose data write failed restores the old mapping). EINVAL
+  // when r is not pending in h's transaction.
+  Status unfree_blocks(Handle& h, PhysRange r);
 
   // Data writeback allocates in two steps, so the blocks, the mapping and
   // the checksum all land in one transaction after the data I/O completed:
@@ -64,8 +73,14 @@ class Allocator {
   std::unique_ptr<Bitmap> inodes_;
   std::map<uint64_t, std::vector<PhysRange>> pending_blocks_;  // txid -> ranges
   std::map<uint64_t, std::vector<uint64_t>> pending_inodes_;   // txid -> inos
+  // Small ranges made free by release_committed, newest last (a bounded
+  // stack). Entries may have been allocated since; the bitmap decides.
+  std::vector<PhysRange> recycled_;
   uint64_t pending_block_count_ = 0;
   uint64_t block_goal_ = 0;
+  // Takes up to `want` free blocks from the newest recycled range; an
+  // empty range when none is left.
+  PhysRange take_recycled(uint64_t want);
   uint64_t inode_goal_ = 0;
 };
 

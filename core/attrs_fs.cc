@@ -43,6 +43,7 @@ Result<Attr> MountedFs::setattr(uint64_t ino, const SetAttr& sa) {
   if (sa.mtime) n.disk.mtime = *sa.mtime;
   if (sa.size && !sa.mtime) n.disk.mtime = t;
   n.disk.ctime = sa.ctime ? *sa.ctime : t;
+  if (sa.kill_suidgid) SFS_TRY(kill_privileges_locked(h, n, true));
   SFS_TRY(store_inode(h, n));
   return to_attr(n);
 }
@@ -202,6 +203,56 @@ Result<std::string> MountedFs::listxattr(uint64_t ino) {
     out.push_back('\0');
   }
   return out;
+}
+
+namespace {
+constexpr std::string_view kCapabilityXattr = "security.capability";
+}  // namespace
+
+bool MountedFs::has_privileges_to_kill(const Inode& n, bool suidgid) {
+  if (n.is_dir()) return false;
+  if (suidgid && ((n.disk.mode & S_ISUID) || (n.disk.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)))
+    return true;
+  // A file capability needs an xattr block, and most files have none.
+  if (!n.disk.xattr_block) return false;
+  return !n.xattrs || n.xattrs->count(std::string(kCapabilityXattr));
+}
+
+Status MountedFs::kill_privileges_locked(Handle& h, Inode& n, bool suidgid) {
+  if (!has_privileges_to_kill(n, suidgid)) return Status::Ok();
+  SFS_TRY(load_xattrs(*cache_, n));
+  bool changed = false;
+  if (n.xattrs->count(std::string(kCapabilityXattr))) {
+    auto updated = *n.xattrs;
+    updated.erase(std::string(kCapabilityXattr));
+    SFS_TRY(store_xattrs(h, *cache_, *alloc_, n, updated));
+    *n.xattrs = std::move(updated);
+    changed = true;
+  }
+  uint32_t mode = n.disk.mode;
+  if (suidgid) {
+    mode &= ~uint32_t(S_ISUID);
+    if (mode & S_IXGRP) mode &= ~uint32_t(S_ISGID);
+  }
+  if (mode == n.disk.mode && !changed) return Status::Ok();
+  n.disk.mode = mode;
+  n.disk.ctime = now();
+  return store_inode(h, n);
+}
+
+Status MountedFs::kill_privileges(uint64_t ino, bool suidgid) {
+  auto nr = get_inode(ino);
+  if (!nr.ok()) return Error{nr.error()};
+  Inode& n = **nr;
+  {
+    std::lock_guard lk(n.mu);
+    if (!has_privileges_to_kill(n, suidgid)) return Status::Ok();
+  }
+  if (read_only_) return err(EROFS);
+  std::unique_lock op(n.op);
+  Handle h = journal_->start();
+  std::lock_guard lk(n.mu);
+  return kill_privileges_locked(h, n, suidgid);
 }
 
 Status MountedFs::removexattr(uint64_t ino, std::string_view name) {

@@ -248,6 +248,43 @@ std::vector<Extent> ExtentMap::leaf_entries(uint64_t k) const {
   return out;
 }
 
+std::vector<Extent> ExtentMap::edited_leaf_entries(uint64_t k, uint64_t lo, uint64_t hi,
+                                                   const uint8_t* payload) const {
+  uint64_t s = k * kLeafSpan, t = s + kLeafSpan;
+  Decoder d(payload, kMetaPayload);
+  uint16_t count = 0;
+  if (d.u64() == s) count = d.u16();
+  if (count > kLeafSpan) return leaf_entries(k);  // not ours to trust: rebuild
+  d.skip(kNodeEntriesOffset - d.pos());
+  std::vector<Extent> old(count);
+  for (Extent& e : old) e = decode_entry(d);
+
+  // Entries can change where the mapping changed and one block either side
+  // (a neighbour may now merge or split); widen that to whole old entries,
+  // recompute it from extents_, and let append() merge at the seams.
+  uint64_t a = std::max(s, lo == 0 ? 0 : lo - 1), b = std::min(t, hi + 1);
+  for (const Extent& e : old)
+    if (e.logical < b && end_of(e) > a) {
+      a = std::min<uint64_t>(a, e.logical);
+      b = std::max(b, end_of(e));
+    }
+  std::vector<Extent> out;
+  out.reserve(old.size() + 2);
+  auto append = [&](const Extent& x) {
+    if (!out.empty() && mergeable(out.back(), x)) out.back().len += x.len;
+    else out.push_back(x);
+  };
+  size_t i = 0;
+  for (; i < old.size() && end_of(old[i]) <= a; i++) append(old[i]);
+  for (Extent e : extents_touching(a, b)) {
+    uint64_t x = std::max(a, uint64_t(e.logical)), y = std::min(b, end_of(e));
+    append(Extent{uint32_t(x), uint32_t(y - x), e.physical + (x - e.logical), e.unwritten});
+  }
+  while (i < old.size() && old[i].logical < b) i++;
+  for (; i < old.size(); i++) append(old[i]);
+  return out;
+}
+
 // Leaves whose contents may differ from the disk after an edit of [lo, hi):
 // those existing there (they may empty) and those extents now need.
 std::set<uint64_t> ExtentMap::leaves_touching(uint64_t lo, uint64_t hi) const {
@@ -320,7 +357,16 @@ Status ExtentMap::sync(Handle& h, BufferCache& cache, const NodeAllocator& na, u
   }
   std::map<uint64_t, std::vector<Extent>> contents;
   for (uint64_t k : leaves) {
-    std::vector<Extent> entries = leaf_entries(k);
+    std::vector<Extent> entries;
+    auto node = nodes_.find({1, k});
+    if (node != nodes_.end() && !(lo <= k * kLeafSpan && hi >= (k + 1) * kLeafSpan)) {
+      // Read here, in the planning phase, so applying cannot fail on it.
+      auto r = cache.read(node->second, kMagicExtentLeaf);
+      if (!r.ok()) return Error{r.error()};
+      entries = edited_leaf_entries(k, lo, hi, (*r)->payload());
+    } else {
+      entries = leaf_entries(k);
+    }
     if (!entries.empty()) {
       for (uint32_t l = 1; l <= depth; l++) {
         NodeKey key{l, k >> (8 * (l - 1))};

@@ -108,6 +108,13 @@ class ExtentMap {
   std::set<uint64_t> leaves_touching(uint64_t lo, uint64_t hi) const;
   // The leaf's on-disk entries: extents_ clipped to leaf k's span.
   std::vector<Extent> leaf_entries(uint64_t k) const;
+  // The same, computed from the leaf's current entries (`payload`, which
+  // matched extents_ before an edit of [lo, hi)) by recomputing only the
+  // entries the edit can change. A leaf of a fragmented file holds up to
+  // kLeafSpan extents, and walking them in the in-memory tree costs a cache
+  // miss each; a random rewrite changes one or two of them.
+  std::vector<Extent> edited_leaf_entries(uint64_t k, uint64_t lo, uint64_t hi,
+                                          const uint8_t* payload) const;
   Status write_leaf(Handle& h, MetaBuffer& buf, uint64_t k, const std::vector<Extent>& entries);
   Status write_index(Handle& h, MetaBuffer& buf, NodeKey key);
   // Reads and validates the subtree at `key`; `seen` catches shared nodes.

@@ -75,6 +75,10 @@ struct SetAttr {
   std::optional<Timespec> atime;  // already resolved (UTIME_NOW -> now) by fs/
   std::optional<Timespec> mtime;
   std::optional<Timespec> ctime;
+  // Drop what a truncate or chown by an unprivileged caller drops in the
+  // VFS: setuid, setgid when group-executable, and file capabilities
+  // (FATTR_KILL_SUIDGID, sent under FUSE_HANDLE_KILLPRIV_V2).
+  bool kill_suidgid = false;
 };
 
 struct Creds {
@@ -143,6 +147,20 @@ class Filesystem {
   virtual Status open(uint64_t ino, int flags) = 0;
   virtual Result<size_t> read(uint64_t ino, uint64_t off, size_t size, char* out) = 0;
   virtual Result<size_t> write(uint64_t ino, uint64_t off, const char* data, size_t size) = 0;
+  // What the VFS's file_remove_privs does before a write(2), for the
+  // filesystem that handles it itself (FUSE_HANDLE_KILLPRIV_V2): drops the
+  // file capability (security.capability) and, with `suidgid` (the writer
+  // lacks CAP_FSETID), setuid and the setgid bit of a group-executable
+  // file. Costs no journal handle when there is nothing to drop.
+  virtual Status kill_privileges(uint64_t ino, bool suidgid) = 0;
+
+  // ---- Shutdown (FS_IOC_SHUTDOWN) ----
+  // Commits what the journal holds, then stops: nothing more reaches the
+  // disk (dirty pages that were never written back are lost, as in a
+  // crash), and the FUSE layer answers EIO to every request that needs
+  // the filesystem until it is mounted again, which replays the journal.
+  virtual Status shutdown() { return err(ENOTTY); }
+  virtual bool shut_down() const { return false; }
   // Writeback errors reach applications as the kernel's errseq does: an
   // open file description starts at sample_write_errors() and keeps that
   // cursor; flush (every close) and fsync report an error that happened

@@ -69,9 +69,14 @@ Status make_filesystem(BlockDevice& dev, const MkfsOptions& opts) {
   auto plan = plan_layout(dev.block_count());
   if (!plan.ok()) return Error{plan.error()};
   Superblock sb = *plan;
+  if (opts.label.size() > kLabelMaxBytes) return err(EINVAL);
+  sb.label = opts.label;
 
   std::random_device rd;
-  for (auto& b : sb.uuid) b = uint8_t(rd());
+  if (opts.uuid)
+    sb.uuid = *opts.uuid;
+  else
+    for (auto& b : sb.uuid) b = uint8_t(rd());
   // A random first txid: a journal left over from an earlier filesystem on
   // this device can never be mistaken for ours, even if zeroing it failed.
   sb.journal_tail_txid = (uint64_t(rd()) << 16 | 1) & 0xffffffffffull;

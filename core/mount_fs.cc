@@ -169,6 +169,7 @@ Status MountedFs::start(std::string* why) {
   jo.on_abort = [this](int error) {
     read_only_ = true;
     c_->journal_aborted = uint64_t(error);
+    if (shut_down_) return;  // shutdown() said why
     SFS_LOG("journal aborted (%s): the filesystem is read-only from now on; unmount and mount "
             "again to replay the journal",
             std::strerror(error));
@@ -256,6 +257,19 @@ void MountedFs::flusher_main() {
     }
     lk.lock();
   }
+}
+
+Status MountedFs::shutdown() {
+  if (shut_down_.exchange(true)) return Status::Ok();
+  // As `godown -f` (the kernel cannot pass the ioctl's flags to a FUSE
+  // daemon): what handles already recorded is committed; nothing after.
+  Status s = read_only_ ? Status::Ok() : journal_->commit();
+  read_only_ = true;
+  journal_->abort(ESHUTDOWN);
+  SFS_LOG("shut down (FS_IOC_SHUTDOWN)%s: every request fails with EIO until the filesystem is "
+          "mounted again, which replays the journal",
+          s.ok() ? " after committing the journal" : ", the last commit failed");
+  return s;
 }
 
 Status MountedFs::unmount() {

@@ -63,6 +63,9 @@ class MountedFs final : public Filesystem {
   Status open(uint64_t ino, int flags) override;
   Result<size_t> read(uint64_t ino, uint64_t off, size_t size, char* out) override;
   Result<size_t> write(uint64_t ino, uint64_t off, const char* data, size_t size) override;
+  Status kill_privileges(uint64_t ino, bool suidgid) override;
+  Status shutdown() override;
+  bool shut_down() const override { return shut_down_.load(std::memory_order_relaxed); }
   uint64_t sample_write_errors(uint64_t ino) override;
   Status flush(uint64_t ino, uint64_t* cursor = nullptr) override;
   Status fsync(uint64_t ino, bool datasync, uint64_t* cursor = nullptr) override;
@@ -96,6 +99,10 @@ class MountedFs final : public Filesystem {
   Status load_map(Inode& n);                 // n.mu held
   Status load_dir(Inode& n);                 // n.mu held
   Status store_inode(Handle& h, Inode& n);   // n.mu held
+  // ---- attrs_fs.cc ----
+  // Whether kill_privileges_locked would change anything (n.mu held).
+  static bool has_privileges_to_kill(const Inode& n, bool suidgid);
+  Status kill_privileges_locked(Handle& h, Inode& n, bool suidgid);  // n.mu held
   Attr to_attr(const Inode& n) const;        // n.mu held
   NodeAllocator node_allocator(uint64_t goal);
   Result<InodeRef> new_inode(Handle& h, uint32_t mode, uint32_t uid, uint32_t gid,
@@ -144,6 +151,11 @@ class MountedFs final : public Filesystem {
   Status write_inode_if_dirty(Inode& n);
   void touch_atime(Inode& n);
   Status verify_written(Inode& n, const std::vector<PendingPage>& batch);
+  // Journals a batch's new mapping in h (bitmap, extent map, checksums,
+  // old blocks freed); take_back_mapping undoes what it recorded. n.mu held.
+  Status record_mapping(Handle& h, Inode& n, WritebackBuffers& wb, RecordedMapping& done);
+  Status take_back_mapping(Handle& h, Inode& n, WritebackBuffers& wb,
+                           const RecordedMapping& done);
   void redirty_pages(std::vector<PendingPage>& batch);
  public:
   // Test hook: runs after the checksums of a writeback batch are computed
@@ -208,6 +220,7 @@ class MountedFs final : public Filesystem {
   void publish_gauges();
   std::thread stats_thread_;  // refreshes gauges every 50 ms; stops with the flusher
   std::atomic<bool> read_only_{false};
+  std::atomic<bool> shut_down_{false};
 };
 
 }  // namespace stablefs

@@ -6,14 +6,19 @@
 //      committed checksum refers to);
 //   3. checksum each page (seeded with its new block number) and submit the
 //      writes as few multi-segment requests;
-//   4. in ONE journal handle: commit the reservation to the bitmap, map the
-//      pages to their new blocks, record the checksums, free the old
-//      blocks (reusable only after this transaction commits);
+//   4. while they are in flight, in ONE journal handle: commit the
+//      reservation to the bitmap, map the pages to their new blocks, record
+//      the checksums, free the old blocks (reusable only after this
+//      transaction commits). The handle stays open until the writes have
+//      completed; if one failed, the same handle takes it all back;
 //   5. end Writeback, which wakes writers waiting on the pages.
-// Ordered data follows: the mapping only reaches a transaction after the
-// data write completed, and the commit flushes before its commit block.
+// Ordered data follows: a transaction cannot commit while a handle on it
+// is open, so every mapping it carries points at data whose write has
+// completed, and the commit's flush (or, for an async commit, its data
+// tags checked at replay) covers the device's volatile cache.
 #include <algorithm>
 #include <array>
+#include <functional>
 #include <cstring>
 #include <unordered_set>
 
@@ -122,7 +127,12 @@ Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
       }
     }
 
-    // 3. Checksum the exact bytes that go out, then write them.
+    // 3. Checksum the exact bytes that go out and submit the writes; 4.
+    // while they are in flight, journal the new mapping in one handle. The
+    // handle stays open until the writes complete, so no commit can carry
+    // a mapping before its data is written (and the commit's data tags
+    // cover its volatile-cache window); a failed write takes the mapping
+    // back in the same handle.
     if (s.ok()) {
       for (PendingPage& pp : batch) pp.checksum = block_checksum(pp.phys, pp.bytes, kPageSize);
       if (writeback_hook_) writeback_hook_(n.ino);
@@ -140,38 +150,30 @@ Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
       std::vector<IoRequest*>& ptrs = lease->ptrs;
       ptrs.clear();
       for (auto& r : reqs) ptrs.push_back(&r);
-      s = dev_->submit_and_wait(ptrs);
-      if (s.ok() && opts_.verify_writes) s = verify_written(n, batch);
-    }
 
-    // 4. One handle: bitmap, mapping, checksums, old blocks freed.
-    if (s.ok()) {
-      Handle h = journal_->start();
-      std::lock_guard lk(n.mu);
-      for (const PhysRange& r : reserved)
-        if (s.ok()) s = alloc_->commit_reserved(h, r);
-      std::vector<PhysRange>& replaced = lease->replaced;
-      replaced.clear();
-      for (size_t i = 0; s.ok() && i < batch.size();) {
-        size_t run = 1;
-        while (i + run < batch.size() &&
-               batch[i + run].page->index() == batch[i].page->index() + run &&
-               batch[i + run].phys == batch[i].phys + run)
-          run++;
-        s = n.map->map(h, *cache_, node_allocator(batch[i].phys), uint32_t(batch[i].page->index()),
-                       uint32_t(run), batch[i].phys, false, &replaced);
-        for (size_t k = i; s.ok() && k < i + run; k++)
-          s = csums_->set(h, batch[k].phys, batch[k].checksum);
-        i += run;
+      Handle h;
+      RecordedMapping done;
+      Status meta;
+      const std::function<void()> record = [&] {
+        h = journal_->start();
+        std::lock_guard lk(n.mu);
+        meta = record_mapping(h, n, *lease, done);
+      };
+      s = dev_->submit_and_wait_overlapped(ptrs, record);
+      if (s.ok() && opts_.verify_writes) s = verify_written(n, batch);
+      if (s.ok()) s = meta;
+      if (s.ok()) {
+        c_->blocks_written += batch.size();
+      } else if (journal_->error() == 0) {
+        std::lock_guard lk(n.mu);
+        if (Status u = take_back_mapping(h, n, *lease, done); !u.ok()) {
+          // The transaction now maps blocks whose data never arrived and
+          // cannot be corrected: it must never commit.
+          SFS_LOG("writeback of inode %llu: cannot take back the mapping of a failed write: %s",
+                  (unsigned long long)n.ino, std::strerror(u.error()));
+          journal_->abort(EIO);
+        }
       }
-      if (s.ok()) n.disk.blocks += batch.size();
-      for (const PhysRange& r : replaced) {
-        if (!s.ok()) break;
-        s = alloc_->free_blocks(h, r);
-        n.disk.blocks -= std::min(n.disk.blocks, r.count);
-      }
-      if (s.ok()) s = store_inode(h, n);
-      if (s.ok()) c_->blocks_written += batch.size();
     } else {
       for (const PhysRange& r : reserved) alloc_->unreserve(r);
     }
@@ -193,6 +195,86 @@ Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
     batch.clear();
   }
   return first;
+}
+
+// The fallible tree edits come first, so a failure there (ENOSPC for a
+// tree node) leaves nothing else to take back; what follows can fail only
+// when the journal has aborted, and then nothing commits anyway.
+Status MountedFs::record_mapping(Handle& h, Inode& n, WritebackBuffers& wb,
+                                 RecordedMapping& done) {
+  std::vector<PendingPage>& batch = wb.batch;
+  std::vector<PhysRange>& replaced = wb.replaced;
+  replaced.clear();
+  for (size_t i = 0; i < batch.size();) {
+    size_t run = 1;
+    while (i + run < batch.size() &&
+           batch[i + run].page->index() == batch[i].page->index() + run &&
+           batch[i + run].phys == batch[i].phys + run)
+      run++;
+    for (size_t k = i; k < i + run; k++) {
+      PendingPage& pp = batch[k];
+      auto e = n.map->find(uint32_t(pp.page->index()));
+      pp.old_phys = e ? e->physical + (pp.page->index() - e->logical) : 0;
+      pp.old_unwritten = e && e->unwritten;
+    }
+    SFS_TRY(n.map->map(h, *cache_, node_allocator(batch[i].phys), uint32_t(batch[i].page->index()),
+                       uint32_t(run), batch[i].phys, false, &replaced));
+    done.mapped_pages = i + run;
+    for (size_t k = i; k < i + run; k++) SFS_TRY(csums_->set(h, batch[k].phys, batch[k].checksum));
+    i += run;
+  }
+  for (const PhysRange& r : wb.reserved) SFS_TRY(alloc_->commit_reserved(h, r));
+  done.reserved_committed = true;
+  n.disk.blocks += batch.size();
+  done.blocks_added = batch.size();
+  done.old_freed = true;  // set first: a partial free still needs taking back
+  for (const PhysRange& r : replaced) {
+    SFS_TRY(alloc_->free_blocks(h, r));
+    uint64_t gone = std::min(n.disk.blocks, r.count);
+    n.disk.blocks -= gone;
+    done.blocks_removed += gone;
+  }
+  return store_inode(h, n);
+}
+
+// Puts batch[0, mapped_pages) back on their old blocks (or holes), gives
+// the new blocks back, and takes back the freeing of the old ones, all in
+// the handle that recorded them (still open: nothing of it has committed).
+Status MountedFs::take_back_mapping(Handle& h, Inode& n, WritebackBuffers& wb,
+                                    const RecordedMapping& done) {
+  std::vector<PendingPage>& batch = wb.batch;
+  std::vector<PhysRange> dropped;  // the new blocks, unmapped again
+  for (size_t k = 0; k < done.mapped_pages; k++) {
+    const PendingPage& pp = batch[k];
+    uint32_t idx = uint32_t(pp.page->index());
+    if (pp.old_phys)
+      SFS_TRY(n.map->map(h, *cache_, node_allocator(pp.old_phys), idx, 1, pp.old_phys,
+                         pp.old_unwritten, &dropped));
+    else
+      SFS_TRY(n.map->unmap(h, *cache_, node_allocator(0), idx, 1, &dropped));
+  }
+  if (done.reserved_committed) {
+    for (const PhysRange& r : wb.reserved) SFS_TRY(alloc_->free_blocks(h, r));
+  } else {
+    for (const PhysRange& r : wb.reserved) alloc_->unreserve(r);
+  }
+  if (done.old_freed) {
+    for (size_t k = 0; k < done.mapped_pages; k++) {
+      const PendingPage& pp = batch[k];
+      if (!pp.old_phys) continue;
+      SFS_TRY(alloc_->unfree_blocks(h, {pp.old_phys, 1}));
+      // free_blocks dropped the block's data tag; the block is referenced
+      // again, with the checksum it always had.
+      if (!pp.old_unwritten) {
+        auto c = csums_->get(pp.old_phys);
+        if (!c.ok()) return Error{c.error()};
+        SFS_TRY(csums_->set(h, pp.old_phys, *c));
+      }
+    }
+  }
+  n.disk.blocks += done.blocks_removed;
+  n.disk.blocks -= std::min(n.disk.blocks, done.blocks_added);
+  return store_inode(h, n);
 }
 
 void MountedFs::redirty_pages(std::vector<PendingPage>& batch) {
@@ -225,6 +307,9 @@ Status MountedFs::verify_written(Inode& n, const std::vector<PendingPage>& batch
 }
 
 Status MountedFs::writeback_all() {
+  // Nothing reaches the disk after a shutdown (and the flusher must not
+  // retry, and log, every second).
+  if (shut_down_) return err(EIO);
   Status first;
   for (uint64_t ino : pages_->dirty_inodes()) {
     auto n = get_inode(ino);

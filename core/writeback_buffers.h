@@ -22,6 +22,19 @@ struct PendingPage {
   uint64_t phys = 0;
   uint64_t checksum = 0;
   const uint8_t* bytes = nullptr;  // the page, or its bounce copy
+  // The mapping the page had before this writeback (old_phys 0: a hole),
+  // to put back if the write fails.
+  uint64_t old_phys = 0;
+  bool old_unwritten = false;
+};
+
+// How far MountedFs::record_mapping got, so a failed write can take back
+// exactly that.
+struct RecordedMapping {
+  size_t mapped_pages = 0;       // batch[0, mapped_pages) point at their new blocks
+  bool reserved_committed = false;
+  bool old_freed = false;
+  uint64_t blocks_added = 0, blocks_removed = 0;  // applied to the inode's count
 };
 
 // Vectors are reserved to their worst case at construction; clear() keeps

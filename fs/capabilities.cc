@@ -49,6 +49,9 @@ void negotiate_capabilities(fuse_conn_info* conn, const MountOptions& opts) {
   want(conn, FUSE_CAP_POSIX_ACL, false);
   // Kernel applies the umask before sending the mode, as for local fs.
   want(conn, FUSE_CAP_DONT_MASK, false);
+  // ioctls on directories reach us too: FS_IOC_SHUTDOWN is issued on the
+  // mount point (fs/ops_attrs.cc).
+  want(conn, FUSE_CAP_IOCTL_DIR, true);
   // A symlink's target never changes, so the kernel may cache it.
   want(conn, FUSE_CAP_CACHE_SYMLINKS, true);
   // readdirplus saves a lookup per entry for `ls -l`; AUTO lets the kernel

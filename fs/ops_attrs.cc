@@ -1,5 +1,6 @@
 // Attributes: getattr, setattr (with the kernel's "now" timestamps resolved
 // here, so the engine only ever sees concrete times) and statfs.
+#include <sys/ioctl.h>
 #include <sys/statvfs.h>
 
 #include "fs/request.h"
@@ -32,6 +33,9 @@ SetAttr translate_setattr(const struct stat& attr, int to_set, Timespec now) {
   // Only with writeback_cache does the kernel own ctime and send it; the
   // engine stamps ctime itself otherwise.
   if (to_set & FUSE_SET_ATTR_CTIME) sa.ctime = to_timespec(attr.st_ctim);
+  // libfuse 3.14 passes the kernel's FATTR_KILL_SUIDGID (bit 11) through
+  // under this name; the kernel sends it only under KILLPRIV_V2.
+  if (to_set & FUSE_SET_ATTR_KILL_SUID) sa.kill_suidgid = true;
   return sa;
 }
 
@@ -69,9 +73,30 @@ void op_statfs(fuse_req_t req, fuse_ino_t /*ino*/) {
   });
 }
 
+// FS_IOC_SHUTDOWN (ext4's and xfs's "going down", used by xfstests'
+// godown) is _IOR: a FUSE daemon gets no input for it, so the flags the
+// caller passed are invisible here and every shutdown is godown -f
+// (commit the journal, then stop; MountedFs::shutdown). Like the kernel
+// filesystems it needs CAP_SYS_ADMIN, which the daemon sees as uid 0.
+// Any other ioctl is not ours: ENOTTY, as the kernel answers itself.
+constexpr unsigned kFsIocShutdown = _IOR('X', 125, uint32_t);
+
+void op_ioctl(fuse_req_t req, fuse_ino_t /*ino*/, unsigned int cmd, void* /*arg*/,
+              fuse_file_info* /*fi*/, unsigned /*flags*/, const void* /*in_buf*/,
+              size_t /*in_bufsz*/, size_t /*out_bufsz*/) {
+  guarded(req, RequestOp::kIoctl, [&] {
+    if (cmd != kFsIocShutdown) return (void)fuse_reply_err(req, ENOTTY);
+    if (fuse_req_ctx(req)->uid != 0) return (void)fuse_reply_err(req, EPERM);
+    Status s = mount_of(req).fs().shutdown();
+    if (!s.ok()) return (void)fuse_reply_err(req, s.error());
+    fuse_reply_ioctl(req, 0, nullptr, 0);
+  });
+}
+
 }  // namespace
 
 void add_attr_ops(fuse_lowlevel_ops& ops) {
+  ops.ioctl = op_ioctl;
   ops.getattr = op_getattr;
   ops.setattr = op_setattr;
   ops.statfs = op_statfs;

@@ -9,6 +9,7 @@
 #include <memory>
 #include <vector>
 
+#include "fs/kernel_channel.h"
 #include "fs/request.h"
 
 namespace stablefs {
@@ -100,10 +101,18 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
 }
 
 void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off,
-              fuse_file_info* /*fi*/) {
+              fuse_file_info* fi) {
   guarded(req, RequestOp::kWrite, [&] {
     if (off < 0) return (void)fuse_reply_err(req, EINVAL);
     MountContext& m = mount_of(req);
+    // Under KILLPRIV_V2 the kernel no longer drops privileges before a
+    // write(2) (and no longer asks GETXATTR security.capability first):
+    // that is ours. Page writeback (mmap, writeback_cache) is not a
+    // write(2) and drops nothing, as in the VFS.
+    if (killpriv_v2_active() && !(fi && fi->writepage)) {
+      Status s = m.fs().kill_privileges(ino, write_kills_suidgid(ino));
+      if (!s.ok()) return (void)fuse_reply_err(req, s.error());
+    }
     m.note_data_written(ino);
     auto r = m.fs().write(ino, uint64_t(off), data, size);
     if (r.ok()) fuse_reply_write(req, *r);

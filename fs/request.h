@@ -80,9 +80,27 @@ class RequestTimer {
 // its last step (fuse_reply_* never throw), so an exception means no reply
 // was sent yet and we send the error instead. Nothing escapes into
 // libfuse's C frames.
+// After FS_IOC_SHUTDOWN, what may still be answered: closing files and
+// directories (their state is the kernel's), and stat/statfs of what the
+// daemon has in memory, as a local filesystem does. Everything else is EIO.
+constexpr bool answered_after_shutdown(RequestOp op) {
+  switch (op) {
+    case RequestOp::kRelease:
+    case RequestOp::kReleasedir:
+    case RequestOp::kFlush:
+    case RequestOp::kGetattr:
+    case RequestOp::kStatfs:
+      return true;
+    default:
+      return false;
+  }
+}
+
 template <class Body>
 void guarded(fuse_req_t req, RequestOp op, RequestStat* also, Body&& body) noexcept {
   RequestTimer timer(req, op, also);
+  if (!answered_after_shutdown(op) && mount_of(req).fs().shut_down())
+    return (void)fuse_reply_err(req, EIO);
   try {
     body();
   } catch (const std::bad_alloc&) {

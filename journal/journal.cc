@@ -264,7 +264,11 @@ void Handle::stop() {
   {
     std::lock_guard lk(j.mu);
     assert(j.running->txid == txid_ && j.running->handles > 0);
-    if (--j.running->handles == 0) j.commit_cv.notify_all();
+    // Only a commit waiting for the handles to drain needs to hear of it;
+    // waking the idle commit thread after every handle would cost a
+    // context switch per metadata operation.
+    if (--j.running->handles == 0 && j.running->state == Transaction::State::kLocked)
+      j.commit_cv.notify_all();
   }
   journal_ = nullptr;
 }
@@ -367,6 +371,12 @@ JournalStats Journal::stats() const {
   return st;
 }
 
+void Journal::abort(int code) {
+  std::lock_guard lk(impl_->mu);
+  impl_->fail(code);
+  impl_->commit_cv.notify_all();
+}
+
 int Journal::error() const {
   std::lock_guard lk(impl_->mu);
   return impl_->error;
@@ -436,7 +446,9 @@ void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
     lk.lock();
   }
   commit_cv.wait(lk, [&] { return t.handles == 0 || stopping; });
-  if (stopping) return;  // the destructor abandons the commit (a crash)
+  // The destructor abandons the commit (a crash); an abort() while the
+  // handles drained means the transaction must never reach the log.
+  if (stopping || error) return;
 
   if (t.empty()) {
     // Handles came and went without changing anything: no txid is used,

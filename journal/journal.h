@@ -155,9 +155,9 @@ class Handle {
   // checkpoint nor a replay can later write stale metadata over whatever
   // the block is reused for.
   void revoke(uint64_t blocknr);
-  // A data block whose write has completed is referenced by this
-  // transaction with `checksum` (the checksum table records it in the same
-  // handle). An async commit lists it so replay can tell whether the block
+  // A data block whose write completes before this handle stops is
+  // referenced by this transaction with `checksum` (the checksum table
+  // records it in the same handle). An async commit lists it so replay can tell whether the block
   // reached the disk with the commit.
   void add_data_tag(uint64_t blocknr, uint64_t checksum);
   // Blocks freed in this transaction: they may be reused once it is
@@ -200,6 +200,11 @@ class Journal {
   JournalStats stats() const;
   // Sticky: once a commit fails the journal refuses new work (EIO).
   int error() const;
+  // Makes the journal fail as a failed commit does: the running
+  // transaction is never committed, later handles are inactive, and
+  // on_abort runs. For a caller that cannot take back a change it made in
+  // a handle (its data write failed and undoing the mapping failed too).
+  void abort(int code);
 
   // Writes every committed block home, flushes, persists the tail and frees
   // the log (what shutdown() does after its final commit). Uncommitted

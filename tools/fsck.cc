@@ -5,8 +5,8 @@
 // (journal replayed, a superblock copy rewritten) and nothing is left;
 // 4 errors left uncorrected (with -n: also a correction it did not make);
 // 8 operational error; 16 usage error. The flags fsck(8) passes to every
-// checker (-a -p -y -n -f -v -C) are accepted so `fsck -t stablefs` and
-// fstab pass numbers work.
+// checker (-a -p -y -n -f -v -C) are accepted so `fsck -t stablefs`
+// works; -C FD writes progress lines in e2fsck's format.
 #include <limits.h>
 #include <unistd.h>
 
@@ -21,6 +21,9 @@
 
 #include "core/fsck.h"
 #include "core/io/open_device.h"
+#include "tools/counting_device.h"
+#include "tools/progress_display.h"
+#include "tools/version.h"
 
 namespace stablefs {
 namespace {
@@ -33,7 +36,8 @@ constexpr int kExitUsage = 16;
 
 void print_usage(FILE* out) {
   std::fprintf(out,
-      "usage: fsck.stablefs [--scrub] [-n | -y | -p | -a | --repair] [-f] [-v] [-q] TARGET\n"
+      "usage: fsck.stablefs [--scrub] [-n | -y | -p | -a | --repair] [-f] [-v] [-q] [-C FD]\n"
+      "                     TARGET\n"
       "\n"
       "Checks the stablefs filesystem in TARGET (an image file, a block device or\n"
       "an NBD URI: nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH),\n"
@@ -55,9 +59,16 @@ void print_usage(FILE* out) {
       "               accepted for fsck(8); they do what a plain run does (replay,\n"
       "               superblock copy) and no more: no structural repair is\n"
       "               implemented, and the run says so when it leaves errors\n"
-      "  -f, -v, -C N accepted for fsck(8) compatibility (every check is full)\n"
+      "  -f, -v       accepted for fsck(8) compatibility (every check is full)\n"
+      "  -C FD        write progress lines \"1 DONE TOTAL TARGET\" (inode table blocks\n"
+      "               checked) to file descriptor FD, as e2fsck; -C 0 draws the\n"
+      "               progress line on stdout if it is a terminal\n"
       "  -q           print nothing but problems and corrections\n"
       "  -h, --help   this text\n"
+      "  -V, --version  version of fsck.stablefs and of its libraries\n"
+      "\n"
+      "On a terminal (stderr) it shows its progress: percent, MiB/s read and the\n"
+      "time left, on one line redrawn in place.\n"
       "\n"
       "Exit status, summed as e2fsck's: 0 no errors; 1 corrections written (journal\n"
       "replayed, superblock copy rewritten) and no errors left; 4 errors left\n"
@@ -77,15 +88,20 @@ struct CommandLine {
   bool repair_asked = false;  // -y/-p/-a/--repair: only to say what is not done
   bool read_only = false;
   bool quiet = false;
+  int progress_fd = -1;  // -C
 };
 
 CommandLine parse_command_line(int argc, char** argv) {
   CommandLine cl;
   bool have_target = false;
+  std::string why;  // of a bad -C
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     if (a == "-h" || a == "--help") {
       print_usage(stdout);
+      std::exit(kExitClean);
+    } else if (a == "-V" || a == "--version") {
+      print_version(stdout, "fsck.stablefs", {uring_version(), xxhash_version()});
       std::exit(kExitClean);
     } else if (a == "--scrub") {
       cl.scrub = true;
@@ -95,11 +111,9 @@ CommandLine parse_command_line(int argc, char** argv) {
       cl.read_only = true;
     } else if (a == "-f" || a == "-v") {
       // Every run is a full check; verbosity is fixed.
-    } else if (a == "-C") {
-      if (i + 1 >= argc) usage_error("-C needs a file descriptor");
-      i++;  // fsck(8)'s progress fd: we draw progress on a terminal ourselves
-    } else if (a.rfind("-C", 0) == 0 && a.size() > 2) {
-      // -C0 form
+    } else if (auto fd = match_progress_option(argc, argv, &i, &why); !fd.ok() || *fd) {
+      if (!fd.ok()) usage_error(why);
+      cl.progress_fd = **fd;
     } else if (a == "-q") {
       cl.quiet = true;
     } else if (!a.empty() && a[0] == '-') {
@@ -116,37 +130,6 @@ CommandLine parse_command_line(int argc, char** argv) {
     usage_error("-n cannot be combined with -y, -p, -a or --repair");
   return cl;
 }
-
-// A percentage redrawn in place on a terminal; nothing otherwise.
-class TerminalProgress {
- public:
-  explicit TerminalProgress(bool quiet) : enabled_(!quiet && ::isatty(STDERR_FILENO)) {}
-  ~TerminalProgress() { finish(); }
-
-  std::function<void(uint64_t, uint64_t)> callback() {
-    if (!enabled_) return {};
-    return [this](uint64_t done, uint64_t total) { update(done, total); };
-  }
-  // Ends the progress line so that what follows starts on its own line.
-  void finish() {
-    if (line_open_) std::fprintf(stderr, "\n");
-    line_open_ = false;
-  }
-
- private:
-  void update(uint64_t done, uint64_t total) {
-    int pct = total ? int(std::min(done, total) * 100 / total) : 100;
-    if (pct == last_) return;
-    last_ = pct;
-    line_open_ = true;
-    std::fprintf(stderr, "\rchecking: %3d%%", pct);
-    std::fflush(stderr);
-  }
-
-  const bool enabled_;
-  bool line_open_ = false;
-  int last_ = -1;
-};
 
 int summarize(const CommandLine& cl, const FsckResult& res);
 
@@ -175,18 +158,23 @@ int check(const CommandLine& cl) {
     return kExitOperational;
   }
 
-  TerminalProgress progress(cl.quiet);
+  CountingDevice counted(**dev);
+  ProgressDisplay progress(progress_targets(cl.quiet, cl.progress_fd, cl.target),
+                           [&] { return counted.bytes_transferred(); });
+  // One pass, as e2fsck's pass 1: the core reports progress over the inode
+  // table, and with --scrub each file's data is read as its inode is met.
+  progress.start_phase(1, cl.scrub ? "checking and scrubbing" : "checking");
   FsckOptions fo;
   fo.scrub = cl.scrub;
   fo.read_only = cl.read_only;
   fo.report = [&](const std::string& line) {
     if (cl.quiet && line.rfind("note: ", 0) == 0) return;
-    progress.finish();  // a problem line never lands on the progress line
+    progress.clear_line();  // a problem line never lands on the progress line
     std::fprintf(stdout, "%s: %s\n", target, line.c_str());
     std::fflush(stdout);
   };
   fo.progress = progress.callback();
-  auto r = check_filesystem(**dev, fo);
+  auto r = check_filesystem(counted, fo);
   progress.finish();
   if (!r.ok()) {
     std::fprintf(stderr, "fsck.stablefs: cannot check %s: %s\n", target,

@@ -1,4 +1,5 @@
-// mkfs.stablefs: `mkfs.stablefs [--size SIZE] [--force] TARGET`.
+// mkfs.stablefs: `mkfs.stablefs [--size SIZE] [--force] [-L LABEL] [-U UUID]
+// [-C FD] TARGET`.
 //
 // Refuses to overwrite an existing stablefs without --force: one typo in a
 // device name must not cost a user their data.
@@ -22,6 +23,10 @@
 #include "core/mkfs.h"
 #include "fs/options.h"  // parse_size
 #include "journal/buffer.h"
+#include "tools/counting_device.h"
+#include "tools/fs_identity.h"
+#include "tools/progress_display.h"
+#include "tools/version.h"
 
 namespace stablefs {
 namespace {
@@ -32,7 +37,8 @@ constexpr int kExitUsage = 2;
 
 void print_usage(FILE* out) {
   std::fprintf(out,
-      "usage: mkfs.stablefs [--size SIZE] [--force] [-q] TARGET\n"
+      "usage: mkfs.stablefs [--size SIZE] [--force] [-L LABEL] [-U UUID] [-q] [-C FD]\n"
+      "                     TARGET\n"
       "\n"
       "Creates a stablefs filesystem on TARGET, an image file, a block device or\n"
       "an NBD export (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH),\n"
@@ -42,8 +48,18 @@ void print_usage(FILE* out) {
       "                   suffixes, binary; at least 16M). Needed when TARGET does\n"
       "                   not exist; also allowed on an existing empty file.\n"
       "  -f, --force      overwrite a filesystem already on TARGET\n"
+      "  -L, --label LABEL\n"
+      "                   name the filesystem (at most 63 bytes; stablefs-stat and\n"
+      "                   stablefs-dump show it)\n"
+      "  -U, --uuid UUID  use this UUID (8-4-4-4-12 hex digits), not a random one\n"
       "  -q, --quiet      print nothing but errors\n"
+      "  -C FD            write progress lines \"1 DONE TOTAL TARGET\" (blocks of\n"
+      "                   metadata written) to file descriptor FD, as e2fsck -C\n"
       "  -h, --help       this text\n"
+      "  -V, --version    version of mkfs.stablefs and of its libraries\n"
+      "\n"
+      "On a terminal (stderr) it shows the progress of writing the metadata: percent,\n"
+      "MiB/s and the time left, on one line redrawn in place.\n"
       "\n"
       "Exit status: 0 on success, 1 on failure, 2 for a usage error.\n");
 }
@@ -59,6 +75,9 @@ struct CommandLine {
   std::optional<uint64_t> size;
   bool force = false;
   bool quiet = false;
+  int progress_fd = -1;  // -C
+  std::string label;
+  std::optional<Uuid> uuid;
 };
 
 uint64_t parse_size_arg(const std::string& s) {
@@ -67,13 +86,30 @@ uint64_t parse_size_arg(const std::string& s) {
   return *n;
 }
 
+std::string label_arg(const std::string& s) {
+  std::string why;
+  if (!check_label(s, &why).ok()) usage_error(why);
+  return s;
+}
+
+Uuid uuid_arg(const std::string& s) {
+  std::string why;
+  auto u = parse_uuid(s, &why);
+  if (!u.ok()) usage_error(why);
+  return *u;
+}
+
 CommandLine parse_command_line(int argc, char** argv) {
   CommandLine cl;
   bool have_target = false;
+  std::string why;  // of a bad -C
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     if (a == "-h" || a == "--help") {
       print_usage(stdout);
+      std::exit(kExitOk);
+    } else if (a == "-V" || a == "--version") {
+      print_version(stdout, "mkfs.stablefs", {uring_version(), xxhash_version()});
       std::exit(kExitOk);
     } else if (a == "-s" || a == "--size") {
       if (i + 1 >= argc) usage_error(a + " needs a size");
@@ -82,8 +118,21 @@ CommandLine parse_command_line(int argc, char** argv) {
       cl.size = parse_size_arg(a.substr(7));
     } else if (a == "-f" || a == "--force") {
       cl.force = true;
+    } else if (a == "-L" || a == "--label") {
+      if (i + 1 >= argc) usage_error(a + " needs a label");
+      cl.label = label_arg(argv[++i]);
+    } else if (a.rfind("--label=", 0) == 0) {
+      cl.label = label_arg(a.substr(8));
+    } else if (a == "-U" || a == "--uuid") {
+      if (i + 1 >= argc) usage_error(a + " needs a UUID");
+      cl.uuid = uuid_arg(argv[++i]);
+    } else if (a.rfind("--uuid=", 0) == 0) {
+      cl.uuid = uuid_arg(a.substr(7));
     } else if (a == "-q" || a == "--quiet") {
       cl.quiet = true;
+    } else if (auto fd = match_progress_option(argc, argv, &i, &why); !fd.ok() || *fd) {
+      if (!fd.ok()) usage_error(why);
+      cl.progress_fd = **fd;
     } else if (!a.empty() && a[0] == '-') {
       usage_error("unknown option '" + a + "'");
     } else if (have_target) {
@@ -114,37 +163,6 @@ bool holds_stablefs(const std::string& path) {
   return found;
 }
 
-// A percentage redrawn in place on a terminal; nothing otherwise.
-class TerminalProgress {
- public:
-  explicit TerminalProgress(bool quiet) : enabled_(!quiet && ::isatty(STDERR_FILENO)) {}
-  ~TerminalProgress() { finish(); }
-
-  std::function<void(uint64_t, uint64_t)> callback() {
-    if (!enabled_) return {};
-    return [this](uint64_t done, uint64_t total) { update(done, total); };
-  }
-  // Ends the progress line so that what follows starts on its own line.
-  void finish() {
-    if (line_open_) std::fprintf(stderr, "\n");
-    line_open_ = false;
-  }
-
- private:
-  void update(uint64_t done, uint64_t total) {
-    int pct = total ? int(std::min(done, total) * 100 / total) : 100;
-    if (pct == last_) return;
-    last_ = pct;
-    line_open_ = true;
-    std::fprintf(stderr, "\rwriting metadata: %3d%%", pct);
-    std::fflush(stderr);
-  }
-
-  const bool enabled_;
-  bool line_open_ = false;
-  int last_ = -1;
-};
-
 std::string mib(uint64_t blocks) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.1f MiB", double(blocks) * kBlockSize / (1 << 20));
@@ -152,14 +170,9 @@ std::string mib(uint64_t blocks) {
 }
 
 void print_summary(const std::string& target, const Superblock& sb) {
-  char uuid[40];
-  std::snprintf(uuid, sizeof(uuid),
-                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", sb.uuid[0],
-                sb.uuid[1], sb.uuid[2], sb.uuid[3], sb.uuid[4], sb.uuid[5], sb.uuid[6], sb.uuid[7],
-                sb.uuid[8], sb.uuid[9], sb.uuid[10], sb.uuid[11], sb.uuid[12], sb.uuid[13],
-                sb.uuid[14], sb.uuid[15]);
   std::printf("stablefs created on %s\n", target.c_str());
-  std::printf("  uuid:         %s\n", uuid);
+  if (!sb.label.empty()) std::printf("  label:        %s\n", sb.label.c_str());
+  std::printf("  uuid:         %s\n", format_uuid(sb.uuid).c_str());
   std::printf("  blocks:       %" PRIu64 " of %u bytes (%s)\n", sb.total_blocks, sb.block_size,
               mib(sb.total_blocks).c_str());
   std::printf("  data blocks:  %" PRIu64 " (%s)\n", sb.total_blocks - sb.data_start,
@@ -252,10 +265,15 @@ int make(const CommandLine& cl) {
 
 int make_on(const CommandLine& cl, BlockDevice& dev, bool created) {
   const std::string& target = cl.target;
-  TerminalProgress progress(cl.quiet);
+  CountingDevice counted(dev);
+  ProgressDisplay progress(progress_targets(cl.quiet, cl.progress_fd, target),
+                           [&] { return counted.bytes_transferred(); });
+  progress.start_phase(1, "writing metadata");
   MkfsOptions mo;
   mo.progress = progress.callback();
-  Status s = make_filesystem(dev, mo);
+  mo.label = cl.label;
+  mo.uuid = cl.uuid;
+  Status s = make_filesystem(counted, mo);
   progress.finish();
   if (!s.ok()) {
     if (created) ::unlink(target.c_str());  // don't leave a half-made image behind

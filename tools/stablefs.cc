@@ -35,11 +35,9 @@
 #include "core/stats/live_counters.h"
 #include "core/io/open_device.h"
 #include "fs/fuse_adapter.h"
+#include "fs/kernel_channel.h"
 #include "fs/options.h"
-
-#ifndef STABLEFS_VERSION
-#define STABLEFS_VERSION "unknown"
-#endif
+#include "tools/version.h"
 
 namespace stablefs {
 namespace {
@@ -119,7 +117,9 @@ CommandLine parse_command_line(int argc, char** argv) {
       print_usage(stdout);
       std::exit(kExitOk);
     } else if (a == "-V" || a == "--version") {
-      std::printf("stablefs %s (libfuse %s)\n", STABLEFS_VERSION, fuse_pkgversion());
+      print_version(stdout, "stablefs",
+                    {{"libfuse", fuse_pkgversion()}, uring_version(), xxhash_version(),
+                     boost_version()});
       std::exit(kExitOk);
     } else if (a == "-o") {
       if (i + 1 >= argc) usage_error("-o needs an argument");
@@ -357,6 +357,11 @@ int serve(MountContext& ctx, const CommandLine& cl, const std::string& mountpoin
     return kExitFailure;
   }
   KernelMount kernel_mount{se.get()};
+  // Best effort: without the hooks the mount works as libfuse negotiates
+  // it, with a GETXATTR before every write.
+  if (int e = install_kernel_channel(se.get()); e != 0)
+    std::fprintf(stderr, "stablefs: cannot hook the FUSE channel (%s); serving without it\n",
+                 std::strerror(-e));
   raise_readahead(mountpoint);
   bg.report(kExitOk);
   (void)fuse_daemonize(/*foreground=*/1);  // only chdir("/"): we forked already

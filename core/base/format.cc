@@ -131,6 +131,9 @@ void encode_superblock(uint8_t* block, const Superblock& sb, uint64_t blocknr) {
   e.u32(0);
   e.u64(sb.mkfs_time);
   e.u64(sb.mount_count);
+  // Longer labels are cut (mkfs refuses them before it gets here); the
+  // last byte stays NUL, so a reader never runs off the field.
+  e.bytes(sb.label.data(), std::min(sb.label.size(), kLabelMaxBytes));
   put_le64(block + kBlockSize - 8, block_checksum(blocknr, block, kBlockSize - 8));
 }
 
@@ -167,6 +170,9 @@ Result<Superblock> decode_superblock(const uint8_t* block, uint64_t blocknr,
   d.u32();
   sb.mkfs_time = d.u64();
   sb.mount_count = d.u64();
+  char label[kLabelMaxBytes + 1];
+  d.bytes(label, sizeof label);
+  sb.label.assign(label, strnlen(label, kLabelMaxBytes));
 
   // Geometry must be exactly what plan_layout would produce for this size;
   // anything else means corruption, and trusting it could index out of bounds.

@@ -178,14 +178,20 @@ struct Superblock {
   uint32_t state = kStateClean;
   uint64_t mkfs_time = 0;
   uint64_t mount_count = 0;
+  // Set by mkfs -L; "" when none. Images made before the field existed
+  // hold zeros there, which is the empty label (core/FORMAT.md).
+  std::string label;
 };
+// The label field: at most 63 bytes, NUL-padded to 64.
+constexpr size_t kLabelMaxBytes = 63;
 // Layout: 0 u64 magic | 8 u32 version | 12 compat | 16 incompat | 20 ro_compat
 // 24 uuid[16] | 40 u32 block_size | 44 zero | 48 total_blocks | 56 inode_count
 // 64 ibmp start | 72 ibmp blocks | 80 bbmp start | 88 bbmp blocks
 // 96 itable start | 104 itable blocks | 112 csum start | 120 csum blocks
 // 128 journal start | 136 journal blocks | 144 data_start | 152 root_ino
 // 160 journal_tail | 168 journal_tail_txid | 176 sequence | 184 u32 state
-// 188 zero | 192 mkfs_time | 200 mount_count | ... zero ...
+// 188 zero | 192 mkfs_time | 200 mount_count | 208 label[64] (NUL-padded)
+// | ... zero ...
 // 4088 u64 checksum: XXH3-64 over bytes [0, 4088) seeded with the block number.
 void encode_superblock(uint8_t* block, const Superblock& sb, uint64_t blocknr);
 // Validates magic, version, checksum and geometry (every region inside the

@@ -11,6 +11,7 @@
 #include <sys/uio.h>
 
 #include <cstdint>
+#include <functional>
 #include <span>
 
 #include "core/base/result.h"
@@ -59,6 +60,15 @@ class BlockDevice {
   // result is filled in. Returns the first error, or ok when all succeeded.
   // Safe to call from many threads at once.
   virtual Status submit_and_wait(std::span<IoRequest*> requests) = 0;
+  // The same, running `work` once on the calling thread while the requests
+  // are in flight, so CPU work overlaps the device's latency. A device that
+  // cannot overlap runs it before submitting; either way `work` runs before
+  // the requests complete, exactly once, and must not wait for them.
+  virtual Status submit_and_wait_overlapped(std::span<IoRequest*> requests,
+                                            const std::function<void()>& work) {
+    work();
+    return submit_and_wait(requests);
+  }
 
   // Convenience wrappers over submit_and_wait.
   Status read(uint64_t blocknr, void* buf, size_t len);

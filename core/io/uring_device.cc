@@ -110,7 +110,19 @@ void UringDevice::release_ring(Ring* ring) {
 }
 
 Status UringDevice::submit_and_wait(std::span<IoRequest*> requests) {
-  if (requests.empty()) return Status::Ok();
+  return run(requests, nullptr);
+}
+
+Status UringDevice::submit_and_wait_overlapped(std::span<IoRequest*> requests,
+                                               const std::function<void()>& work) {
+  return run(requests, &work);
+}
+
+Status UringDevice::run(std::span<IoRequest*> requests, const std::function<void()>* work) {
+  if (requests.empty()) {
+    if (work) (*work)();
+    return Status::Ok();
+  }
   for (IoRequest* r : requests) r->result = validate_request(*r, cfg_.block_count, cfg_.read_only);
 
   std::shared_ptr<const CompletionHook> hook;
@@ -128,17 +140,26 @@ Status UringDevice::submit_and_wait(std::span<IoRequest*> requests) {
       size_t j = i + 1;
       if (!is_flush(requests[i]))
         while (j < requests.size() && !is_flush(requests[j])) j++;
-      run_group(*ring, requests.subspan(i, j - i), hook.get());
+      run_group(*ring, requests.subspan(i, j - i), hook.get(), &work);
       i = j;
     }
   }
+  if (work) (*work)();  // nothing could be submitted (invalid requests, a broken ring)
 
   for (IoRequest* r : requests)
     if (r->result != 0) return err(r->result);
   return Status::Ok();
 }
 
-void UringDevice::run_group(Ring& r, std::span<IoRequest*> requests, const CompletionHook* hook) {
+void UringDevice::run_group(Ring& r, std::span<IoRequest*> requests, const CompletionHook* hook,
+                            const std::function<void()>** work) {
+  auto run_work = [&] {
+    if (*work) {
+      const std::function<void()>* w = *work;
+      *work = nullptr;
+      (*w)();
+    }
+  };
   if (r.broken) {
     for (IoRequest* q : requests)
       if (q->result == 0) q->result = EIO;
@@ -226,6 +247,8 @@ void UringDevice::run_group(Ring& r, std::span<IoRequest*> requests, const Compl
       return;
     }
 
+    // The caller's work overlaps the I/O now in flight.
+    run_work();
     // Reap before submitting more: waiting for SQ space while completions
     // are pending could deadlock a full ring.
     io_uring_cqe* cqe = nullptr;

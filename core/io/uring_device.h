@@ -66,6 +66,9 @@ class UringDevice : public BlockDevice {
   // every earlier request of the batch completed, and later requests start
   // only after the flush completed.
   Status submit_and_wait(std::span<IoRequest*> requests) override;
+  // `work` runs right after the first requests reach the kernel.
+  Status submit_and_wait_overlapped(std::span<IoRequest*> requests,
+                                    const std::function<void()>& work) override;
 
   void set_completion_hook(CompletionHook hook);
   bool direct_io() const { return cfg_.direct_io; }
@@ -78,9 +81,13 @@ class UringDevice : public BlockDevice {
 
   Ring* acquire_ring();
   void release_ring(Ring* ring);
+  Status run(std::span<IoRequest*> requests, const std::function<void()>* work);
   // Runs requests with no flush among them (or one lone flush) to
   // completion on the leased ring.
-  void run_group(Ring& ring, std::span<IoRequest*> requests, const CompletionHook* hook);
+  // Runs `*work` (when given, and clears it) once its requests are in
+  // flight, or before returning if none could be submitted.
+  void run_group(Ring& ring, std::span<IoRequest*> requests, const CompletionHook* hook,
+                 const std::function<void()>** work);
 
   int fd_;
   Config cfg_;

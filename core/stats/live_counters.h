@@ -20,8 +20,8 @@ namespace stablefs {
 
 constexpr uint64_t kCountersMagic = 0x31305443534653ull;  // "SFSCT01"
 // 2: cached_inodes, metadata cache; 3: per-opcode FUSE request counters;
-// 4: journal_aborted; 5: read_only
-constexpr uint32_t kCountersVersion = 5;
+// 4: journal_aborted; 5: read_only; 6: IOCTL requests
+constexpr uint32_t kCountersVersion = 6;
 
 // Every field is an 8-byte lock-free atomic, so writers and readers in
 // different processes need no lock.

@@ -61,8 +61,9 @@ enum class RequestOp : uint32_t {
   kRename2,
   kLseek,
   kCopyFileRange,
+  kIoctl,
 };
-constexpr size_t kRequestOpCount = size_t(RequestOp::kCopyFileRange) + 1;
+constexpr size_t kRequestOpCount = size_t(RequestOp::kIoctl) + 1;
 
 // The kernel's names without the FUSE_ prefix, indexed by RequestOp.
 constexpr std::array<std::string_view, kRequestOpCount> kRequestOpNames = {
@@ -71,7 +72,7 @@ constexpr std::array<std::string_view, kRequestOpCount> kRequestOpNames = {
     "OPEN",       "READ",     "WRITE",    "STATFS",      "RELEASE",      "FSYNC",
     "SETXATTR",   "GETXATTR", "LISTXATTR", "REMOVEXATTR", "FLUSH",       "OPENDIR",
     "READDIR",    "RELEASEDIR", "FSYNCDIR", "CREATE",    "BATCH_FORGET", "FALLOCATE",
-    "READDIRPLUS", "RENAME2", "LSEEK",    "COPY_FILE_RANGE"};
+    "READDIRPLUS", "RENAME2", "LSEEK",    "COPY_FILE_RANGE", "IOCTL"};
 static_assert(
     [] {
       for (std::string_view n : kRequestOpNames)

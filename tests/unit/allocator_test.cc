@@ -81,6 +81,47 @@ TEST(Allocator, FreedBlockIsNotReusedBeforeItsFreeingCommit) {
   EXPECT_EQ(reuse->start, block);
 }
 
+// A redirect-on-write rewrite (small, goal taken) reuses the blocks the
+// previous commit freed, so a rewrite workload stays in space it already
+// wrote; a streaming request still gets fresh contiguous space; and no
+// block is reused before its freeing commit.
+TEST(Allocator, SmallRewritesReuseBlocksFreedByTheLastCommit) {
+  Fixture f;
+  PhysRange file;
+  {
+    Handle h = f.journal->start();
+    file = *f.alloc->alloc_blocks(h, f.sb.data_start, 64);
+  }
+  ASSERT_EQ(file.count, 64u);
+  ASSERT_TRUE(f.journal->commit().ok());
+  uint64_t old_block = file.start + 10;  // the block a rewrite replaces
+  for (int round = 0; round < 3; round++) {
+    auto fresh = f.alloc->reserve_blocks(old_block, 1);  // goal taken: a rewrite
+    ASSERT_TRUE(fresh.ok());
+    Handle h = f.journal->start();
+    ASSERT_TRUE(f.alloc->commit_reserved(h, *fresh).ok());
+    ASSERT_TRUE(f.alloc->free_blocks(h, {old_block, 1}).ok());
+    // Not reusable inside its freeing transaction.
+    auto early = f.alloc->reserve_blocks(fresh->start, 1);
+    ASSERT_TRUE(early.ok());
+    EXPECT_NE(early->start, old_block);
+    f.alloc->unreserve(*early);
+    h = Handle();
+    ASSERT_TRUE(f.journal->commit().ok());
+    // The next rewrite gets exactly the block that commit freed.
+    auto next = f.alloc->reserve_blocks(fresh->start, 1);
+    ASSERT_TRUE(next.ok());
+    EXPECT_EQ(next->start, old_block) << "round " << round;
+    f.alloc->unreserve(*next);
+    old_block = fresh->start;
+  }
+  // A streaming write wants contiguous fresh space, not freed singles.
+  auto stream = f.alloc->reserve_blocks(0, 256);
+  ASSERT_TRUE(stream.ok());
+  EXPECT_EQ(stream->count, 256u);
+  EXPECT_GT(stream->start, file.start + file.count);
+}
+
 TEST(Allocator, ReservationIsInvisibleOnDiskUntilCommitted) {
   Fixture f;
   auto r = f.alloc->reserve_blocks(f.sb.data_start + 10, 8);

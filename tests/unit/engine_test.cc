@@ -153,6 +153,43 @@ TEST_F(EngineFaultTest, FailedWritebackKeepsThePagesDirty) {
   EXPECT_EQ(read_back("f"), data);
 }
 
+// A failed rewrite takes its new mapping back in the handle that recorded
+// it (the mapping is journalled while the data write is in flight): the
+// committed state keeps the old blocks and their data, the new blocks are
+// not leaked, the old ones not freed, and the new data stays dirty until a
+// later writeback succeeds.
+TEST_F(EngineFaultTest, FailedRewriteKeepsTheOldBlocksAndTheNewDataDirty) {
+  FaultDevice& faults = mount_with_faults();
+  auto& m = static_cast<MountedFs&>(*fs_);
+  uint64_t ino = create("f");
+  const std::string old_data(3 * kBlockSize, 'o');
+  ASSERT_EQ(*fs_->write(ino, 0, old_data.data(), old_data.size()), old_data.size());
+  ASSERT_TRUE(fs_->fsync(ino, false).ok());
+  // A rewrite of the middle block and of a block past the old end (a hole).
+  const std::string mid(kBlockSize, 'n'), tail(kBlockSize, 't');
+  ASSERT_EQ(*fs_->write(ino, kBlockSize, mid.data(), mid.size()), mid.size());
+  ASSERT_EQ(*fs_->write(ino, 4 * kBlockSize, tail.data(), tail.size()), tail.size());
+  auto layout = plan_layout(dev_.block_count());
+  ASSERT_TRUE(layout.ok());
+  for (uint64_t b = layout->data_start; b < dev_.block_count(); b++)
+    faults.fail_block(b, FaultOn::kWrite);
+  EXPECT_EQ(fs_->fsync(ino, false).error(), EIO);
+  faults.clear_faults();
+  EXPECT_EQ(m.page_cache_stats().dirty_pages, 2u);
+  EXPECT_EQ(fs_->getattr(ino)->blocks512, 3u * kBlockSize / 512);
+  // Commit whatever the failed writeback left in the journal, then crash
+  // before the new data is written again.
+  uint64_t other = create("g");
+  ASSERT_TRUE(fs_->fsync(other, false).ok());
+  crash();
+  mount();
+  std::string back = read_back("f");
+  EXPECT_EQ(back.substr(0, old_data.size()), old_data) << "the old blocks lost their data";
+  EXPECT_EQ(back.substr(old_data.size()), std::string(back.size() - old_data.size(), '\0'));
+  unmount();
+  expect_fsck_clean();
+}
+
 // An xattr that could not be stored is not served either (the map used to
 // change before the store, so get/list answered with the lost value).
 TEST_F(EngineFaultTest, XattrThatCouldNotBeStoredIsNotServed) {

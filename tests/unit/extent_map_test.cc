@@ -330,6 +330,32 @@ TEST_F(ExtentMapTest, FullyFragmentedLeafRoundTrips) {
   EXPECT_TRUE(m_->find(126)->unwritten);
 }
 
+// The redirect-on-write pattern: single blocks of a laid-out file remapped
+// at random, so leaves fill with one-block extents and a rewrite changes
+// one entry of a full leaf (sync edits the leaf's entries in place rather
+// than rebuilding them). Every reload must read back exactly the map.
+TEST_F(ExtentMapTest, RandomSingleBlockRewritesOfAFragmentedFileRoundTrip) {
+  constexpr uint32_t kBlocks = 4 * kLeafSpan;
+  ASSERT_OK(map(0, kBlocks, 100));
+  std::mt19937 rng(7);
+  uint64_t next_phys = 1000;
+  for (int op = 0; op < 3000; op++) {
+    uint32_t l = rng() % kBlocks;
+    if (rng() % 8 == 0) {
+      ASSERT_OK(unmap(l, 1 + rng() % 3));
+    } else if (rng() % 8 == 0 && l > 0 && phys_of(l - 1)) {
+      ASSERT_OK(map(l, 1, phys_of(l - 1) + 1));  // may merge with its left neighbour
+    } else {
+      ASSERT_OK(map(l, 1, next_phys++));
+      if (next_phys >= kFirstNodeBlock) next_phys = 1000;
+    }
+    if (op % 500 == 499) {
+      ASSERT_NO_FATAL_FAILURE(expect_round_trip()) << "after op " << op;
+    }
+  }
+  EXPECT_GT(m_->extents().size(), kLeafSpan) << "the leaves never fragmented";
+}
+
 TEST_F(ExtentMapTest, ContiguousExtentsOfTheSameStateMerge) {
   ASSERT_OK(map(0, 10, 100));
   ASSERT_OK(map(10, 10, 110));

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/base/checksum.h"
 #include "core/base/endian.h"
 #include "core/base/format.h"
 
@@ -146,6 +147,55 @@ TEST(Superblock, LayoutMatchesTheDocumentedOffsets) {
   EXPECT_EQ(get_le32(&b[184]), uint32_t(kStateMounted));
   EXPECT_EQ(get_le64(&b[200]), 42u);
   for (size_t i = 208; i < kBlockSize - 8; i++) ASSERT_EQ(b[i], 0) << "byte " << i;
+}
+
+TEST(Superblock, LabelRoundTripsAtOffset208NulPadded) {
+  Superblock sb = sample_superblock(100000);
+  sb.label = "data disk";
+  Block b;
+  encode_superblock(b.data(), sb, kSuperblockA);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(&b[208]), 9), "data disk");
+  for (size_t i = 208 + 9; i < kBlockSize - 8; i++) ASSERT_EQ(b[i], 0) << "byte " << i;
+  std::string why;
+  auto got = decode_superblock(b.data(), kSuperblockA, 100000, &why);
+  ASSERT_TRUE(got.ok()) << why;
+  EXPECT_EQ(got->label, "data disk");
+}
+
+// An image made before the label field has zeros at 208: the same bytes an
+// unlabelled superblock encodes to now, so it decodes, with no label.
+TEST(Superblock, SuperblockFromBeforeLabelsDecodesWithEmptyLabel) {
+  Superblock sb = sample_superblock(100000);
+  sb.label = "x";
+  Block b;
+  encode_superblock(b.data(), sb, kSuperblockA);
+  b[208] = 0;  // what an older mkfs wrote there, re-sealed as it would have
+  put_le64(&b[kBlockSize - 8], block_checksum(kSuperblockA, b.data(), kBlockSize - 8));
+  std::string why;
+  auto got = decode_superblock(b.data(), kSuperblockA, 100000, &why);
+  ASSERT_TRUE(got.ok()) << why;
+  EXPECT_EQ(got->label, "");
+  EXPECT_EQ(got->mount_count, 42u);
+}
+
+TEST(Superblock, LabelIsCutTo63BytesAndDecodingNeverRunsPastTheField) {
+  Superblock sb = sample_superblock(100000);
+  sb.label = std::string(70, 'L');
+  Block b;
+  encode_superblock(b.data(), sb, kSuperblockA);
+  EXPECT_EQ(b[208 + kLabelMaxBytes], 0) << "the field keeps a terminating NUL";
+  std::string why;
+  auto got = decode_superblock(b.data(), kSuperblockA, 100000, &why);
+  ASSERT_TRUE(got.ok()) << why;
+  EXPECT_EQ(got->label, std::string(kLabelMaxBytes, 'L'));
+
+  // A field with no NUL at all (a buggy writer; the checksum is valid):
+  // the label is the first 63 bytes, never what follows the field.
+  for (size_t i = 208; i < 208 + 64 + 16; i++) b[i] = 'M';
+  put_le64(&b[kBlockSize - 8], block_checksum(kSuperblockA, b.data(), kBlockSize - 8));
+  got = decode_superblock(b.data(), kSuperblockA, 100000, &why);
+  ASSERT_TRUE(got.ok()) << why;
+  EXPECT_EQ(got->label, std::string(kLabelMaxBytes, 'M'));
 }
 
 TEST(Superblock, AnyFlippedByteIsEuclean) {

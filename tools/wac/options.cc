@@ -9,6 +9,8 @@
 #include <cstring>
 #include <string_view>
 
+#include "tools/version.h"
+
 namespace stablefs::wac {
 
 void print_help(FILE* out) {
@@ -82,7 +84,8 @@ but `off` did not reproduce the race in the time given (try a longer -t);
 4 = mkfs, mount, unmount or a worker failed. Each policy's own verdict
 (1 = race reproduced, 0 = none) is printed in the table and the JSON.
 
-Usage errors exit 2.
+-h, --help prints this text; -V, --version the version of wac and of its
+libraries. Usage errors exit 2.
 
 Examples:
   wac -n64 -m16 -f -r -t20 /mnt/sfs           issue-4 stress, buffered
@@ -256,9 +259,10 @@ void validate(Options& o, bool duration_given, bool nm_given, bool file_size_giv
   validate_image(o);
 }
 
-void parse_or_throw(int argc, char** argv, Options& o, bool* help) {
+void parse_or_throw(int argc, char** argv, Options& o, bool* help, bool* version) {
   static const option longopts[] = {
       {"help", no_argument, nullptr, 'h'},
+      {"version", no_argument, nullptr, 'V'},
       {"duration", required_argument, nullptr, 't'},
       {"seed", required_argument, nullptr, kSeed},
       {"json", no_argument, nullptr, kJson},
@@ -284,10 +288,11 @@ void parse_or_throw(int argc, char** argv, Options& o, bool* help) {
   opterr = 0;
   optind = 1;
   int ch;
-  while ((ch = getopt_long(argc, argv, ":hn:m:db:l:srft:o:", longopts, nullptr)) != -1) {
+  while ((ch = getopt_long(argc, argv, ":hVn:m:db:l:srft:o:", longopts, nullptr)) != -1) {
     std::string arg = optarg ? optarg : "";
     switch (ch) {
       case 'h': *help = true; return;
+      case 'V': *version = true; return;
       case 'n':
         if (!parse_uint(optarg, &o.write_workers)) throw UsageError{"-n: not a count: " + arg};
         nm_given = true;
@@ -375,9 +380,9 @@ void parse_or_throw(int argc, char** argv, Options& o, bool* help) {
 
 ParseOutcome parse_options(int argc, char** argv) {
   ParseOutcome out;
-  bool help = false;
+  bool help = false, version = false;
   try {
-    parse_or_throw(argc, argv, out.options, &help);
+    parse_or_throw(argc, argv, out.options, &help, &version);
   } catch (const UsageError& e) {
     std::fprintf(stderr, "wac: %s\n(wac --help for usage)\n", e.message.c_str());
     out.exit_now = true;
@@ -386,6 +391,9 @@ ParseOutcome parse_options(int argc, char** argv) {
   }
   if (help) {
     print_help(stdout);
+    out.exit_now = true;
+  } else if (version) {
+    print_version(stdout, "wac", {boost_version(), xxhash_version()});
     out.exit_now = true;
   }
   return out;

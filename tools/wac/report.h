@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "tools/wac/integrity_probe.h"
-#include "tools/wac/json_writer.h"
+#include "tools/json_writer.h"
 #include "tools/wac/options.h"
 #include "tools/wac/worker_pool.h"
 

@@ -1,6 +1,7 @@
-// A minimal streaming JSON writer for wac's reports: objects, arrays,
-// strings (escaped), integers, doubles and booleans, with commas placed
-// automatically. Enough for one report; not a general library.
+// A minimal streaming JSON writer for the tools' reports (wac,
+// stablefs-stat, stablefs-dump): objects, arrays, strings (escaped),
+// integers, doubles and booleans, with commas placed automatically. Enough
+// for one report; not a general library.
 #pragma once
 
 #include <cstdint>
@@ -9,7 +10,27 @@
 #include <string_view>
 #include <vector>
 
-namespace stablefs::wac {
+namespace stablefs {
+
+// `s` as a JSON string literal: quotes, backslashes and control characters
+// escaped (bytes >= 0x80 pass through: the tools' strings are UTF-8 paths
+// and labels).
+inline std::string json_quoted(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += char(c);
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += char(c);
+    }
+  }
+  return out + '"';
+}
 
 class JsonWriter {
  public:
@@ -39,6 +60,11 @@ class JsonWriter {
     return *this;
   }
   JsonWriter& value(unsigned v) { return value(uint64_t(v)); }
+  JsonWriter& value(int64_t v) {
+    comma();
+    std::fprintf(out_, "%lld", (long long)v);
+    return *this;
+  }
   JsonWriter& value(int v) {
     comma();
     std::fprintf(out_, "%d", v);
@@ -90,19 +116,11 @@ class JsonWriter {
       first_.back() = false;
     }
   }
-  void string(std::string_view s) {
-    std::fputc('"', out_);
-    for (unsigned char c : s) {
-      if (c == '"' || c == '\\') std::fprintf(out_, "\\%c", c);
-      else if (c < 0x20) std::fprintf(out_, "\\u%04x", c);
-      else std::fputc(c, out_);
-    }
-    std::fputc('"', out_);
-  }
+  void string(std::string_view s) { std::fputs(json_quoted(s).c_str(), out_); }
 
   FILE* out_;
   std::vector<bool> first_;
   bool after_key_ = false;
 };
 
-}  // namespace stablefs::wac
+}  // namespace stablefs

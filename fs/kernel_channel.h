@@ -1,0 +1,42 @@
+// The /dev/fuse channel under libfuse, for the two things libfuse 3.14
+// cannot do: negotiate FUSE_HANDLE_KILLPRIV_V2, and tell the filesystem
+// that a WRITE carries FUSE_WRITE_KILL_SUIDGID.
+//
+// Without KILLPRIV_V2 the kernel keeps the filesystem's superblock out of
+// SB_NOSEC and, before every write(2), asks GETXATTR security.capability
+// to learn whether there are privileges to drop: one extra round trip per
+// write. With it, the kernel leaves the dropping to the filesystem and
+// says, in each request, when the VFS would drop setuid/setgid: a WRITE
+// or a truncating SETATTR by a caller without CAP_FSETID, and every chown
+// of a non-directory (fs/ops_data.cc, fs/ops_attrs.cc, and
+// MountedFs::kill_privileges do the dropping).
+//
+// libfuse reads requests and writes replies through the hooks installed
+// here (fuse_session_custom_io, on the fd fuse_session_mount opened):
+// the reply to INIT gets the KILLPRIV_V2 flag when the kernel offered it,
+// and each request's header and WRITE flags are noted for the thread that
+// reads it, which is the thread that then runs its callback (libfuse's
+// loops receive and process a request on one thread).
+#pragma once
+
+#include <fuse_lowlevel.h>
+
+#include <cstdint>
+
+namespace stablefs {
+
+// Installs the hooks. Call after fuse_session_mount, before the loop. 0 or
+// a negative errno (the session then keeps libfuse's own I/O).
+int install_kernel_channel(fuse_session* se);
+
+// True once the kernel accepted FUSE_HANDLE_KILLPRIV_V2 for this mount:
+// from then on the filesystem drops privileges on write itself.
+bool killpriv_v2_active();
+
+// For the WRITE of `ino` that this thread is handling: whether the kernel
+// asked to drop setuid/setgid (FUSE_WRITE_KILL_SUIDGID). When the thread's
+// last request is not that WRITE (which libfuse's loops never do), true:
+// a privilege kept by mistake is worse than one dropped by mistake.
+bool write_kills_suidgid(uint64_t ino);
+
+}  // namespace stablefs

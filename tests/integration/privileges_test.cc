@@ -1,0 +1,123 @@
+// Dropping privileges on write, truncate and chown, as the VFS does, on a
+// real mount. The daemon negotiates FUSE_HANDLE_KILLPRIV_V2, so the kernel
+// leaves this to it (fs/kernel_channel.h): a write(2) or truncate by a
+// caller without CAP_FSETID drops setuid and the setgid bit of a
+// group-executable file, any write(2) drops the file capability, and it
+// all survives a remount. The unprivileged caller is a forked child that
+// becomes uid/gid 65534 (the mount allows other users).
+#include <fcntl.h>
+#include <grp.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <string>
+
+#include "tests/integration/mount_fixture.h"
+#include "tests/integration/test_util.h"
+
+namespace stablefs::integ {
+namespace {
+
+constexpr uid_t kNobody = 65534;
+
+class Privileges : public MountedFs {
+ protected:
+  std::string mount_options() const override { return "allow_other"; }
+  void SetUp() override {
+    MountedFs::SetUp();
+    // mkdtemp made the test's directory 0700; nobody must reach the mount.
+    ASSERT_EQ(chmod(dir().c_str(), 0755), 0);
+  }
+
+  // A file owned by nobody with `mode`.
+  std::string nobody_file(const char* name, mode_t mode) {
+    std::string p = path(name);
+    EXPECT_EQ(write_file(p, "data"), 0);
+    EXPECT_EQ(chown(p.c_str(), kNobody, kNobody), 0);
+    EXPECT_EQ(chmod(p.c_str(), mode), 0);
+    EXPECT_EQ(stat_of(p).st_mode & 07777, mode) << "setup";
+    return p;
+  }
+
+  // Runs fn as uid/gid nobody in a child; fn returns 0 or an errno.
+  int as_nobody(const std::function<int()>& fn) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      if (setgroups(0, nullptr) != 0 || setgid(kNobody) != 0 || setuid(kNobody) != 0) _exit(100);
+      _exit(fn());
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+    return WEXITSTATUS(status);
+  }
+
+  static int write_at_start(const std::string& p) {
+    int fd = ::open(p.c_str(), O_WRONLY);
+    if (fd < 0) return errno;
+    int e = pwrite(fd, "xy", 2, 0) == 2 ? 0 : errno;
+    ::close(fd);
+    return e;
+  }
+
+  mode_t mode_of(const std::string& p) { return stat_of(p).st_mode & 07777; }
+};
+
+TEST_F(Privileges, UnprivilegedWriteDropsSetuidAndGroupExecutableSetgid) {
+  std::string p = nobody_file("f", 06775);
+  ASSERT_EQ(as_nobody([&] { return write_at_start(p); }), 0);
+  EXPECT_EQ(mode_of(p), 0775u);
+  ASSERT_NO_FATAL_FAILURE(remount());
+  EXPECT_EQ(mode_of(p), 0775u) << "the drop was journalled";
+}
+
+TEST_F(Privileges, UnprivilegedWriteKeepsSetgidOfAFileThatIsNotGroupExecutable) {
+  // Mandatory-locking style setgid (no group x): the VFS keeps it for a
+  // member of the group, and so do we.
+  std::string p = nobody_file("f", 02764);
+  ASSERT_EQ(as_nobody([&] { return write_at_start(p); }), 0);
+  EXPECT_EQ(mode_of(p), 02764u);
+}
+
+TEST_F(Privileges, WriteByRootKeepsSetuidAndSetgid) {
+  std::string p = nobody_file("f", 06775);
+  ASSERT_EQ(write_at_start(p), 0);  // CAP_FSETID
+  EXPECT_EQ(mode_of(p), 06775u);
+}
+
+TEST_F(Privileges, UnprivilegedTruncateDropsSetuid) {
+  std::string p = nobody_file("f", 04755);
+  ASSERT_EQ(as_nobody([&] { return ::truncate(p.c_str(), 1) == 0 ? 0 : errno; }), 0);
+  EXPECT_EQ(mode_of(p), 0755u);
+  EXPECT_EQ(stat_of(p).st_size, 1);
+}
+
+TEST_F(Privileges, ChownOfAFileDropsSetuidEvenForRoot) {
+  std::string p = nobody_file("f", 06755);
+  ASSERT_EQ(chown(p.c_str(), 0, 0), 0);
+  EXPECT_EQ(mode_of(p), 0755u);
+}
+
+TEST_F(Privileges, AnyWriteDropsTheFileCapability) {
+  std::string p = path("f");
+  ASSERT_EQ(write_file(p, "data"), 0);
+  // struct vfs_cap_data, revision 2: CAP_NET_BIND_SERVICE permitted.
+  unsigned char cap[20] = {0, 0, 0, 2, 0, 4, 0, 0};
+  ASSERT_EQ(setxattr(p.c_str(), "security.capability", cap, sizeof cap, 0), 0)
+      << std::strerror(errno);
+  ASSERT_EQ(getxattr(p.c_str(), "security.capability", nullptr, 0), ssize_t(sizeof cap));
+  ASSERT_EQ(write_at_start(p), 0);  // even by root
+  EXPECT_EQ(getxattr(p.c_str(), "security.capability", nullptr, 0), -1);
+  EXPECT_EQ(errno, ENODATA);
+  ASSERT_NO_FATAL_FAILURE(remount());
+  EXPECT_EQ(getxattr(p.c_str(), "security.capability", nullptr, 0), -1);
+  EXPECT_EQ(errno, ENODATA);
+}
+
+}  // namespace
+}  // namespace stablefs::integ
