@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <utility>
 
 #include "core/base/format.h"
 #include "core/io/nbd_io_thread.h"
@@ -145,7 +146,15 @@ NbdDevice::~NbdDevice() {
 }
 
 Status NbdDevice::submit_and_wait(std::span<IoRequest*> requests) {
-  if (requests.empty()) return Status::Ok();
+  return run(requests, nullptr);
+}
+
+Status NbdDevice::submit_and_wait_overlapped(std::span<IoRequest*> requests,
+                                             const std::function<void()>& work) {
+  return run(requests, &work);
+}
+
+Status NbdDevice::run(std::span<IoRequest*> requests, const std::function<void()>* work) {
   for (IoRequest* r : requests) r->result = validate_request(*r, block_count_, cfg_.read_only);
   // Flushes split the batch: each runs alone, after everything before it.
   size_t i = 0;
@@ -161,24 +170,34 @@ Status NbdDevice::submit_and_wait(std::span<IoRequest*> requests) {
       for (IoRequest* r : g.requests)
         if (r->result == 0) r->result = EIO;
     } else {
-      run_group(g);
+      enqueue(g);
+      // The first group is the I/O thread's now: the caller's work runs
+      // while it is on the wire, as UringDevice runs it once the first
+      // requests reached the kernel.
+      if (work != nullptr) std::exchange(work, nullptr)->operator()();
+      wait_for(g);
     }
     i = j;
   }
+  if (work != nullptr) (*work)();  // nothing was sent: an empty batch or a lost connection
   for (IoRequest* r : requests)
     if (r->result != 0) return err(r->result);
   return Status::Ok();
 }
 
-void NbdDevice::run_group(Group& g) {
-  std::unique_lock lk(mu_);
-  if (incoming_tail_ != nullptr) incoming_tail_->next = &g;
-  else incoming_head_ = &g;
-  incoming_tail_ = &g;
-  lk.unlock();
+void NbdDevice::enqueue(Group& g) {
+  {
+    std::lock_guard lk(mu_);
+    if (incoming_tail_ != nullptr) incoming_tail_->next = &g;
+    else incoming_head_ = &g;
+    incoming_tail_ = &g;
+  }
   uint64_t one = 1;
   (void)!::write(wake_fd_, &one, sizeof(one));
-  lk.lock();
+}
+
+void NbdDevice::wait_for(Group& g) {
+  std::unique_lock lk(mu_);
   g.cv.wait(lk, [&] { return g.done; });
 }
 

@@ -62,6 +62,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -123,6 +124,10 @@ class NbdDevice : public BlockDevice {
   // read-only device), then runs the rest as described above. Safe from
   // many threads at once.
   Status submit_and_wait(std::span<IoRequest*> requests) override;
+  // `work` runs once the first group of requests (up to the first flush)
+  // is handed to the I/O thread, while it is on the wire.
+  Status submit_and_wait_overlapped(std::span<IoRequest*> requests,
+                                    const std::function<void()>& work) override;
 
   // The largest command this device sends (the server's maximum, rounded
   // down to whole blocks, or kDefaultMaxCommandBytes).
@@ -139,9 +144,11 @@ class NbdDevice : public BlockDevice {
   struct Command;
   class IoThread;
 
-  // Runs one group (requests without a flush, or one lone flush) to
-  // completion on the I/O thread.
-  void run_group(Group& g);
+  Status run(std::span<IoRequest*> requests, const std::function<void()>* work);
+  // Hands a group (requests without a flush, or one lone flush) to the I/O
+  // thread, and waits until its last command completed.
+  void enqueue(Group& g);
+  void wait_for(Group& g);
 
   Config cfg_;
   nbd_handle* const handle_;  // used only by the I/O thread after open

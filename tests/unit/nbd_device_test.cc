@@ -338,6 +338,48 @@ TEST_F(NbdDeviceTest, ConcurrentSubmittersEachGetTheirOwnData) {
   EXPECT_GE(dev->max_in_flight_seen(), 4);
 }
 
+// The writeback path overlaps CPU work with its data writes: `work` runs
+// exactly once, while the batch's first group is on the wire, and the
+// group after the flush is only sent after it.
+TEST_F(NbdDeviceTest, OverlappedWorkRunsOnceWhileTheFirstGroupIsInFlight) {
+  ASSERT_NO_FATAL_FAILURE(serve({"--filter=delay", "memory", "64M", "rdelay=300ms"}));
+  auto dev = connect();
+  ASSERT_NE(dev, nullptr);
+  Blocks w(1), a(1), b(1);
+  w.fill(9, 4);
+  ASSERT_TRUE(dev->write(9, w.data(), w.bytes()).ok());
+  IoRequest reqs[3];
+  reqs[0].op = IoOp::kRead;
+  reqs[0].blocknr = 9;
+  reqs[0].add(a.data(), a.bytes());
+  reqs[1].op = IoOp::kFlush;
+  reqs[2].op = IoOp::kRead;
+  reqs[2].blocknr = 9;
+  reqs[2].add(b.data(), b.bytes());
+  IoRequest* ptrs[] = {&reqs[0], &reqs[1], &reqs[2]};
+  const uint64_t base = dev->commands_issued();
+  int runs = 0;
+  uint64_t issued_during_work = 0;
+  Status s = dev->submit_and_wait_overlapped(ptrs, [&] {
+    runs++;
+    // The read is held 300 ms by the server; wait (with a deadline) for
+    // the I/O thread to have sent it.
+    auto end = Clock::now() + std::chrono::seconds(5);
+    while (dev->commands_issued() == base && Clock::now() < end) std::this_thread::yield();
+    issued_during_work = dev->commands_issued() - base;
+  });
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(issued_during_work, 1u) << "only the first group is sent before work returns";
+  EXPECT_EQ(dev->commands_issued() - base, 3u);
+  EXPECT_TRUE(a.same(w));
+  EXPECT_TRUE(b.same(w));
+
+  runs = 0;
+  EXPECT_TRUE(dev->submit_and_wait_overlapped({}, [&] { runs++; }).ok());
+  EXPECT_EQ(runs, 1) << "work runs once even when there is nothing to send";
+}
+
 // A slow server does not serialize the device: sixteen reads from sixteen
 // threads, each held 400 ms by the server, finish together, not one after
 // another (which would take 6.4 s).
