@@ -39,7 +39,8 @@ void print_usage(FILE* out) {
       "usage: fsck.stablefs [--scrub] [-n | -y | -p | -a | --repair] [-f] [-v] [-q] [-C FD]\n"
       "                     TARGET\n"
       "\n"
-      "Checks the stablefs filesystem in TARGET (an image file or a block device),\n"
+      "Checks the stablefs filesystem in TARGET (an image file, a block device or\n"
+      "an NBD URI: nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH),\n"
       "which must not be mounted: superblocks, bitmaps, inodes, extent maps, block\n"
       "ownership and counts, directories and link counts, symlink targets, xattr\n"
       "records, checksum table blocks.\n"
@@ -139,7 +140,11 @@ int check(const CommandLine& cl) {
   // a moment: wait for it. An image that is mounted is refused at once.
   {
     char real[PATH_MAX];
-    bool mounted = ::realpath(cl.target.c_str(), real) && is_mount_source(real);
+    // A mount's source is the canonical path of an image, or the URI as
+    // given for an NBD export.
+    bool mounted = is_nbd_uri(cl.target)
+                       ? is_mount_source(cl.target)
+                       : ::realpath(cl.target.c_str(), real) && is_mount_source(real);
     oo.busy_wait_ms = mounted ? 0 : 10000;
   }
   oo.read_only = cl.read_only;

@@ -40,7 +40,8 @@ void print_usage(FILE* out) {
       "usage: mkfs.stablefs [--size SIZE] [--force] [-L LABEL] [-U UUID] [-q] [-C FD]\n"
       "                     TARGET\n"
       "\n"
-      "Creates a stablefs filesystem on TARGET, an image file or a block device,\n"
+      "Creates a stablefs filesystem on TARGET, an image file, a block device or\n"
+      "an NBD export (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH),\n"
       "using all of it.\n"
       "\n"
       "  -s, --size SIZE  create TARGET as an image file of SIZE bytes (K/M/G/T\n"
@@ -186,8 +187,47 @@ int fail(const std::string& target, const std::string& what) {
   return kExitFailure;
 }
 
+// A superblock magic in either copy, read through the device.
+bool device_holds_stablefs(BlockDevice& dev) {
+  AlignedBlock block;
+  for (uint64_t blk : {kSuperblockA, kSuperblockB})
+    if (blk < dev.block_count() && dev.read(blk, block.data(), kBlockSize).ok() &&
+        get_le64(block.data()) == kSuperMagic)
+      return true;
+  return false;
+}
+
+// The export's size is the server's: nothing to create or size here.
+Result<std::unique_ptr<BlockDevice>> open_nbd_target(const CommandLine& cl, std::string* what) {
+  if (cl.size) {
+    *what = "--size does not apply to an NBD export: the server sets its size";
+    return err(EINVAL);
+  }
+  OpenOptions oo;
+  oo.exclusive = true;
+  auto dev = open_device(cl.target, oo);
+  if (!dev.ok()) {
+    *what = dev.error() == EBUSY ? "in use (mounted, or being checked)"
+                                 : std::string("cannot connect: ") + std::strerror(dev.error());
+    return err(dev.error());
+  }
+  if (device_holds_stablefs(**dev) && !cl.force) {
+    *what = "already holds a stablefs filesystem; use --force to overwrite it";
+    return err(EEXIST);
+  }
+  return dev;
+}
+
+int make_on(const CommandLine& cl, BlockDevice& dev, bool created);
+
 int make(const CommandLine& cl) {
   const std::string& target = cl.target;
+  if (is_nbd_uri(target)) {
+    std::string what;
+    auto dev = open_nbd_target(cl, &what);
+    if (!dev.ok()) return fail(target, what);
+    return make_on(cl, **dev, false);
+  }
   struct stat st {};
   bool exists = ::stat(target.c_str(), &st) == 0;
   if (!exists && errno != ENOENT) return fail(target, std::strerror(errno));
@@ -220,7 +260,12 @@ int make(const CommandLine& cl) {
                         : dev.error() == ENOTBLK ? "neither an image file nor a block device"
                                                  : std::strerror(dev.error()));
   }
-  CountingDevice counted(**dev);
+  return make_on(cl, **dev, created);
+}
+
+int make_on(const CommandLine& cl, BlockDevice& dev, bool created) {
+  const std::string& target = cl.target;
+  CountingDevice counted(dev);
   ProgressDisplay progress(progress_targets(cl.quiet, cl.progress_fd, target),
                            [&] { return counted.bytes_transferred(); });
   progress.start_phase(1, "writing metadata");
@@ -238,9 +283,9 @@ int make(const CommandLine& cl) {
 
   AlignedBlock block;
   std::string why;
-  if (Status r = (*dev)->read(kSuperblockA, block.data(), kBlockSize); !r.ok())
+  if (Status r = dev.read(kSuperblockA, block.data(), kBlockSize); !r.ok())
     return fail(target, std::string("cannot read back the superblock: ") + std::strerror(r.error()));
-  auto sb = decode_superblock(block.data(), kSuperblockA, (*dev)->block_count(), &why);
+  auto sb = decode_superblock(block.data(), kSuperblockA, dev.block_count(), &why);
   if (!sb.ok()) return fail(target, "the new superblock does not verify: " + why);
   if (!cl.quiet) print_summary(target, *sb);
   return kExitOk;

@@ -50,7 +50,8 @@ void print_usage(FILE* out) {
   std::fprintf(out,
       "usage: stablefs TARGET MOUNTPOINT [-o OPTIONS] [-f] [-d] [-s]\n"
       "\n"
-      "Mounts the stablefs filesystem in TARGET (an image file or a block device)\n"
+      "Mounts the stablefs filesystem in TARGET (an image file, a block device or an\n"
+      "NBD URI: nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH)\n"
       "on MOUNTPOINT. Unmount with `fusermount3 -u MOUNTPOINT` (or umount as root).\n"
       "\n"
       "  -o OPTIONS    comma-separated mount options (may be repeated)\n"
@@ -187,7 +188,10 @@ bool is_mount_point(const std::string& abs_path) {
 // Returns the absolute paths (TARGET, MOUNTPOINT) or exits.
 std::pair<std::string, std::string> validate_paths(const CommandLine& cl) {
   struct stat st {};
-  if (::stat(cl.target.c_str(), &st) != 0) {
+  // An NBD URI names no local file: it is checked by connecting, and kept
+  // as given (it becomes the mount's source).
+  const bool nbd = is_nbd_uri(cl.target);
+  if (!nbd && ::stat(cl.target.c_str(), &st) != 0) {
     std::fprintf(stderr, "stablefs: cannot open %s: %s\n", cl.target.c_str(),
                  std::strerror(errno));
     std::exit(kExitFailure);
@@ -201,7 +205,7 @@ std::pair<std::string, std::string> validate_paths(const CommandLine& cl) {
     std::fprintf(stderr, "stablefs: mount point %s is not a directory\n", cl.mountpoint.c_str());
     std::exit(kExitFailure);
   }
-  auto target = real_path(cl.target);
+  auto target = nbd ? std::optional<std::string>(cl.target) : real_path(cl.target);
   auto mountpoint = real_path(cl.mountpoint);
   if (!target || !mountpoint) {
     std::fprintf(stderr, "stablefs: cannot resolve %s: %s\n",
@@ -390,8 +394,8 @@ int run(const CommandLine& cl, const std::string& target, const std::string& mou
   // A daemon that is only finishing an unmount still holds the image for
   // a moment: wait for it. An image that is mounted is refused at once.
   {
-    char real[PATH_MAX];
-    bool mounted = ::realpath(target.c_str(), real) && is_mount_source(real);
+    // validate_paths made `target` canonical (or kept the NBD URI).
+    bool mounted = is_mount_source(target);
     oo.busy_wait_ms = mounted ? 0 : 30000;
   }
   oo.read_only = mo.fs.read_only;

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "core/stats/live_counters.h"
+#include "core/io/open_device.h"
 #include "tools/fs_identity.h"
 #include "tools/superblock_copies.h"
 #include "tools/json_writer.h"
@@ -96,6 +97,13 @@ struct Identity {
 
 Identity read_identity(const char* source) {
   Identity id;
+  // Reading an NBD export's superblock takes a second connection, which a
+  // single-client server (the exclusivity setting README asks for) refuses
+  // or holds for the daemon's lifetime.
+  if (stablefs::is_nbd_uri(source)) {
+    id.why = std::string(source) + ": not read while mounted (an NBD export admits one client)";
+    return id;
+  }
   auto sb = stablefs::read_superblock(source, &id.why);
   if (sb.ok()) id.sb = std::move(*sb);
   return id;

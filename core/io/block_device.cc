@@ -20,6 +20,13 @@ int check_request_shape(const IoRequest& r, uint64_t device_blocks) {
   return 0;
 }
 
+int validate_request(const IoRequest& r, uint64_t device_blocks, bool read_only) {
+  if (r.op == IoOp::kFlush) return 0;
+  if (r.op != IoOp::kRead && r.op != IoOp::kWrite) return EINVAL;
+  if (r.op == IoOp::kWrite && read_only) return EROFS;
+  return check_request_shape(r, device_blocks);
+}
+
 Status BlockDevice::read(uint64_t blocknr, void* buf, size_t len) {
   IoRequest r;
   r.op = IoOp::kRead;

@@ -43,6 +43,11 @@ struct IoRequest {
 // backing store) inside a device of `device_blocks`, else EINVAL.
 int check_request_shape(const IoRequest& r, uint64_t device_blocks);
 
+// 0 when a request may be submitted to a device of `device_blocks`, else
+// the errno it fails with: EINVAL for an unknown op or a bad shape, EROFS
+// for a write to a read-only device. Flushes always pass.
+int validate_request(const IoRequest& r, uint64_t device_blocks, bool read_only);
+
 class BlockDevice {
  public:
   virtual ~BlockDevice() = default;

@@ -2,22 +2,31 @@
 
 #include <fcntl.h>
 #include <linux/fs.h>
-#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 
-#include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
-#include <thread>
 #include <unistd.h>
 
 #include <utility>
 
+#include "core/base/checksum.h"
 #include "core/base/format.h"
+#include "core/base/log.h"
+#include "core/io/host_lock.h"
+#include "core/io/nbd_device.h"
 #include "core/io/uring_device.h"
 
 namespace stablefs {
+
+bool is_nbd_uri(const std::string& target) {
+  for (const char* scheme : {"nbd://", "nbds://", "nbd+unix://", "nbds+unix://"})
+    if (target.rfind(scheme, 0) == 0) return true;
+  return false;
+}
+
 namespace {
 
 // Owns an fd until it is handed to the device.
@@ -35,6 +44,41 @@ class UniqueFd {
  private:
   int fd_;
 };
+
+// The NBD export's lock on this host: a file in /run/lock named after the
+// URI. An NBD server cannot be locked from a client, so this only keeps
+// two stablefs processes on one machine apart (and only when they spell
+// the URI alike); across machines the server must admit one client (see
+// the README's "Network storage").
+std::string nbd_lock_path(const std::string& uri) {
+  char name[64];
+  std::snprintf(name, sizeof(name), "stablefs-nbd-%016llx.lock",
+                static_cast<unsigned long long>(xxh3(uri.data(), uri.size())));
+  struct stat st;
+  const char* dir = ::stat("/run/lock", &st) == 0 && S_ISDIR(st.st_mode) ? "/run/lock" : "/tmp";
+  return std::string(dir) + "/" + name;
+}
+
+Result<std::unique_ptr<BlockDevice>> open_nbd(const std::string& uri, const OpenOptions& opts) {
+  NbdDevice::Config cfg;
+  cfg.uri = uri;
+  cfg.read_only = opts.read_only;
+  // A server that admits one client at a time holds us in the handshake
+  // while a daemon finishing its unmount is still connected.
+  cfg.connect_timeout_ms = 10000 + opts.busy_wait_ms;
+  if (opts.exclusive) {
+    auto lock = HostLock::acquire(nbd_lock_path(uri), opts.read_only, opts.busy_wait_ms);
+    if (!lock.ok()) return err(lock.error());
+    cfg.lock = std::move(*lock);
+  }
+  std::string why;
+  auto dev = NbdDevice::open(cfg, &why);
+  if (!dev.ok()) {
+    SFS_LOG("NBD %s: %s", uri.c_str(), why.c_str());
+    return err(dev.error());
+  }
+  return std::unique_ptr<BlockDevice>(std::move(*dev));
+}
 
 Result<std::unique_ptr<BlockDevice>> make_device(UniqueFd& fd, const UringDevice::Config& cfg) {
   auto dev = UringDevice::create(fd.release(), cfg);
@@ -73,19 +117,7 @@ Result<std::unique_ptr<BlockDevice>> open_image(const std::string& path, const O
   struct stat st;
   if (::fstat(fd, &st) != 0) return err(errno);
   if (!S_ISREG(st.st_mode)) return err(ENOTBLK);  // replaced since stat()
-  if (opts.exclusive) {
-    // flock belongs to the open file description, so it also excludes a
-    // second open from this very process. Readers (fsck) may share.
-    int op = (opts.read_only ? LOCK_SH : LOCK_EX) | LOCK_NB;
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts.busy_wait_ms);
-    while (::flock(fd, op) != 0) {
-      if (errno != EWOULDBLOCK) return err(errno);
-      // Polling the lock of another process, with a deadline: flock has no
-      // timed wait, and the holder is a daemon finishing its unmount.
-      if (std::chrono::steady_clock::now() >= deadline) return err(EBUSY);
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  }
+  if (opts.exclusive) SFS_TRY(flock_with_deadline(fd, opts.read_only, opts.busy_wait_ms));
   UringDevice::Config cfg;
   cfg.block_count = uint64_t(st.st_size) / kBlockSize;
   cfg.sector_size = 512;
@@ -127,6 +159,7 @@ Result<std::unique_ptr<BlockDevice>> open_block_device(const std::string& path,
 
 Result<std::unique_ptr<BlockDevice>> open_device(const std::string& path,
                                                  const OpenOptions& opts) {
+  if (is_nbd_uri(path)) return open_nbd(path, opts);
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
     if (errno != ENOENT || !opts.create || opts.read_only) return err(errno);

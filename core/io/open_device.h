@@ -1,4 +1,5 @@
-// Opening the backing store: an image file or a block device.
+// Opening the backing store: an image file, a block device, or an export on
+// an NBD server named by a URI.
 #pragma once
 
 #include <memory>
@@ -29,6 +30,16 @@ struct OpenOptions {
 // daemon that is only finishing an unmount.
 bool is_mount_source(const std::string& source);
 
+// True for the NBD URIs accepted wherever an image path is: nbd://,
+// nbds://, nbd+unix://, nbds+unix:// (libnbd's syntax, nbd_connect_uri(3)).
+bool is_nbd_uri(const std::string& target);
+
+// An NBD URI opens an NbdDevice: size and limits come from the server,
+// `create` does not apply, and `exclusive` takes a lock on this host named
+// after the URI (an NBD server cannot be locked remotely; see the README's
+// "Network storage" for the server-side setting). Connection failures are
+// logged with libnbd's reason and return its errno (ECONNREFUSED, ENOENT for
+// a missing socket, ETIMEDOUT for a server that holds the handshake).
 Result<std::unique_ptr<BlockDevice>> open_device(const std::string& path,
                                                  const OpenOptions& opts);
 

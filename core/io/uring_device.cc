@@ -67,14 +67,6 @@ class UringDevice::RingLease {
 
 namespace {
 
-// 0 when the request may be submitted, else the errno it fails with.
-int validate(const IoRequest& r, uint64_t device_blocks, bool read_only) {
-  if (r.op == IoOp::kFlush) return 0;
-  if (r.op != IoOp::kRead && r.op != IoOp::kWrite) return EINVAL;
-  if (r.op == IoOp::kWrite && read_only) return EROFS;
-  return check_request_shape(r, device_blocks);
-}
-
 bool is_flush(const IoRequest* r) { return r->op == IoOp::kFlush; }
 
 }  // namespace
@@ -119,7 +111,7 @@ void UringDevice::release_ring(Ring* ring) {
 
 Status UringDevice::submit_and_wait(std::span<IoRequest*> requests) {
   if (requests.empty()) return Status::Ok();
-  for (IoRequest* r : requests) r->result = validate(*r, cfg_.block_count, cfg_.read_only);
+  for (IoRequest* r : requests) r->result = validate_request(*r, cfg_.block_count, cfg_.read_only);
 
   std::shared_ptr<const CompletionHook> hook;
   {

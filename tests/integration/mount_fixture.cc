@@ -77,10 +77,39 @@ void MountedFs::SetUp() {
   ASSERT_EQ(access("/dev/fuse", R_OK | W_OK), 0)
       << "/dev/fuse is missing or inaccessible: the integration tests need a FUSE-capable "
          "machine (modprobe fuse, or run the container with --device /dev/fuse)";
-  CommandResult mk = run_mkfs({"--size", image_size(), image_});
-  ASSERT_TRUE(mk.ok()) << "mkfs.stablefs --size " << image_size() << ": " << mk.describe() << "\n"
-                       << mk.output;
+  const char* nbd = std::getenv("INTEG_NBD");
+  if (nbd != nullptr && *nbd != '\0') {
+    ASSERT_NO_FATAL_FAILURE(serve_image_over_nbd(nbd));
+    // The export's size is the server's; mkfs takes it as it is.
+    CommandResult mk = run_mkfs({image_});
+    ASSERT_TRUE(mk.ok()) << "mkfs.stablefs " << image_ << ": " << mk.describe() << "\n"
+                         << mk.output << "\n--- server log ---\n" << nbd_->log();
+  } else {
+    CommandResult mk = run_mkfs({"--size", image_size(), image_});
+    ASSERT_TRUE(mk.ok()) << "mkfs.stablefs --size " << image_size() << ": " << mk.describe()
+                         << "\n" << mk.output;
+  }
   if (mount_in_setup()) mount();
+}
+
+void MountedFs::serve_image_over_nbd(const std::string& kind) {
+  std::string why;
+  if (kind == "nbdkit-memory") {
+    nbd_ = NbdServer::nbdkit(dir_, {"memory", image_size()}, &why);
+  } else if (kind == "nbdkit-file") {
+    CommandResult t = run_command({"truncate", "-s", image_size(), image_});
+    ASSERT_TRUE(t.ok()) << "truncate: " << t.output;
+    nbd_ = NbdServer::nbdkit(dir_, {"file", image_}, &why);
+  } else if (kind == "qemu-nbd-qcow2") {
+    std::string qcow = image_ + ".qcow2";
+    CommandResult c = run_command({"qemu-img", "create", "-q", "-f", "qcow2", qcow, image_size()});
+    ASSERT_TRUE(c.ok()) << "qemu-img create: " << c.output;
+    nbd_ = NbdServer::qemu_nbd(dir_, qcow, "qcow2", &why);
+  } else {
+    FAIL() << "INTEG_NBD=" << kind << ": expected nbdkit-memory, nbdkit-file or qemu-nbd-qcow2";
+  }
+  ASSERT_NE(nbd_, nullptr) << "starting the NBD server (" << kind << "): " << why;
+  image_ = nbd_->uri();
 }
 
 // True when CI=true (or 1) is in the environment, as CI services set it.
@@ -116,6 +145,7 @@ void MountedFs::TearDown() {
   }
   owned_pids_.clear();
   daemon_pid_ = -1;
+  nbd_.reset();  // stops the server by pid, once no daemon uses it
   const char* keep = std::getenv("INTEG_KEEP");
   bool still_mounted = false;
   for (const auto& p : fuse_mount_points()) still_mounted |= p.rfind(dir_ + "/", 0) == 0;

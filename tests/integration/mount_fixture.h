@@ -9,6 +9,12 @@
 // failure, and with CI=true in the environment a test that skips itself
 // (GTEST_SKIP) is turned into a failure too.
 // INTEG_MOUNT_OPTS=a,b adds `-o a,b` to every fixture mount.
+// INTEG_NBD=nbdkit-memory|nbdkit-file|qemu-nbd-qcow2 puts the filesystem on
+// an NBD export instead: SetUp starts that server on a unix socket in the
+// temp dir (nbdkit memory; nbdkit file over an image; qemu-nbd over a qcow2
+// image), image() is its nbd+unix:// URI, and TearDown stops it by pid after
+// the daemon is gone. Only for tests that use image() as a target, never
+// as a file.
 // INTEG_KEEP=1 keeps the temp dir (image and daemon logs) for debugging.
 #pragma once
 
@@ -16,10 +22,12 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "tests/integration/nbd_server.h"
 #include "tests/integration/process.h"
 
 namespace stablefs::integ {
@@ -55,7 +63,11 @@ class MountedFs : public ::testing::Test {
   void TearDown() override;
 
   const std::string& dir() const { return dir_; }
+  // The target given to mkfs, the daemon and fsck: an image file, or an
+  // NBD URI under INTEG_NBD.
   const std::string& image() const { return image_; }
+  // The NBD server under INTEG_NBD, else null.
+  NbdServer* nbd_server() const { return nbd_.get(); }
   const std::string& mnt() const { return mnt_; }
   std::string path(std::string_view rel) const { return mnt_ + "/" + std::string(rel); }
 
@@ -91,6 +103,10 @@ class MountedFs : public ::testing::Test {
   int last_status_ = 0;
   int launches_ = 0;
   std::vector<pid_t> owned_pids_;
+  std::unique_ptr<NbdServer> nbd_;
+
+  // Under INTEG_NBD: starts the server and points image_ at it.
+  void serve_image_over_nbd(const std::string& kind);
 };
 
 }  // namespace stablefs::integ

@@ -14,17 +14,21 @@
 # wait, shadow must copy, bounce must copy, and none of the three may let
 # a single mismatch through.
 #
-# usage: stable_pages_stress.sh BIN_DIR WAC_BIN [SECONDS]
+# With `nbd` as the fourth argument every run mounts the image through an
+# nbdkit file export on a unix socket (the NBD device), not directly.
+#
+# usage: stable_pages_stress.sh BIN_DIR WAC_BIN [SECONDS] [nbd]
 set -euo pipefail
-bin=$1 wac=$2 run_for=${3:-5}
+bin=$1 wac=$2 run_for=${3:-5} over_nbd=${4:-}
 [[ -c /dev/fuse ]] || { echo "FAIL: /dev/fuse is missing (modprobe fuse)" >&2; exit 1; }
 work=$(mktemp -d /tmp/stable-pages-stress.XXXXXX)
 img=$work/img mnt=$work/mnt
 mkdir -p "$mnt"
-daemon=
+daemon= nbd_pid=
 cleanup() {
   if mountpoint -q "$mnt"; then fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -uz "$mnt"; fi
   [[ -n $daemon ]] && kill -KILL "$daemon" 2>/dev/null
+  [[ -n $nbd_pid ]] && kill -TERM "$nbd_pid" 2>/dev/null
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -44,13 +48,37 @@ field() {
   echo "$v"
 }
 
+# Serves $img with nbdkit (in the foreground, so $nbd_pid is the server's)
+# and prints its URI.
+start_nbd() {
+  local sock=$work/nbd.sock
+  rm -f "$sock"
+  nbdkit -f --exit-with-parent -U "$sock" file "$img" 2>>"$work/nbd.log" &
+  nbd_pid=$!
+  # Polling another process's socket, with a deadline.
+  for _ in $(seq 200); do [[ -S $sock ]] && break; sleep 0.05; done
+  [[ -S $sock ]] || fail "nbdkit did not listen on $sock"
+  echo "nbd+unix:///?socket=$sock"
+}
+stop_nbd() {
+  [[ -n $nbd_pid ]] || return 0
+  kill -TERM "$nbd_pid"
+  wait "$nbd_pid" || true
+  nbd_pid=
+}
+
 # run POLICY MODE: one stress run; prints one line of figures.
 run() {
   local policy=$1 mode=$2 dflag=
   [[ $mode == odirect ]] && dflag=-d
   rm -f "$img"
   "$bin/mkfs.stablefs" -q --size 256M "$img"
-  "$bin/stablefs" "$img" "$mnt" -f \
+  local target=$img
+  if [[ $over_nbd == nbd ]]; then
+    start_nbd >"$work/uri" || exit 1
+    target=$(<"$work/uri")
+  fi
+  "$bin/stablefs" "$target" "$mnt" -f \
     -o "stable_pages=$policy,verify_writes,writeback_delay=0" 2>"$work/daemon.log" &
   daemon=$!
   for _ in $(seq 200); do mountpoint -q "$mnt" && break; sleep 0.05; done
@@ -67,8 +95,9 @@ run() {
   daemon=
 
   local scrub
-  scrub=$("$bin/fsck.stablefs" --scrub "$img") || fail "$policy/$mode: fsck: $scrub"
+  scrub=$("$bin/fsck.stablefs" --scrub "$target") || fail "$policy/$mode: fsck: $scrub"
   grep -q " 0 checksum mismatches" <<<"$scrub" || fail "$policy/$mode: scrub: $scrub"
+  stop_nbd
 
   local ops failed werr rerr waits wait_ns wait_max shadow bounce fallbacks
   # Each in its own assignment: `local x=$(...)` would hide field's failure.

@@ -38,7 +38,9 @@ Result<std::unique_ptr<ImageReader>> ImageReader::open(const std::string& path,
 
 Status ImageReader::load(const std::string& path, std::string* why) {
   char real[PATH_MAX];
-  mounted_ = ::realpath(path.c_str(), real) && is_mount_source(real);
+  // A mount's source is an image's canonical path, or an NBD URI as given.
+  mounted_ = is_nbd_uri(path) ? is_mount_source(path)
+                              : ::realpath(path.c_str(), real) && is_mount_source(real);
   auto copies = read_superblocks(*dev_, why);
   if (!copies.ok()) return fail(why, copies.error(), path + ": " + *why);
   copies_ = std::move(*copies);

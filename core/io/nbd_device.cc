@@ -1,0 +1,199 @@
+#include "core/io/nbd_device.h"
+
+#include <libnbd.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <utility>
+
+#include "core/base/format.h"
+#include "core/io/nbd_io_thread.h"
+
+namespace stablefs {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// Connects with a deadline: nbd_connect_uri would wait for ever on a
+// server that holds the handshake (qemu-nbd with a client already on).
+int connect_with_deadline(nbd_handle* h, const std::string& uri, uint32_t timeout_ms,
+                          std::string* why) {
+  if (nbd_aio_connect_uri(h, uri.c_str()) != 0) {
+    *why = nbd_get_error();
+    int e = nbd_get_errno();
+    return e > 0 ? e : EINVAL;
+  }
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (nbd_aio_is_connecting(h)) {
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      *why = "no NBD handshake within " + std::to_string(timeout_ms) +
+             " ms (a server that serves one client at a time, such as qemu-nbd, holds a second "
+             "client here while the export is in use)";
+      return ETIMEDOUT;
+    }
+    if (nbd_poll(h, int(left)) < 0) {
+      *why = std::string(nbd_get_error()) +
+             " (during the handshake: a server that admits one client, such as nbdkit "
+             "--filter=limit limit=1, drops the second one this way while the export is in use)";
+      return last_nbd_errno();
+    }
+  }
+  if (!nbd_aio_is_ready(h)) {
+    const char* e = nbd_get_error();
+    *why = e != nullptr ? e : "the server closed the connection during the handshake";
+    int code = nbd_get_errno();
+    return code > 0 ? code : ECONNREFUSED;
+  }
+  return 0;
+}
+
+struct HandleCloser {
+  void operator()(nbd_handle* h) const { nbd_close(h); }
+};
+
+}  // namespace
+
+Result<std::unique_ptr<NbdDevice>> NbdDevice::open(const Config& cfg, std::string* why) {
+  std::string ignored;
+  if (why == nullptr) why = &ignored;
+  std::unique_ptr<nbd_handle, HandleCloser> h(nbd_create());
+  if (!h) {
+    *why = nbd_get_error();
+    return err(ENOMEM);
+  }
+  if (int e = connect_with_deadline(h.get(), cfg.uri, cfg.connect_timeout_ms, why); e != 0)
+    return err(e);
+
+  if (!cfg.read_only && nbd_is_read_only(h.get()) == 1) {
+    *why = "the server exports it read-only";
+    return err(EROFS);
+  }
+  // Without NBD_CMD_FLUSH nothing written could be known durable, and every
+  // fsync would be a lie.
+  if (!cfg.read_only && nbd_can_flush(h.get()) != 1) {
+    *why = "the server does not support flush, so no write could be made durable";
+    return err(EOPNOTSUPP);
+  }
+  int64_t size = nbd_get_size(h.get());
+  if (size < 0) {
+    *why = nbd_get_error();
+    return err(last_nbd_errno());
+  }
+  int64_t min = nbd_get_block_size(h.get(), LIBNBD_SIZE_MINIMUM);
+  int64_t max = nbd_get_block_size(h.get(), LIBNBD_SIZE_MAXIMUM);
+  // Every command is whole 4 KiB blocks at 4 KiB offsets: a minimum that
+  // divides 4 KiB is always met; a larger one never is.
+  if (min > int64_t(kBlockSize) || (min > 0 && kBlockSize % uint64_t(min) != 0)) {
+    *why = "the server's minimum block size " + std::to_string(min) + " does not divide " +
+           std::to_string(kBlockSize);
+    return err(EINVAL);
+  }
+  uint32_t max_command = kDefaultMaxCommandBytes;
+  if (max > 0) {
+    uint64_t m = std::min<uint64_t>(uint64_t(max), kDefaultMaxCommandBytes);
+    max_command = uint32_t(m - m % kBlockSize);
+    if (max_command == 0) {
+      *why = "the server's maximum block size " + std::to_string(max) + " is below " +
+             std::to_string(kBlockSize);
+      return err(EINVAL);
+    }
+  }
+
+  int wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake < 0) return err(errno);
+  auto dev = std::make_unique<NbdDevice>(Key{}, cfg, h.release());
+  dev->wake_fd_ = wake;
+  dev->block_count_ = uint64_t(size) / kBlockSize;
+  dev->sector_size_ = uint32_t(std::clamp<int64_t>(min, 512, kBlockSize));
+  dev->max_command_bytes_ = max_command;
+  dev->io_ = std::make_unique<IoThread>(*dev);
+  if (!dev->io_->allocate_bounce_buffers()) return err(ENOMEM);
+  dev->thread_ = std::thread([d = dev.get()] { d->io_->run(); });
+  return dev;
+}
+
+NbdDevice::NbdDevice(Key, const Config& cfg, nbd_handle* h) : cfg_(cfg), handle_(h) {}
+
+NbdDevice::~NbdDevice() {
+  if (thread_.joinable()) {
+    {
+      std::lock_guard lk(mu_);
+      stopping_ = true;
+    }
+    uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof(one));
+    thread_.join();
+  }
+  // A polite NBD_CMD_DISC, so the server sees a clean end, then close. The
+  // I/O thread is gone, so this thread may use the handle now.
+  if (!lost_.load() && nbd_aio_is_ready(handle_)) {
+    if (nbd_shutdown(handle_, 0) == 0) {
+      auto deadline = Clock::now() + std::chrono::seconds(2);
+      while (!nbd_aio_is_closed(handle_) && !nbd_aio_is_dead(handle_) &&
+             Clock::now() < deadline)
+        if (nbd_poll(handle_, 100) < 0) break;
+    }
+  }
+  nbd_close(handle_);
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+  // Only now may another process connect in our place.
+  cfg_.lock.reset();
+}
+
+Status NbdDevice::submit_and_wait(std::span<IoRequest*> requests) {
+  return run(requests, nullptr);
+}
+
+Status NbdDevice::run(std::span<IoRequest*> requests, const std::function<void()>* work) {
+  for (IoRequest* r : requests) r->result = validate_request(*r, block_count_, cfg_.read_only);
+  // Flushes split the batch: each runs alone, after everything before it.
+  size_t i = 0;
+  while (i < requests.size()) {
+    size_t j = i + 1;
+    bool flush = requests[i]->op == IoOp::kFlush;
+    if (!flush)
+      while (j < requests.size() && requests[j]->op != IoOp::kFlush) j++;
+    Group g;
+    g.requests = requests.subspan(i, j - i);
+    g.is_flush = flush;
+    if (lost_.load(std::memory_order_acquire)) {
+      for (IoRequest* r : g.requests)
+        if (r->result == 0) r->result = EIO;
+    } else {
+      enqueue(g);
+      // The first group is the I/O thread's now: the caller's work runs
+      // while it is on the wire, as UringDevice runs it once the first
+      // requests reached the kernel.
+      if (work != nullptr) std::exchange(work, nullptr)->operator()();
+      wait_for(g);
+    }
+    i = j;
+  }
+  if (work != nullptr) (*work)();  // nothing was sent: an empty batch or a lost connection
+  for (IoRequest* r : requests)
+    if (r->result != 0) return err(r->result);
+  return Status::Ok();
+}
+
+void NbdDevice::enqueue(Group& g) {
+  {
+    std::lock_guard lk(mu_);
+    if (incoming_tail_ != nullptr) incoming_tail_->next = &g;
+    else incoming_head_ = &g;
+    incoming_tail_ = &g;
+  }
+  uint64_t one = 1;
+  (void)!::write(wake_fd_, &one, sizeof(one));
+}
+
+void NbdDevice::wait_for(Group& g) {
+  std::unique_lock lk(mu_);
+  g.cv.wait(lk, [&] { return g.done; });
+}
+
+}  // namespace stablefs

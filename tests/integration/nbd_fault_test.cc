@@ -1,0 +1,236 @@
+// Faults of an NBD server under a mounted stablefs: what the application
+// sees when the server fails reads, writes or flushes (nbdkit's error
+// filter, and an eval-plugin export for flushes, which 1.32's error filter
+// cannot fail), or dies; and that every fsync'd byte survives, the image
+// checks clean and a remount works once the server is healthy again.
+//
+// Each test makes the filesystem with mkfs on a plain image file, serves
+// that file with nbdkit on a unix socket in the temp dir, and mounts the
+// URI. Errors start when the test creates the filter's trigger file.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/integration/mount_fixture.h"
+#include "tests/integration/nbd_server.h"
+#include "tests/integration/process.h"
+#include "tests/integration/test_util.h"
+
+namespace stablefs::integ {
+namespace {
+
+std::string pattern(size_t bytes, char seed) {
+  std::string s(bytes, '\0');
+  for (size_t i = 0; i < bytes; i++) s[i] = char(seed + i * 7 + i / 4096);
+  return s;
+}
+
+// Writes the whole file and fsyncs it; returns 0 or the errno of the first
+// failing step (open, write, fsync, close).
+int write_and_fsync(const std::string& path, const std::string& data) {
+  UniqueFd fd = open_fd(path, O_WRONLY | O_CREAT | O_TRUNC);
+  if (!fd.ok()) return errno;
+  if (::write(fd.get(), data.data(), data.size()) != ssize_t(data.size())) return errno;
+  if (::fsync(fd.get()) != 0) return errno;
+  return ::close(fd.release()) == 0 ? 0 : errno;
+}
+
+class NbdFaults : public MountedFs {
+ protected:
+  std::string image_size() const override { return "64M"; }
+  bool mount_in_setup() const override { return false; }
+
+  void TearDown() override {
+    MountedFs::TearDown();  // unmounts and reaps the daemon first
+    server_.reset();
+  }
+
+  std::string trigger() const { return dir() + "/fail-now"; }
+
+  // Serves image() with nbdkit `args` (their plugin takes the image).
+  void serve(const std::vector<std::string>& args) {
+    std::string why;
+    server_ = NbdServer::nbdkit(dir(), args, &why);
+    ASSERT_NE(server_, nullptr) << why;
+  }
+  void serve_with_error_filter(const std::string& which) {
+    serve({"--filter=error", "file", image(), "error=EIO", which + "-rate=1",
+           which + "-file=" + trigger()});
+  }
+
+  void mount_nbd() {
+    DaemonLaunch l = launch_daemon(server_->uri(), mnt(), {});
+    ASSERT_TRUE(l.mounted) << "stablefs " << server_->uri() << " did not mount: "
+                           << describe_wait_status(l.status) << "\n" << l.log
+                           << "\n--- server log ---\n" << server_->log();
+    pid_ = l.pid;
+    log_path_ = l.log_path;
+  }
+  // Unmounts; returns the daemon's wait status.
+  int unmount_nbd() {
+    int status = stop_daemon(pid_, mnt());
+    pid_ = -1;
+    return status;
+  }
+  std::string log() const { return read_file(log_path_); }
+
+  CommandResult fsck(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {fsck_bin()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.push_back(server_->uri());
+    return run_command(argv, std::chrono::seconds(120));
+  }
+
+  void set_trigger(bool on) {
+    if (on) ASSERT_EQ(write_file(trigger(), ""), 0);
+    else ASSERT_EQ(::unlink(trigger().c_str()), 0);
+  }
+
+  // After a fault, with the server healthy again and nothing mounted: fsck
+  // replays the journal (a correction, exit 1, and nothing worse), a mount
+  // finds `name` holding `data`, and the image scrubs clean.
+  void expect_recovered(const std::string& name, const std::string& data) {
+    CommandResult c = fsck({});
+    EXPECT_LE(c.exit_code, 1) << "fsck after the fault: " << c.describe() << "\n" << c.output;
+    ASSERT_NO_FATAL_FAILURE(mount_nbd());
+    EXPECT_TRUE(same_bytes(slurp(path(name)), data));
+    EXPECT_EQ(WEXITSTATUS(unmount_nbd()), 0) << log();
+    c = fsck({"--scrub"});
+    EXPECT_TRUE(c.ok()) << "fsck --scrub: " << c.describe() << "\n" << c.output;
+  }
+
+  std::unique_ptr<NbdServer> server_;
+  pid_t pid_ = -1;
+  std::string log_path_;
+};
+
+TEST_F(NbdFaults, ServerReadErrorReachesTheReaderAsEio) {
+  ASSERT_NO_FATAL_FAILURE(serve_with_error_filter("error-pread"));
+  ASSERT_NO_FATAL_FAILURE(mount_nbd());
+  const std::string data = pattern(256 * 1024, 'r');
+  ASSERT_EQ(write_and_fsync(path("f"), data), 0);
+  // A fresh mount, so the bytes must come from the server.
+  EXPECT_EQ(WEXITSTATUS(unmount_nbd()), 0);
+  ASSERT_NO_FATAL_FAILURE(mount_nbd());
+  UniqueFd fd = open_fd(path("f"), O_RDONLY);
+  ASSERT_TRUE(fd.ok()) << strerror(errno);
+
+  ASSERT_NO_FATAL_FAILURE(set_trigger(true));
+  std::string buf(data.size(), '\0');
+  EXPECT_EQ(SFS_ERRNO_OF(::pread(fd.get(), buf.data(), buf.size(), 0)), EIO);
+  ASSERT_NO_FATAL_FAILURE(set_trigger(false));
+  // The error was the server's, of that moment: nothing is poisoned.
+  EXPECT_TRUE(same_bytes(slurp(path("f")), data));
+  fd.reset();
+  EXPECT_EQ(WEXITSTATUS(unmount_nbd()), 0) << log();
+  CommandResult c = fsck({"--scrub"});
+  EXPECT_TRUE(c.ok()) << c.describe() << "\n" << c.output;
+}
+
+TEST_F(NbdFaults, ServerWriteErrorFailsTheNextFsyncAndLosesNothingFsynced) {
+  ASSERT_NO_FATAL_FAILURE(serve_with_error_filter("error-pwrite"));
+  ASSERT_NO_FATAL_FAILURE(mount_nbd());
+  const std::string kept = pattern(300 * 1024, 'k');
+  ASSERT_EQ(write_and_fsync(path("kept"), kept), 0);
+
+  ASSERT_NO_FATAL_FAILURE(set_trigger(true));
+  EXPECT_EQ(write_and_fsync(path("lost"), pattern(200 * 1024, 'l')), EIO);
+  ASSERT_NO_FATAL_FAILURE(set_trigger(false));
+  (void)unmount_nbd();  // its final write-back may fail: the journal aborted
+
+  ASSERT_NO_FATAL_FAILURE(expect_recovered("kept", kept));
+}
+
+TEST_F(NbdFaults, ServerFlushErrorAbortsTheJournalToReadOnlyAndLosesNothingFsynced) {
+  ASSERT_NO_FATAL_FAILURE(serve(flaky_flush_args(image(), trigger())));
+  ASSERT_NO_FATAL_FAILURE(mount_nbd());
+  const std::string kept = pattern(100 * 1024, 'K');
+  ASSERT_EQ(write_and_fsync(path("kept"), kept), 0);
+
+  ASSERT_NO_FATAL_FAILURE(set_trigger(true));
+  EXPECT_EQ(write_and_fsync(path("after"), pattern(50 * 1024, 'a')), EIO);
+  // The journal aborted: the filesystem refuses changes. The journal wakes
+  // the failed fsync before it tells the engine to turn read-only, so a
+  // change in between fails with the abort's EIO instead: poll for EROFS.
+  int last = 0;
+  EXPECT_TRUE(wait_until(
+      [&] { return (last = SFS_ERRNO_OF(::mkdir(path("d").c_str(), 0755))) == EROFS; },
+      std::chrono::seconds(5)))
+      << "mkdir after the abort: " << strerror(last);
+  EXPECT_TRUE(same_bytes(slurp(path("kept")), kept));
+  ASSERT_NO_FATAL_FAILURE(set_trigger(false));
+  (void)unmount_nbd();
+
+  ASSERT_NO_FATAL_FAILURE(expect_recovered("kept", kept));
+}
+
+// The server dies under a mount: I/O fails with errors within a deadline
+// (never hangs), the daemon says why, and once the server is back the
+// image replays to a consistent state with every fsync'd byte.
+TEST_F(NbdFaults, ServerKilledGivesErrorsNotAHangAndRemountIsConsistent) {
+  ASSERT_NO_FATAL_FAILURE(serve({"file", image()}));
+  ASSERT_NO_FATAL_FAILURE(mount_nbd());
+  const std::string kept = pattern(400 * 1024, 'z');
+  ASSERT_EQ(write_and_fsync(path("kept"), kept), 0);
+  ASSERT_EQ(write_file(path("unsynced"), pattern(64 * 1024, 'u')), 0);
+
+  server_->kill_hard();
+  // Through child processes with deadlines: a hang fails the test instead
+  // of wedging it.
+  CommandResult sync = run_command({"sync", path("unsynced")}, std::chrono::seconds(30));
+  EXPECT_FALSE(sync.timed_out);
+  EXPECT_FALSE(sync.ok()) << "fsync succeeded with the server gone";
+  CommandResult dd = run_command({"dd", "if=/dev/zero", "of=" + path("new"), "bs=64k", "count=4",
+                                  "conv=fsync", "status=none"},
+                                 std::chrono::seconds(30));
+  EXPECT_FALSE(dd.timed_out);
+  EXPECT_FALSE(dd.ok());
+  (void)unmount_nbd();
+  EXPECT_NE(log().find("connection to the server lost"), std::string::npos) << log();
+
+  std::string why;
+  ASSERT_TRUE(server_->restart(&why)) << why;
+  ASSERT_NO_FATAL_FAILURE(expect_recovered("kept", kept));
+}
+
+// Two daemons on one export from one host: the second finds the host lock
+// taken and reports the export in use.
+TEST_F(NbdFaults, SecondMountOfTheSameExportIsRefused) {
+  ASSERT_NO_FATAL_FAILURE(serve({"file", image()}));
+  ASSERT_NO_FATAL_FAILURE(mount_nbd());
+  const std::string other = dir() + "/mnt2";
+  ASSERT_EQ(::mkdir(other.c_str(), 0755), 0);
+  DaemonLaunch second = launch_daemon(server_->uri(), other, {});
+  EXPECT_FALSE(second.mounted) << "a second daemon serves the same export";
+  EXPECT_TRUE(second.exited);
+  EXPECT_NE(second.log.find("in use"), std::string::npos) << second.log;
+  EXPECT_EQ(WEXITSTATUS(unmount_nbd()), 0) << log();
+}
+
+// Across hosts the host lock cannot help, and only the server can refuse a
+// second client. A second spelling of the same export (through a symlink to
+// the socket) stands in for a second host: the lock file differs, and
+// nbdkit's limit filter (limit=1) turns the second daemon away.
+TEST_F(NbdFaults, SingleClientServerRefusesADaemonTheHostLockCannotSee) {
+  ASSERT_NO_FATAL_FAILURE(serve({"--filter=limit", "file", image(), "limit=1"}));
+  ASSERT_NO_FATAL_FAILURE(mount_nbd());
+  const std::string alias = dir() + "/alias.sock";
+  ASSERT_EQ(::symlink(server_->socket_path().c_str(), alias.c_str()), 0);
+  const std::string other = dir() + "/mnt2";
+  ASSERT_EQ(::mkdir(other.c_str(), 0755), 0);
+  DaemonLaunch second = launch_daemon("nbd+unix:///?socket=" + alias, other, {});
+  EXPECT_FALSE(second.mounted) << "a second daemon serves the same export";
+  EXPECT_TRUE(second.exited);
+  EXPECT_NE(second.log.find("cannot open"), std::string::npos) << second.log;
+  EXPECT_NE(server_->log().find("too many clients"), std::string::npos) << server_->log();
+  EXPECT_EQ(WEXITSTATUS(unmount_nbd()), 0) << log();
+}
+
+}  // namespace
+}  // namespace stablefs::integ
