@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages stablefs needs, only those missing.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config fuse3 libfuse3-dev liburing-dev libxxhash-dev
-      libboost-dev libgtest-dev libgmock-dev spin fio fuse2fs)
+      libboost-dev libgtest-dev libgmock-dev spin fio fuse2fs clang libclang-rt-14-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
