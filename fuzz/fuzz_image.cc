@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -18,6 +19,7 @@
 #include "core/base/endian.h"
 #include "core/base/format.h"
 #include "core/mkfs.h"
+#include "fuzz/fuzz_check.h"
 #include "fuzz/fuzz_input.h"
 #include "journal/buffer.h"
 
@@ -249,15 +251,23 @@ void visit(Filesystem& fs, uint64_t ino, int depth, size_t max_inodes, size_t& s
   if (!a.ok()) return;
   uint32_t type = a->mode & S_IFMT;
   if (type == S_IFREG) {
-    std::vector<char> buf(4 * kBlockSize);
+    // A READ is all or nothing (issue 11): a reply shorter than asked
+    // inside the file is end of file to the kernel, a silent truncation.
+    auto read_whole = [&](uint64_t off, size_t len) {
+      std::vector<char> buf(len);
+      auto r = fs.read(ino, off, len, buf.data());
+      if (r.ok()) FUZZ_CHECK(*r == (off >= a->size ? 0 : std::min<uint64_t>(len, a->size - off)));
+    };
     if (fs.open(ino, O_RDONLY).ok()) {
-      (void)fs.read(ino, 0, buf.size(), buf.data());
-      if (a->size > buf.size()) (void)fs.read(ino, a->size - kBlockSize, kBlockSize, buf.data());
+      read_whole(0, 4 * kBlockSize);
+      if (a->size > 4 * kBlockSize) read_whole(a->size - kBlockSize - 100, kBlockSize + 100);
       (void)fs.seek_data_hole(ino, 0, SEEK_DATA);
       (void)fs.seek_data_hole(ino, 0, SEEK_HOLE);
     }
   } else if (type == S_IFLNK) {
-    (void)fs.readlink(ino);
+    // Never an empty or shortened target: the whole target or an error.
+    auto target = fs.readlink(ino);
+    if (target.ok()) FUZZ_CHECK(target->size() == a->size && !target->empty());
   }
   auto names = fs.listxattr(ino);
   if (names.ok()) {
