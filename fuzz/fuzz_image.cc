@@ -205,6 +205,9 @@ void reseal(const Base& b, uint64_t nr, const std::vector<uint8_t>& orig, uint8_
 
 const MemDevice& base_image(BaseImage kind) { return *base(kind).dev; }
 
+// The populated image uses about 140 inodes.
+constexpr uint64_t kInodesPatched = 160;
+
 PatchedImage::PatchedImage(const uint8_t* data, size_t size) {
   Input in(data, size);
   flags_ = in.u8();
@@ -217,7 +220,19 @@ PatchedImage::PatchedImage(const uint8_t* data, size_t size) {
     uint16_t blk = in.u16();
     uint16_t off = in.u16() % kBlockSize;
     size_t len = size_t(in.u8()) + 1;
-    uint64_t nr = sel & 0x80 ? blk % b.dev->block_count() : b.used[blk % b.used.size()];
+    uint64_t nr;
+    if (sel & 0x80) {
+      nr = blk % b.dev->block_count();
+    } else if (sel & 0x40) {
+      // Inside one inode record: most of the tree's interesting state
+      // (sizes, modes, link counts, extent roots, xattr pointers) is
+      // there, and a random offset rarely lands in the right one.
+      uint64_t ino = 1 + blk % kInodesPatched;
+      nr = inode_block(b.sb, ino);
+      off = uint16_t(kMetaHeaderSize + inode_slot(ino) * kInodeSize + off % kInodeSize);
+    } else {
+      nr = b.used[blk % b.used.size()];
+    }
     auto it = patched.find(nr);
     if (it == patched.end()) it = patched.emplace(nr, b.dev->durable_block(nr)).first;
     for (size_t j = 0; j < len && off + j < kBlockSize; j++) it->second[off + j] = in.u8();

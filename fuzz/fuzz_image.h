@@ -36,8 +36,10 @@ const MemDevice& base_image(BaseImage kind);
 //   then up to kMaxPatches patches, each:
 //     u8 selector | u16 block | u16 offset | u8 length | length+1 bytes
 //   selector bit 7 set: block is taken modulo the device size (any
-//   block); clear: it indexes the blocks of the base image that are not
-//   all zero (metadata, journal, data), where mutations find decoders.
+//   block); else bit 6 set: block names an inode (1 + block % 160) and the
+//   offset falls inside its 256-byte record; else: block indexes the
+//   blocks of the base image that are not all zero (metadata, journal,
+//   data), where mutations find decoders.
 constexpr uint8_t kFlagCrashedImage = 1u << 0;  // else the clean image
 constexpr uint8_t kFlagNoReseal = 1u << 1;      // leave checksums stale
 constexpr uint8_t kFlagReadOnly = 1u << 2;      // mount read-only

@@ -96,6 +96,22 @@ void image_seeds() {
     emit("mount", "patch-" + std::to_string(k), b);
     emit("fsck", "patch-" + std::to_string(k), b);
   }
+  // Inode records (selector bit 6): the size, link count and map depth
+  // fields of the first inodes.
+  for (uint16_t ino = 1; ino <= 8; ino++) {
+    for (auto [field, value] : {std::pair{16, 0}, {12, 0}, {104, 3}}) {
+      Bytes b;
+      u8(b, 0x08);
+      u8(b, 0x40);
+      u16(b, uint16_t(ino - 1));
+      u16(b, uint16_t(field));
+      u8(b, 0);  // one byte
+      u8(b, uint8_t(value));
+      std::string name = "inode-" + std::to_string(ino) + "-at-" + std::to_string(field);
+      emit("mount", name, b);
+      emit("fsck", name, b);
+    }
+  }
 }
 
 // journal_fuzzer programs: flags, tail pos, tail txid, then ops.
