@@ -8,7 +8,10 @@
 //
 // Beyond "no crash": replay never writes into the log, never writes a
 // block outside the device, writes home only blocks that verify as
-// metadata, and returns a head inside the log.
+// metadata, and returns a head inside the log. For a program of whole
+// transactions only (no patches, skips or unexpected txids, no data tags,
+// no wrap), a model says how many replay must accept: the valid ones
+// before the first invalid one.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -61,8 +64,26 @@ uint64_t pick_home(fuzz::Input& in) {
   return kHomeFirst + v % (kDeviceBlocks - kHomeFirst);
 }
 
+// What write_transaction wrote: whether replay must accept it (every
+// home in range, a commit with the right hash, at least one block before
+// it, no data tag that could make replay discard it), and its length.
+struct Written {
+  bool valid = true;
+  bool open = false;  // replay may rightly accept or reject it
+  uint64_t blocks = 0;
+};
+
+// Replay's rule: any block of the device outside the log. A copy of block
+// 0 is rejected too (the superblock is never journalled; the scan takes
+// home 0 for "a journal record" and finds the copy misdirected).
+bool home_in_range(uint64_t home) {
+  return home < kDeviceBlocks && (home < kLog.start || home >= kLog.start + kLog.blocks);
+}
+bool copy_home_in_range(uint64_t home) { return home > 0 && home_in_range(home); }
+
 // One transaction: { descriptor, copies } revoke? tags? commit.
-void write_transaction(fuzz::Input& in, MemDevice& dev, LogWriter& log, uint64_t txid) {
+Written write_transaction(fuzz::Input& in, MemDevice& dev, LogWriter& log, uint64_t txid) {
+  Written w;
   const uint8_t shape = in.u8();
   const uint32_t copies = in.u8() % 5;
   const uint32_t revokes = in.u8() % 3;
@@ -78,9 +99,14 @@ void write_transaction(fuzz::Input& in, MemDevice& dev, LogWriter& log, uint64_t
     log.put(blk);
     n++;
   };
+  // Tags are checked against the device as it is before replay writes
+  // anything; a home written by this program's copies is data the tag may
+  // or may not match once replayed, so any tag makes the outcome open.
+  if (tags > 0) w.open = true;
   if (copies > 0) {
     std::vector<uint64_t> homes;
     for (uint32_t i = 0; i < copies; i++) homes.push_back(pick_home(in));
+    for (uint64_t h : homes) w.valid &= copy_home_in_range(h);
     encode_journal_list(b, kMagicJournalDescriptor, log.blocknr(), txid, homes.data(), copies);
     append(b);
     for (uint64_t home : homes) {
@@ -96,6 +122,7 @@ void write_transaction(fuzz::Input& in, MemDevice& dev, LogWriter& log, uint64_t
   if (revokes > 0) {
     std::vector<uint64_t> homes;
     for (uint32_t i = 0; i < revokes; i++) homes.push_back(pick_home(in));
+    for (uint64_t h : homes) w.valid &= home_in_range(h);
     encode_journal_list(b, kMagicJournalRevoke, log.blocknr(), txid, homes.data(), revokes);
     append(b);
   }
@@ -114,7 +141,9 @@ void write_transaction(fuzz::Input& in, MemDevice& dev, LogWriter& log, uint64_t
     encode_data_tags(b, log.blocknr(), txid, t.data(), tags);
     append(b);
   }
-  if (no_commit) return;
+  w.blocks = n + (no_commit ? 0 : 1);
+  if (n == 0 || no_commit || bad_hash) w.valid = false;
+  if (no_commit) return w;
   CommitRecord c;
   c.txid = txid;
   c.log_blocks = n;
@@ -122,6 +151,7 @@ void write_transaction(fuzz::Input& in, MemDevice& dev, LogWriter& log, uint64_t
   c.flags = async ? kCommitAsync : 0;
   encode_commit_block(b, log.blocknr(), c);
   log.put(b);
+  return w;
 }
 
 // Overwrites bytes of one log block and, unless told not to, re-seals it
@@ -154,23 +184,38 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (uint64_t nr = kHomeFirst; nr < kDeviceBlocks; nr++) dev.poke(nr, 100, uint8_t(nr));
   LogWriter log(dev, tail.pos);
   uint64_t txid = tail.txid;
+  // A model of the scan for programs made only of transactions: replay
+  // must accept exactly the valid ones before the first invalid one, as
+  // long as they fit in the live log (at most 63 blocks).
+  bool modelled = true;
+  bool prefix_open = true;
+  uint64_t expect_txns = 0, log_used = 0;
   for (int ops = 0; ops < 48 && !in.done(); ops++) {
     switch (in.u8() % 4) {
-      case 0:
-        write_transaction(in, dev, log, txid);
+      case 0: {
+        Written w = write_transaction(in, dev, log, txid);
         txid++;
+        log_used += w.blocks;
+        if (w.open) modelled = false;
+        if (prefix_open && w.valid) expect_txns++;
+        if (!w.valid) prefix_open = false;
         break;
+      }
       case 1:
         log.skip(in.u8() % 8);
+        modelled = false;
         break;
       case 2:
         patch(in, dev, !(flags & 1));
+        modelled = false;
         break;
       case 3:  // a transaction with a txid the scan does not expect next
         write_transaction(in, dev, log, txid + 1 + in.u8() % 3);
+        modelled = false;
         break;
     }
   }
+  if (log_used >= kLog.blocks) modelled = false;  // the log wrapped onto itself
   (void)dev.flush();
 
   std::vector<std::vector<uint8_t>> before(kDeviceBlocks);
@@ -190,5 +235,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   FUZZ_CHECK(changed <= r->blocks);
   if (r->transactions == 0) FUZZ_CHECK(r->blocks == 0);
+  if (modelled) {
+    FUZZ_CHECK(r->transactions == expect_txns);
+    FUZZ_CHECK(r->discarded == 0);
+  }
   return 0;
 }
