@@ -8,7 +8,7 @@
 // per node: u8 kind (bit 0: index node; bit 1: owned by another inode),
 // u16 payload length, payload bytes | operations: u8 op, u32 logical,
 // u16 length, u16 physical.
-// Node i lives at block 100 + i, so root pointers 100..107 reach them.
+// Node i lives at block 140 + i, so root pointers 140..147 reach them.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -35,9 +35,9 @@ constexpr uint64_t kIno = 7;
 // one 1 MiB device.
 constexpr uint64_t kDeviceBlocks = 1 << 20;
 constexpr uint64_t kNodeDeviceBlocks = 256;
-constexpr uint64_t kFirstNode = 100;
-constexpr uint64_t kFirstNewNode = 120;  // nodes the map allocates itself
-constexpr JournalGeometry kLog{2, 64};
+constexpr JournalGeometry kLog{2, 128};
+constexpr uint64_t kFirstNode = 140;
+constexpr uint64_t kFirstNewNode = 150;  // nodes the map allocates itself
 
 std::vector<Extent> all(const ExtentMap& m) {
   std::vector<Extent> v;
@@ -134,7 +134,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     all(m);
   }
   std::vector<Extent> expect = all(m);
-  FUZZ_CHECK(journal->shutdown().ok());
+  Status done = journal->shutdown();
+  if (!done.ok()) {
+    // One handle dirtied more nodes than the log holds (a mapping of
+    // thousands of blocks in one call): the journal refuses the
+    // transaction and aborts, by design. Nothing was checkpointed, so
+    // there is nothing to reload.
+    FUZZ_CHECK(done.error() == EIO);
+    return 0;
+  }
   journal.reset();
   // Reload from the device alone: a fresh cache reads every node back.
   cache = std::make_unique<BufferCache>(dev);

@@ -200,12 +200,12 @@ void extent_seeds() {
     u16(in, uint16_t(100 * i));
   }
   emit("extent_map", "inline", in);
-  // Depth 1: root pointer to one leaf at block 100 covering [0, 128).
+  // Depth 1: root pointer to one leaf at block 140 covering [0, 128).
   Bytes tree;
   u8(tree, 1);
   u8(tree, 0);
   Bytes r;
-  u64(r, 100);
+  u64(r, 140);
   r.resize(kInodeRootSize);
   raw(tree, r.data(), r.size());
   u8(tree, 1);
