@@ -31,6 +31,11 @@ MountedFs::~MountedFs() {
   stop_cv_.notify_all();
   if (flusher_.joinable()) flusher_.join();
   if (stats_thread_.joinable()) stats_thread_.join();
+  // The journal's commit thread calls back into this object (on_commit,
+  // on_abort touch c_ and alloc_), even after a failed unmount returned.
+  // Stop it before any member it reaches is destroyed: members go in
+  // reverse order, and the counters are declared after the journal.
+  journal_.reset();
 }
 
 void MountedFs::publish_gauges() {

@@ -228,7 +228,8 @@ Result<std::string> MountedFs::readlink(uint64_t ino) {
       return out;
     }
   }
-  if (size >= 4096) return err(EUCLEAN);
+  // Size 0 would read nothing and hand the kernel an empty target.
+  if (size == 0 || size >= 4096) return err(EUCLEAN);
   std::string out(size, '\0');
   std::shared_lock op(n.op);
   auto r = read_locked(n, 0, size, out.data());

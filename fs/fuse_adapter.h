@@ -13,6 +13,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <unordered_map>
 
 #include "core/filesystem.h"
 #include "core/stats/live_counters.h"
@@ -21,6 +22,15 @@ namespace stablefs {
 
 // Node ids are our inode numbers, passed through unchanged.
 static_assert(sizeof(fuse_ino_t) >= sizeof(uint64_t), "fuse_ino_t must hold a 64-bit inode number");
+
+// One open file description. Created at open/create; the kernel's handle
+// (fi->fh) points at it from a delivered reply until RELEASE.
+struct OpenFile {
+  // Where this description stands in the file's writeback errors (see
+  // Filesystem::sample_write_errors); read and moved under the engine's
+  // inode lock.
+  uint64_t write_error_cursor = 0;
+};
 
 // What every callback reaches through fuse_req_userdata(). Outlives the
 // FUSE session: the daemon creates it before fuse_session_new and destroys
@@ -78,6 +88,15 @@ class MountContext {
   // return the first call's status.
   Status unmount_once();
 
+  // The open file descriptions the kernel holds handles to: adopt() before
+  // the open reply, release() at RELEASE (or when the reply was not
+  // delivered). The kernel sends
+  // RELEASE asynchronously: one still queued when the session ends (a
+  // close just before unmount) never arrives, and its description goes
+  // with this context instead of leaking.
+  void adopt_open_file(std::unique_ptr<OpenFile> f);
+  void release_open_file(OpenFile* f);
+
  private:
   Filesystem& fs_;
   const MountOptions opts_;
@@ -89,6 +108,8 @@ class MountContext {
   // attribute timeout, which is always safe.
   static constexpr size_t kWriteSlots = 4096;
   std::array<std::atomic<int64_t>, kWriteSlots> last_write_ns_{};
+  std::mutex open_files_mu_;  // protects open_files_; a leaf lock
+  std::unordered_map<OpenFile*, std::unique_ptr<OpenFile>> open_files_;
   std::once_flag unmount_once_;
   Status unmount_status_;  // written once, under unmount_once_
 };

@@ -26,20 +26,15 @@ void set_open_flags(fuse_req_t req, fuse_file_info* fi) {
   fi->direct_io = 0;
 }
 
-// One open file description. Created at open/create, owned by the
-// kernel's handle from a delivered reply until RELEASE.
-struct OpenFile {
-  // Where this description stands in the file's writeback errors (see
-  // Filesystem::sample_write_errors); read and moved under the engine's
-  // inode lock.
-  uint64_t write_error_cursor = 0;
-};
-
-std::unique_ptr<OpenFile> new_open_file(Filesystem& fs, uint64_t ino, fuse_file_info* fi) {
+// A new description, held by the mount before the reply can reach the
+// kernel (which may send RELEASE on another thread right after it).
+OpenFile* new_open_file(MountContext& m, uint64_t ino, fuse_file_info* fi) {
   auto f = std::make_unique<OpenFile>();
-  f->write_error_cursor = fs.sample_write_errors(ino);
-  fi->fh = reinterpret_cast<uint64_t>(f.get());
-  return f;
+  f->write_error_cursor = m.fs().sample_write_errors(ino);
+  OpenFile* p = f.get();
+  fi->fh = reinterpret_cast<uint64_t>(p);
+  m.adopt_open_file(std::move(f));
+  return p;
 }
 
 // The description's error cursor; null for a request without one.
@@ -53,9 +48,9 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     Status s = mount_of(req).fs().open(ino, fi->flags);
     if (!s.ok()) return reply_status(req, s);
     set_open_flags(req, fi);
-    std::unique_ptr<OpenFile> f = new_open_file(mount_of(req).fs(), ino, fi);
+    OpenFile* f = new_open_file(mount_of(req), ino, fi);
     // Undelivered (interrupted): no RELEASE will come for it.
-    if (fuse_reply_open(req, fi) == 0) (void)f.release();
+    if (fuse_reply_open(req, fi) != 0) mount_of(req).release_open_file(f);
   });
 }
 
@@ -76,9 +71,11 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     }
     set_open_flags(req, fi);
     fuse_entry_param e = entry_param(m, a);
-    std::unique_ptr<OpenFile> f = new_open_file(m.fs(), a.ino, fi);
-    if (fuse_reply_create(req, &e, fi) != 0) drop_references(m.fs(), a.ino, 1);
-    else (void)f.release();
+    OpenFile* f = new_open_file(m, a.ino, fi);
+    if (fuse_reply_create(req, &e, fi) != 0) {
+      drop_references(m.fs(), a.ino, 1);
+      m.release_open_file(f);
+    }
   });
 }
 
@@ -130,7 +127,7 @@ void op_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void op_release(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
   guarded(req, RequestOp::kRelease, [&] {
-    std::unique_ptr<OpenFile> gone(reinterpret_cast<OpenFile*>(fi->fh));
+    mount_of(req).release_open_file(reinterpret_cast<OpenFile*>(fi->fh));
     fuse_reply_err(req, 0);
   });
 }

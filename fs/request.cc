@@ -16,6 +16,17 @@ MountContext::MountContext(Filesystem& fs, const MountOptions& opts)
   }
 }
 
+void MountContext::adopt_open_file(std::unique_ptr<OpenFile> f) {
+  std::lock_guard lk(open_files_mu_);
+  OpenFile* key = f.get();
+  open_files_.emplace(key, std::move(f));
+}
+
+void MountContext::release_open_file(OpenFile* f) {
+  std::lock_guard lk(open_files_mu_);
+  open_files_.erase(f);
+}
+
 namespace {
 int64_t steady_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(

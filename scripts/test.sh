@@ -15,6 +15,12 @@ trap 'rm -f "$log"' EXIT
 status=0
 ctest --test-dir build --output-on-failure -j2 --timeout 900 -LE long 2>&1 | tee "$log" ||
   status=$?
+# The same unit tests and crash simulator again under ASan+UBSan, and a
+# 30 s run of each libFuzzer target, from one more (clang) build in
+# ./build-san: scripts/sanitize.sh says why only these.
+if ((status == 0)); then
+  bash scripts/sanitize.sh --ci 2>&1 | tee -a "$log" || status=$?
+fi
 # ctest counts a skipped test (GTEST_SKIP) as passed; in CI it is a failure.
 if [[ ${CI:-} == true || ${CI:-} == 1 ]] && grep -q '(Skipped)' "$log"; then
   echo "test: in CI a skipped test is a failure, and these skipped:" >&2
