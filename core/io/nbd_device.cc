@@ -146,10 +146,6 @@ NbdDevice::~NbdDevice() {
 }
 
 Status NbdDevice::submit_and_wait(std::span<IoRequest*> requests) {
-  return run(requests, nullptr);
-}
-
-Status NbdDevice::run(std::span<IoRequest*> requests, const std::function<void()>* work) {
   for (IoRequest* r : requests) r->result = validate_request(*r, block_count_, cfg_.read_only);
   // Flushes split the batch: each runs alone, after everything before it.
   size_t i = 0;
@@ -166,15 +162,10 @@ Status NbdDevice::run(std::span<IoRequest*> requests, const std::function<void()
         if (r->result == 0) r->result = EIO;
     } else {
       enqueue(g);
-      // The first group is the I/O thread's now: the caller's work runs
-      // while it is on the wire, as UringDevice runs it once the first
-      // requests reached the kernel.
-      if (work != nullptr) std::exchange(work, nullptr)->operator()();
       wait_for(g);
     }
     i = j;
   }
-  if (work != nullptr) (*work)();  // nothing was sent: an empty batch or a lost connection
   for (IoRequest* r : requests)
     if (r->result != 0) return err(r->result);
   return Status::Ok();

@@ -139,7 +139,6 @@ class NbdDevice : public BlockDevice {
   struct Command;
   class IoThread;
 
-  Status run(std::span<IoRequest*> requests, const std::function<void()>* work);
   // Hands a group (requests without a flush, or one lone flush) to the I/O
   // thread, and waits until its last command completed.
   void enqueue(Group& g);
