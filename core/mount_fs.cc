@@ -18,6 +18,8 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::unique_ptr<BlockDevic
 MountedFs::MountedFs(std::unique_ptr<BlockDevice> dev, const MountOptions& opts)
     : dev_(std::move(dev)), opts_(opts) {
   read_only_ = opts.read_only;
+  if (opts_.journal_data_pages == MountOptions::kJournalDataAuto)
+    opts_.journal_data_pages = dev_->remote() ? MountOptions::kJournalDataPages : 0;
   heap_counters_ = std::make_unique<LiveCounters>();
   c_ = heap_counters_.get();
 }
@@ -122,9 +124,9 @@ Status MountedFs::start(std::string* why) {
     sb_.journal_tail = replay->head.pos;
     sb_.journal_tail_txid = replay->head.txid;
     if (!read_only_) {
-      // From here on the log may hold async commits, which a binary that
-      // does not verify data tags must not replay.
-      sb_.incompat |= kIncompatAsyncCommit;
+      // From here on the log may hold async commits and journaled data,
+      // which a binary that does not know them must not replay.
+      sb_.incompat |= kIncompatLogFeatures;
       sb_.state = kStateMounted;
       sb_.mount_count++;
       SFS_TRY(write_superblocks());
@@ -325,7 +327,7 @@ Status MountedFs::unmount() {
   }
   std::lock_guard lk(sb_mu_);
   sb_.state = kStateClean;
-  sb_.incompat &= ~kIncompatAsyncCommit;  // the log is empty
+  sb_.incompat &= ~kIncompatLogFeatures;  // the log is empty
   return write_superblocks();
 }
 
