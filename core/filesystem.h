@@ -34,12 +34,9 @@ struct MountOptions {
   // journal_data=: a run of at most this many consecutive dirty pages whose
   // blocks are already written is written back through the journal
   // (journal/FORMAT.md, "Journaled data") instead of to new blocks; 0 never.
-  // kJournalDataAuto: kJournalDataPages on a remote device, where it saves a
-  // round trip per fsync; 0 on a local one, where writing the data twice
-  // (log, then home) costs what the saved request gains (bench/README.md).
-  static constexpr uint32_t kJournalDataAuto = UINT32_MAX;
+  // Longer runs stream better to new blocks (one write, no second copy).
   static constexpr uint32_t kJournalDataPages = 16;
-  uint32_t journal_data_pages = kJournalDataAuto;
+  uint32_t journal_data_pages = kJournalDataPages;
   bool writeback_cache = false;      // FUSE writeback cache (fs/ negotiates it)
   uint32_t commit_seconds = 5;       // commit=
   // writeback_delay=: how long dirty pages may sit before the background

@@ -18,8 +18,6 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::unique_ptr<BlockDevic
 MountedFs::MountedFs(std::unique_ptr<BlockDevice> dev, const MountOptions& opts)
     : dev_(std::move(dev)), opts_(opts) {
   read_only_ = opts.read_only;
-  if (opts_.journal_data_pages == MountOptions::kJournalDataAuto)
-    opts_.journal_data_pages = dev_->remote() ? MountOptions::kJournalDataPages : 0;
   heap_counters_ = std::make_unique<LiveCounters>();
   c_ = heap_counters_.get();
 }

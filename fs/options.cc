@@ -121,11 +121,10 @@ Status parse_commit(std::string_view v, MountOptions& fs, std::string* why) {
 }
 
 Status parse_journal_data(std::string_view v, MountOptions& fs, std::string* why) {
-  if (v == "auto") return fs.journal_data_pages = MountOptions::kJournalDataAuto, Status::Ok();
   auto n = parse_uint(v);
   if (!n.ok() || *n > kMaxJournalDataPages)
     return fail(why, "invalid value for journal_data: '" + std::string(v) +
-                         "' (expected auto or pages, 0 to " +
+                         "' (expected pages, 0 to " +
                          std::to_string(kMaxJournalDataPages) + ")");
   fs.journal_data_pages = uint32_t(*n);
   return Status::Ok();

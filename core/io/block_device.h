@@ -54,10 +54,6 @@ class BlockDevice {
 
   virtual uint64_t block_count() const = 0;
   virtual uint32_t sector_size() const = 0;
-  // True when every request costs a network round trip (NBD): fewer,
-  // larger requests then pay even at the price of writing data twice
-  // (MountOptions::journal_data_pages).
-  virtual bool remote() const { return false; }
 
   // Submits every request, then waits for all of them. Each request's
   // result is filled in. Returns the first error, or ok when all succeeded.

@@ -120,7 +120,6 @@ class NbdDevice : public BlockDevice {
 
   uint64_t block_count() const override { return block_count_; }
   uint32_t sector_size() const override { return sector_size_; }
-  bool remote() const override { return true; }
   // Validates every request (EINVAL for a bad shape, EROFS for a write to a
   // read-only device), then runs the rest as described above. Safe from
   // many threads at once.

@@ -239,8 +239,7 @@ std::vector<CrashPoint> random_subsets_before_flushes(const RecordedRun& run) {
   return points;
 }
 
-// The same with every rewrite redirected to new blocks (journal_data=0,
-// what a local image does by default).
+// The same with every rewrite redirected to new blocks (journal_data=0).
 TEST(CrashSim, EveryFlushBoundaryOfA500OpWorkloadWithoutJournaledData) {
   RecordedRun run;
   ASSERT_NO_FATAL_FAILURE(record_workload(0x5eed0001, 500, &run, 0));

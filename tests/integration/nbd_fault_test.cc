@@ -111,9 +111,9 @@ class NbdFaults : public MountedFs {
   std::string log_path_;
 };
 
-// Over NBD, journal_data=auto journals short rewrites (one request and a
-// flush per fsync instead of two requests): the counter says so, and a
-// kill -9 right after the fsyncs loses none of it.
+// Over NBD, short rewrites go through the journal (journal_data=, one
+// request and a flush per fsync instead of two requests): the counter says
+// so, and a kill -9 right after the fsyncs loses none of it.
 TEST_F(NbdFaults, RewritesGoThroughTheJournalAndSurviveAKill) {
   ASSERT_NO_FATAL_FAILURE(serve({"file", image()}));
   ASSERT_NO_FATAL_FAILURE(mount_nbd());

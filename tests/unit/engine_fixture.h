@@ -53,8 +53,8 @@ class EngineTest : public ::testing::Test {
     o.journal_data_pages = 0;
     return o;
   }
-  // Short runs of rewritten pages go through the journal (what
-  // journal_data=auto does on a remote device).
+  // Short runs of rewritten pages go through the journal (the default,
+  // spelled out for the tests that are about it).
   static MountOptions journaled_rewrites() {
     MountOptions o;
     o.journal_data_pages = MountOptions::kJournalDataPages;

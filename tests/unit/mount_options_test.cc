@@ -41,16 +41,15 @@ TEST(MountOptions, NoOptionsGiveDefaultsAndDefaultPermissions) {
   EXPECT_EQ(p.opts.fs.entry_timeout, 60.0);
   EXPECT_EQ(p.opts.fs.attr_timeout, 60.0);
   EXPECT_EQ(p.opts.fs.negative_timeout, 60.0);
-  EXPECT_EQ(p.opts.fs.journal_data_pages, MountOptions::kJournalDataAuto);
+  EXPECT_EQ(p.opts.fs.journal_data_pages, 16u);
   EXPECT_EQ(p.opts.fuse_options, std::vector<std::string>{"default_permissions"});
 }
 
-TEST(MountOptions, JournalDataTakesAutoOrAPageCount) {
-  EXPECT_EQ(parse("journal_data=auto").opts.fs.journal_data_pages, MountOptions::kJournalDataAuto);
+TEST(MountOptions, JournalDataTakesAPageCount) {
   EXPECT_EQ(parse("journal_data=0").opts.fs.journal_data_pages, 0u);
   EXPECT_EQ(parse("journal_data=16").opts.fs.journal_data_pages, 16u);
   EXPECT_EQ(parse("journal_data=256").opts.fs.journal_data_pages, 256u);
-  for (const char* bad : {"journal_data=257", "journal_data=", "journal_data", "journal_data=on",
+  for (const char* bad : {"journal_data=257", "journal_data=", "journal_data", "journal_data=on", "journal_data=auto",
                           "journal_data=-1"}) {
     Parsed p = parse(bad);
     EXPECT_EQ(p.status.error(), EINVAL) << bad;
