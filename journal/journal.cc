@@ -151,6 +151,15 @@ struct Journal::Impl {
   std::condition_variable done_cv;    // waiters: commit/checkpoint done, error
   std::unique_ptr<Transaction> running;
   uint64_t committing_txid = 0;  // 0 = no commit I/O in flight
+  // A thread is in commit_running or checkpoint_now: the commit thread, or
+  // a commit() caller that found it idle and committed itself. Those two
+  // own the log head, the checkpoint list and the committing transaction,
+  // so one thread at a time.
+  bool committer_busy = false;
+  // The log is over half full after a commit a commit() caller made: the
+  // commit thread checkpoints before anyone commits again, as the commit
+  // thread does right after its own commits.
+  bool checkpoint_due = false;
   uint64_t committed_txid = 0;
   uint64_t commit_request = 0;   // commit every txid up to this one
   bool checkpoint_request = false;
@@ -422,6 +431,18 @@ Status Journal::wait_for_commit(uint64_t txid) {
       // to write, just wait for the commit in flight (if any).
       if (j.nothing_to_commit(t)) {
         if (j.committed_txid + 1 >= txid) return Status::Ok();
+      } else if (!j.committer_busy && !j.checkpoint_due &&
+                 t.state == Transaction::State::kRunning) {
+        // Nobody is committing: do it here rather than wake the commit
+        // thread and sleep until it wakes us (two context switches per
+        // fsync, and on a busy machine two trips through the run queue).
+        // Fsyncs that arrive meanwhile wait and share the next commit, as
+        // they would with the commit thread.
+        j.committer_busy = true;
+        j.commit_running(lk);
+        j.committer_busy = false;
+        j.commit_cv.notify_all();  // the commit thread may have work (or must see an error)
+        continue;
       } else {
         j.request_commit(txid);
       }
@@ -497,16 +518,35 @@ bool Journal::Impl::commit_wanted(Clock::time_point now) const {
 void Journal::Impl::commit_thread() {
   std::unique_lock lk(mu);
   while (!stopping && !error) {
+    if (committer_busy) {  // a commit() caller commits: it notifies when done
+      commit_cv.wait(lk);
+      continue;
+    }
+    if (checkpoint_due) {
+      checkpoint_due = false;
+      committer_busy = true;
+      lk.unlock();
+      Status s = checkpoint_now();
+      lk.lock();
+      committer_busy = false;
+      if (!s.ok()) fail(EIO);
+      done_cv.notify_all();  // commit() callers waiting for it to end
+      continue;
+    }
     Clock::time_point now = Clock::now();
     if (commit_wanted(now)) {
+      committer_busy = true;
       commit_running(lk);
+      committer_busy = false;
       continue;
     }
     if (checkpoint_request) {
       checkpoint_request = false;
+      committer_busy = true;
       lk.unlock();
       Status s = checkpoint_now();
       lk.lock();
+      committer_busy = false;
       if (!s.ok()) fail(EIO);
       checkpoint_rounds++;
       done_cv.notify_all();
@@ -602,10 +642,15 @@ void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
   stats.blocks_logged += logged;
   stats.data_blocks_logged += data_logged;
   done_cv.notify_all();
-  bool full = log_used() > geo.blocks / 2;
+  if (log_used() <= geo.blocks / 2) return;
+  if (std::this_thread::get_id() != thread.get_id()) {
+    // A commit() caller committed: its fsync is done; the commit thread
+    // checkpoints (the caller notifies it).
+    checkpoint_due = true;
+    return;
+  }
   lk.unlock();
-
-  if (full) s = checkpoint_now();
+  s = checkpoint_now();
   lk.lock();
   if (!s.ok()) fail(EIO);
 }
