@@ -126,6 +126,7 @@ struct Journal::Impl {
   void forget_data_blocks(uint64_t txid, uint64_t blocknr, uint64_t count);
   void keep_data_block(uint64_t txid, uint64_t blocknr);
   void commit_thread();
+  void checkpoint_as_committer(std::unique_lock<std::mutex>& lk, bool requested);
   bool commit_wanted(Clock::time_point now) const;
   void commit_running(std::unique_lock<std::mutex>& lk);
   FrozenTransaction freeze(uint64_t txid, std::map<uint64_t, std::shared_ptr<MetaBuffer>>&& metadata,
@@ -515,6 +516,20 @@ bool Journal::Impl::commit_wanted(Clock::time_point now) const {
   return t.log_blocks() >= soft_limit() || now >= t.expires;
 }
 
+// A checkpoint on the commit thread, holding the committer role; wakes
+// everyone waiting for a commit or checkpoint to end (a checkpoint()
+// caller, when `requested`, once its round is counted). mu held.
+void Journal::Impl::checkpoint_as_committer(std::unique_lock<std::mutex>& lk, bool requested) {
+  committer_busy = true;
+  lk.unlock();
+  Status s = checkpoint_now();
+  lk.lock();
+  committer_busy = false;
+  if (!s.ok()) fail(EIO);
+  if (requested) checkpoint_rounds++;
+  done_cv.notify_all();
+}
+
 void Journal::Impl::commit_thread() {
   std::unique_lock lk(mu);
   while (!stopping && !error) {
@@ -524,13 +539,7 @@ void Journal::Impl::commit_thread() {
     }
     if (checkpoint_due) {
       checkpoint_due = false;
-      committer_busy = true;
-      lk.unlock();
-      Status s = checkpoint_now();
-      lk.lock();
-      committer_busy = false;
-      if (!s.ok()) fail(EIO);
-      done_cv.notify_all();  // commit() callers waiting for it to end
+      checkpoint_as_committer(lk, /*requested=*/false);
       continue;
     }
     Clock::time_point now = Clock::now();
@@ -542,14 +551,7 @@ void Journal::Impl::commit_thread() {
     }
     if (checkpoint_request) {
       checkpoint_request = false;
-      committer_busy = true;
-      lk.unlock();
-      Status s = checkpoint_now();
-      lk.lock();
-      committer_busy = false;
-      if (!s.ok()) fail(EIO);
-      checkpoint_rounds++;
-      done_cv.notify_all();
+      checkpoint_as_committer(lk, /*requested=*/true);
       continue;
     }
     if (now >= running->expires) running->expires = now + opts.commit_interval;
