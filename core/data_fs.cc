@@ -391,15 +391,13 @@ Status MountedFs::truncate_locked(const InodeRef& nr, uint64_t size) {
     old = n.disk.size;
   }
   if (size < old) {
+    // The size is stored first, as ext4 does: a truncate that fails there
+    // has dropped no page and zeroed no byte. One that fails later (a read
+    // error on the new last page) reports it with the new size stored.
+    SFS_TRY(store_size(n, size));
     uint64_t first_gone = (size + kPageSize - 1) / kPageSize;
     pages_->truncate_inode_pages(n.ino, first_gone);
     if (size % kPageSize) SFS_TRY(zero_range_in_cache(n, size, kPageSize - size % kPageSize));
-    {
-      Handle h = journal_->start();
-      std::lock_guard lk(n.mu);
-      n.disk.size = size;
-      SFS_TRY(store_inode(h, n));
-    }
     return truncate_blocks(n, first_gone);
   }
   if (size > old && old % kPageSize) {
@@ -407,10 +405,17 @@ Status MountedFs::truncate_locked(const InodeRef& nr, uint64_t size) {
     // must read back as zeros now that they are inside the file.
     SFS_TRY(zero_range_in_cache(n, old, kPageSize - old % kPageSize));
   }
+  return store_size(n, size);
+}
+
+// Stores n's new size in a handle of its own; n.disk changes only once the
+// store succeeded.
+Status MountedFs::store_size(Inode& n, uint64_t size) {
   Handle h = journal_->start();
   std::lock_guard lk(n.mu);
-  n.disk.size = size;
-  return store_inode(h, n);
+  DiskInode next = n.disk;
+  next.size = size;
+  return store_inode(h, n, next);
 }
 
 uint64_t MountedFs::sample_write_errors(uint64_t ino) {
@@ -509,24 +514,27 @@ Status MountedFs::fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) 
     if (mode & FALLOC_FL_PUNCH_HOLE) {
       Handle h = journal_->start();
       std::lock_guard lk(n.mu);
-      n.disk.mtime = n.disk.ctime = now();
-      return store_inode(h, n);
+      DiskInode next = n.disk;
+      next.mtime = next.ctime = now();
+      return store_inode(h, n, next);
     }
   }
   // Allocate (as unwritten extents) every hole in the range.
   SFS_TRY(preallocate(n, off / kPageSize, (end + kPageSize - 1) / kPageSize));
   Handle h = journal_->start();
   std::lock_guard lk(n.mu);
-  if (!(mode & FALLOC_FL_KEEP_SIZE) && end > n.disk.size) n.disk.size = end;
-  n.disk.ctime = now();
-  if (mode & FALLOC_FL_ZERO_RANGE) n.disk.mtime = n.disk.ctime;
-  return store_inode(h, n);
+  DiskInode next = n.disk;
+  if (!(mode & FALLOC_FL_KEEP_SIZE) && end > next.size) next.size = end;
+  next.ctime = now();
+  if (mode & FALLOC_FL_ZERO_RANGE) next.mtime = next.ctime;
+  return store_inode(h, n, next);
 }
 
 Status MountedFs::unmap_range(Inode& n, uint64_t first, uint64_t count) {
   Handle h = journal_->start();
   std::lock_guard lk(n.mu);
   SFS_TRY(load_map(n));
+  SFS_TRY(pin_inode(h, n));
   std::vector<PhysRange> freed;
   SFS_TRY(n.map->unmap(h, *cache_, node_allocator(0), uint32_t(first), count, &freed));
   for (const PhysRange& r : freed) {
@@ -543,6 +551,7 @@ Status MountedFs::preallocate(Inode& n, uint64_t first, uint64_t end) {
     Handle h = journal_->start();
     std::lock_guard lk(n.mu);
     SFS_TRY(load_map(n));
+    SFS_TRY(pin_inode(h, n));
     uint64_t budget = kBlocksPerHandle;
     while (pos < end && budget > 0) {
       auto e = n.map->find(uint32_t(pos));

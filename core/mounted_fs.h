@@ -99,14 +99,26 @@ class MountedFs final : public Filesystem {
   Status load_map(Inode& n);                 // n.mu held
   Status load_dir(Inode& n);                 // n.mu held
   Status store_inode(Handle& h, Inode& n);   // n.mu held
+  // Stores `next` as n's record and, only once that succeeded, makes it
+  // n.disk: n never holds attributes that were not stored. n.mu held.
+  Status store_inode(Handle& h, Inode& n, DiskInode next);
+  // Journals n's record as it is. Its inode-table block is then read (the
+  // one step of a store that can fail while the journal works) and held by
+  // the running transaction, so a later store of n in this handle fails
+  // only once the journal has aborted and nothing commits anyway. A change
+  // of several steps pins the inodes it will store before its first step.
+  Status pin_inode(Handle& h, Inode& n) { return store_inode(h, n); }  // n.mu held
   // ---- attrs_fs.cc ----
   // Whether kill_privileges_locked would change anything (n.mu held).
   static bool has_privileges_to_kill(const Inode& n, bool suidgid);
-  Status kill_privileges_locked(Handle& h, Inode& n, bool suidgid);  // n.mu held
+  Status kill_privileges_locked(Handle& h, Inode& n, DiskInode next, bool suidgid);
+  Status store_xattr_map(Handle& h, Inode& n, std::map<std::string, std::string> xs,
+                         DiskInode next);  // n.mu held
   Attr to_attr(const Inode& n) const;        // n.mu held
   NodeAllocator node_allocator(uint64_t goal);
+  // rdev for a device, parent for a directory.
   Result<InodeRef> new_inode(Handle& h, uint32_t mode, uint32_t uid, uint32_t gid,
-                             uint64_t rdev);
+                             uint64_t rdev, uint64_t parent);
   // Frees every block of n beyond `from_block` (file data, tree nodes when
   // everything goes), in bounded handles. n.op held exclusively.
   Status truncate_blocks(Inode& n, uint64_t from_block);
@@ -122,6 +134,13 @@ class MountedFs final : public Filesystem {
   Status store_symlink_target(Handle& h, Inode& n, std::string_view target);  // n.mu held
   Status rename_locked(InodeRef& src_dir, std::string_view name, InodeRef& dst_dir,
                        std::string_view new_name, unsigned flags);
+  struct RenamePlan;
+  Result<RenamePlan> plan_rename(InodeRef& src_dir, std::string_view name, InodeRef& dst_dir,
+                                 std::string_view new_name, unsigned flags);
+  Status check_not_ancestor(uint64_t dir_ino, uint64_t into);
+  Status apply_rename(Handle& h, const RenamePlan& p, std::string_view name,
+                      std::string_view new_name, unsigned flags);
+  Status abort_half_done(Status s, uint64_t dir_ino);
   Directory::GrowFn dir_grower(Inode& dir);
 
   // ---- data_fs.cc / writeback.cc ----
@@ -131,6 +150,7 @@ class MountedFs final : public Filesystem {
                                           size_t needed);
   static size_t read_run_pages(uint64_t idx, uint64_t last, uint64_t isize);
   Status truncate_locked(const InodeRef& n, uint64_t size);
+  Status store_size(Inode& n, uint64_t size);
   Status zero_range_in_cache(Inode& n, uint64_t off, uint64_t len);
   Result<PageRef> grab_stable_page(Inode& n, uint64_t idx, bool fill);
   Status unmap_range(Inode& n, uint64_t first, uint64_t count);

@@ -1,0 +1,176 @@
+// State is changed only after it is stored: an engine call that fails
+// (a metadata read error, ENOSPC) leaves the inodes and directories as
+// they were stored, in memory and on disk. Each test fails a block that
+// the call needs after earlier versions of the engine had already changed
+// the in-memory inode, and checks what get/lookup answer, then what a
+// crash and fsck find.
+#include <sys/stat.h>
+
+#include <gtest/gtest.h>
+
+#include "tests/unit/engine_fixture.h"
+
+namespace stablefs {
+namespace {
+
+class StoredStateTest : public EngineFaultTest {
+ protected:
+  // The tree every test starts from, each object the first inode of an
+  // inode-table block of its own (inodes are handed out in order), so a
+  // fault on one object's block touches no other.
+  void SetUp() override {
+    EngineFaultTest::SetUp();
+    mount();
+    f_ = create_alone("f", S_IFREG | 0644);
+    ASSERT_EQ(*fs_->write(f_, 0, data_.data(), data_.size()), data_.size());
+    suid_ = create_alone("suid", S_IFREG | 04755);
+    ASSERT_TRUE(fs_->setxattr(suid_, "user.x", "1", 0).ok());
+    d_ = create_alone("d", S_IFDIR | 0755);
+    e_ = create_alone("e", S_IFDIR | 0755);
+    for (int i = 0; i < kSpares; i++)
+      spares_.push_back(create_alone("spare" + std::to_string(i), S_IFREG | 0644));
+    unmount();
+  }
+
+  uint64_t create_alone(const std::string& name, uint32_t mode) {
+    for (uint32_t i = 1; i < kInodesPerBlock; i++) create(("pad" + std::to_string(pads_++)).c_str());
+    auto a = S_ISDIR(mode) ? fs_->mkdir(kRootIno, name, mode & 07777, {})
+                           : fs_->mknod(kRootIno, name, mode, 0, {});
+    EXPECT_TRUE(a.ok()) << name;
+    if (!a.ok()) return 0;
+    EXPECT_EQ(inode_slot(a->ino), 0u) << name << " shares its inode-table block";
+    return a->ino;
+  }
+
+  // Mounts with a one-block metadata cache and looks every object up.
+  FaultDevice& mount_small_cache() {
+    FaultDevice& faults = mount_with_faults(kBlockSize);
+    for (const char* name : {"f", "suid", "d", "e"}) EXPECT_TRUE(fs_->lookup(kRootIno, name).ok());
+    return faults;
+  }
+
+  uint64_t inode_table_block(uint64_t ino) {
+    std::vector<uint8_t> sb0 = dev_.durable_block(kSuperblockA);
+    auto sb = decode_superblock(sb0.data(), kSuperblockA, dev_.block_count(), nullptr);
+    EXPECT_TRUE(sb.ok());
+    return inode_block(*sb, ino);
+  }
+
+  // Reads of ino's inode-table block fail from now on; the block leaves
+  // the metadata cache (another one is read), so the next use of it reads.
+  void fail_inode_reads(FaultDevice& faults, uint64_t ino) {
+    faults.fail_block(inode_table_block(ino), FaultOn::kRead);
+    ASSERT_LT(next_spare_, spares_.size());
+    ASSERT_TRUE(fs_->lookup(kRootIno, "spare" + std::to_string(next_spare_++)).ok());
+  }
+
+  // Mounts, makes f's inode-table block unreadable and sees setattr fail.
+  FaultDevice& setattr_of_f_fails(const SetAttr& sa) {
+    FaultDevice& faults = mount_small_cache();
+    fail_inode_reads(faults, f_);
+    EXPECT_EQ(fs_->setattr(f_, sa).error(), EIO);
+    EXPECT_GT(faults.injected_faults(), 0u);
+    return faults;
+  }
+
+  // What a crash leaves once the device works again: a clean fsck.
+  void crash_and_check(FaultDevice& faults) {
+    faults.clear_faults();
+    ASSERT_TRUE(fs_->fsyncdir(kRootIno, false).ok());
+    crash();
+    expect_fsck_clean();
+    mount();
+  }
+
+  static constexpr int kSpares = 4;
+  const std::string data_ = std::string(3 * kBlockSize, 'f');
+  uint64_t f_ = 0, suid_ = 0, d_ = 0, e_ = 0;
+  std::vector<uint64_t> spares_;
+  size_t next_spare_ = 0;
+  int pads_ = 0;
+};
+
+TEST_F(StoredStateTest, ChmodThatCannotBeStoredChangesNothing) {
+  SetAttr sa;
+  sa.mode = 0600;
+  FaultDevice& faults = setattr_of_f_fails(sa);
+  EXPECT_EQ(fs_->getattr(f_)->mode & 07777, 0644u) << "the unsaved mode is served";
+  crash_and_check(faults);
+  EXPECT_EQ(fs_->getattr(fs_->lookup(kRootIno, "f")->ino)->mode & 07777, 0644u);
+}
+
+TEST_F(StoredStateTest, ChownWhoseXattrsCannotBeReadChangesNothing) {
+  std::vector<uint8_t> blk = dev_.durable_block(inode_table_block(suid_));
+  const uint64_t xattr_block =
+      decode_inode(blk.data() + kMetaHeaderSize + inode_slot(suid_) * kInodeSize).xattr_block;
+  ASSERT_NE(xattr_block, 0u);
+  FaultDevice& faults = mount_with_faults();
+  faults.fail_block(xattr_block, FaultOn::kRead);
+  SetAttr sa;
+  sa.uid = 1234;
+  sa.kill_suidgid = true;  // the kernel's FATTR_KILL_SUIDGID: a chown drops a file capability
+  EXPECT_EQ(fs_->setattr(suid_, sa).error(), EIO);
+  auto a = fs_->getattr(suid_);
+  EXPECT_EQ(a->uid, 0u) << "the unsaved owner is served";
+  EXPECT_EQ(a->mode & 07777, 04755u);
+}
+
+TEST_F(StoredStateTest, TruncateThatCannotBeStoredChangesNothing) {
+  SetAttr sa;
+  sa.size = 100;
+  FaultDevice& faults = setattr_of_f_fails(sa);
+  EXPECT_EQ(fs_->getattr(f_)->size, data_.size()) << "the unsaved size is served";
+  EXPECT_EQ(read_back("f"), data_);
+  crash_and_check(faults);
+  EXPECT_EQ(read_back("f"), data_);
+}
+
+TEST_F(StoredStateTest, LinkThatCannotBeStoredChangesNothing) {
+  FaultDevice& faults = mount_small_cache();
+  fail_inode_reads(faults, f_);
+  EXPECT_EQ(fs_->link(f_, kRootIno, "hard").error(), EIO);
+  EXPECT_EQ(fs_->getattr(f_)->nlink, 1u) << "the unsaved link count is served";
+  EXPECT_EQ(fs_->lookup(kRootIno, "hard").error(), ENOENT);
+  crash_and_check(faults);
+  EXPECT_EQ(fs_->lookup(kRootIno, "hard").error(), ENOENT);
+}
+
+TEST_F(StoredStateTest, UnlinkThatCannotBeStoredChangesNothing) {
+  FaultDevice& faults = mount_small_cache();
+  fail_inode_reads(faults, f_);
+  EXPECT_EQ(fs_->unlink(kRootIno, "f").error(), EIO);
+  auto a = fs_->lookup(kRootIno, "f");
+  ASSERT_TRUE(a.ok()) << "the entry went, errno " << a.error();
+  EXPECT_EQ(a->nlink, 1u);
+  crash_and_check(faults);
+  EXPECT_EQ(read_back("f"), data_);
+}
+
+TEST_F(StoredStateTest, RenameThatCannotBeStoredChangesNothing) {
+  FaultDevice& faults = mount_small_cache();
+  const uint32_t root_links = fs_->getattr(kRootIno)->nlink;
+  fail_inode_reads(faults, d_);
+  EXPECT_EQ(fs_->rename(kRootIno, "d", e_, "d", 0).error(), EIO);
+  EXPECT_TRUE(fs_->lookup(kRootIno, "d").ok()) << "the entry left its directory";
+  EXPECT_EQ(fs_->lookup(e_, "d").error(), ENOENT);
+  EXPECT_EQ(fs_->getattr(e_)->nlink, 2u);
+  EXPECT_EQ(fs_->getattr(kRootIno)->nlink, root_links);
+  crash_and_check(faults);
+  EXPECT_EQ(fs_->lookup(e_, "d").error(), ENOENT);
+  EXPECT_TRUE(fs_->lookup(kRootIno, "d").ok());
+}
+
+TEST_F(StoredStateTest, MkdirInADirectoryThatCannotBeStoredLeavesNothing) {
+  FaultDevice& faults = mount_small_cache();
+  const uint64_t files_free = fs_->statfs()->files_free;
+  fail_inode_reads(faults, d_);
+  EXPECT_EQ(fs_->mkdir(d_, "sub", 0755, {}).error(), EIO);
+  EXPECT_EQ(fs_->lookup(d_, "sub").error(), ENOENT);
+  EXPECT_EQ(fs_->getattr(d_)->nlink, 2u);
+  crash_and_check(faults);
+  EXPECT_EQ(fs_->lookup(fs_->lookup(kRootIno, "d")->ino, "sub").error(), ENOENT);
+  EXPECT_EQ(fs_->statfs()->files_free, files_free) << "the new inode was not freed";
+}
+
+}  // namespace
+}  // namespace stablefs
