@@ -185,25 +185,27 @@ Status MountedFs::evict_inode(const InodeRef& n) {
   SFS_TRY(truncate_blocks(*n, 0));
   Handle h = journal_->start();
   std::lock_guard lk(n->mu);
+  // Pinned before the first block is freed: the record's store below then
+  // fails only with the journal, and n keeps what is stored until then.
+  SFS_TRY(pin_inode(h, *n));
   if (n->disk.xattr_block) {
     h.revoke(n->disk.xattr_block);
     cache_->forget(n->disk.xattr_block);
     SFS_TRY(alloc_->free_blocks(h, {n->disk.xattr_block, 1}));
-    n->disk.xattr_block = 0;
   }
   for (uint64_t b : n->map ? n->map->node_blocks() : std::vector<uint64_t>{}) {
     h.revoke(b);
     cache_->forget(b);
     SFS_TRY(alloc_->free_blocks(h, {b, 1}));
   }
-  uint32_t gen = n->disk.generation;
-  n->disk = DiskInode{};
-  n->disk.generation = gen;  // the next user of this slot bumps it
+  DiskInode cleared;
+  cleared.generation = n->disk.generation;  // the next user of this slot bumps it
+  SFS_TRY(itable_->write(h, n->ino, cleared));
+  SFS_TRY(alloc_->free_inode(h, n->ino));
+  n->disk = cleared;
   n->map.reset();
   n->dir.reset();
   n->xattrs.reset();
-  SFS_TRY(itable_->write(h, n->ino, n->disk));
-  SFS_TRY(alloc_->free_inode(h, n->ino));
   n->freed = true;
   std::lock_guard ilk(icache_mu_);
   if (auto it = icache_.find(n->ino); it != icache_.end() && it->second == n) icache_.erase(it);

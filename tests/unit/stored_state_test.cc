@@ -172,5 +172,26 @@ TEST_F(StoredStateTest, MkdirInADirectoryThatCannotBeStoredLeavesNothing) {
   EXPECT_EQ(fs_->statfs()->files_free, files_free) << "the new inode was not freed";
 }
 
+// The last reference to an unlinked file goes while its record cannot be
+// read: nothing is freed (the xattr block used to be freed in the journal
+// while the stored record still named it), and the next mount frees the
+// orphan whole.
+TEST_F(StoredStateTest, EvictionThatCannotBeStoredFreesNothing) {
+  FaultDevice& faults = mount_small_cache();
+  MountedFs& m = static_cast<MountedFs&>(*fs_);
+  ASSERT_TRUE(fs_->unlink(kRootIno, "suid").ok());  // the lookup above keeps it
+  ASSERT_TRUE(m.checkpoint().ok());  // its record home, so the cache may drop it
+  fail_inode_reads(faults, suid_);
+  fs_->forget(suid_, 1);
+  faults.clear_faults();
+  ASSERT_TRUE(fs_->fsyncdir(kRootIno, false).ok());
+  crash();
+  expect_fsck_clean();  // what the crash left: an orphan, and its blocks still its own
+  mount();  // frees the orphan
+  EXPECT_EQ(fs_->lookup(kRootIno, "suid").error(), ENOENT);
+  unmount();
+  expect_fsck_clean();
+}
+
 }  // namespace
 }  // namespace stablefs
