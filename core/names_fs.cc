@@ -16,14 +16,6 @@ namespace {
 
 constexpr uint32_t kMaxLinks = 65000;
 
-Status check_name(std::string_view name) {
-  if (name.size() > kMaxNameLen) return err(ENAMETOOLONG);
-  if (name.empty() || name.find('/') != std::string_view::npos ||
-      name.find('\0') != std::string_view::npos)
-    return err(EINVAL);
-  return Status::Ok();
-}
-
 bool is_dot(std::string_view name) { return name == "." || name == ".."; }
 
 uint8_t dtype_of(uint32_t mode) {
@@ -127,8 +119,8 @@ Result<Attr> MountedFs::create_node(uint64_t parent, std::string_view name, uint
                                     uint64_t rdev, const Creds& c,
                                     std::string_view symlink_target) {
   if (read_only_) return err(EROFS);
-  SFS_TRY(check_name(name));
   if (is_dot(name)) return err(EEXIST);
+  SFS_TRY(Directory::check_name(name));
   auto dirr = get_inode(parent);
   if (!dirr.ok()) return Error{dirr.error()};
   Inode& dir = **dirr;
@@ -286,8 +278,8 @@ Result<std::string> MountedFs::readlink(uint64_t ino) {
 
 Result<Attr> MountedFs::link(uint64_t ino, uint64_t new_parent, std::string_view new_name) {
   if (read_only_) return err(EROFS);
-  SFS_TRY(check_name(new_name));
   if (is_dot(new_name)) return err(EEXIST);
+  SFS_TRY(Directory::check_name(new_name));
   auto dirr = get_inode(new_parent);
   if (!dirr.ok()) return Error{dirr.error()};
   auto nr = get_inode(ino);
@@ -414,8 +406,8 @@ Status MountedFs::rename(uint64_t parent, std::string_view name, uint64_t new_pa
   if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return err(EINVAL);
   if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) return err(EINVAL);
   if (name.size() > kMaxNameLen || new_name.size() > kMaxNameLen) return err(ENAMETOOLONG);
-  SFS_TRY(check_name(new_name));
   if (is_dot(name) || is_dot(new_name)) return err(EBUSY);
+  SFS_TRY(Directory::check_name(new_name));
   std::lock_guard rename_lock(rename_mu_);
   auto srcr = get_inode(parent);
   if (!srcr.ok()) return Error{srcr.error()};
