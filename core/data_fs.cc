@@ -25,39 +25,57 @@ constexpr uint64_t kMetadataReserveBlocks = 64;
 
 }  // namespace
 
+// Where page idx of n lives and the checksum its block must match; phys 0
+// for a hole or an unwritten extent (the page reads as zeros). n.mu held,
+// map loaded.
+Result<MountedFs::StoredBlock> MountedFs::stored_block(Inode& n, uint64_t idx) {
+  StoredBlock b;
+  auto e = n.map->find(uint32_t(idx));
+  if (!e || e->unwritten) return b;
+  b.phys = e->physical + (idx - e->logical);
+  auto c = csums_->get(b.phys);
+  if (!c.ok()) return Error{c.error()};
+  b.expected = *c;
+  return b;
+}
+
+// Whether `data`, read from b for page idx of n, matches its checksum; a
+// mismatch is an integrity error, counted and logged.
+bool MountedFs::verify_read(const Inode& n, uint64_t idx, const StoredBlock& b,
+                            const uint8_t* data) {
+  uint64_t actual = block_checksum(b.phys, data, kPageSize);
+  if (actual == b.expected) return true;
+  c_->integrity_errors_read++;
+  SFS_LOG("integrity error: inode %llu offset %llu block %llu: expected checksum %016llx, "
+          "actual %016llx",
+          (unsigned long long)n.ino, (unsigned long long)(idx * kPageSize),
+          (unsigned long long)b.phys, (unsigned long long)b.expected, (unsigned long long)actual);
+  return false;
+}
+
 // Fills a locked, !Uptodate page from the backing store (or with zeros for
 // a hole), verifying the block's checksum. Takes n.mu for the mapping.
 Status MountedFs::read_page(Inode& n, Page& page) {
-  uint64_t phys = 0, expected = 0;
+  StoredBlock b;
   {
     std::lock_guard lk(n.mu);
     SFS_TRY(load_map(n));
-    auto e = n.map->find(uint32_t(page.index()));
-    if (e && !e->unwritten) {
-      phys = e->physical + (page.index() - e->logical);
-      auto c = csums_->get(phys);
-      if (!c.ok()) return Error{c.error()};
-      expected = *c;
-    }
+    auto r = stored_block(n, page.index());
+    if (!r.ok()) return Error{r.error()};
+    b = *r;
   }
-  if (phys == 0) {
+  if (b.phys == 0) {
     std::memset(page.data(), 0, kPageSize);
     return Status::Ok();
   }
-  Status s = dev_->read(phys, page.data(), kPageSize);
+  Status s = dev_->read(b.phys, page.data(), kPageSize);
   if (!s.ok()) {
     SFS_LOG("read error: inode %llu offset %llu block %llu: %s", (unsigned long long)n.ino,
-            (unsigned long long)(page.index() * kPageSize), (unsigned long long)phys,
+            (unsigned long long)(page.index() * kPageSize), (unsigned long long)b.phys,
             std::strerror(s.error()));
     return err(EIO);
   }
-  uint64_t actual = block_checksum(phys, page.data(), kPageSize);
-  if (actual != expected) {
-    c_->integrity_errors_read++;
-    SFS_LOG("integrity error: inode %llu offset %llu block %llu: expected checksum %016llx, "
-            "actual %016llx",
-            (unsigned long long)n.ino, (unsigned long long)(page.index() * kPageSize),
-            (unsigned long long)phys, (unsigned long long)expected, (unsigned long long)actual);
+  if (!verify_read(n, page.index(), b, page.data())) {
     std::memset(page.data(), 0, kPageSize);  // never hand out corrupt bytes
     return err(EIO);
   }
@@ -93,22 +111,15 @@ Result<std::vector<PageRef>> MountedFs::read_pages(Inode& n, uint64_t first, siz
     return pages;
   }
 
-  struct Want {
-    uint64_t phys = 0;
-    uint64_t expected = 0;
-  };
-  std::vector<Want> want(pages.size());
+  std::vector<StoredBlock> want(pages.size());
   Status s;
   {
     std::lock_guard lk(n.mu);
     s = load_map(n);
     for (size_t i = 0; s.ok() && i < pages.size(); i++) {
-      auto e = n.map->find(uint32_t(pages[i]->index()));
-      if (!e || e->unwritten) continue;
-      want[i].phys = e->physical + (pages[i]->index() - e->logical);
-      auto c = csums_->get(want[i].phys);
-      if (!c.ok()) s = Error{c.error()};
-      else want[i].expected = *c;
+      auto r = stored_block(n, pages[i]->index());
+      if (!r.ok()) s = Error{r.error()};
+      else want[i] = *r;
     }
   }
   std::vector<IoRequest> reqs;
@@ -138,17 +149,13 @@ Result<std::vector<PageRef>> MountedFs::read_pages(Inode& n, uint64_t first, siz
   // only if it is the first page: the caller gets a short read before it).
   size_t good = 0;
   for (; s.ok() && good < pages.size(); good++) {
-    const Want& w = want[good];
+    const StoredBlock& w = want[good];
     if (w.phys == 0) continue;
-    uint64_t actual = block_checksum(w.phys, pages[good]->data(), kPageSize);
-    if (actual != w.expected) {
-      if (good >= needed) break;  // a neighbour nobody asked for: reported when read
-      c_->integrity_errors_read++;
-      SFS_LOG("integrity error: inode %llu offset %llu block %llu: expected checksum %016llx, "
-              "actual %016llx",
-              (unsigned long long)n.ino, (unsigned long long)(pages[good]->index() * kPageSize),
-              (unsigned long long)w.phys, (unsigned long long)w.expected,
-              (unsigned long long)actual);
+    if (good >= needed) {
+      // A neighbour nobody asked for: a bad one ends the run quietly and
+      // is reported when someone reads it.
+      if (block_checksum(w.phys, pages[good]->data(), kPageSize) != w.expected) break;
+    } else if (!verify_read(n, pages[good]->index(), w, pages[good]->data())) {
       break;
     }
   }

@@ -145,6 +145,12 @@ class MountedFs final : public Filesystem {
 
   // ---- data_fs.cc / writeback.cc ----
   Result<size_t> read_locked(Inode& n, uint64_t off, size_t size, char* out);
+  struct StoredBlock {
+    uint64_t phys = 0;      // 0: a hole or unwritten, reads as zeros
+    uint64_t expected = 0;  // the checksum recorded for phys
+  };
+  Result<StoredBlock> stored_block(Inode& n, uint64_t idx);  // n.mu held, map loaded
+  bool verify_read(const Inode& n, uint64_t idx, const StoredBlock& b, const uint8_t* data);
   Status read_page(Inode& n, Page& page);    // page locked, fills it
   Result<std::vector<PageRef>> read_pages(Inode& n, uint64_t first, size_t count,
                                           size_t needed);
