@@ -227,13 +227,21 @@ class MountedFs final : public Filesystem {
   std::mutex dirty_mu_;  // protects dirty_inodes_; leaf lock
   std::unordered_set<uint64_t> dirty_inodes_;  // inodes with attrs_dirty set
 
-  std::mutex flusher_mu_;  // protects flusher_stop_
+  // Protects flusher_stop_ and flusher_kicked_; a leaf lock (the flusher's
+  // wait predicate reads only atomics under it).
+  std::mutex flusher_mu_;
   std::condition_variable flusher_cv_;  // kicks the flusher only
   std::condition_variable stop_cv_;     // wakes the stats thread at unmount
   bool flusher_stop_ = false;
-  std::atomic<bool> flusher_kicked_{false};  // a write since the flusher looked
+  bool flusher_kicked_ = false;  // a write since the flusher looked
+  // The flag is set under flusher_mu_, so a kick cannot fall between the
+  // flusher's look at it and its sleep: it is seen there, or its notify
+  // finds the flusher asleep.
   void kick_flusher() {
-    flusher_kicked_.store(true, std::memory_order_relaxed);
+    {
+      std::lock_guard lk(flusher_mu_);
+      flusher_kicked_ = true;
+    }
     flusher_cv_.notify_one();
   }
   std::thread flusher_;
