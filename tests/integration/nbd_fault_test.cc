@@ -41,13 +41,13 @@ int write_and_fsync(const std::string& path, const std::string& data) {
   return ::close(fd.release()) == 0 ? 0 : errno;
 }
 
-class NbdFaults : public MountedFs {
+class NbdFaults : public RealMount {
  protected:
   std::string image_size() const override { return "64M"; }
   bool mount_in_setup() const override { return false; }
 
   void TearDown() override {
-    MountedFs::TearDown();  // unmounts and reaps the daemon first
+    RealMount::TearDown();  // unmounts and reaps the daemon first
     server_.reset();
   }
 
