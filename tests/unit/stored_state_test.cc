@@ -172,6 +172,29 @@ TEST_F(StoredStateTest, MkdirInADirectoryThatCannotBeStoredLeavesNothing) {
   EXPECT_EQ(fs_->statfs()->files_free, files_free) << "the new inode was not freed";
 }
 
+TEST_F(StoredStateTest, RmdirThatCannotBeStoredChangesNothing) {
+  FaultDevice& faults = mount_small_cache();
+  const uint32_t root_links = fs_->getattr(kRootIno)->nlink;
+  fail_inode_reads(faults, e_);
+  EXPECT_EQ(fs_->rmdir(kRootIno, "e").error(), EIO);
+  EXPECT_TRUE(fs_->lookup(kRootIno, "e").ok()) << "the entry went";
+  EXPECT_EQ(fs_->getattr(kRootIno)->nlink, root_links);
+  crash_and_check(faults);
+  EXPECT_TRUE(fs_->lookup(kRootIno, "e").ok());
+}
+
+TEST_F(StoredStateTest, FallocateThatCannotBeStoredChangesNothing) {
+  FaultDevice& faults = mount_small_cache();
+  const uint64_t blocks512 = fs_->getattr(f_)->blocks512;
+  fail_inode_reads(faults, f_);
+  EXPECT_EQ(fs_->fallocate(f_, 0, 0, 8 * kBlockSize).error(), EIO);
+  auto a = fs_->getattr(f_);
+  EXPECT_EQ(a->size, data_.size()) << "the unsaved size is served";
+  EXPECT_EQ(a->blocks512, blocks512) << "blocks charged that were not stored";
+  crash_and_check(faults);  // and no block allocated for nobody
+  EXPECT_EQ(read_back("f"), data_);
+}
+
 // The last reference to an unlinked file goes while its record cannot be
 // read: nothing is freed (the xattr block used to be freed in the journal
 // while the stored record still named it), and the next mount frees the
