@@ -7,6 +7,19 @@
 //      index locks (leaf locks, never held while sleeping)
 // A thread that holds a page lock never starts a handle; writeback first
 // marks pages Writeback and unlocks them, then starts its handle.
+//
+// A call that fails leaves the in-memory state as it is stored (get, list
+// and lookup never answer with a value that was not stored):
+//  - an inode's new attributes are built in a copy and become n.disk only
+//    once stored (store_inode(h, n, next)); xattr maps likewise;
+//  - a change of several steps journals the inode records it will rewrite
+//    before its first step (pin_inode), so the reads that can fail come
+//    first; each directory step fails with nothing changed;
+//  - what can still fail half done (a rename's second entry change) aborts
+//    the journal, so the half-done change never commits.
+// The lazily stored size and times of write() and atime (attrs_dirty) are
+// the exception, as i_size is in the VFS: they are in memory first, by
+// design, and reach the journal with the next store of the inode.
 #pragma once
 
 #include <atomic>

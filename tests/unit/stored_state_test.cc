@@ -195,6 +195,17 @@ TEST_F(StoredStateTest, FallocateThatCannotBeStoredChangesNothing) {
   EXPECT_EQ(read_back("f"), data_);
 }
 
+TEST_F(StoredStateTest, SetxattrThatCannotBeStoredChangesNothing) {
+  FaultDevice& faults = mount_small_cache();
+  const uint64_t blocks512 = fs_->getattr(f_)->blocks512;
+  fail_inode_reads(faults, f_);
+  EXPECT_EQ(fs_->setxattr(f_, "user.k", "v", 0).error(), EIO);
+  EXPECT_EQ(fs_->getxattr(f_, "user.k").error(), ENODATA);
+  EXPECT_EQ(fs_->getattr(f_)->blocks512, blocks512) << "an xattr block charged that was not stored";
+  crash_and_check(faults);  // and no xattr block allocated for nobody
+  EXPECT_EQ(fs_->getxattr(fs_->lookup(kRootIno, "f")->ino, "user.k").error(), ENODATA);
+}
+
 // The last reference to an unlinked file goes while its record cannot be
 // read: nothing is freed (the xattr block used to be freed in the journal
 // while the stored record still named it), and the next mount frees the
