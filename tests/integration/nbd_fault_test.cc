@@ -173,8 +173,8 @@ TEST_F(NbdFaults, ServerFlushErrorAbortsTheJournalToReadOnlyAndLosesNothingFsync
 // A writeback error reaches every open file description of the file once
 // (the kernel's errseq semantics, kept by the daemon per description: the
 // kernel passes FSYNC's and FLUSH's errno through to fsync(2) and close(2)
-// unchanged, and without the writeback cache it has no write errors of its
-// own to add). Background writeback fails while the server fails writes;
+// unchanged, the daemon never sets FOPEN_NOFLUSH, and without the
+// writeback cache the kernel has no write errors of its own to add). Background writeback fails while the server fails writes;
 // the journal must not commit meanwhile (commit=60), so it stays healthy.
 TEST_F(NbdFaults, WritebackErrorIsReportedOnceToEachOpenFile) {
   ASSERT_NO_FATAL_FAILURE(serve_with_error_filter("error-pwrite"));
@@ -182,7 +182,8 @@ TEST_F(NbdFaults, WritebackErrorIsReportedOnceToEachOpenFile) {
   const std::string data = pattern(64 * 1024, 'e');
   ASSERT_EQ(write_and_fsync(path("f"), std::string()), 0);
   UniqueFd a = open_fd(path("f"), O_RDWR), b = open_fd(path("f"), O_RDWR);
-  ASSERT_TRUE(a.ok() && b.ok()) << strerror(errno);
+  UniqueFd d = open_fd(path("f"), O_RDONLY);  // hears of it at close (FLUSH)
+  ASSERT_TRUE(a.ok() && b.ok() && d.ok()) << strerror(errno);
 
   ASSERT_NO_FATAL_FAILURE(set_trigger(true));
   ASSERT_EQ(::pwrite(a.get(), data.data(), data.size(), 0), ssize_t(data.size()));
@@ -195,6 +196,7 @@ TEST_F(NbdFaults, WritebackErrorIsReportedOnceToEachOpenFile) {
   EXPECT_EQ(::fsync(a.get()), 0) << "A heard of it twice: " << strerror(errno);
   EXPECT_EQ(SFS_ERRNO_OF(::fsync(b.get())), EIO) << "A's fsync took B's error";
   EXPECT_EQ(::fsync(b.get()), 0) << "B heard of it twice: " << strerror(errno);
+  EXPECT_EQ(SFS_ERRNO_OF(::close(d.release())), EIO) << "D's close never heard of it";
   UniqueFd c = open_fd(path("f"), O_RDWR);
   ASSERT_TRUE(c.ok()) << strerror(errno);
   EXPECT_EQ(::fsync(c.get()), 0) << "opened after everyone saw it: " << strerror(errno);
