@@ -206,6 +206,54 @@ TEST_F(StoredStateTest, SetxattrThatCannotBeStoredChangesNothing) {
   EXPECT_EQ(fs_->getxattr(fs_->lookup(kRootIno, "f")->ino, "user.k").error(), ENODATA);
 }
 
+// A directory that must grow when its extent root is full needs a block
+// and a tree node. With one free block, the node cannot be had: the
+// create fails with ENOSPC and the block goes back (it used to stay
+// allocated for nobody).
+TEST_F(StoredStateTest, DirectoryGrowthWithoutRoomForItsMapLeaksNothing) {
+  mount_with_faults();
+  auto d = fs_->mkdir(kRootIno, "grow", 0755, {});
+  ASSERT_TRUE(d.ok());
+  uint64_t filler = create("filler");
+  uint64_t one = create("one");
+  ASSERT_EQ(*fs_->write(one, 0, data_.data(), kBlockSize), kBlockSize);
+  ASSERT_TRUE(fs_->fsync(one, false).ok());
+  // Every directory block an extent of its own: after each growth the
+  // block after it goes to `filler`, so the next one cannot be contiguous.
+  const std::string stem(200, 'n');
+  int names = 0;
+  auto add_entry = [&] {
+    return fs_->mknod(d->ino, stem + std::to_string(names++), S_IFREG | 0644, 0, {});
+  };
+  for (uint64_t blocks = 0; blocks < kInlineExtents;) {
+    auto a = add_entry();
+    ASSERT_TRUE(a.ok()) << a.error();
+    fs_->forget(a->ino, 1);
+    if (fs_->getattr(d->ino)->size / kBlockSize > blocks) {
+      blocks++;
+      ASSERT_TRUE(fs_->fallocate(filler, 0, blocks * kBlockSize, kBlockSize).ok());
+    }
+  }
+  // Take every free block, then give exactly one back.
+  uint64_t big = create("big");
+  ASSERT_EQ(fs_->fallocate(big, 0, 0, dev_.block_count() * kBlockSize).error(), ENOSPC);
+  ASSERT_TRUE(fs_->unlink(kRootIno, "one").ok());
+  fs_->forget(one, 1);
+  ASSERT_TRUE(fs_->fsyncdir(kRootIno, false).ok());
+  ASSERT_EQ(fs_->statfs()->blocks_free, 1u);
+  Result<Attr> a = add_entry();
+  for (int i = 0; i < 40 && a.ok(); i++) {
+    fs_->forget(a->ino, 1);
+    a = add_entry();
+  }
+  ASSERT_FALSE(a.ok()) << "the directory never needed to grow";
+  EXPECT_EQ(a.error(), ENOSPC);
+  ASSERT_TRUE(fs_->fsyncdir(kRootIno, false).ok());
+  EXPECT_EQ(fs_->statfs()->blocks_free, 1u) << "the directory's new block was leaked";
+  unmount();
+  expect_fsck_clean();
+}
+
 // The last reference to an unlinked file goes while its record cannot be
 // read: nothing is freed (the xattr block used to be freed in the journal
 // while the stored record still named it), and the next mount frees the
