@@ -35,16 +35,19 @@ Result<Attr> MountedFs::setattr(uint64_t ino, const SetAttr& sa) {
   }
   Handle h = journal_->start();
   std::lock_guard lk(n.mu);
+  // The new attributes are built in a copy: n keeps what is stored until
+  // the store succeeded, so a failed setattr leaves no unsaved value behind.
   Timespec t = now();
-  if (sa.mode) n.disk.mode = (n.disk.mode & S_IFMT) | (*sa.mode & 07777);
-  if (sa.uid) n.disk.uid = *sa.uid;
-  if (sa.gid) n.disk.gid = *sa.gid;
-  if (sa.atime) n.disk.atime = *sa.atime;
-  if (sa.mtime) n.disk.mtime = *sa.mtime;
-  if (sa.size && !sa.mtime) n.disk.mtime = t;
-  n.disk.ctime = sa.ctime ? *sa.ctime : t;
-  if (sa.kill_suidgid) SFS_TRY(kill_privileges_locked(h, n, true));
-  SFS_TRY(store_inode(h, n));
+  DiskInode next = n.disk;
+  if (sa.mode) next.mode = (next.mode & S_IFMT) | (*sa.mode & 07777);
+  if (sa.uid) next.uid = *sa.uid;
+  if (sa.gid) next.gid = *sa.gid;
+  if (sa.atime) next.atime = *sa.atime;
+  if (sa.mtime) next.mtime = *sa.mtime;
+  if (sa.size && !sa.mtime) next.mtime = t;
+  next.ctime = sa.ctime ? *sa.ctime : t;
+  if (sa.kill_suidgid) SFS_TRY(kill_privileges_locked(h, n, next, true));
+  else SFS_TRY(store_inode(h, n, next));
   return to_attr(n);
 }
 
@@ -112,32 +115,34 @@ static Status load_xattrs(BufferCache& cache, Inode& n) {
   return Status::Ok();
 }
 
-// Writes `xs` to n's xattr block (allocating or freeing it). The caller
-// makes `xs` the inode's map only once this succeeded, so get/list never
-// answer with a value that was not stored. n.mu held.
-static Status store_xattrs(Handle& h, BufferCache& cache, Allocator& alloc, Inode& n,
-                           const std::map<std::string, std::string>& xs) {
+// Writes `xs` to the xattr block of inode `ino`, whose attributes are to
+// become `d` (the block is allocated or freed there, never in the inode
+// itself). The caller stores `d` and makes `xs` the inode's map only once
+// both succeeded, so get/list never answer with a value that was not
+// stored. The inode's mu held.
+static Status store_xattrs(Handle& h, BufferCache& cache, Allocator& alloc, uint64_t ino,
+                           DiskInode& d, const std::map<std::string, std::string>& xs) {
   if (xs.empty()) {
-    if (n.disk.xattr_block) {
-      h.revoke(n.disk.xattr_block);
-      cache.forget(n.disk.xattr_block);
-      SFS_TRY(alloc.free_blocks(h, {n.disk.xattr_block, 1}));
-      n.disk.xattr_block = 0;
-      n.disk.blocks -= std::min<uint64_t>(n.disk.blocks, 1);
+    if (d.xattr_block) {
+      h.revoke(d.xattr_block);
+      cache.forget(d.xattr_block);
+      SFS_TRY(alloc.free_blocks(h, {d.xattr_block, 1}));
+      d.xattr_block = 0;
+      d.blocks -= std::min<uint64_t>(d.blocks, 1);
     }
     return Status::Ok();
   }
   std::shared_ptr<MetaBuffer> buf;
-  if (n.disk.xattr_block) {
-    auto r = cache.read(n.disk.xattr_block, kMagicXattr);
+  if (d.xattr_block) {
+    auto r = cache.read(d.xattr_block, kMagicXattr);
     if (!r.ok()) return Error{r.error()};
     buf = *r;
   } else {
     auto r = alloc.alloc_blocks(h, 0, 1);
     if (!r.ok()) return Error{r.error()};
-    buf = cache.create(r->start, kMagicXattr, n.ino);
-    n.disk.xattr_block = r->start;
-    n.disk.blocks++;
+    buf = cache.create(r->start, kMagicXattr, ino);
+    d.xattr_block = r->start;
+    d.blocks++;
   }
   SFS_TRY(h.get_write_access(*buf));
   std::memset(buf->payload(), 0, kMetaPayload);
@@ -151,6 +156,21 @@ static Status store_xattrs(Handle& h, BufferCache& cache, Allocator& alloc, Inod
   }
   h.dirty_metadata(*buf);
   return e.overflow() ? Status(err(ENOSPC)) : Status::Ok();
+}
+
+// Makes `xs` n's extended attributes and `next` its other attributes: the
+// block, then the inode (with a new ctime, and the block's number when one
+// is allocated or freed), then the map. n's record is journalled unchanged
+// first, so the one read a store can fail on happens before anything
+// changed. n.mu held.
+Status MountedFs::store_xattr_map(Handle& h, Inode& n, std::map<std::string, std::string> xs,
+                                  DiskInode next) {
+  SFS_TRY(pin_inode(h, n));
+  SFS_TRY(store_xattrs(h, *cache_, *alloc_, n.ino, next, xs));
+  next.ctime = now();
+  SFS_TRY(store_inode(h, n, next));
+  *n.xattrs = std::move(xs);
+  return Status::Ok();
 }
 
 Status MountedFs::setxattr(uint64_t ino, std::string_view name, std::string_view value,
@@ -173,10 +193,7 @@ Status MountedFs::setxattr(uint64_t ino, std::string_view name, std::string_view
   auto updated = *n.xattrs;
   updated[key] = std::string(value);
   if (encoded_size(updated) > kMetaPayload) return err(ENOSPC);
-  SFS_TRY(store_xattrs(h, *cache_, *alloc_, n, updated));
-  *n.xattrs = std::move(updated);
-  n.disk.ctime = now();
-  return store_inode(h, n);
+  return store_xattr_map(h, n, std::move(updated), n.disk);
 }
 
 Result<std::string> MountedFs::getxattr(uint64_t ino, std::string_view name) {
@@ -218,26 +235,26 @@ bool MountedFs::has_privileges_to_kill(const Inode& n, bool suidgid) {
   return !n.xattrs || n.xattrs->count(std::string(kCapabilityXattr));
 }
 
-Status MountedFs::kill_privileges_locked(Handle& h, Inode& n, bool suidgid) {
-  if (!has_privileges_to_kill(n, suidgid)) return Status::Ok();
-  SFS_TRY(load_xattrs(*cache_, n));
-  bool changed = false;
-  if (n.xattrs->count(std::string(kCapabilityXattr))) {
-    auto updated = *n.xattrs;
-    updated.erase(std::string(kCapabilityXattr));
-    SFS_TRY(store_xattrs(h, *cache_, *alloc_, n, updated));
-    *n.xattrs = std::move(updated);
-    changed = true;
-  }
-  uint32_t mode = n.disk.mode;
+// Stores `next` as n's attributes without the privileges a change by an
+// unprivileged writer drops: a file capability and, with `suidgid`,
+// setuid and group-executable setgid. n.mu held.
+Status MountedFs::kill_privileges_locked(Handle& h, Inode& n, DiskInode next, bool suidgid) {
+  if (n.is_dir()) return store_inode(h, n, next);
+  const uint32_t mode = next.mode;
   if (suidgid) {
-    mode &= ~uint32_t(S_ISUID);
-    if (mode & S_IXGRP) mode &= ~uint32_t(S_ISGID);
+    next.mode &= ~uint32_t(S_ISUID);
+    if (next.mode & S_IXGRP) next.mode &= ~uint32_t(S_ISGID);
   }
-  if (mode == n.disk.mode && !changed) return Status::Ok();
-  n.disk.mode = mode;
-  n.disk.ctime = now();
-  return store_inode(h, n);
+  if (n.disk.xattr_block) {
+    SFS_TRY(load_xattrs(*cache_, n));
+    if (n.xattrs->count(std::string(kCapabilityXattr))) {
+      auto updated = *n.xattrs;
+      updated.erase(std::string(kCapabilityXattr));
+      return store_xattr_map(h, n, std::move(updated), next);
+    }
+  }
+  if (next.mode != mode) next.ctime = now();
+  return store_inode(h, n, next);
 }
 
 Status MountedFs::kill_privileges(uint64_t ino, bool suidgid) {
@@ -252,7 +269,8 @@ Status MountedFs::kill_privileges(uint64_t ino, bool suidgid) {
   std::unique_lock op(n.op);
   Handle h = journal_->start();
   std::lock_guard lk(n.mu);
-  return kill_privileges_locked(h, n, suidgid);
+  if (!has_privileges_to_kill(n, suidgid)) return Status::Ok();
+  return kill_privileges_locked(h, n, n.disk, suidgid);
 }
 
 Status MountedFs::removexattr(uint64_t ino, std::string_view name) {
@@ -266,10 +284,7 @@ Status MountedFs::removexattr(uint64_t ino, std::string_view name) {
   SFS_TRY(load_xattrs(*cache_, n));
   auto updated = *n.xattrs;
   if (updated.erase(std::string(name)) == 0) return err(ENODATA);
-  SFS_TRY(store_xattrs(h, *cache_, *alloc_, n, updated));
-  *n.xattrs = std::move(updated);
-  n.disk.ctime = now();
-  return store_inode(h, n);
+  return store_xattr_map(h, n, std::move(updated), n.disk);
 }
 
 }  // namespace stablefs

@@ -25,44 +25,65 @@ constexpr uint64_t kMetadataReserveBlocks = 64;
 
 }  // namespace
 
+// Where page idx of n lives and the checksum its block must match; phys 0
+// for a hole or an unwritten extent (the page reads as zeros). n.mu held,
+// map loaded.
+Result<MountedFs::StoredBlock> MountedFs::stored_block(Inode& n, uint64_t idx) {
+  StoredBlock b;
+  auto e = n.map->find(uint32_t(idx));
+  if (!e || e->unwritten) return b;
+  b.phys = e->physical + (idx - e->logical);
+  auto c = csums_->get(b.phys);
+  if (!c.ok()) return Error{c.error()};
+  b.expected = *c;
+  // Looked up before the device is read: once none is found, the block
+  // itself is current (an image is dropped only after it reached home).
+  b.image = journal_->data_image(b.phys);
+  return b;
+}
+
+// Whether `data`, read from b for page idx of n, matches its checksum; a
+// mismatch is an integrity error, counted and logged.
+bool MountedFs::verify_read(const Inode& n, uint64_t idx, const StoredBlock& b,
+                            const uint8_t* data) {
+  uint64_t actual = block_checksum(b.phys, data, kPageSize);
+  if (actual == b.expected) return true;
+  c_->integrity_errors_read++;
+  SFS_LOG("integrity error: inode %llu offset %llu block %llu: expected checksum %016llx, "
+          "actual %016llx",
+          (unsigned long long)n.ino, (unsigned long long)(idx * kPageSize),
+          (unsigned long long)b.phys, (unsigned long long)b.expected, (unsigned long long)actual);
+  return false;
+}
+
 // Fills a locked, !Uptodate page from the backing store (or with zeros for
 // a hole), verifying the block's checksum. Takes n.mu for the mapping.
 Status MountedFs::read_page(Inode& n, Page& page) {
-  uint64_t phys = 0, expected = 0;
+  StoredBlock b;
   {
     std::lock_guard lk(n.mu);
     SFS_TRY(load_map(n));
-    auto e = n.map->find(uint32_t(page.index()));
-    if (e && !e->unwritten) {
-      phys = e->physical + (page.index() - e->logical);
-      auto c = csums_->get(phys);
-      if (!c.ok()) return Error{c.error()};
-      expected = *c;
-    }
+    auto r = stored_block(n, page.index());
+    if (!r.ok()) return Error{r.error()};
+    b = *r;
   }
-  if (phys == 0) {
+  if (b.phys == 0) {
     std::memset(page.data(), 0, kPageSize);
     return Status::Ok();
   }
   Status s;
   // A journaled rewrite not yet checkpointed is newer than the block.
-  if (auto image = journal_->data_image(phys))
-    std::memcpy(page.data(), image->bytes.data(), kPageSize);
+  if (b.image)
+    std::memcpy(page.data(), b.image->bytes.data(), kPageSize);
   else
-    s = dev_->read(phys, page.data(), kPageSize);
+    s = dev_->read(b.phys, page.data(), kPageSize);
   if (!s.ok()) {
     SFS_LOG("read error: inode %llu offset %llu block %llu: %s", (unsigned long long)n.ino,
-            (unsigned long long)(page.index() * kPageSize), (unsigned long long)phys,
+            (unsigned long long)(page.index() * kPageSize), (unsigned long long)b.phys,
             std::strerror(s.error()));
     return err(EIO);
   }
-  uint64_t actual = block_checksum(phys, page.data(), kPageSize);
-  if (actual != expected) {
-    c_->integrity_errors_read++;
-    SFS_LOG("integrity error: inode %llu offset %llu block %llu: expected checksum %016llx, "
-            "actual %016llx",
-            (unsigned long long)n.ino, (unsigned long long)(page.index() * kPageSize),
-            (unsigned long long)phys, (unsigned long long)expected, (unsigned long long)actual);
+  if (!verify_read(n, page.index(), b, page.data())) {
     std::memset(page.data(), 0, kPageSize);  // never hand out corrupt bytes
     return err(EIO);
   }
@@ -98,26 +119,15 @@ Result<std::vector<PageRef>> MountedFs::read_pages(Inode& n, uint64_t first, siz
     return pages;
   }
 
-  struct Want {
-    uint64_t phys = 0;
-    uint64_t expected = 0;
-    // A journaled rewrite not yet at home (looked up before the device
-    // read: once the lookup finds none, the block itself is current).
-    std::shared_ptr<const MetaBlock> image;
-  };
-  std::vector<Want> want(pages.size());
+  std::vector<StoredBlock> want(pages.size());
   Status s;
   {
     std::lock_guard lk(n.mu);
     s = load_map(n);
     for (size_t i = 0; s.ok() && i < pages.size(); i++) {
-      auto e = n.map->find(uint32_t(pages[i]->index()));
-      if (!e || e->unwritten) continue;
-      want[i].phys = e->physical + (pages[i]->index() - e->logical);
-      auto c = csums_->get(want[i].phys);
-      if (!c.ok()) s = Error{c.error()};
-      else want[i].expected = *c;
-      want[i].image = journal_->data_image(want[i].phys);
+      auto r = stored_block(n, pages[i]->index());
+      if (!r.ok()) s = Error{r.error()};
+      else want[i] = *r;
     }
   }
   std::vector<IoRequest> reqs;
@@ -152,17 +162,13 @@ Result<std::vector<PageRef>> MountedFs::read_pages(Inode& n, uint64_t first, siz
   // only if it is the first page: the caller gets a short read before it).
   size_t good = 0;
   for (; s.ok() && good < pages.size(); good++) {
-    const Want& w = want[good];
+    const StoredBlock& w = want[good];
     if (w.phys == 0) continue;
-    uint64_t actual = block_checksum(w.phys, pages[good]->data(), kPageSize);
-    if (actual != w.expected) {
-      if (good >= needed) break;  // a neighbour nobody asked for: reported when read
-      c_->integrity_errors_read++;
-      SFS_LOG("integrity error: inode %llu offset %llu block %llu: expected checksum %016llx, "
-              "actual %016llx",
-              (unsigned long long)n.ino, (unsigned long long)(pages[good]->index() * kPageSize),
-              (unsigned long long)w.phys, (unsigned long long)w.expected,
-              (unsigned long long)actual);
+    if (good >= needed) {
+      // A neighbour nobody asked for: a bad one ends the run quietly and
+      // is reported when someone reads it.
+      if (block_checksum(w.phys, pages[good]->data(), kPageSize) != w.expected) break;
+    } else if (!verify_read(n, pages[good]->index(), w, pages[good]->data())) {
       break;
     }
   }
@@ -405,15 +411,13 @@ Status MountedFs::truncate_locked(const InodeRef& nr, uint64_t size) {
     old = n.disk.size;
   }
   if (size < old) {
+    // The size is stored first, as ext4 does: a truncate that fails there
+    // has dropped no page and zeroed no byte. One that fails later (a read
+    // error on the new last page) reports it with the new size stored.
+    SFS_TRY(store_size(n, size));
     uint64_t first_gone = (size + kPageSize - 1) / kPageSize;
     pages_->truncate_inode_pages(n.ino, first_gone);
     if (size % kPageSize) SFS_TRY(zero_range_in_cache(n, size, kPageSize - size % kPageSize));
-    {
-      Handle h = journal_->start();
-      std::lock_guard lk(n.mu);
-      n.disk.size = size;
-      SFS_TRY(store_inode(h, n));
-    }
     return truncate_blocks(n, first_gone);
   }
   if (size > old && old % kPageSize) {
@@ -421,10 +425,17 @@ Status MountedFs::truncate_locked(const InodeRef& nr, uint64_t size) {
     // must read back as zeros now that they are inside the file.
     SFS_TRY(zero_range_in_cache(n, old, kPageSize - old % kPageSize));
   }
+  return store_size(n, size);
+}
+
+// Stores n's new size in a handle of its own; n.disk changes only once the
+// store succeeded.
+Status MountedFs::store_size(Inode& n, uint64_t size) {
   Handle h = journal_->start();
   std::lock_guard lk(n.mu);
-  n.disk.size = size;
-  return store_inode(h, n);
+  DiskInode next = n.disk;
+  next.size = size;
+  return store_inode(h, n, next);
 }
 
 uint64_t MountedFs::sample_write_errors(uint64_t ino) {
@@ -523,24 +534,27 @@ Status MountedFs::fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) 
     if (mode & FALLOC_FL_PUNCH_HOLE) {
       Handle h = journal_->start();
       std::lock_guard lk(n.mu);
-      n.disk.mtime = n.disk.ctime = now();
-      return store_inode(h, n);
+      DiskInode next = n.disk;
+      next.mtime = next.ctime = now();
+      return store_inode(h, n, next);
     }
   }
   // Allocate (as unwritten extents) every hole in the range.
   SFS_TRY(preallocate(n, off / kPageSize, (end + kPageSize - 1) / kPageSize));
   Handle h = journal_->start();
   std::lock_guard lk(n.mu);
-  if (!(mode & FALLOC_FL_KEEP_SIZE) && end > n.disk.size) n.disk.size = end;
-  n.disk.ctime = now();
-  if (mode & FALLOC_FL_ZERO_RANGE) n.disk.mtime = n.disk.ctime;
-  return store_inode(h, n);
+  DiskInode next = n.disk;
+  if (!(mode & FALLOC_FL_KEEP_SIZE) && end > next.size) next.size = end;
+  next.ctime = now();
+  if (mode & FALLOC_FL_ZERO_RANGE) next.mtime = next.ctime;
+  return store_inode(h, n, next);
 }
 
 Status MountedFs::unmap_range(Inode& n, uint64_t first, uint64_t count) {
   Handle h = journal_->start();
   std::lock_guard lk(n.mu);
   SFS_TRY(load_map(n));
+  SFS_TRY(pin_inode(h, n));
   std::vector<PhysRange> freed;
   SFS_TRY(n.map->unmap(h, *cache_, node_allocator(0), uint32_t(first), count, &freed));
   for (const PhysRange& r : freed) {
@@ -557,6 +571,7 @@ Status MountedFs::preallocate(Inode& n, uint64_t first, uint64_t end) {
     Handle h = journal_->start();
     std::lock_guard lk(n.mu);
     SFS_TRY(load_map(n));
+    SFS_TRY(pin_inode(h, n));
     uint64_t budget = kBlocksPerHandle;
     while (pos < end && budget > 0) {
       auto e = n.map->find(uint32_t(pos));

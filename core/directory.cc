@@ -25,14 +25,6 @@ constexpr uint32_t kMinRecord = kDirRecordHeader + 1;
 // there; fewer remaining bytes mean the payload end terminates instead.
 constexpr uint32_t kTerminator = 8;
 
-Status check_name(std::string_view name) {
-  if (name.size() > kMaxNameLen) return err(ENAMETOOLONG);
-  if (name.empty() || name == "." || name == "..") return err(EINVAL);
-  if (name.find('/') != std::string_view::npos || name.find('\0') != std::string_view::npos)
-    return err(EINVAL);
-  return Status::Ok();
-}
-
 bool valid_type(uint8_t t) {
   switch (t) {
     case kTypeUnknown: case kTypeFifo: case kTypeChr: case kTypeDir:
@@ -102,6 +94,14 @@ std::vector<std::shared_ptr<MetaBuffer>> Directory::blocks() const {
   out.reserve(blocks_.size());
   for (const Block& b : blocks_) out.push_back(b.buf);
   return out;
+}
+
+Status Directory::check_name(std::string_view name) {
+  if (name.size() > kMaxNameLen) return err(ENAMETOOLONG);
+  if (name.empty() || name == "." || name == "..") return err(EINVAL);
+  if (name.find('/') != std::string_view::npos || name.find('\0') != std::string_view::npos)
+    return err(EINVAL);
+  return Status::Ok();
 }
 
 Status Directory::add(Handle& h, std::string_view name, uint64_t ino, uint8_t type,

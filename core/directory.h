@@ -55,8 +55,10 @@ class Directory {
   // The directory's blocks in logical order (for fsck and tests).
   std::vector<std::shared_ptr<MetaBuffer>> blocks() const;
 
-  // Adds a new entry (EEXIST if present, ENAMETOOLONG past 255 bytes,
-  // EINVAL for an empty name, ".", "..", or a name containing '/' or NUL).
+  // Whether `name` can be an entry: ENAMETOOLONG past 255 bytes, EINVAL
+  // for an empty name, ".", "..", or a name containing '/' or NUL.
+  static Status check_name(std::string_view name);
+  // Adds a new entry (EEXIST if present, or check_name's error).
   // When no block has room, calls grow(h) for a fresh, mapped block with
   // magic kMagicDirectory, and appends it.
   using GrowFn = std::function<Result<std::shared_ptr<MetaBuffer>>(Handle&)>;

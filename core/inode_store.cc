@@ -70,9 +70,12 @@ Status MountedFs::load_dir(Inode& n) {
   return Status::Ok();
 }
 
-Status MountedFs::store_inode(Handle& h, Inode& n) {
-  if (n.map && !(n.disk.flags & kInodeInlineData)) n.map->store_root(n.disk);
-  SFS_TRY(itable_->write(h, n.ino, n.disk));
+Status MountedFs::store_inode(Handle& h, Inode& n) { return store_inode(h, n, n.disk); }
+
+Status MountedFs::store_inode(Handle& h, Inode& n, DiskInode next) {
+  if (n.map && !(next.flags & kInodeInlineData)) n.map->store_root(next);
+  SFS_TRY(itable_->write(h, n.ino, next));
+  n.disk = next;
   n.attrs_dirty = false;
   return Status::Ok();
 }
@@ -111,7 +114,7 @@ NodeAllocator MountedFs::node_allocator(uint64_t goal) {
 }
 
 Result<InodeRef> MountedFs::new_inode(Handle& h, uint32_t mode, uint32_t uid, uint32_t gid,
-                                      uint64_t rdev) {
+                                      uint64_t rdev, uint64_t parent) {
   auto ino = alloc_->alloc_inode(h);
   if (!ino.ok()) return Error{ino.error()};
   auto old = itable_->read(*ino);
@@ -122,7 +125,8 @@ Result<InodeRef> MountedFs::new_inode(Handle& h, uint32_t mode, uint32_t uid, ui
   d.uid = uid;
   d.gid = gid;
   d.nlink = S_ISDIR(mode) ? 2 : 1;
-  d.rdev = rdev;
+  if (S_ISDIR(mode)) d.set_parent(parent);
+  else d.rdev = rdev;
   d.generation = old->generation + 1;
   d.atime = d.mtime = d.ctime = d.btime = now();
   n->map = std::make_unique<ExtentMap>(*ino);
@@ -148,6 +152,7 @@ Status MountedFs::truncate_blocks(Inode& n, uint64_t from_block) {
       if (uint64_t(prev->second.logical) + prev->second.len > from_block) it = prev;
     }
     if (it == ex.end()) return Status::Ok();
+    SFS_TRY(pin_inode(h, n));
     // Unmap up to the end of the k-th extent from here.
     auto last = it;
     for (size_t k = 1; k < kExtentsPerTruncateHandle && std::next(last) != ex.end(); k++) last++;
@@ -180,25 +185,27 @@ Status MountedFs::evict_inode(const InodeRef& n) {
   SFS_TRY(truncate_blocks(*n, 0));
   Handle h = journal_->start();
   std::lock_guard lk(n->mu);
+  // Pinned before the first block is freed: the record's store below then
+  // fails only with the journal, and n keeps what is stored until then.
+  SFS_TRY(pin_inode(h, *n));
   if (n->disk.xattr_block) {
     h.revoke(n->disk.xattr_block);
     cache_->forget(n->disk.xattr_block);
     SFS_TRY(alloc_->free_blocks(h, {n->disk.xattr_block, 1}));
-    n->disk.xattr_block = 0;
   }
   for (uint64_t b : n->map ? n->map->node_blocks() : std::vector<uint64_t>{}) {
     h.revoke(b);
     cache_->forget(b);
     SFS_TRY(alloc_->free_blocks(h, {b, 1}));
   }
-  uint32_t gen = n->disk.generation;
-  n->disk = DiskInode{};
-  n->disk.generation = gen;  // the next user of this slot bumps it
+  DiskInode cleared;
+  cleared.generation = n->disk.generation;  // the next user of this slot bumps it
+  SFS_TRY(itable_->write(h, n->ino, cleared));
+  SFS_TRY(alloc_->free_inode(h, n->ino));
+  n->disk = cleared;
   n->map.reset();
   n->dir.reset();
   n->xattrs.reset();
-  SFS_TRY(itable_->write(h, n->ino, n->disk));
-  SFS_TRY(alloc_->free_inode(h, n->ino));
   n->freed = true;
   std::lock_guard ilk(icache_mu_);
   if (auto it = icache_.find(n->ino); it != icache_.end() && it->second == n) icache_.erase(it);

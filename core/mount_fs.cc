@@ -234,10 +234,10 @@ Status MountedFs::cleanup_orphans() {
 void MountedFs::flusher_main() {
   using std::chrono::milliseconds;
   const uint32_t delay = opts_.writeback_delay_ms;
-  // Write-behind is kicked by write(); the kick is not taken under
-  // flusher_mu_, so a kick that lands between the check and the sleep is
-  // lost and the timeout bounds the cost.
-  const milliseconds nap = delay ? milliseconds(delay) : milliseconds(100);
+  // Write-behind (delay 0) is kicked by write() and sleeps otherwise (a
+  // kick is never lost: see kick_flusher); the flusher still wakes once a
+  // second to trim the inode cache and to retry a failed writeback.
+  const milliseconds nap = delay ? milliseconds(delay) : milliseconds(1000);
   std::unique_lock lk(flusher_mu_);
   bool idle = false;  // the last pass wrote nothing: don't spin on it
   auto last_trim = std::chrono::steady_clock::now();
@@ -247,10 +247,10 @@ void MountedFs::flusher_main() {
       // Wake early when the cache fills with dirty pages.
       if (pages_->dirty_count() * 2 > pages_->capacity_pages()) return true;
       if (delay != 0 || pages_->dirty_count() == 0) return false;
-      return !idle || flusher_kicked_.exchange(false, std::memory_order_relaxed);
+      return !idle || flusher_kicked_;
     });
     if (flusher_stop_) break;
-    flusher_kicked_.store(false, std::memory_order_relaxed);
+    flusher_kicked_ = false;
     lk.unlock();
     uint64_t before = c_->blocks_written.load(std::memory_order_relaxed);
     Status s = writeback_all();

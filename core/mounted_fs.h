@@ -7,6 +7,19 @@
 //      index locks (leaf locks, never held while sleeping)
 // A thread that holds a page lock never starts a handle; writeback first
 // marks pages Writeback and unlocks them, then starts its handle.
+//
+// A call that fails leaves the in-memory state as it is stored (get, list
+// and lookup never answer with a value that was not stored):
+//  - an inode's new attributes are built in a copy and become n.disk only
+//    once stored (store_inode(h, n, next)); xattr maps likewise;
+//  - a change of several steps journals the inode records it will rewrite
+//    before its first step (pin_inode), so the reads that can fail come
+//    first; each directory step fails with nothing changed;
+//  - what can still fail half done (a rename's second entry change) aborts
+//    the journal, so the half-done change never commits.
+// The lazily stored size and times of write() and atime (attrs_dirty) are
+// the exception, as i_size is in the VFS: they are in memory first, by
+// design, and reach the journal with the next store of the inode.
 #pragma once
 
 #include <atomic>
@@ -99,14 +112,26 @@ class MountedFs final : public Filesystem {
   Status load_map(Inode& n);                 // n.mu held
   Status load_dir(Inode& n);                 // n.mu held
   Status store_inode(Handle& h, Inode& n);   // n.mu held
+  // Stores `next` as n's record and, only once that succeeded, makes it
+  // n.disk: n never holds attributes that were not stored. n.mu held.
+  Status store_inode(Handle& h, Inode& n, DiskInode next);
+  // Journals n's record as it is. Its inode-table block is then read (the
+  // one step of a store that can fail while the journal works) and held by
+  // the running transaction, so a later store of n in this handle fails
+  // only once the journal has aborted and nothing commits anyway. A change
+  // of several steps pins the inodes it will store before its first step.
+  Status pin_inode(Handle& h, Inode& n) { return store_inode(h, n); }  // n.mu held
   // ---- attrs_fs.cc ----
   // Whether kill_privileges_locked would change anything (n.mu held).
   static bool has_privileges_to_kill(const Inode& n, bool suidgid);
-  Status kill_privileges_locked(Handle& h, Inode& n, bool suidgid);  // n.mu held
+  Status kill_privileges_locked(Handle& h, Inode& n, DiskInode next, bool suidgid);
+  Status store_xattr_map(Handle& h, Inode& n, std::map<std::string, std::string> xs,
+                         DiskInode next);  // n.mu held
   Attr to_attr(const Inode& n) const;        // n.mu held
   NodeAllocator node_allocator(uint64_t goal);
+  // rdev for a device, parent for a directory.
   Result<InodeRef> new_inode(Handle& h, uint32_t mode, uint32_t uid, uint32_t gid,
-                             uint64_t rdev);
+                             uint64_t rdev, uint64_t parent);
   // Frees every block of n beyond `from_block` (file data, tree nodes when
   // everything goes), in bounded handles. n.op held exclusively.
   Status truncate_blocks(Inode& n, uint64_t from_block);
@@ -122,15 +147,31 @@ class MountedFs final : public Filesystem {
   Status store_symlink_target(Handle& h, Inode& n, std::string_view target);  // n.mu held
   Status rename_locked(InodeRef& src_dir, std::string_view name, InodeRef& dst_dir,
                        std::string_view new_name, unsigned flags);
+  struct RenamePlan;
+  Result<RenamePlan> plan_rename(InodeRef& src_dir, std::string_view name, InodeRef& dst_dir,
+                                 std::string_view new_name, unsigned flags);
+  Status check_not_ancestor(uint64_t dir_ino, uint64_t into);
+  Status apply_rename(Handle& h, const RenamePlan& p, std::string_view name,
+                      std::string_view new_name, unsigned flags);
+  Status abort_half_done(Status s, uint64_t dir_ino);
   Directory::GrowFn dir_grower(Inode& dir);
 
   // ---- data_fs.cc / writeback.cc ----
   Result<size_t> read_locked(Inode& n, uint64_t off, size_t size, char* out);
+  struct StoredBlock {
+    uint64_t phys = 0;      // 0: a hole or unwritten, reads as zeros
+    uint64_t expected = 0;  // the checksum recorded for phys
+    // A journaled rewrite of phys not yet at home: newer than the block.
+    std::shared_ptr<const MetaBlock> image;
+  };
+  Result<StoredBlock> stored_block(Inode& n, uint64_t idx);  // n.mu held, map loaded
+  bool verify_read(const Inode& n, uint64_t idx, const StoredBlock& b, const uint8_t* data);
   Status read_page(Inode& n, Page& page);    // page locked, fills it
   Result<std::vector<PageRef>> read_pages(Inode& n, uint64_t first, size_t count,
                                           size_t needed);
   static size_t read_run_pages(uint64_t idx, uint64_t last, uint64_t isize);
   Status truncate_locked(const InodeRef& n, uint64_t size);
+  Status store_size(Inode& n, uint64_t size);
   Status zero_range_in_cache(Inode& n, uint64_t off, uint64_t len);
   Result<PageRef> grab_stable_page(Inode& n, uint64_t idx, bool fill);
   Status unmap_range(Inode& n, uint64_t first, uint64_t count);
@@ -209,13 +250,21 @@ class MountedFs final : public Filesystem {
   std::mutex dirty_mu_;  // protects dirty_inodes_; leaf lock
   std::unordered_set<uint64_t> dirty_inodes_;  // inodes with attrs_dirty set
 
-  std::mutex flusher_mu_;  // protects flusher_stop_
+  // Protects flusher_stop_ and flusher_kicked_; a leaf lock (the flusher's
+  // wait predicate reads only atomics under it).
+  std::mutex flusher_mu_;
   std::condition_variable flusher_cv_;  // kicks the flusher only
   std::condition_variable stop_cv_;     // wakes the stats thread at unmount
   bool flusher_stop_ = false;
-  std::atomic<bool> flusher_kicked_{false};  // a write since the flusher looked
+  bool flusher_kicked_ = false;  // a write since the flusher looked
+  // The flag is set under flusher_mu_, so a kick cannot fall between the
+  // flusher's look at it and its sleep: it is seen there, or its notify
+  // finds the flusher asleep.
   void kick_flusher() {
-    flusher_kicked_.store(true, std::memory_order_relaxed);
+    {
+      std::lock_guard lk(flusher_mu_);
+      flusher_kicked_ = true;
+    }
     flusher_cv_.notify_one();
   }
   std::thread flusher_;

@@ -16,14 +16,6 @@ namespace {
 
 constexpr uint32_t kMaxLinks = 65000;
 
-Status check_name(std::string_view name) {
-  if (name.size() > kMaxNameLen) return err(ENAMETOOLONG);
-  if (name.empty() || name.find('/') != std::string_view::npos ||
-      name.find('\0') != std::string_view::npos)
-    return err(EINVAL);
-  return Status::Ok();
-}
-
 bool is_dot(std::string_view name) { return name == "." || name == ".."; }
 
 uint8_t dtype_of(uint32_t mode) {
@@ -39,7 +31,33 @@ uint8_t dtype_of(uint32_t mode) {
   return kTypeUnknown;
 }
 
-void touch_dir(Inode& d, Timespec t) { d.disk.mtime = d.disk.ctime = t; }
+// A directory's record after an entry in it changed at t.
+DiskInode touched(DiskInode d, Timespec t) {
+  d.mtime = d.ctime = t;
+  return d;
+}
+
+// Locks the mu of up to four inodes, each once, in ino order (the order
+// core/inode.h gives for two inodes' mu); nulls are skipped.
+class InodeLocks {
+ public:
+  explicit InodeLocks(std::initializer_list<Inode*> nodes) {
+    for (Inode* n : nodes)
+      if (n && std::find(held_.begin(), held_.end(), n) == held_.end()) held_.push_back(n);
+    std::sort(held_.begin(), held_.end(), [](Inode* a, Inode* b) { return a->ino < b->ino; });
+    for (Inode* n : held_) n->mu.lock();
+  }
+  ~InodeLocks() { unlock(); }
+  InodeLocks(const InodeLocks&) = delete;
+  InodeLocks& operator=(const InodeLocks&) = delete;
+  void unlock() {
+    for (auto it = held_.rbegin(); it != held_.rend(); ++it) (*it)->mu.unlock();
+    held_.clear();
+  }
+
+ private:
+  std::vector<Inode*> held_;
+};
 
 }  // namespace
 
@@ -55,7 +73,7 @@ Result<Attr> MountedFs::lookup(uint64_t parent, std::string_view name) {
     if (name == ".") {
       ino = parent;
     } else if (name == "..") {
-      ino = (*dir)->disk.rdev ? (*dir)->disk.rdev : kRootIno;
+      ino = (*dir)->disk.parent();
     } else {
       SFS_TRY(load_dir(**dir));
       auto e = (*dir)->dir->lookup(name);
@@ -83,7 +101,14 @@ Directory::GrowFn MountedFs::dir_grower(Inode& dir) {
     auto r = alloc_->alloc_blocks(h, goal, 1);
     if (!r.ok()) return Error{r.error()};
     std::vector<PhysRange> replaced;
-    SFS_TRY(dir.map->map(h, *cache_, node_allocator(r->start), idx, 1, r->start, false, &replaced));
+    Status mapped = dir.map->map(h, *cache_, node_allocator(r->start), idx, 1, r->start, false,
+                                 &replaced);
+    if (!mapped.ok()) {
+      // A tree node could not be had (ENOSPC): the block goes back, or the
+      // bitmap would keep it for nobody.
+      (void)alloc_->free_blocks(h, *r);
+      return Error{mapped.error()};
+    }
     dir.disk.size += kBlockSize;
     dir.disk.blocks += 1;
     return cache_->create(r->start, kMagicDirectory, dir.ino);
@@ -94,8 +119,8 @@ Result<Attr> MountedFs::create_node(uint64_t parent, std::string_view name, uint
                                     uint64_t rdev, const Creds& c,
                                     std::string_view symlink_target) {
   if (read_only_) return err(EROFS);
-  SFS_TRY(check_name(name));
   if (is_dot(name)) return err(EEXIST);
+  SFS_TRY(Directory::check_name(name));
   auto dirr = get_inode(parent);
   if (!dirr.ok()) return Error{dirr.error()};
   Inode& dir = **dirr;
@@ -115,7 +140,13 @@ Result<Attr> MountedFs::create_node(uint64_t parent, std::string_view name, uint
     }
   }
   Handle h = journal_->start();
-  auto nr = new_inode(h, mode, c.uid, gid, S_ISDIR(mode) ? parent : rdev);
+  {
+    // Pinned first: once the entry is added, storing the directory can no
+    // longer fail on a read (see pin_inode).
+    std::lock_guard lk(dir.mu);
+    SFS_TRY(pin_inode(h, dir));
+  }
+  auto nr = new_inode(h, mode, c.uid, gid, rdev, parent);
   if (!nr.ok()) return Error{nr.error()};
   Inode& n = **nr;
   Status added;
@@ -129,9 +160,9 @@ Result<Attr> MountedFs::create_node(uint64_t parent, std::string_view name, uint
     std::lock_guard lk(dir.mu);
     added = dir.dir->add(h, name, n.ino, dtype_of(mode), dir_grower(dir));
     if (added.ok()) {
-      if (S_ISDIR(mode)) dir.disk.nlink++;
-      touch_dir(dir, n.disk.ctime);
-      added = store_inode(h, dir);
+      DiskInode next = touched(dir.disk, n.disk.ctime);
+      if (S_ISDIR(mode)) next.nlink++;
+      added = store_inode(h, dir, next);
     }
   }
   if (!added.ok()) {
@@ -247,8 +278,8 @@ Result<std::string> MountedFs::readlink(uint64_t ino) {
 
 Result<Attr> MountedFs::link(uint64_t ino, uint64_t new_parent, std::string_view new_name) {
   if (read_only_) return err(EROFS);
-  SFS_TRY(check_name(new_name));
   if (is_dot(new_name)) return err(EEXIST);
+  SFS_TRY(Directory::check_name(new_name));
   auto dirr = get_inode(new_parent);
   if (!dirr.ok()) return Error{dirr.error()};
   auto nr = get_inode(ino);
@@ -269,14 +300,16 @@ Result<Attr> MountedFs::link(uint64_t ino, uint64_t new_parent, std::string_view
   }
   Handle h = journal_->start();
   std::scoped_lock lk(dir.mu, n.mu);
+  SFS_TRY(pin_inode(h, dir));
+  SFS_TRY(pin_inode(h, n));
   SFS_TRY(dir.dir->add(h, new_name, n.ino, dtype_of(n.disk.mode), dir_grower(dir)));
   Timespec t = now();
-  touch_dir(dir, t);
-  SFS_TRY(store_inode(h, dir));
-  n.disk.nlink++;
-  n.disk.ctime = t;
+  SFS_TRY(store_inode(h, dir, touched(dir.disk, t)));
+  DiskInode next = n.disk;
+  next.nlink++;
+  next.ctime = t;
+  SFS_TRY(store_inode(h, n, next));
   n.lookups++;
-  SFS_TRY(store_inode(h, n));
   return to_attr(n);
 }
 
@@ -311,13 +344,15 @@ Status MountedFs::unlink(uint64_t parent, std::string_view name) {
     Handle h = journal_->start();
     std::scoped_lock lk(dir.mu, n.mu);
     if (n.is_dir()) return err(EISDIR);
+    SFS_TRY(pin_inode(h, dir));
+    SFS_TRY(pin_inode(h, n));
     SFS_TRY(dir.dir->remove(h, name));
     Timespec t = now();
-    touch_dir(dir, t);
-    SFS_TRY(store_inode(h, dir));
-    if (n.disk.nlink > 0) n.disk.nlink--;
-    n.disk.ctime = t;
-    SFS_TRY(store_inode(h, n));
+    SFS_TRY(store_inode(h, dir, touched(dir.disk, t)));
+    DiskInode next = n.disk;
+    if (next.nlink > 0) next.nlink--;
+    next.ctime = t;
+    SFS_TRY(store_inode(h, n, next));
   }
   nop.unlock();
   dop.unlock();
@@ -347,14 +382,17 @@ Status MountedFs::rmdir(uint64_t parent, std::string_view name) {
   {
     Handle h = journal_->start();
     std::scoped_lock lk(dir.mu, n.mu);
+    SFS_TRY(pin_inode(h, dir));
+    SFS_TRY(pin_inode(h, n));
     SFS_TRY(dir.dir->remove(h, name));
     Timespec t = now();
-    touch_dir(dir, t);
-    if (dir.disk.nlink > 2) dir.disk.nlink--;
-    SFS_TRY(store_inode(h, dir));
-    n.disk.nlink = 0;
-    n.disk.ctime = t;
-    SFS_TRY(store_inode(h, n));
+    DiskInode parent_next = touched(dir.disk, t);
+    if (parent_next.nlink > 2) parent_next.nlink--;
+    SFS_TRY(store_inode(h, dir, parent_next));
+    DiskInode next = n.disk;
+    next.nlink = 0;
+    next.ctime = t;
+    SFS_TRY(store_inode(h, n, next));
   }
   nop.unlock();
   dop.unlock();
@@ -368,8 +406,8 @@ Status MountedFs::rename(uint64_t parent, std::string_view name, uint64_t new_pa
   if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return err(EINVAL);
   if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) return err(EINVAL);
   if (name.size() > kMaxNameLen || new_name.size() > kMaxNameLen) return err(ENAMETOOLONG);
-  SFS_TRY(check_name(new_name));
   if (is_dot(name) || is_dot(new_name)) return err(EBUSY);
+  SFS_TRY(Directory::check_name(new_name));
   std::lock_guard rename_lock(rename_mu_);
   auto srcr = get_inode(parent);
   if (!srcr.ok()) return Error{srcr.error()};
@@ -385,9 +423,54 @@ Status MountedFs::rename(uint64_t parent, std::string_view name, uint64_t new_pa
   return rename_locked(*srcr, name, *dstr, new_name, flags);
 }
 
+// What a rename found under its directories' op locks, and will change.
+struct MountedFs::RenamePlan {
+  InodeRef srcd, dstd;  // the directories (one object when they are the same)
+  DirEntry se;          // the entry that moves
+  std::optional<DirEntry> de;  // what new_name names now, if anything
+  InodeRef moved, victim;      // their inodes (victim null without de)
+  bool moved_dir = false, victim_dir = false;
+};
+
+// A change failed after an earlier step of it was journalled, and can be
+// neither finished nor taken back: the journal aborts, so the running
+// transaction, with the half-done change, never commits, and the
+// filesystem turns read-only; the next mount replays what was committed.
+Status MountedFs::abort_half_done(Status s, uint64_t dir_ino) {
+  SFS_LOG("directory %llu: a change failed half done (%s): aborting the journal",
+          (unsigned long long)dir_ino, std::strerror(s.error()));
+  journal_->abort(s.error());
+  return s;
+}
+
 Status MountedFs::rename_locked(InodeRef& srcd, std::string_view name, InodeRef& dstd,
                                 std::string_view new_name, unsigned flags) {
-  std::optional<DirEntry> se, de;
+  auto planned = plan_rename(srcd, name, dstd, new_name, flags);
+  if (!planned.ok()) return Error{planned.error()};
+  RenamePlan& p = *planned;
+  if (p.de && p.de->ino == p.se.ino) return Status::Ok();  // same inode: POSIX no-op
+  Handle h = journal_->start();
+  InodeLocks locks{p.srcd.get(), p.dstd.get(), p.moved.get(), p.victim.get()};
+  SFS_TRY(apply_rename(h, p, name, new_name, flags));
+  if (p.victim && !(flags & RENAME_EXCHANGE)) {
+    // Unlock before evicting: eviction takes the victim's op lock. The
+    // victim's op lock is not held here, only the parents'.
+    locks.unlock();
+    h.stop();
+    maybe_evict(p.victim);
+  }
+  return Status::Ok();
+}
+
+// Looks both names up and checks that the rename is allowed; changes
+// nothing. The directories' op locks held.
+Result<MountedFs::RenamePlan> MountedFs::plan_rename(InodeRef& srcd, std::string_view name,
+                                                     InodeRef& dstd, std::string_view new_name,
+                                                     unsigned flags) {
+  RenamePlan p;
+  p.srcd = srcd;
+  p.dstd = dstd;
+  std::optional<DirEntry> se;
   {
     std::scoped_lock lk(srcd->mu);
     if (!srcd->is_dir()) return err(ENOTDIR);
@@ -399,113 +482,112 @@ Status MountedFs::rename_locked(InodeRef& srcd, std::string_view name, InodeRef&
     if (!dstd->is_dir()) return err(ENOTDIR);
     if (dstd->disk.nlink == 0) return err(ENOENT);
     SFS_TRY(load_dir(*dstd));
-    de = dstd->dir->lookup(new_name);
+    p.de = dstd->dir->lookup(new_name);
   }
   if (!se) return err(ENOENT);
-  if ((flags & RENAME_EXCHANGE) && !de) return err(ENOENT);
-  if (de && (flags & RENAME_NOREPLACE)) return err(EEXIST);
-  if (de && de->ino == se->ino) return Status::Ok();  // same inode: POSIX no-op
+  p.se = *se;
+  if ((flags & RENAME_EXCHANGE) && !p.de) return err(ENOENT);
+  if (p.de && (flags & RENAME_NOREPLACE)) return err(EEXIST);
+  if (p.de && p.de->ino == p.se.ino) return p;
 
-  auto mr = get_inode(se->ino);
+  auto mr = get_inode(p.se.ino);
   if (!mr.ok()) return err(EUCLEAN);
-  InodeRef moved = *mr;
-  InodeRef victim;
-  if (de) {
-    auto vr = get_inode(de->ino);
+  p.moved = *mr;
+  if (p.de) {
+    auto vr = get_inode(p.de->ino);
     if (!vr.ok()) return err(EUCLEAN);
-    victim = *vr;
+    p.victim = *vr;
   }
-  bool moved_dir = se->type == kTypeDir;
-  bool victim_dir = de && de->type == kTypeDir;
-
-  // A directory must not move into its own subtree.
-  auto check_loop = [&](uint64_t dir_ino, uint64_t into) -> Status {
-    uint64_t cur = into;
-    for (int depth = 0; cur != kRootIno; depth++) {
-      if (cur == dir_ino) return err(EINVAL);
-      if (depth > 100000) return err(ELOOP);
-      auto c = get_inode(cur);
-      if (!c.ok()) return err(EUCLEAN);
-      std::lock_guard lk((*c)->mu);
-      cur = (*c)->disk.rdev ? (*c)->disk.rdev : kRootIno;
-    }
-    return dir_ino == kRootIno ? err(EINVAL) : Status::Ok();
-  };
+  p.moved_dir = p.se.type == kTypeDir;
+  p.victim_dir = p.de && p.de->type == kTypeDir;
   if (srcd != dstd) {
-    if (moved_dir) SFS_TRY(check_loop(moved->ino, dstd->ino));
-    if ((flags & RENAME_EXCHANGE) && victim_dir) SFS_TRY(check_loop(victim->ino, srcd->ino));
+    if (p.moved_dir) SFS_TRY(check_not_ancestor(p.moved->ino, dstd->ino));
+    if ((flags & RENAME_EXCHANGE) && p.victim_dir)
+      SFS_TRY(check_not_ancestor(p.victim->ino, srcd->ino));
   }
-  if (!(flags & RENAME_EXCHANGE) && victim) {
-    if (moved_dir && !victim_dir) return err(ENOTDIR);
-    if (!moved_dir && victim_dir) return err(EISDIR);
-    if (victim_dir) {
-      std::lock_guard lk(victim->mu);
-      SFS_TRY(load_dir(*victim));
-      if (!victim->dir->empty()) return err(ENOTEMPTY);
+  if (!(flags & RENAME_EXCHANGE) && p.victim) {
+    if (p.moved_dir && !p.victim_dir) return err(ENOTDIR);
+    if (!p.moved_dir && p.victim_dir) return err(EISDIR);
+    if (p.victim_dir) {
+      std::lock_guard lk(p.victim->mu);
+      SFS_TRY(load_dir(*p.victim));
+      if (!p.victim->dir->empty()) return err(ENOTEMPTY);
     }
   }
+  return p;
+}
 
-  Handle h = journal_->start();
-  std::vector<std::mutex*> mus{&srcd->mu};
-  for (Inode* p : {dstd.get(), moved.get(), victim.get()})
-    if (p && std::find(mus.begin(), mus.end(), &p->mu) == mus.end()) mus.push_back(&p->mu);
-  std::sort(mus.begin(), mus.end());
-  for (auto* m : mus) m->lock();  // address order: a fixed global order
-  struct Unlock {
-    std::vector<std::mutex*>& m;
-    ~Unlock() {
-      for (auto it = m.rbegin(); it != m.rend(); ++it) (*it)->unlock();
-    }
-  } unlock{mus};
+// EINVAL when directory dir_ino is `into` or one of its ancestors: a
+// directory must not move into its own subtree.
+Status MountedFs::check_not_ancestor(uint64_t dir_ino, uint64_t into) {
+  uint64_t cur = into;
+  for (int depth = 0; cur != kRootIno; depth++) {
+    if (cur == dir_ino) return err(EINVAL);
+    if (depth > 100000) return err(ELOOP);
+    auto c = get_inode(cur);
+    if (!c.ok()) return err(EUCLEAN);
+    std::lock_guard lk((*c)->mu);
+    cur = (*c)->disk.parent();
+  }
+  return dir_ino == kRootIno ? err(EINVAL) : Status::Ok();
+}
 
-  Timespec t = now();
-  if (flags & RENAME_EXCHANGE) {
-    SFS_TRY(srcd->dir->replace(h, name, victim->ino, de->type));
-    SFS_TRY(dstd->dir->replace(h, new_name, moved->ino, se->type));
-    if (srcd != dstd) {
-      if (moved_dir) moved->disk.rdev = dstd->ino;
-      if (victim_dir) victim->disk.rdev = srcd->ino;
-      if (moved_dir && !victim_dir) { srcd->disk.nlink--; dstd->disk.nlink++; }
-      if (victim_dir && !moved_dir) { dstd->disk.nlink--; srcd->disk.nlink++; }
-    }
-    victim->disk.ctime = t;
-    SFS_TRY(store_inode(h, *victim));
+// Changes the entries, then stores the four inodes. Every inode is pinned
+// first and the first entry change fails with nothing changed, so an error
+// leaves memory and journal as they were, except when the second entry
+// change fails after the first: that can be neither finished nor taken
+// back, so the journal aborts and the half-done rename never commits.
+// Every inode's mu held.
+Status MountedFs::apply_rename(Handle& h, const RenamePlan& p, std::string_view name,
+                               std::string_view new_name, unsigned flags) {
+  for (Inode* n : {p.srcd.get(), p.dstd.get(), p.moved.get(), p.victim.get()})
+    if (n) SFS_TRY(pin_inode(h, *n));
+  const bool exchange = flags & RENAME_EXCHANGE;
+  if (exchange) {
+    SFS_TRY(p.srcd->dir->replace(h, name, p.victim->ino, p.de->type));
+    if (Status s = p.dstd->dir->replace(h, new_name, p.moved->ino, p.se.type); !s.ok())
+      return abort_half_done(s, p.dstd->ino);
   } else {
-    if (victim) {
-      SFS_TRY(dstd->dir->replace(h, new_name, moved->ino, se->type));
-      if (victim_dir) {
-        victim->disk.nlink = 0;
-        dstd->disk.nlink--;
-      } else if (victim->disk.nlink > 0) {
-        victim->disk.nlink--;
+    if (p.victim) SFS_TRY(p.dstd->dir->replace(h, new_name, p.moved->ino, p.se.type));
+    else SFS_TRY(p.dstd->dir->add(h, new_name, p.moved->ino, p.se.type, dir_grower(*p.dstd)));
+    if (Status s = p.srcd->dir->remove(h, name); !s.ok()) return abort_half_done(s, p.srcd->ino);
+  }
+
+  // The inodes' new records. A directory that changes parents carries one
+  // link of its old parent's to the new one.
+  const Timespec t = now();
+  const bool across = p.srcd != p.dstd;
+  int src_links = 0, dst_links = 0;
+  DiskInode moved = p.moved->disk;
+  moved.ctime = t;
+  if (across && p.moved_dir) {
+    moved.set_parent(p.dstd->ino);
+    src_links--, dst_links++;
+  }
+  if (p.victim) {
+    DiskInode victim = p.victim->disk;
+    victim.ctime = t;
+    if (exchange) {
+      if (across && p.victim_dir) {
+        victim.set_parent(p.srcd->ino);
+        src_links++, dst_links--;
       }
-      victim->disk.ctime = t;
-      SFS_TRY(store_inode(h, *victim));
-    } else {
-      SFS_TRY(dstd->dir->add(h, new_name, moved->ino, se->type, dir_grower(*dstd)));
+    } else if (p.victim_dir) {
+      victim.nlink = 0;
+      dst_links--;
+    } else if (victim.nlink > 0) {
+      victim.nlink--;
     }
-    SFS_TRY(srcd->dir->remove(h, name));
-    if (moved_dir && srcd != dstd) {
-      moved->disk.rdev = dstd->ino;
-      srcd->disk.nlink--;
-      dstd->disk.nlink++;
-    }
+    SFS_TRY(store_inode(h, *p.victim, victim));
   }
-  moved->disk.ctime = t;
-  SFS_TRY(store_inode(h, *moved));
-  touch_dir(*srcd, t);
-  SFS_TRY(store_inode(h, *srcd));
-  if (dstd != srcd) {
-    touch_dir(*dstd, t);
-    SFS_TRY(store_inode(h, *dstd));
-  }
-  if (victim && !(flags & RENAME_EXCHANGE)) {
-    // Unlock before evicting: eviction takes the victim's op lock. The
-    // victim's op lock is not held here, only the parents'.
-    for (auto it = mus.rbegin(); it != mus.rend(); ++it) (*it)->unlock();
-    mus.clear();
-    h.stop();
-    maybe_evict(victim);
+  SFS_TRY(store_inode(h, *p.moved, moved));
+  DiskInode src = touched(p.srcd->disk, t);
+  src.nlink += across ? src_links : src_links + dst_links;
+  SFS_TRY(store_inode(h, *p.srcd, src));
+  if (across) {
+    DiskInode dst = touched(p.dstd->disk, t);
+    dst.nlink += dst_links;
+    SFS_TRY(store_inode(h, *p.dstd, dst));
   }
   return Status::Ok();
 }
@@ -531,7 +613,7 @@ Status MountedFs::readdir(uint64_t ino, uint64_t after,
     if (!n.is_dir()) return err(ENOTDIR);
     SFS_TRY(load_dir(n));
     if (after < 1) batch.push_back({".", n.ino, DT_DIR, 1});
-    if (after < 2) batch.push_back({"..", n.disk.rdev ? n.disk.rdev : kRootIno, DT_DIR, 2});
+    if (after < 2) batch.push_back({"..", n.disk.parent(), DT_DIR, 2});
     n.dir->list(std::max<uint64_t>(after, 2), [&](const DirEntry& e, uint64_t cookie) {
       batch.push_back({e.name, e.ino, e.type, cookie});
       return batch.size() < 512;

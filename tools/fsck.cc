@@ -23,6 +23,7 @@
 #include "core/io/open_device.h"
 #include "tools/counting_device.h"
 #include "tools/progress_display.h"
+#include "tools/tool_cli.h"
 #include "tools/version.h"
 
 namespace stablefs {
@@ -76,11 +77,8 @@ void print_usage(FILE* out) {
       "I/O error); 16 usage error.\n");
 }
 
-[[noreturn]] void usage_error(const std::string& msg) {
-  std::fprintf(stderr, "fsck.stablefs: %s\n", msg.c_str());
-  print_usage(stderr);
-  std::exit(kExitUsage);
-}
+const ToolCli cli("fsck.stablefs", print_usage,
+                  {uring_version(), xxhash_version()}, kExitUsage);
 
 struct CommandLine {
   std::string target;
@@ -97,12 +95,8 @@ CommandLine parse_command_line(int argc, char** argv) {
   std::string why;  // of a bad -C
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
-    if (a == "-h" || a == "--help") {
-      print_usage(stdout);
-      std::exit(kExitClean);
-    } else if (a == "-V" || a == "--version") {
-      print_version(stdout, "fsck.stablefs", {uring_version(), xxhash_version()});
-      std::exit(kExitClean);
+    if (ToolCli::is_help_or_version(a)) {
+      cli.answer(a);
     } else if (a == "--scrub") {
       cl.scrub = true;
     } else if (a == "--repair" || a == "-y" || a == "-p" || a == "-a") {
@@ -112,22 +106,22 @@ CommandLine parse_command_line(int argc, char** argv) {
     } else if (a == "-f" || a == "-v") {
       // Every run is a full check; verbosity is fixed.
     } else if (auto fd = match_progress_option(argc, argv, &i, &why); !fd.ok() || *fd) {
-      if (!fd.ok()) usage_error(why);
+      if (!fd.ok()) cli.usage_error(why);
       cl.progress_fd = **fd;
     } else if (a == "-q") {
       cl.quiet = true;
     } else if (!a.empty() && a[0] == '-') {
-      usage_error("unknown option '" + a + "'");
+      cli.usage_error("unknown option '" + a + "'");
     } else if (have_target) {
-      usage_error("only one TARGET, please");
+      cli.usage_error("only one TARGET, please");
     } else {
       cl.target = a;
       have_target = true;
     }
   }
-  if (!have_target) usage_error("no TARGET given");
+  if (!have_target) cli.usage_error("no TARGET given");
   if (cl.read_only && cl.repair_asked)
-    usage_error("-n cannot be combined with -y, -p, -a or --repair");
+    cli.usage_error("-n cannot be combined with -y, -p, -a or --repair");
   return cl;
 }
 

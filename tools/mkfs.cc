@@ -26,14 +26,11 @@
 #include "tools/counting_device.h"
 #include "tools/fs_identity.h"
 #include "tools/progress_display.h"
+#include "tools/tool_cli.h"
 #include "tools/version.h"
 
 namespace stablefs {
 namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
 
 void print_usage(FILE* out) {
   std::fprintf(out,
@@ -64,11 +61,8 @@ void print_usage(FILE* out) {
       "Exit status: 0 on success, 1 on failure, 2 for a usage error.\n");
 }
 
-[[noreturn]] void usage_error(const std::string& msg) {
-  std::fprintf(stderr, "mkfs.stablefs: %s\n", msg.c_str());
-  print_usage(stderr);
-  std::exit(kExitUsage);
-}
+const ToolCli cli("mkfs.stablefs", print_usage,
+                  {uring_version(), xxhash_version()});
 
 struct CommandLine {
   std::string target;
@@ -82,20 +76,20 @@ struct CommandLine {
 
 uint64_t parse_size_arg(const std::string& s) {
   auto n = parse_size(s);
-  if (!n.ok()) usage_error("invalid size '" + s + "' (expected e.g. 64M, 1G)");
+  if (!n.ok()) cli.usage_error("invalid size '" + s + "' (expected e.g. 64M, 1G)");
   return *n;
 }
 
 std::string label_arg(const std::string& s) {
   std::string why;
-  if (!check_label(s, &why).ok()) usage_error(why);
+  if (!check_label(s, &why).ok()) cli.usage_error(why);
   return s;
 }
 
 Uuid uuid_arg(const std::string& s) {
   std::string why;
   auto u = parse_uuid(s, &why);
-  if (!u.ok()) usage_error(why);
+  if (!u.ok()) cli.usage_error(why);
   return *u;
 }
 
@@ -105,44 +99,40 @@ CommandLine parse_command_line(int argc, char** argv) {
   std::string why;  // of a bad -C
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
-    if (a == "-h" || a == "--help") {
-      print_usage(stdout);
-      std::exit(kExitOk);
-    } else if (a == "-V" || a == "--version") {
-      print_version(stdout, "mkfs.stablefs", {uring_version(), xxhash_version()});
-      std::exit(kExitOk);
+    if (ToolCli::is_help_or_version(a)) {
+      cli.answer(a);
     } else if (a == "-s" || a == "--size") {
-      if (i + 1 >= argc) usage_error(a + " needs a size");
+      if (i + 1 >= argc) cli.usage_error(a + " needs a size");
       cl.size = parse_size_arg(argv[++i]);
     } else if (a.rfind("--size=", 0) == 0) {
       cl.size = parse_size_arg(a.substr(7));
     } else if (a == "-f" || a == "--force") {
       cl.force = true;
     } else if (a == "-L" || a == "--label") {
-      if (i + 1 >= argc) usage_error(a + " needs a label");
+      if (i + 1 >= argc) cli.usage_error(a + " needs a label");
       cl.label = label_arg(argv[++i]);
     } else if (a.rfind("--label=", 0) == 0) {
       cl.label = label_arg(a.substr(8));
     } else if (a == "-U" || a == "--uuid") {
-      if (i + 1 >= argc) usage_error(a + " needs a UUID");
+      if (i + 1 >= argc) cli.usage_error(a + " needs a UUID");
       cl.uuid = uuid_arg(argv[++i]);
     } else if (a.rfind("--uuid=", 0) == 0) {
       cl.uuid = uuid_arg(a.substr(7));
     } else if (a == "-q" || a == "--quiet") {
       cl.quiet = true;
     } else if (auto fd = match_progress_option(argc, argv, &i, &why); !fd.ok() || *fd) {
-      if (!fd.ok()) usage_error(why);
+      if (!fd.ok()) cli.usage_error(why);
       cl.progress_fd = **fd;
     } else if (!a.empty() && a[0] == '-') {
-      usage_error("unknown option '" + a + "'");
+      cli.usage_error("unknown option '" + a + "'");
     } else if (have_target) {
-      usage_error("only one TARGET, please");
+      cli.usage_error("only one TARGET, please");
     } else {
       cl.target = a;
       have_target = true;
     }
   }
-  if (!have_target) usage_error("no TARGET given");
+  if (!have_target) cli.usage_error("no TARGET given");
   return cl;
 }
 

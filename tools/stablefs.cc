@@ -37,14 +37,11 @@
 #include "fs/fuse_adapter.h"
 #include "fs/kernel_channel.h"
 #include "fs/options.h"
+#include "tools/tool_cli.h"
 #include "tools/version.h"
 
 namespace stablefs {
 namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
 
 void print_usage(FILE* out) {
   std::fprintf(out,
@@ -90,11 +87,8 @@ void print_usage(FILE* out) {
       "failed; 2 for a usage error.\n");
 }
 
-[[noreturn]] void usage_error(const std::string& msg) {
-  std::fprintf(stderr, "stablefs: %s\n", msg.c_str());
-  print_usage(stderr);
-  std::exit(kExitUsage);
-}
+const ToolCli cli("stablefs", print_usage,
+                  {{"libfuse", fuse_pkgversion()}, uring_version(), xxhash_version(), boost_version()});
 
 struct CommandLine {
   std::string target;
@@ -115,16 +109,10 @@ CommandLine parse_command_line(int argc, char** argv) {
       positional.push_back(a);
     } else if (a == "--") {
       options_done = true;
-    } else if (a == "-h" || a == "--help") {
-      print_usage(stdout);
-      std::exit(kExitOk);
-    } else if (a == "-V" || a == "--version") {
-      print_version(stdout, "stablefs",
-                    {{"libfuse", fuse_pkgversion()}, uring_version(), xxhash_version(),
-                     boost_version()});
-      std::exit(kExitOk);
+    } else if (ToolCli::is_help_or_version(a)) {
+      cli.answer(a);
     } else if (a == "-o") {
-      if (i + 1 >= argc) usage_error("-o needs an argument");
+      if (i + 1 >= argc) cli.usage_error("-o needs an argument");
       cl.option_strings.push_back(argv[++i]);
     } else if (a.rfind("-o", 0) == 0) {
       cl.option_strings.push_back(a.substr(2));
@@ -135,10 +123,10 @@ CommandLine parse_command_line(int argc, char** argv) {
     } else if (a == "-s") {
       cl.single_threaded = true;
     } else {
-      usage_error("unknown option '" + a + "'");
+      cli.usage_error("unknown option '" + a + "'");
     }
   }
-  if (positional.size() != 2) usage_error("expected TARGET and MOUNTPOINT");
+  if (positional.size() != 2) cli.usage_error("expected TARGET and MOUNTPOINT");
   cl.target = positional[0];
   cl.mountpoint = positional[1];
   return cl;

@@ -185,6 +185,29 @@ Snapshots snapshot(const stablefs::LiveCounters& c) {
 
 // One OpenMetrics exposition: a family per counter, labelled by mountpoint
 // and source; totals are counters (_total), times in seconds.
+// One OpenMetrics family with a sample per FUSE opcode.
+struct RequestFamily {
+  const char* name;
+  bool counter;  // else a gauge
+  const char* help;
+  std::string (*sample)(const stablefs::RequestStat&);  // the value as printed
+};
+
+std::string seconds(uint64_t ns) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9f", double(ns) / 1e9);
+  return buf;
+}
+
+void print_request_family(const RequestFamily& f, const stablefs::RequestCounters& rc,
+                          const std::string& labels) {
+  std::printf("# TYPE %s %s\n# HELP %s %s\n", f.name, f.counter ? "counter" : "gauge", f.name,
+              f.help);
+  for (size_t i = 0; i < stablefs::kRequestOpCount; i++)
+    std::printf("%s%s{%s,op=\"%s\"} %s\n", f.name, f.counter ? "_total" : "", labels.c_str(),
+                stablefs::kRequestOpNames[i].data(), f.sample(rc.ops[i]).c_str());
+}
+
 void print_prometheus(const stablefs::LiveCounters& c) {
   std::string labels = "mountpoint=\"" + label_value(c.mountpoint) + "\",source=\"" +
                        label_value(c.source) + "\"";
@@ -204,23 +227,18 @@ void print_prometheus(const stablefs::LiveCounters& c) {
     if (e.kind == Kind::kNanos || e.kind == Kind::kNanosGauge) std::printf("%.9f\n", v);
     else std::printf("%llu\n", (unsigned long long)e.value);
   }
-  const stablefs::RequestCounters& rc = c.requests;
-  std::printf("# TYPE stablefs_requests counter\n"
-              "# HELP stablefs_requests FUSE requests answered, by opcode\n");
-  for (size_t i = 0; i < stablefs::kRequestOpCount; i++)
-    std::printf("stablefs_requests_total{%s,op=\"%s\"} %llu\n", labels.c_str(),
-                stablefs::kRequestOpNames[i].data(), (unsigned long long)rc.ops[i].count.load());
-  std::printf("# TYPE stablefs_request_seconds counter\n"
-              "# HELP stablefs_request_seconds time from the daemon's callback to its reply, "
-              "summed by opcode\n");
-  for (size_t i = 0; i < stablefs::kRequestOpCount; i++)
-    std::printf("stablefs_request_seconds_total{%s,op=\"%s\"} %.9f\n", labels.c_str(),
-                stablefs::kRequestOpNames[i].data(), double(rc.ops[i].total_ns.load()) / 1e9);
-  std::printf("# TYPE stablefs_request_max_seconds gauge\n"
-              "# HELP stablefs_request_max_seconds longest request, by opcode\n");
-  for (size_t i = 0; i < stablefs::kRequestOpCount; i++)
-    std::printf("stablefs_request_max_seconds{%s,op=\"%s\"} %.9f\n", labels.c_str(),
-                stablefs::kRequestOpNames[i].data(), double(rc.ops[i].max_ns.load()) / 1e9);
+  print_request_family({"stablefs_requests", true, "FUSE requests answered, by opcode",
+                        [](const stablefs::RequestStat& r) {
+                          return std::to_string(r.count.load());
+                        }},
+                       c.requests, labels);
+  print_request_family({"stablefs_request_seconds", true,
+                        "time from the daemon's callback to its reply, summed by opcode",
+                        [](const stablefs::RequestStat& r) { return seconds(r.total_ns.load()); }},
+                       c.requests, labels);
+  print_request_family({"stablefs_request_max_seconds", false, "longest request, by opcode",
+                        [](const stablefs::RequestStat& r) { return seconds(r.max_ns.load()); }},
+                       c.requests, labels);
   std::printf("# EOF\n");
   std::fflush(stdout);
 }

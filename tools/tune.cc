@@ -17,14 +17,11 @@
 #include "journal/buffer.h"
 #include "tools/fs_identity.h"
 #include "tools/superblock_copies.h"
+#include "tools/tool_cli.h"
 #include "tools/version.h"
 
 namespace stablefs {
 namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
 
 void print_usage(FILE* out) {
   std::fprintf(out,
@@ -40,11 +37,8 @@ void print_usage(FILE* out) {
       "Exit status: 0 changed; 1 not changed (in use, not stablefs, I/O error); 2 usage.\n");
 }
 
-[[noreturn]] void usage_error(const std::string& msg) {
-  std::fprintf(stderr, "stablefs-tune: %s\n", msg.c_str());
-  print_usage(stderr);
-  std::exit(kExitUsage);
-}
+const ToolCli cli("stablefs-tune", print_usage,
+                  {uring_version(), xxhash_version()});
 
 struct CommandLine {
   std::string target;
@@ -56,32 +50,28 @@ CommandLine parse_command_line(int argc, char** argv) {
   bool have_label = false, have_target = false;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
-    if (a == "-h" || a == "--help") {
-      print_usage(stdout);
-      std::exit(kExitOk);
-    } else if (a == "-V" || a == "--version") {
-      print_version(stdout, "stablefs-tune", {uring_version(), xxhash_version()});
-      std::exit(kExitOk);
+    if (ToolCli::is_help_or_version(a)) {
+      cli.answer(a);
     } else if (a == "-L" || a == "--label") {
-      if (i + 1 >= argc) usage_error(a + " needs a label");
+      if (i + 1 >= argc) cli.usage_error(a + " needs a label");
       cl.label = argv[++i];
       have_label = true;
     } else if (a.rfind("--label=", 0) == 0) {
       cl.label = a.substr(8);
       have_label = true;
     } else if (!a.empty() && a[0] == '-') {
-      usage_error("unknown option '" + a + "'");
+      cli.usage_error("unknown option '" + a + "'");
     } else if (have_target) {
-      usage_error("only one TARGET, please");
+      cli.usage_error("only one TARGET, please");
     } else {
       cl.target = a;
       have_target = true;
     }
   }
-  if (!have_label) usage_error("nothing to change: give -L LABEL");
+  if (!have_label) cli.usage_error("nothing to change: give -L LABEL");
   std::string why;
-  if (!check_label(cl.label, &why).ok()) usage_error(why);
-  if (!have_target) usage_error("no TARGET given");
+  if (!check_label(cl.label, &why).ok()) cli.usage_error(why);
+  if (!have_target) cli.usage_error("no TARGET given");
   return cl;
 }
 

@@ -33,6 +33,10 @@ LibraryVersion boost_version() {
 }
 
 void print_version(FILE* out, const char* program, std::initializer_list<LibraryVersion> libs) {
+  print_version(out, program, std::vector<LibraryVersion>(libs));
+}
+
+void print_version(FILE* out, const char* program, const std::vector<LibraryVersion>& libs) {
   std::fprintf(out, "%s (stablefs) %s\n", program, project_version());
   for (const LibraryVersion& l : libs)
     std::fprintf(out, "  %s %s\n", l.name.c_str(), l.version.c_str());

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 namespace stablefs {
 
@@ -29,5 +30,6 @@ LibraryVersion boost_version();
 // Prints "PROGRAM (stablefs) VERSION" and one "  NAME VERSION" line per
 // library.
 void print_version(FILE* out, const char* program, std::initializer_list<LibraryVersion> libs);
+void print_version(FILE* out, const char* program, const std::vector<LibraryVersion>& libs);
 
 }  // namespace stablefs

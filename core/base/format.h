@@ -93,11 +93,16 @@ struct DiskInode {
   uint32_t generation = 0;
   uint32_t flags = 0;
   uint64_t blocks = 0;        // mapped blocks (unwritten too) + xattr block; not tree nodes
-  uint64_t rdev = 0;
+  uint64_t rdev = 0;          // devices: the device number; directories: see parent()
   uint64_t xattr_block = 0;   // 0 = none
   uint8_t map_depth = 0;      // extent tree depth; 0 = extents inline in root
   uint8_t inline_count = 0;   // depth 0: number of inline extents in use
   std::array<uint8_t, kInodeRootSize> root{};  // extent root / inline data
+
+  // A directory keeps its parent's inode number in the rdev field, which
+  // only devices use otherwise (core/FORMAT.md); 0 there means the root.
+  uint64_t parent() const { return rdev ? rdev : kRootIno; }
+  void set_parent(uint64_t ino) { rdev = ino; }
 };
 // Record layout (offsets within the 256-byte record):
 // 0 mode u32 | 4 uid | 8 gid | 12 nlink | 16 size u64

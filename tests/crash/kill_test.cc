@@ -38,7 +38,7 @@ int kills_wanted() {
 
 // The fixture's temp dir, image (mkfs'd in SetUp) and teardown, but the
 // daemons here are started and killed by the test itself.
-class KillTest : public integ::MountedFs {
+class KillTest : public integ::RealMount {
  protected:
   std::string image_size() const override { return "48M"; }
   bool mount_in_setup() const override { return false; }

@@ -24,7 +24,7 @@ namespace {
 
 constexpr int kFsckOperationalError = 8;  // e2fsck's "operational error"
 
-class BadInput : public MountedFs {
+class BadInput : public RealMount {
  protected:
   std::string image_size() const override { return "64M"; }
   bool mount_in_setup() const override { return false; }

@@ -24,7 +24,7 @@
 namespace stablefs::integ {
 namespace {
 
-class ConcurrentFsyncs : public MountedFs {
+class ConcurrentFsyncs : public RealMount {
  protected:
   std::string mount_options() const override { return "meta_cache=1M"; }
 };

@@ -21,7 +21,7 @@ namespace {
 
 constexpr int kFsckErrorsLeft = 4;  // e2fsck's "errors left uncorrected"
 
-class Corruption : public MountedFs {
+class Corruption : public RealMount {
  protected:
   // Small, so scanning the image for a block is quick.
   std::string image_size() const override { return "128M"; }

@@ -31,7 +31,7 @@ constexpr int kExitCorrected = 1;
 constexpr int kExitUncorrected = 4;
 constexpr int kExitUsage = 16;
 
-class Fsck : public MountedFs {
+class Fsck : public RealMount {
  protected:
   std::string image_size() const override { return "64M"; }
   bool mount_in_setup() const override { return false; }

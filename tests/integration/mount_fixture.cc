@@ -57,12 +57,12 @@ int fuse_mounts_at(const std::string& mountpoint) {
   return int(std::count(points.begin(), points.end(), mountpoint));
 }
 
-std::string MountedFs::mount_options() const {
+std::string RealMount::mount_options() const {
   const char* opts = std::getenv("INTEG_MOUNT_OPTS");
   return opts == nullptr ? std::string() : std::string(opts);
 }
 
-void MountedFs::SetUp() {
+void RealMount::SetUp() {
   const char* plain = std::getenv("INTEG_PLAIN_DIR");
   ASSERT_TRUE(plain == nullptr || *plain == '\0')
       << "INTEG_PLAIN_DIR is set, but the plain-directory mode is gone: these tests only "
@@ -92,7 +92,7 @@ void MountedFs::SetUp() {
   if (mount_in_setup()) mount();
 }
 
-void MountedFs::serve_image_over_nbd(const std::string& kind) {
+void RealMount::serve_image_over_nbd(const std::string& kind) {
   std::string why;
   if (kind == "nbdkit-memory") {
     nbd_ = NbdServer::nbdkit(dir_, {"memory", image_size()}, &why);
@@ -118,7 +118,7 @@ static bool running_in_ci() {
   return ci != nullptr && (std::string(ci) == "true" || std::string(ci) == "1");
 }
 
-void MountedFs::TearDown() {
+void RealMount::TearDown() {
   if (IsSkipped() && running_in_ci())
     ADD_FAILURE() << "a mount test skipped itself in CI (CI=true): a skipped test would count "
                      "as passed, so it fails instead; give the machine what the test needs";
@@ -157,7 +157,7 @@ void MountedFs::TearDown() {
   }
 }
 
-DaemonLaunch MountedFs::launch_daemon(const std::string& image, const std::string& mountpoint,
+DaemonLaunch RealMount::launch_daemon(const std::string& image, const std::string& mountpoint,
                                       const std::vector<std::string>& extra_args) {
   DaemonLaunch out;
   out.log_path = dir_ + "/daemon-" + std::to_string(++launches_) + ".log";
@@ -195,7 +195,7 @@ DaemonLaunch MountedFs::launch_daemon(const std::string& image, const std::strin
   return out;
 }
 
-int MountedFs::stop_daemon(pid_t pid, const std::string& mountpoint) {
+int RealMount::stop_daemon(pid_t pid, const std::string& mountpoint) {
   CommandResult u = run_command({"fusermount3", "-u", mountpoint}, std::chrono::seconds(30));
   EXPECT_TRUE(u.ok()) << "fusermount3 -u " << mountpoint << ": " << u.output;
   if (!u.ok()) fusermount(mountpoint, true);
@@ -209,7 +209,7 @@ int MountedFs::stop_daemon(pid_t pid, const std::string& mountpoint) {
   return status;
 }
 
-void MountedFs::mount() {
+void RealMount::mount() {
   ASSERT_LT(daemon_pid_, 0) << "already mounted";
   std::vector<std::string> extra;
   if (!mount_options().empty()) extra = {"-o", mount_options()};
@@ -225,7 +225,7 @@ void MountedFs::mount() {
   ASSERT_TRUE(S_ISDIR(st.st_mode));
 }
 
-void MountedFs::unmount_only() {
+void RealMount::unmount_only() {
   ASSERT_GT(daemon_pid_, 0) << "not mounted";
   pid_t pid = daemon_pid_;
   daemon_pid_ = -1;
@@ -235,18 +235,18 @@ void MountedFs::unmount_only() {
       << daemon_log();
 }
 
-std::string MountedFs::daemon_log() const {
+std::string RealMount::daemon_log() const {
   return log_path_.empty() ? std::string() : read_file(log_path_);
 }
 
-CommandResult MountedFs::run_fsck(const std::vector<std::string>& args) {
+CommandResult RealMount::run_fsck(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {fsck_bin()};
   argv.insert(argv.end(), args.begin(), args.end());
   argv.push_back(image_);
   return run_command(argv, std::chrono::seconds(120));
 }
 
-CommandResult MountedFs::run_mkfs(const std::vector<std::string>& args) {
+CommandResult RealMount::run_mkfs(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {mkfs_bin()};
   argv.insert(argv.end(), args.begin(), args.end());
   return run_command(argv, std::chrono::seconds(60));

@@ -1,4 +1,4 @@
-// MountedFs: a fresh stablefs image mounted through the real daemon for
+// RealMount: a fresh stablefs image mounted through the real daemon for
 // each test. SetUp makes a temp dir, runs mkfs on a sparse image, starts
 // `stablefs IMAGE MNT -f` as a child with its stderr captured, and waits
 // for the mount to appear. TearDown always unmounts, reaps the daemon (and
@@ -50,7 +50,7 @@ struct DaemonLaunch {
   std::string log_path;
 };
 
-class MountedFs : public ::testing::Test {
+class RealMount : public ::testing::Test {
  protected:
   // Knobs a test fixture can override.
   virtual std::string image_size() const { return "2G"; }

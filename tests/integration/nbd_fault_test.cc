@@ -42,13 +42,13 @@ int write_and_fsync(const std::string& path, const std::string& data) {
   return ::close(fd.release()) == 0 ? 0 : errno;
 }
 
-class NbdFaults : public MountedFs {
+class NbdFaults : public RealMount {
  protected:
   std::string image_size() const override { return "64M"; }
   bool mount_in_setup() const override { return false; }
 
   void TearDown() override {
-    MountedFs::TearDown();  // unmounts and reaps the daemon first
+    RealMount::TearDown();  // unmounts and reaps the daemon first
     server_.reset();
   }
 
@@ -65,8 +65,8 @@ class NbdFaults : public MountedFs {
            which + "-file=" + trigger()});
   }
 
-  void mount_nbd() {
-    DaemonLaunch l = launch_daemon(server_->uri(), mnt(), {});
+  void mount_nbd(const std::vector<std::string>& extra_args = {}) {
+    DaemonLaunch l = launch_daemon(server_->uri(), mnt(), extra_args);
     ASSERT_TRUE(l.mounted) << "stablefs " << server_->uri() << " did not mount: "
                            << describe_wait_status(l.status) << "\n" << l.log
                            << "\n--- server log ---\n" << server_->log();
@@ -200,6 +200,42 @@ TEST_F(NbdFaults, ServerFlushErrorAbortsTheJournalToReadOnlyAndLosesNothingFsync
   (void)unmount_nbd();
 
   ASSERT_NO_FATAL_FAILURE(expect_recovered("kept", kept));
+}
+
+// A writeback error reaches every open file description of the file once
+// (the kernel's errseq semantics, kept by the daemon per description: the
+// kernel passes FSYNC's and FLUSH's errno through to fsync(2) and close(2)
+// unchanged, the daemon never sets FOPEN_NOFLUSH, and without the
+// writeback cache the kernel has no write errors of its own to add). Background writeback fails while the server fails writes;
+// the journal must not commit meanwhile (commit=60), so it stays healthy.
+TEST_F(NbdFaults, WritebackErrorIsReportedOnceToEachOpenFile) {
+  ASSERT_NO_FATAL_FAILURE(serve_with_error_filter("error-pwrite"));
+  ASSERT_NO_FATAL_FAILURE(mount_nbd({"-o", "writeback_delay=0,commit=60"}));
+  const std::string data = pattern(64 * 1024, 'e');
+  ASSERT_EQ(write_and_fsync(path("f"), std::string()), 0);
+  UniqueFd a = open_fd(path("f"), O_RDWR), b = open_fd(path("f"), O_RDWR);
+  UniqueFd d = open_fd(path("f"), O_RDONLY);  // hears of it at close (FLUSH)
+  ASSERT_TRUE(a.ok() && b.ok() && d.ok()) << strerror(errno);
+
+  ASSERT_NO_FATAL_FAILURE(set_trigger(true));
+  ASSERT_EQ(::pwrite(a.get(), data.data(), data.size(), 0), ssize_t(data.size()));
+  EXPECT_TRUE(wait_until([&] { return log().find("writeback of inode") != std::string::npos; },
+                         std::chrono::seconds(20)))
+      << "no background writeback failed:\n" << log();
+  ASSERT_NO_FATAL_FAILURE(set_trigger(false));
+
+  EXPECT_EQ(SFS_ERRNO_OF(::fsync(a.get())), EIO) << "A never heard of the lost write";
+  EXPECT_EQ(::fsync(a.get()), 0) << "A heard of it twice: " << strerror(errno);
+  EXPECT_EQ(SFS_ERRNO_OF(::fsync(b.get())), EIO) << "A's fsync took B's error";
+  EXPECT_EQ(::fsync(b.get()), 0) << "B heard of it twice: " << strerror(errno);
+  EXPECT_EQ(SFS_ERRNO_OF(::close(d.release())), EIO) << "D's close never heard of it";
+  UniqueFd c = open_fd(path("f"), O_RDWR);
+  ASSERT_TRUE(c.ok()) << strerror(errno);
+  EXPECT_EQ(::fsync(c.get()), 0) << "opened after everyone saw it: " << strerror(errno);
+  for (UniqueFd* fd : {&a, &b, &c}) EXPECT_EQ(::close(fd->release()), 0) << strerror(errno);
+  EXPECT_TRUE(same_bytes(slurp(path("f")), data));
+  EXPECT_EQ(WEXITSTATUS(unmount_nbd()), 0) << log();
+  ASSERT_NO_FATAL_FAILURE(expect_recovered("f", data));
 }
 
 // The server dies under a mount: I/O fails with errors within a deadline

@@ -19,7 +19,7 @@
 namespace stablefs::integ {
 namespace {
 
-class PosixAttrs : public MountedFs {};
+class PosixAttrs : public RealMount {};
 
 TEST_F(PosixAttrs, ChmodAndChownPersist) {
   ASSERT_EQ(write_file(path("f"), "x"), 0);
@@ -208,7 +208,7 @@ bool kernel_read_only(const std::string& mnt) {
   return statvfs(mnt.c_str(), &st) == 0 && (st.f_flag & ST_RDONLY);
 }
 
-class ReadOnlyMount : public MountedFs {
+class ReadOnlyMount : public RealMount {
  protected:
   std::string mount_options() const override { return "ro"; }
 };

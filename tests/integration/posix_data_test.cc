@@ -18,7 +18,7 @@
 namespace stablefs::integ {
 namespace {
 
-class PosixData : public MountedFs {};
+class PosixData : public RealMount {};
 
 constexpr off_t kMiB = 1 << 20;
 

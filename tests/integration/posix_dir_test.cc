@@ -18,7 +18,7 @@
 namespace stablefs::integ {
 namespace {
 
-class PosixDir : public MountedFs {};
+class PosixDir : public RealMount {};
 
 constexpr int kEntries = 100000;
 

@@ -15,7 +15,7 @@
 namespace stablefs::integ {
 namespace {
 
-class PosixNames : public MountedFs {};
+class PosixNames : public RealMount {};
 
 TEST_F(PosixNames, CreateThenUnlinkRemovesTheName) {
   ASSERT_EQ(write_file(path("a"), "hello"), 0);

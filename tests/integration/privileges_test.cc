@@ -26,11 +26,11 @@ namespace {
 
 constexpr uid_t kNobody = 65534;
 
-class Privileges : public MountedFs {
+class Privileges : public RealMount {
  protected:
   std::string mount_options() const override { return "allow_other"; }
   void SetUp() override {
-    MountedFs::SetUp();
+    RealMount::SetUp();
     // mkdtemp made the test's directory 0700; nobody must reach the mount.
     ASSERT_EQ(chmod(dir().c_str(), 0755), 0);
   }

@@ -23,7 +23,7 @@ namespace {
 constexpr unsigned long kFsIocShutdown = _IOR('X', 125, uint32_t);
 constexpr uint32_t kGoingDownNoSync = 2;  // what godown passes without -f
 
-using Shutdown = MountedFs;
+using Shutdown = RealMount;
 
 int shut_down(const std::string& mnt) {
   UniqueFd dir = open_fd(mnt, O_RDONLY | O_DIRECTORY);

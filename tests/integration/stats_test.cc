@@ -23,7 +23,7 @@
 namespace stablefs::integ {
 namespace {
 
-using StatsTest = MountedFs;
+using StatsTest = RealMount;
 
 // Value of "key":N in stablefs-stat's JSON line, or -1.
 long long json_field(const std::string& json, const std::string& key) {
@@ -188,7 +188,7 @@ TEST_F(StatsTest, SegmentExistsExactlyWhileMounted) {
 // moves WRITEs to the kernel's flusher and ctime/mtime to the kernel's
 // coarse clock, and these tests count requests and compare times on the
 // default path.
-class RequestCountTest : public MountedFs {
+class RequestCountTest : public RealMount {
  protected:
   std::string mount_options() const override { return ""; }
 };
@@ -252,14 +252,14 @@ TEST_F(RequestCountTest, WritesAreNotEachPrecededByAGetxattrOfSecurityCapability
 
 // Timeouts far longer than any test: whatever stat shows below the kernel
 // learned from a reply or worked out itself, never from an expiry.
-class LongTimeoutsTest : public MountedFs {
+class LongTimeoutsTest : public RealMount {
  protected:
   std::string mount_options() const override {
     return "entry_timeout=3600,attr_timeout=3600,negative_timeout=3600";
   }
 };
 
-class ZeroTimeoutsTest : public MountedFs {
+class ZeroTimeoutsTest : public RealMount {
  protected:
   std::string mount_options() const override {
     return "entry_timeout=0,attr_timeout=0,negative_timeout=0";
@@ -414,7 +414,7 @@ TEST_F(LongTimeoutsTest, AReadMovesAtimeAndStatShowsIt) {
   EXPECT_GT(stat_of(path("f")).st_atim.tv_sec, 2000);
 }
 
-class StaleSegmentTest : public MountedFs {
+class StaleSegmentTest : public RealMount {
  protected:
   bool mount_in_setup() const override { return false; }
 };

@@ -19,7 +19,7 @@ namespace {
 
 constexpr uint64_t kSeed = 0x5eed7ee5;
 
-class CopyTree : public MountedFs {};
+class CopyTree : public RealMount {};
 
 TEST_F(CopyTree, GeneratedTreeCopiedInMatchesItsManifestAfterRemountAndScrubsClean) {
   const std::string src = dir() + "/src";

@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include "core/fsck.h"
+#include "core/io/fault_device.h"
 #include "core/io/mem_device.h"
 #include "core/mkfs.h"
 #include "core/mounted_fs.h"
@@ -109,6 +111,53 @@ class EngineTest : public ::testing::Test {
   std::unique_ptr<Filesystem> fs_;
 };
 
+// Mounts through a FaultDevice, so a test can fail chosen blocks.
+class EngineFaultTest : public EngineTest {
+ protected:
+  // meta_cache_bytes: the metadata cache; one block makes every block
+  // nobody holds leave it as soon as another one is read.
+  FaultDevice& mount_with_faults(uint64_t meta_cache_bytes = MountOptions{}.meta_cache_bytes) {
+    MountOptions o;
+    o.meta_cache_bytes = meta_cache_bytes;
+    return mount_with_faults(o);
+  }
+  FaultDevice& mount_with_faults(MountOptions o) {
+    auto shared = std::make_unique<SharedDevice>(dev_);
+    live_ = shared.get();  // crash() cuts it
+    auto fd = std::make_unique<FaultDevice>(std::move(shared));
+    FaultDevice& faults = *fd;
+    o.cache_bytes = 16 << 20;
+    auto r = Filesystem::mount(std::move(fd), o);
+    EXPECT_TRUE(r.ok());
+    fs_ = std::move(*r);
+    return faults;
+  }
+  // fsck of the unmounted device finds nothing wrong.
+  void expect_fsck_clean() {
+    FsckOptions fo;
+    std::string problems;
+    fo.report = [&](const std::string& l) { problems += l + "\n"; };
+    auto fsck = check_filesystem(dev_, fo);
+    ASSERT_TRUE(fsck.ok());
+    EXPECT_EQ(fsck->errors, 0u) << problems;
+  }
+};
+
+// Rewrites inode `ino`'s record on the unmounted device through `edit`,
+// resealing its inode-table block: corruption that checksums cannot catch.
+inline void edit_inode(MemDevice& dev, uint64_t ino, const std::function<void(DiskInode&)>& edit) {
+  std::vector<uint8_t> sb0 = dev.durable_block(kSuperblockA);
+  auto sb = decode_superblock(sb0.data(), kSuperblockA, dev.block_count(), nullptr);
+  ASSERT_TRUE(sb.ok());
+  uint64_t nr = inode_block(*sb, ino);
+  std::vector<uint8_t> blk = dev.durable_block(nr);
+  uint8_t* rec = blk.data() + kMetaHeaderSize + inode_slot(ino) * kInodeSize;
+  DiskInode d = decode_inode(rec);
+  edit(d);
+  encode_inode(rec, d);
+  seal_meta_block(blk.data(), nr, decode_meta_header(blk.data()).txid);
+  for (size_t i = 0; i < kBlockSize; i++) dev.poke(nr, i, blk[i]);
+}
 
 // Counts device blocks whose durable contents equal `page`.
 inline int count_blocks_with(MemDevice& dev, const std::string& page) {

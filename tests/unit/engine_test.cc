@@ -16,8 +16,6 @@
 #include <gtest/gtest.h>
 
 #include "core/base/checksum.h"
-#include "core/fsck.h"
-#include "core/io/fault_device.h"
 #include "tests/unit/engine_fixture.h"
 
 namespace stablefs {
@@ -67,22 +65,6 @@ TEST_F(EngineTest, MountDestroyedRightAfterItsJournalAbortedIsSafe) {
   }
 }
 
-// Rewrites inode `ino`'s record on the unmounted device through `edit`,
-// resealing its inode-table block: corruption that checksums cannot catch.
-void edit_inode(MemDevice& dev, uint64_t ino, const std::function<void(DiskInode&)>& edit) {
-  std::vector<uint8_t> sb0 = dev.durable_block(kSuperblockA);
-  auto sb = decode_superblock(sb0.data(), kSuperblockA, dev.block_count(), nullptr);
-  ASSERT_TRUE(sb.ok());
-  uint64_t nr = inode_block(*sb, ino);
-  std::vector<uint8_t> blk = dev.durable_block(nr);
-  uint8_t* rec = blk.data() + kMetaHeaderSize + inode_slot(ino) * kInodeSize;
-  DiskInode d = decode_inode(rec);
-  edit(d);
-  encode_inode(rec, d);
-  seal_meta_block(blk.data(), nr, decode_meta_header(blk.data()).txid);
-  for (size_t i = 0; i < kBlockSize; i++) dev.poke(nr, i, blk[i]);
-}
-
 // A symlink whose target lives in a block and whose recorded size is 0
 // (found while writing mount_fuzzer's readlink check): readlink must
 // fail, never hand the kernel an empty target.
@@ -122,28 +104,8 @@ TEST_F(EngineTest, LongSymlinkTargetIsDurableWithItsEntry) {
 
 // A symlink whose target cannot be stored is not created: no entry, no
 // inode left allocated, no block leaked, and a clean fsck.
-class EngineFaultTest : public EngineTest {
+class SymlinkFaultTest : public EngineFaultTest {
  protected:
-  FaultDevice& mount_with_faults(MountOptions o = {}) {
-    auto shared = std::make_unique<SharedDevice>(dev_);
-    live_ = shared.get();  // crash() cuts it
-    auto fd = std::make_unique<FaultDevice>(std::move(shared));
-    FaultDevice& faults = *fd;
-    o.cache_bytes = 16 << 20;
-    auto r = Filesystem::mount(std::move(fd), o);
-    EXPECT_TRUE(r.ok());
-    fs_ = std::move(*r);
-    return faults;
-  }
-  // fsck of the unmounted device finds nothing wrong.
-  void expect_fsck_clean() {
-    FsckOptions fo;
-    std::string problems;
-    fo.report = [&](const std::string& l) { problems += l + "\n"; };
-    auto fsck = check_filesystem(dev_, fo);
-    ASSERT_TRUE(fsck.ok());
-    EXPECT_EQ(fsck->errors, 0u) << problems;
-  }
   void expect_not_left_behind(uint64_t files_free_before) {
     EXPECT_EQ(fs_->lookup(kRootIno, "ln").error(), ENOENT);
     ASSERT_TRUE(fs_->fsyncdir(kRootIno, false).ok());  // a freed inode is reusable once committed
@@ -154,7 +116,7 @@ class EngineFaultTest : public EngineTest {
   const std::string target_ = "/" + std::string(1000, 't');
 };
 
-TEST_F(EngineFaultTest, TargetWriteErrorLeavesNothingBehind) {
+TEST_F(SymlinkFaultTest, TargetWriteErrorLeavesNothingBehind) {
   FaultDevice& faults = mount_with_faults();
   const uint64_t files_free = fs_->statfs()->files_free;
   auto layout = plan_layout(dev_.block_count());
@@ -353,7 +315,7 @@ TEST_F(EngineFaultTest, WritebackErrorIsReportedOncePerOpenFile) {
   EXPECT_EQ(read_back("f"), "x" + data.substr(1));
 }
 
-TEST_F(EngineFaultTest, FullFilesystemLeavesNothingBehind) {
+TEST_F(SymlinkFaultTest, FullFilesystemLeavesNothingBehind) {
   mount_with_faults();
   const uint64_t files_free = fs_->statfs()->files_free;
   // Take every free block (fallocate allocates until it cannot).

@@ -134,8 +134,7 @@ Result<Record> describe_inode(ImageReader& r, uint64_t ino, std::string* why) {
   out.add("mtime", utc_time(d->mtime.sec, d->mtime.nsec));
   out.add("ctime", utc_time(d->ctime.sec, d->ctime.nsec));
   out.add("btime", utc_time(d->btime.sec, d->btime.nsec));
-  // rdev means the parent for a directory (core/FORMAT.md).
-  if ((d->mode & S_IFMT) == S_IFDIR) out.add("parent", d->rdev ? d->rdev : kRootIno);
+  if ((d->mode & S_IFMT) == S_IFDIR) out.add("parent", d->parent());
   else if (S_ISCHR(d->mode) || S_ISBLK(d->mode)) out.add("rdev", d->rdev);
   out.add("xattr_block", d->xattr_block);
   if (d->flags & kInodeInlineData) {
@@ -154,7 +153,7 @@ Result<Record> describe_directory(ImageReader& r, uint64_t ino, std::string* why
   auto dir = r.directory(ino, *d, why);
   if (!dir.ok()) return Error{dir.error()};
   Record out;
-  out.add("directory", ino).add("parent", d->rdev ? d->rdev : kRootIno);
+  out.add("directory", ino).add("parent", d->parent());
   auto& rows = out.add_list("entries");
   (*dir)->list(0, [&](const DirEntry& e, uint64_t cookie) {
     rows.emplace_back().add("inode", e.ino).add("type", dir_type_name(e.type)).add("cookie", cookie)

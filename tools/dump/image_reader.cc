@@ -147,8 +147,7 @@ Result<uint64_t> ImageReader::resolve(const std::string& path, std::string* why)
     auto d = inode(ino, why);
     if (!d.ok()) return Error{d.error()};
     if (name == "..") {
-      // A directory's rdev holds its parent (core/FORMAT.md); the root's own.
-      if (ino != kRootIno) ino = d->rdev ? d->rdev : kRootIno;
+      if (ino != kRootIno) ino = d->parent();  // the root is its own parent
       continue;
     }
     auto dir = directory(ino, *d, why);

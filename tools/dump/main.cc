@@ -11,14 +11,11 @@
 
 #include "tools/dump/describe.h"
 #include "tools/dump/image_reader.h"
+#include "tools/tool_cli.h"
 #include "tools/version.h"
 
 namespace stablefs {
 namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
 
 void print_usage(FILE* out) {
   std::fprintf(out,
@@ -45,11 +42,8 @@ void print_usage(FILE* out) {
       "stablefs, corrupt, no such inode or path); 2 usage error.\n");
 }
 
-[[noreturn]] void usage_error(const std::string& msg) {
-  std::fprintf(stderr, "stablefs-dump: %s\n", msg.c_str());
-  print_usage(stderr);
-  std::exit(kExitUsage);
-}
+const ToolCli cli("stablefs-dump", print_usage,
+                  {uring_version(), xxhash_version()});
 
 enum class View { kFilesystem, kInode, kDirectory, kExtents };
 
@@ -69,29 +63,25 @@ CommandLine parse_command_line(int argc, char** argv) {
              : a == "--dir" ? View::kDirectory
              : a == "--extents" ? View::kExtents
                                 : View::kFilesystem;
-    if (a == "-h" || a == "--help") {
-      print_usage(stdout);
-      std::exit(kExitOk);
-    } else if (a == "-V" || a == "--version") {
-      print_version(stdout, "stablefs-dump", {uring_version(), xxhash_version()});
-      std::exit(kExitOk);
+    if (ToolCli::is_help_or_version(a)) {
+      cli.answer(a);
     } else if (a == "--json") {
       cl.json = true;
     } else if (v != View::kFilesystem) {
-      if (cl.view != View::kFilesystem) usage_error("one of --inode, --dir, --extents, please");
-      if (i + 1 >= argc) usage_error(a + " needs an inode number or a path");
+      if (cl.view != View::kFilesystem) cli.usage_error("one of --inode, --dir, --extents, please");
+      if (i + 1 >= argc) cli.usage_error(a + " needs an inode number or a path");
       cl.view = v;
       cl.inode = argv[++i];
     } else if (!a.empty() && a[0] == '-') {
-      usage_error("unknown option '" + a + "'");
+      cli.usage_error("unknown option '" + a + "'");
     } else if (have_target) {
-      usage_error("only one TARGET, please");
+      cli.usage_error("only one TARGET, please");
     } else {
       cl.target = a;
       have_target = true;
     }
   }
-  if (!have_target) usage_error("no TARGET given");
+  if (!have_target) cli.usage_error("no TARGET given");
   return cl;
 }
 
