@@ -1,6 +1,9 @@
 // fsck.stablefs: replay, then check every structure against every other.
-// Reads the device directly; trusts nothing it reads. Writes only the two
-// corrections core/fsck.h names, and nothing at all with read_only.
+// Reads the device directly; trusts nothing it reads. Writes only the
+// corrections core/fsck.h names, and nothing at all with read_only. A
+// problem with a safe fix goes through fixable(): with the repair level
+// that allows it, the fix joins a RepairPlan made once the whole check
+// is done (core/fsck_repair.h); otherwise it is an error left.
 //
 // Not checked (each with its reason):
 //  - a regular file's size against its extents: blocks past EOF are legal
@@ -8,8 +11,9 @@
 //    before it (sparse files), so no mapping contradicts a size;
 //  - timestamps, owners, permissions and generations: no invariant ties
 //    them to anything else;
-//  - checksum table entries of unmapped blocks, and unwritten extents'
-//    data (never read: they read as zeros);
+//  - checksum table entries of free blocks (the engine leaves a freed
+//    block's entry as it was; the next write of the block replaces it),
+//    and unwritten extents' data (never read: they read as zeros);
 //  - the contents of free inode slots and free blocks.
 #include "core/fsck.h"
 
@@ -19,6 +23,7 @@
 #include <cstring>
 #include <map>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/base/checksum.h"
@@ -26,6 +31,7 @@
 #include "core/base/format.h"
 #include "core/directory.h"
 #include "core/extent_map.h"
+#include "core/fsck_repair.h"
 #include "core/io/overlay_device.h"
 #include "journal/buffer.h"
 #include "journal/journal.h"
@@ -55,6 +61,21 @@ class Checker {
     res_.corrections_skipped++;
     say(line);
   }
+  // An inconsistency with a safe fix: with a repair level that allows it
+  // (`preen`: -p may make it unattended), plan(plan_) adds the fix and
+  // the line waits for the repairs to be made; otherwise it is a problem.
+  template <class Plan>
+  bool fixable(const std::string& line, bool preen, Plan plan) {
+    const bool allowed = !opts_.read_only && (opts_.repair == FsckRepair::kAll ||
+                                              (preen && opts_.repair == FsckRepair::kPreen));
+    if (!allowed) {
+      problem(line);
+      return false;
+    }
+    plan(plan_);
+    fixing_.push_back(line);
+    return true;
+  }
   // Worth knowing, not wrong.
   void note(const std::string& line) { say("note: " + line); }
   void say(const std::string& line) {
@@ -65,14 +86,18 @@ class Checker {
   Status replay();
   bool load_bitmaps();
   Status check_checksum_table_blocks();
+  Status repair();
+  void clear_inode(uint64_t ino);
   void claim(uint64_t block, uint64_t ino, const char* what);
   void check_inode(uint64_t ino, const DiskInode& d);
-  void check_block_count(const std::string& who, const DiskInode& d, uint64_t mapped);
+  void check_block_count(uint64_t ino, const DiskInode& d, uint64_t mapped);
   void check_xattr_block(uint64_t ino, const DiskInode& d);
   void check_directory(uint64_t ino, const DiskInode& d, const ExtentMap& map);
+  void check_entries();
   void check_links();
   void check_orphans();
   void check_block_bitmap();
+  void leak_block(uint64_t b);
   void scrub_file(uint64_t ino, const ExtentMap& map);
   void check_symlink(uint64_t ino, const DiskInode& d, const ExtentMap* map);
   Result<uint64_t> recorded_checksum(uint64_t phys);
@@ -86,16 +111,24 @@ class Checker {
   const FsckOptions& opts_;
   BufferCache cache_;
   Superblock sb_;
+  JournalPosition head_;  // after replay: where a repair's first transaction goes
   FsckResult res_;
+  RepairPlan plan_;
+  std::vector<std::string> fixing_;  // the lines of plan_'s fixes
   std::vector<std::shared_ptr<MetaBuffer>> ibmp_, bbmp_;
   std::vector<uint64_t> owner_;                    // block -> claiming inode (0 free)
+  std::unordered_set<uint64_t> shared_;            // blocks claimed twice: never freed
+  // Every directory entry, as (directory, entry); judged once every inode is known.
+  std::vector<std::pair<uint64_t, DirEntry>> entries_;
+  std::unordered_map<uint64_t, std::vector<uint64_t>> meta_blocks_;  // unlinked ino -> its
+                                                                     // xattr and tree blocks
+  std::unordered_set<uint64_t> cleared_;           // inodes the repairs free
   std::unordered_map<uint64_t, uint32_t> nlink_;   // ino -> nlink on disk
   std::unordered_map<uint64_t, uint32_t> refs_;    // ino -> directory references
   std::unordered_map<uint64_t, uint32_t> subdirs_; // dir ino -> subdirectories
   std::unordered_map<uint64_t, uint64_t> parent_;  // dir ino -> parent from entries
   std::unordered_map<uint64_t, uint64_t> dotdot_;  // dir ino -> parent in inode
   std::unordered_map<uint64_t, uint32_t> mode_;
-  std::unordered_map<uint64_t, uint8_t> entry_type_;  // ino -> d_type of its first entry
   std::vector<uint64_t> orphans_;                     // link count 0, in no directory
 };
 
@@ -152,6 +185,7 @@ Status Checker::replay() {
   auto rep = replay_journal(dev_, {sb_.journal_start, sb_.journal_blocks},
                             {sb_.journal_tail, sb_.journal_tail_txid});
   if (!rep.ok()) return Error{rep.error()};
+  head_ = rep->head;
   res_.journal_transactions_replayed = rep->transactions;
   res_.journal_transactions_discarded = rep->discarded;
   if (rep->transactions == 0 && rep->discarded == 0) return Status::Ok();
@@ -182,6 +216,9 @@ void Checker::claim(uint64_t block, uint64_t ino, const char* what) {
     return;
   }
   if (owner_[block] != 0) {
+    // Which owner is right is not something fsck can know (e2fsck's pass
+    // 1B would clone the block for each); neither claim is freed.
+    shared_.insert(block);
     problem("block " + std::to_string(block) + " is claimed by inode " +
             std::to_string(owner_[block]) + " and inode " + std::to_string(ino) + " (" + what +
             ")");
@@ -224,18 +261,22 @@ void Checker::scrub_file(uint64_t ino, const ExtentMap& map) {
 void Checker::check_inode(uint64_t ino, const DiskInode& d) {
   std::string who = "inode " + std::to_string(ino);
   res_.inodes++;
-  mode_[ino] = d.mode;
-  nlink_[ino] = d.nlink;
-  if (!bit(ibmp_, ino)) problem(who + ": in use but free in the inode bitmap");
+  if (!bit(ibmp_, ino))
+    fixable(who + ": in use but free in the inode bitmap", true,
+            [&](RepairPlan& p) { p.inode_bits[ino] = true; });
   uint32_t type = d.mode & S_IFMT;
   if (type != S_IFREG && type != S_IFDIR && type != S_IFLNK && type != S_IFCHR &&
       type != S_IFBLK && type != S_IFIFO && type != S_IFSOCK) {
-    problem(who + ": invalid file type");
+    // Nothing of it can be trusted or served: its entries go (they then
+    // name a free inode) and so do its blocks (then leaked).
+    fixable(who + ": invalid file type", false, [&](RepairPlan&) { clear_inode(ino); });
     return;
   }
+  mode_[ino] = d.mode;
+  nlink_[ino] = d.nlink;
   if (d.xattr_block) check_xattr_block(ino, d);
   if (d.flags & kInodeInlineData) {
-    check_block_count(who, d, 0);
+    check_block_count(ino, d, 0);
     if (d.size > kInodeRootSize) problem(who + ": inline data larger than the inode");
     else if (type == S_IFLNK) check_symlink(ino, d, nullptr);
     return;
@@ -246,10 +287,14 @@ void Checker::check_inode(uint64_t ino, const DiskInode& d) {
     return;
   }
   for (uint64_t b : (*map)->node_blocks()) claim(b, ino, "extent tree");
+  if (d.nlink == 0) {  // maybe an orphan, which a repair frees
+    meta_blocks_[ino] = (*map)->node_blocks();
+    if (d.xattr_block) meta_blocks_[ino].push_back(d.xattr_block);
+  }
   for (const auto& [lo, e] : (*map)->extents())
     for (uint32_t i = 0; i < e.len; i++) claim(e.physical + i, ino, "data");
   res_.data_blocks += (*map)->mapped_blocks();
-  check_block_count(who, d, (*map)->mapped_blocks());
+  check_block_count(ino, d, (*map)->mapped_blocks());
   if (type == S_IFDIR) {
     check_directory(ino, d, **map);
   } else if (opts_.scrub && (type == S_IFREG || type == S_IFLNK)) {
@@ -261,12 +306,13 @@ void Checker::check_inode(uint64_t ino, const DiskInode& d) {
 // `blocks` (st_blocks / 8) charges every mapped block, unwritten ones
 // included, plus the xattr block. Extent-tree nodes are not charged: the
 // engine allocates them through a NodeAllocator that knows no inode.
-void Checker::check_block_count(const std::string& who, const DiskInode& d, uint64_t mapped) {
+void Checker::check_block_count(uint64_t ino, const DiskInode& d, uint64_t mapped) {
   uint64_t charged = mapped + (d.xattr_block ? 1 : 0);
   if (d.blocks == charged) return;
-  problem(who + ": block count " + std::to_string(d.blocks) + ", but it holds " +
-          std::to_string(charged) + " (" + std::to_string(mapped) + " mapped" +
-          (d.xattr_block ? " + 1 xattr block" : "") + ")");
+  fixable("inode " + std::to_string(ino) + ": block count " + std::to_string(d.blocks) +
+              ", but it holds " + std::to_string(charged) + " (" + std::to_string(mapped) +
+              " mapped" + (d.xattr_block ? " + 1 xattr block" : "") + ")",
+          true, [&](RepairPlan& p) { p.inodes[ino].blocks = charged; });
 }
 
 // The xattr block: its own, a valid XATR block, and every record inside
@@ -348,19 +394,10 @@ void Checker::check_directory(uint64_t ino, const DiskInode& d, const ExtentMap&
     return;
   }
   (*dir)->list(0, [&](const DirEntry& e, uint64_t) {
-    refs_[e.ino]++;
-    if (e.type == kTypeDir) {
-      subdirs_[ino]++;
-      parent_[e.ino] = ino;
-    }
-    if (e.ino == 0 || e.ino > sb_.inode_count)
-      problem(who + ": entry '" + e.name + "' points to invalid inode " + std::to_string(e.ino));
-    auto [it, first] = entry_type_.emplace(e.ino, e.type);
-    if (!first && it->second != e.type)
-      problem(who + ": entry '" + e.name + "' gives inode " + std::to_string(e.ino) +
-              " another type than its other names do");
+    entries_.emplace_back(ino, e);
     return true;
   });
+  plan_.dirs[ino] = std::move(*dir);
 }
 
 Result<uint64_t> Checker::recorded_checksum(uint64_t phys) {
@@ -405,17 +442,51 @@ void Checker::check_symlink(uint64_t ino, const DiskInode& d, const ExtentMap* m
   if (has_nul(buf.data())) problem(who + " target is shorter than its size");
 }
 
+// Every entry against the inode it names, now that every inode is known:
+// an entry that names no live inode goes (-y); the rest count as links,
+// and their d_type must be the inode's (the S_IFMT bits shifted down,
+// <dirent.h>).
+void Checker::check_entries() {
+  for (auto& [dir, e] : entries_) {
+    std::string at = "inode " + std::to_string(dir) + ": entry '" + e.name + "'";
+    auto m = mode_.find(e.ino);
+    if (m == mode_.end() || e.ino == kRootIno) {
+      std::string why = e.ino == kRootIno ? "names the root directory"
+                        : e.ino == 0 || e.ino > sb_.inode_count
+                            ? "points to invalid inode " + std::to_string(e.ino)
+                            : "points to free inode " + std::to_string(e.ino);
+      if (!fixable(at + " " + why, false, [&](RepairPlan& p) {
+            p.entries.push_back({dir, e.name, true, 0, 0});
+          }))
+        refs_[e.ino]++;  // left: it still counts (and root's count says so)
+      continue;
+    }
+    const uint8_t type = uint8_t((m->second & S_IFMT) >> 12);
+    if (e.type != type)
+      fixable(at + " gives inode " + std::to_string(e.ino) + " type " + std::to_string(e.type) +
+                  ", its mode says " + std::to_string(type),
+              true, [&](RepairPlan& p) { p.entries.push_back({dir, e.name, false, e.ino, type}); });
+    refs_[e.ino]++;
+    if (type == kTypeDir) {
+      subdirs_[dir]++;
+      parent_[e.ino] = dir;
+    }
+  }
+}
+
 void Checker::check_links() {
+  check_entries();
   for (auto& [ino, nlink] : nlink_) {
     std::string who = "inode " + std::to_string(ino);
     bool dir = (mode_[ino] & S_IFMT) == S_IFDIR;
     uint32_t expect = dir ? 2 + subdirs_[ino] : refs_[ino];
     if (ino == kRootIno) {
-      if (refs_[ino] != 0) problem("root directory is linked from a directory");
+      // An entry naming it is check_entries' to report.
     } else if (refs_[ino] == 0) {
       if (nlink == 0) {
         orphans_.push_back(ino);
       } else {
+        // e2fsck would link it into lost+found, which stablefs has not.
         problem(who + ": in use but not in any directory");
       }
       continue;
@@ -423,21 +494,22 @@ void Checker::check_links() {
     if (dir && ino != kRootIno && refs_[ino] != 1)
       problem(who + ": directory has " + std::to_string(refs_[ino]) + " names");
     if (nlink != expect)
-      problem(who + ": link count " + std::to_string(nlink) + ", should be " +
-              std::to_string(expect));
+      fixable(who + ": link count " + std::to_string(nlink) + ", should be " +
+                  std::to_string(expect),
+              true, [&](RepairPlan& p) { p.inodes[ino].nlink = expect; });
     if (dir && ino != kRootIno && parent_.count(ino) && dotdot_[ino] != parent_[ino])
-      problem(who + ": '..' names " + std::to_string(dotdot_[ino]) + " but it lives in " +
-              std::to_string(parent_[ino]));
+      fixable(who + ": '..' names " + std::to_string(dotdot_[ino]) + " but it lives in " +
+                  std::to_string(parent_[ino]),
+              true, [&](RepairPlan& p) { p.inodes[ino].parent = parent_[ino]; });
   }
-  for (auto& [ino, n] : refs_)
-    if (!nlink_.count(ino))
-      problem("directory entry points to free inode " + std::to_string(ino));
-  // d_type values are the S_IFMT bits shifted down (<dirent.h>).
-  for (auto& [ino, type] : entry_type_)
-    if (auto m = mode_.find(ino); m != mode_.end() && (m->second & S_IFMT) >> 12 != type)
-      problem("inode " + std::to_string(ino) + ": directory entries give it type " +
-              std::to_string(type) + ", its mode says " +
-              std::to_string((m->second & S_IFMT) >> 12));
+}
+
+void Checker::clear_inode(uint64_t ino) {
+  cleared_.insert(ino);
+  auto& fix = plan_.inodes[ino];
+  fix.clear = true;
+  if (auto m = meta_blocks_.find(ino); m != meta_blocks_.end()) fix.meta_blocks = m->second;
+  plan_.inode_bits[ino] = false;
 }
 
 // An inode with link count 0 in no directory was unlinked while open. A
@@ -454,33 +526,53 @@ void Checker::check_orphans() {
     return;
   }
   std::sort(orphans_.begin(), orphans_.end());
-  for (size_t i = 0; i < orphans_.size() && i < 10; i++)
-    problem("inode " + std::to_string(orphans_[i]) +
-            ": link count 0 and in no directory in a cleanly unmounted filesystem: nothing "
-            "will free it");
-  if (orphans_.size() > 10)
-    problem(std::to_string(orphans_.size()) + " such orphans in all");
+  for (uint64_t ino : orphans_)
+    fixable("inode " + std::to_string(ino) +
+                ": link count 0 and in no directory in a cleanly unmounted filesystem: nothing "
+                "will free it",
+            true, [&](RepairPlan&) { clear_inode(ino); });
 }
 
+// The bitmap against what is reachable: owned by an inode the repairs do
+// not free, or claimed twice (kept until someone decides).
 void Checker::check_block_bitmap() {
-  uint64_t leaked = 0, unmarked = 0;
+  std::vector<uint64_t> unmarked, leaked;
   for (uint64_t b = sb_.data_start; b < sb_.total_blocks; b++) {
-    bool marked = bit(bbmp_, b);
-    if (owner_[b] && !marked) {
-      if (unmarked++ < 10)
-        problem("block " + std::to_string(b) + " is used by inode " + std::to_string(owner_[b]) +
-                " but free in the bitmap");
-    } else if (!owner_[b] && marked) {
-      leaked++;
-    }
+    bool used = (owner_[b] && !cleared_.count(owner_[b])) || shared_.count(b);
+    if (used && !bit(bbmp_, b)) unmarked.push_back(b);
+    if (!used && bit(bbmp_, b)) leaked.push_back(b);
   }
-  if (unmarked > 10) problem(std::to_string(unmarked) + " used blocks are free in the bitmap");
-  if (leaked) problem(std::to_string(leaked) + " blocks are marked in use but belong to no inode");
+  if (!unmarked.empty()) {
+    std::string some;
+    for (size_t i = 0; i < unmarked.size() && i < 10; i++)
+      some += (i ? ", " : "") + std::to_string(unmarked[i]) + " (inode " +
+              std::to_string(owner_[unmarked[i]]) + ")";
+    fixable(std::to_string(unmarked.size()) + " used blocks are free in the bitmap: " + some +
+                (unmarked.size() > 10 ? ", ..." : ""),
+            true, [&](RepairPlan& p) {
+              for (uint64_t b : unmarked) p.block_bits[b] = true;
+            });
+  }
+  if (!leaked.empty())
+    fixable(std::to_string(leaked.size()) + " blocks are marked in use but belong to no inode",
+            true, [&](RepairPlan&) {
+              for (uint64_t b : leaked) leak_block(b);
+            });
   for (uint64_t b = 0; b < sb_.data_start; b++)
     if (!bit(bbmp_, b)) {
-      problem("metadata block " + std::to_string(b) + " is free in the bitmap");
+      fixable("metadata block " + std::to_string(b) + " is free in the bitmap", true,
+              [&](RepairPlan& p) {
+                for (uint64_t m = 0; m < sb_.data_start; m++) p.block_bits[m] = true;
+              });
       break;
     }
+}
+
+// A block nothing reaches is freed, and its checksum entry zeroed: the
+// stale checksum of bytes nobody owns is not kept as if it meant something.
+void Checker::leak_block(uint64_t b) {
+  plan_.block_bits[b] = false;
+  if (auto c = recorded_checksum(b); c.ok() && *c != 0) plan_.checksums_to_zero.push_back(b);
 }
 
 bool Checker::load_bitmaps() {
@@ -534,7 +626,9 @@ Result<FsckResult> Checker::run() {
       uint64_t ino = blk * kInodesPerBlock + slot + 1;
       DiskInode d = decode_inode((*buf)->payload() + slot * kInodeSize);
       if (d.mode == 0) {
-        if (bit(ibmp_, ino)) problem("inode " + std::to_string(ino) + ": free but marked in use");
+        if (bit(ibmp_, ino))
+          fixable("inode " + std::to_string(ino) + ": free but marked in use", true,
+                  [&](RepairPlan& p) { p.inode_bits[ino] = false; });
         continue;
       }
       if (ino == kRootIno) root_seen = (d.mode & S_IFMT) == S_IFDIR;
@@ -546,7 +640,28 @@ Result<FsckResult> Checker::run() {
   check_orphans();
   check_block_bitmap();
   if (opts_.progress) opts_.progress(sb_.inode_table_blocks, sb_.inode_table_blocks);
+  SFS_TRY(repair());
   return res_;
+}
+
+Status Checker::repair() {
+  if (fixing_.empty()) return Status::Ok();
+  Status s = apply_repairs(dev_, cache_, sb_, head_,
+                           [this](JournalPosition t) {
+                             sb_.journal_tail = t.pos;
+                             sb_.journal_tail_txid = t.txid;
+                             return write_superblocks();
+                           },
+                           plan_);
+  if (!s.ok()) {
+    for (const auto& line : fixing_) problem(line + " (not repaired: " + std::strerror(s.error()) + ")");
+    return s;
+  }
+  for (const auto& line : fixing_) {
+    res_.repairs++;
+    corrected(line + ": repaired");
+  }
+  return Status::Ok();
 }
 
 }  // namespace
