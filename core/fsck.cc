@@ -76,6 +76,27 @@ class Checker {
     fixing_.push_back(line);
     return true;
   }
+  // The same, for a fix that is right only if nothing was missed: a link
+  // count, a free, an entry dropped. When part of the filesystem could not
+  // be read (an inode table block, an extent map, a directory), a name or
+  // a block's owner may be in what was not read, so such a fix is left.
+  template <class Plan>
+  bool fixable_if_complete(const std::string& line, bool preen, Plan plan) {
+    if (incomplete_ && !opts_.read_only && opts_.repair != FsckRepair::kNone) {
+      problem(line + " (not repaired: part of the filesystem could not be read)");
+      return false;
+    }
+    return fixable(line, preen, plan);
+  }
+  // Part of the filesystem cannot be read: what needs the whole picture
+  // is not repaired.
+  void unreadable(const std::string& line) {
+    incomplete_ = true;
+    problem(line);
+  }
+  bool in_unreadable_table(uint64_t ino) const {
+    return ino != 0 && unreadable_tables_.count((ino - 1) / kInodesPerBlock);
+  }
   // Worth knowing, not wrong.
   void note(const std::string& line) { say("note: " + line); }
   void say(const std::string& line) {
@@ -123,6 +144,8 @@ class Checker {
   std::unordered_map<uint64_t, std::vector<uint64_t>> meta_blocks_;  // unlinked ino -> its
                                                                      // xattr and tree blocks
   std::unordered_set<uint64_t> cleared_;           // inodes the repairs free
+  bool incomplete_ = false;                        // something could not be read
+  std::unordered_set<uint64_t> unreadable_tables_;  // inode table blocks (index) that fail
   std::unordered_map<uint64_t, uint32_t> nlink_;   // ino -> nlink on disk
   std::unordered_map<uint64_t, uint32_t> refs_;    // ino -> directory references
   std::unordered_map<uint64_t, uint32_t> subdirs_; // dir ino -> subdirectories
@@ -283,7 +306,7 @@ void Checker::check_inode(uint64_t ino, const DiskInode& d) {
   }
   auto map = ExtentMap::load(cache_, ino, d, sb_.total_blocks);
   if (!map.ok()) {
-    problem(who + ": extent map is corrupt");
+    unreadable(who + ": extent map is corrupt");
     return;
   }
   for (uint64_t b : (*map)->node_blocks()) claim(b, ino, "extent tree");
@@ -377,20 +400,20 @@ void Checker::check_directory(uint64_t ino, const DiskInode& d, const ExtentMap&
   for (uint64_t i = 0; i < nblocks; i++) {
     auto e = map.find(uint32_t(i));
     if (!e) {
-      problem(who + ": directory block " + std::to_string(i) + " is not mapped");
+      unreadable(who + ": directory block " + std::to_string(i) + " is not mapped");
       return;
     }
     auto buf = cache_.read(e->physical + (i - e->logical), kMagicDirectory);
     if (!buf.ok()) {
-      problem(who + ": directory block " + std::to_string(e->physical + (i - e->logical)) +
-              " is corrupt");
+      unreadable(who + ": directory block " + std::to_string(e->physical + (i - e->logical)) +
+                 " is corrupt");
       return;
     }
     blocks.push_back(*buf);
   }
   auto dir = Directory::load(ino, std::move(blocks));
   if (!dir.ok()) {
-    problem(who + ": directory entries are corrupt");
+    unreadable(who + ": directory entries are corrupt");
     return;
   }
   (*dir)->list(0, [&](const DirEntry& e, uint64_t) {
@@ -449,13 +472,17 @@ void Checker::check_symlink(uint64_t ino, const DiskInode& d, const ExtentMap* m
 void Checker::check_entries() {
   for (auto& [dir, e] : entries_) {
     std::string at = "inode " + std::to_string(dir) + ": entry '" + e.name + "'";
+    if (in_unreadable_table(e.ino)) {  // its table block is reported
+      refs_[e.ino]++;
+      continue;
+    }
     auto m = mode_.find(e.ino);
     if (m == mode_.end() || e.ino == kRootIno) {
       std::string why = e.ino == kRootIno ? "names the root directory"
                         : e.ino == 0 || e.ino > sb_.inode_count
                             ? "points to invalid inode " + std::to_string(e.ino)
                             : "points to free inode " + std::to_string(e.ino);
-      if (!fixable(at + " " + why, false, [&](RepairPlan& p) {
+      if (!fixable_if_complete(at + " " + why, false, [&](RepairPlan& p) {
             p.entries.push_back({dir, e.name, true, 0, 0});
           }))
         refs_[e.ino]++;  // left: it still counts (and root's count says so)
@@ -494,13 +521,13 @@ void Checker::check_links() {
     if (dir && ino != kRootIno && refs_[ino] != 1)
       problem(who + ": directory has " + std::to_string(refs_[ino]) + " names");
     if (nlink != expect)
-      fixable(who + ": link count " + std::to_string(nlink) + ", should be " +
-                  std::to_string(expect),
-              true, [&](RepairPlan& p) { p.inodes[ino].nlink = expect; });
+      fixable_if_complete(
+          who + ": link count " + std::to_string(nlink) + ", should be " + std::to_string(expect),
+          true, [&](RepairPlan& p) { p.inodes[ino].nlink = expect; });
     if (dir && ino != kRootIno && parent_.count(ino) && dotdot_[ino] != parent_[ino])
-      fixable(who + ": '..' names " + std::to_string(dotdot_[ino]) + " but it lives in " +
-                  std::to_string(parent_[ino]),
-              true, [&](RepairPlan& p) { p.inodes[ino].parent = parent_[ino]; });
+      fixable_if_complete(who + ": '..' names " + std::to_string(dotdot_[ino]) +
+                              " but it lives in " + std::to_string(parent_[ino]),
+                          true, [&](RepairPlan& p) { p.inodes[ino].parent = parent_[ino]; });
   }
 }
 
@@ -527,10 +554,11 @@ void Checker::check_orphans() {
   }
   std::sort(orphans_.begin(), orphans_.end());
   for (uint64_t ino : orphans_)
-    fixable("inode " + std::to_string(ino) +
-                ": link count 0 and in no directory in a cleanly unmounted filesystem: nothing "
-                "will free it",
-            true, [&](RepairPlan&) { clear_inode(ino); });
+    fixable_if_complete(
+        "inode " + std::to_string(ino) +
+            ": link count 0 and in no directory in a cleanly unmounted filesystem: nothing "
+            "will free it",
+        true, [&](RepairPlan&) { clear_inode(ino); });
 }
 
 // The bitmap against what is reachable: owned by an inode the repairs do
@@ -554,10 +582,11 @@ void Checker::check_block_bitmap() {
             });
   }
   if (!leaked.empty())
-    fixable(std::to_string(leaked.size()) + " blocks are marked in use but belong to no inode",
-            true, [&](RepairPlan&) {
-              for (uint64_t b : leaked) leak_block(b);
-            });
+    fixable_if_complete(
+        std::to_string(leaked.size()) + " blocks are marked in use but belong to no inode", true,
+        [&](RepairPlan&) {
+          for (uint64_t b : leaked) leak_block(b);
+        });
   for (uint64_t b = 0; b < sb_.data_start; b++)
     if (!bit(bbmp_, b)) {
       fixable("metadata block " + std::to_string(b) + " is free in the bitmap", true,
@@ -619,7 +648,8 @@ Result<FsckResult> Checker::run() {
     uint64_t nr = sb_.inode_table_start + blk;
     auto buf = cache_.read(nr, kMagicInodeTable);
     if (!buf.ok()) {
-      problem("inode table block " + std::to_string(nr) + " is corrupt");
+      unreadable("inode table block " + std::to_string(nr) + " is corrupt");
+      unreadable_tables_.insert(blk);
       continue;
     }
     for (uint32_t slot = 0; slot < kInodesPerBlock; slot++) {
@@ -654,7 +684,8 @@ Status Checker::repair() {
                            },
                            plan_);
   if (!s.ok()) {
-    for (const auto& line : fixing_) problem(line + " (not repaired: " + std::strerror(s.error()) + ")");
+    for (const auto& line : fixing_)
+      problem(line + " (not repaired: " + std::strerror(s.error()) + ")");
     return s;
   }
   for (const auto& line : fixing_) {

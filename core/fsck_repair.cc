@@ -17,8 +17,7 @@ class Repairer {
 
   Status fix_entries(RepairPlan& plan);
   Status fix_inodes(const RepairPlan& plan);
-  Status fix_bitmap(const std::map<uint64_t, bool>& bits, uint64_t start, uint32_t magic,
-                    bool set);
+  Status fix_bitmap(const std::map<uint64_t, bool>& bits, uint64_t start, uint32_t magic, bool set);
   Status zero_checksums(const std::vector<uint64_t>& blocks);
 
  private:

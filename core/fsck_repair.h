@@ -50,7 +50,7 @@ struct RepairPlan {
   };
   // Fields of one inode to rewrite; unset ones stay as they are.
   struct InodeFix {
-    bool clear = false;  // free the slot (orphan, invalid type)
+    bool clear = false;                 // free the slot (orphan, invalid type)
     std::vector<uint64_t> meta_blocks;  // clear: its xattr and extent-tree blocks, revoked
     std::optional<uint32_t> nlink;
     std::optional<uint64_t> blocks;
@@ -78,7 +78,7 @@ struct RepairPlan {
 // superblocks (the caller owns them). The buffers of `cache` are the ones
 // the check read (and `plan.dirs` holds).
 Status apply_repairs(BlockDevice& dev, BufferCache& cache, const Superblock& sb,
-                     JournalPosition head,
-                     std::function<Status(JournalPosition)> persist_tail, RepairPlan& plan);
+                     JournalPosition head, std::function<Status(JournalPosition)> persist_tail,
+                     RepairPlan& plan);
 
 }  // namespace stablefs

@@ -4,9 +4,8 @@
 // a read-only check finds it and writes nothing; a repair at the level
 // that may fix it fixes it; a second read-only check is clean; the
 // filesystem mounts and reads back what it should.
-#include <sys/stat.h>
-
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <functional>
 
@@ -52,7 +51,8 @@ class FsckRepairTest : public EngineTest {
 
     FsckResult again = fsck(FsckRepair::kNone, true, &lines);
     EXPECT_EQ(again.errors + again.checksum_mismatches + again.corrections_skipped, 0u)
-        << "not clean after the repair:\n" << lines;
+        << "not clean after the repair:\n"
+        << lines;
     return found;
   }
 
@@ -307,6 +307,37 @@ TEST_F(FsckRepairTest, AnEntryTypeThatDisagreesWithTheModeIsRewritten) {
 
   mount();
   EXPECT_EQ(read_back("f"), data_);
+}
+
+// An inode table block that fails its checksum hides 15 inodes: the
+// entries naming them are not "entries naming free inodes", and their
+// blocks are not leaked. -y must drop no entry and free no block while
+// part of the filesystem could not be read.
+TEST_F(FsckRepairTest, NothingIsDroppedOrFreedWhileAnInodeTableBlockIsUnreadable) {
+  mount();
+  std::vector<uint64_t> inos;
+  for (int i = 0; i < 20; i++) inos.push_back(make_file(("f" + std::to_string(i)).c_str()));
+  unmount();
+  const Superblock sb = superblock();
+  const uint64_t hidden = inos.back();
+  ASSERT_GT(hidden, uint64_t(kInodesPerBlock)) << "the last file is in the second table block";
+  const uint64_t root_blk = first_block(kRootIno);
+  const uint64_t hidden_blk = first_block(hidden);
+  const std::vector<uint8_t> dir_before = dev_.durable_block(root_blk);
+  const uint64_t bitmap = sb.block_bitmap_start + hidden_blk / kBitsPerBitmapBlock;
+  const std::vector<uint8_t> bitmap_before = dev_.durable_block(bitmap);
+  dev_.poke(inode_block(sb, hidden), kMetaHeaderSize + 7, 0xee);
+
+  std::string lines;
+  FsckResult fix = fsck(FsckRepair::kAll, false, &lines);
+  EXPECT_GT(fix.errors, 0u) << lines;
+  EXPECT_NE(lines.find("inode table block " + std::to_string(inode_block(sb, hidden)) +
+                       " is corrupt"),
+            std::string::npos)
+      << lines;
+  EXPECT_EQ(lines.find("points to free inode"), std::string::npos) << lines;
+  EXPECT_EQ(dev_.durable_block(root_blk), dir_before) << "entries were dropped:\n" << lines;
+  EXPECT_EQ(dev_.durable_block(bitmap), bitmap_before) << "blocks were freed:\n" << lines;
 }
 
 // A data block whose bytes fail their checksum has no safe fix: the
