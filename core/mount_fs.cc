@@ -277,6 +277,22 @@ Status MountedFs::shutdown() {
   return s;
 }
 
+void MountedFs::metadata_corruption_found() {
+  c_->metadata_errors++;
+  if (corruption_seen_.exchange(true)) return;  // acted on and logged once
+  if (opts_.errors == ErrorsBehavior::kContinue) {
+    SFS_LOG("metadata corruption found (errors=continue): the requests that meet it fail with "
+            "EIO, everything else goes on; unmount and run fsck.stablefs");
+    return;
+  }
+  // As the journal abort does, but the journal goes on: what was accepted
+  // before is still written back and committed.
+  read_only_ = true;
+  c_->read_only = 1;
+  SFS_LOG("metadata corruption found (errors=remount-ro): the filesystem is read-only from now "
+          "on; unmount and run fsck.stablefs");
+}
+
 Status MountedFs::unmount() {
   if (!mounted_) return Status::Ok();
   {
@@ -295,7 +311,11 @@ Status MountedFs::unmount() {
     c_ = heap_counters_.get();
     segment_.reset();
   }
-  if (read_only_) return Status::Ok();
+  // Read-only since the mount, or the journal aborted: nothing to write.
+  // Read-only because of corruption: what was accepted before still goes.
+  const bool corrupt = corruption_seen_.load();
+  if (read_only_ && !(corrupt && opts_.errors == ErrorsBehavior::kRemountRo && !journal_->error()))
+    return Status::Ok();
 
   Status first;
   auto keep = [&](Status s) {
@@ -318,6 +338,11 @@ Status MountedFs::unmount() {
     if (orphan) keep(evict_inode(n));
   }
   keep(journal_->shutdown());
+  if (first.ok() && corrupt) {
+    SFS_LOG("unmount: metadata corruption was found while mounted; the image stays marked in use "
+            "(not cleanly unmounted): run fsck.stablefs");
+    return Status::Ok();
+  }
   if (!first.ok()) {
     SFS_LOG("unmount: %s; the image stays marked in use and the journal will be replayed",
             std::strerror(first.error()));
