@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <set>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -94,6 +95,14 @@ class Checker {
     incomplete_ = true;
     problem(line);
   }
+  // A bit in a bitmap block that failed verification (read as zeros): not
+  // compared, the block is rebuilt whole or left.
+  bool inode_bit_unknown(uint64_t ino) const {
+    return corrupt_bitmaps_.count(sb_.inode_bitmap_start + ino / kBitsPerBitmapBlock) != 0;
+  }
+  bool block_bit_unknown(uint64_t b) const {
+    return corrupt_bitmaps_.count(sb_.block_bitmap_start + b / kBitsPerBitmapBlock) != 0;
+  }
   bool in_unreadable_table(uint64_t ino) const {
     return ino != 0 && unreadable_tables_.count((ino - 1) / kInodesPerBlock);
   }
@@ -106,7 +115,8 @@ class Checker {
   Status write_superblocks();
   Status replay();
   Status check_unreplayed_commit(const ReplayResult& rep);
-  bool load_bitmaps();
+  void load_bitmaps();
+  void rebuild_bitmaps();
   Status check_checksum_table_blocks();
   Status repair();
   void clear_inode(uint64_t ino);
@@ -147,6 +157,8 @@ class Checker {
   std::unordered_set<uint64_t> cleared_;           // inodes the repairs free
   bool incomplete_ = false;                        // something could not be read
   std::unordered_set<uint64_t> unreadable_tables_;  // inode table blocks (index) that fail
+  std::set<uint64_t> corrupt_bitmaps_;              // bitmap blocks that fail verification
+  std::unordered_set<uint64_t> slots_used_;         // inodes whose mode is not 0
   std::unordered_map<uint64_t, uint32_t> nlink_;   // ino -> nlink on disk
   std::unordered_map<uint64_t, uint32_t> refs_;    // ino -> directory references
   std::unordered_map<uint64_t, uint32_t> subdirs_; // dir ino -> subdirectories
@@ -319,7 +331,7 @@ void Checker::scrub_file(uint64_t ino, const ExtentMap& map) {
 void Checker::check_inode(uint64_t ino, const DiskInode& d) {
   std::string who = "inode " + std::to_string(ino);
   res_.inodes++;
-  if (!bit(ibmp_, ino))
+  if (!inode_bit_unknown(ino) && !bit(ibmp_, ino))
     fixable(who + ": in use but free in the inode bitmap", true,
             [&](RepairPlan& p) { p.inode_bits[ino] = true; });
   uint32_t type = d.mode & S_IFMT;
@@ -601,6 +613,7 @@ void Checker::check_orphans() {
 void Checker::check_block_bitmap() {
   std::vector<uint64_t> unmarked, leaked;
   for (uint64_t b = sb_.data_start; b < sb_.total_blocks; b++) {
+    if (block_bit_unknown(b)) continue;
     bool used = (owner_[b] && !cleared_.count(owner_[b])) || shared_.count(b);
     if (used && !bit(bbmp_, b)) unmarked.push_back(b);
     if (!used && bit(bbmp_, b)) leaked.push_back(b);
@@ -623,7 +636,7 @@ void Checker::check_block_bitmap() {
           for (uint64_t b : leaked) leak_block(b);
         });
   for (uint64_t b = 0; b < sb_.data_start; b++)
-    if (!bit(bbmp_, b)) {
+    if (!block_bit_unknown(b) && !bit(bbmp_, b)) {
       fixable("metadata block " + std::to_string(b) + " is free in the bitmap", true,
               [&](RepairPlan& p) {
                 for (uint64_t m = 0; m < sb_.data_start; m++) p.block_bits[m] = true;
@@ -639,24 +652,47 @@ void Checker::leak_block(uint64_t b) {
   if (auto c = recorded_checksum(b); c.ok() && *c != 0) plan_.checksums_to_zero.push_back(b);
 }
 
-bool Checker::load_bitmaps() {
-  for (uint64_t i = 0; i < sb_.inode_bitmap_blocks; i++) {
-    auto b = cache_.read(sb_.inode_bitmap_start + i, kMagicInodeBitmap);
-    if (!b.ok()) {
-      problem("inode bitmap block " + std::to_string(sb_.inode_bitmap_start + i) + " is corrupt");
-      return false;
+// A bitmap block that fails verification stands in as zeros (a buffer of
+// the cache's own, which a rebuild fills and the journal writes whole).
+void Checker::load_bitmaps() {
+  auto load = [&](uint64_t start, uint64_t count, uint32_t magic, auto& out) {
+    for (uint64_t nr = start; nr < start + count; nr++) {
+      auto b = cache_.read(nr, magic);
+      if (!b.ok()) corrupt_bitmaps_.insert(nr);
+      out.push_back(b.ok() ? *b : cache_.create(nr, magic, 0));
     }
-    ibmp_.push_back(*b);
+  };
+  load(sb_.inode_bitmap_start, sb_.inode_bitmap_blocks, kMagicInodeBitmap, ibmp_);
+  load(sb_.block_bitmap_start, sb_.block_bitmap_blocks, kMagicBlockBitmap, bbmp_);
+}
+
+// A bitmap is what the rest of the filesystem says is in use, so a
+// corrupt block of one is rebuilt from that, once all of it was read: the
+// inode bitmap from the slots in use (bit 0 is reserved, as mkfs sets it),
+// the block bitmap from the metadata region and every block an inode
+// reaches. The repairs' frees are already counted out (cleared_).
+void Checker::rebuild_bitmaps() {
+  for (uint64_t nr : corrupt_bitmaps_) {
+    const bool inodes = nr < sb_.block_bitmap_start;
+    const uint64_t first =
+        (nr - (inodes ? sb_.inode_bitmap_start : sb_.block_bitmap_start)) * kBitsPerBitmapBlock;
+    const uint64_t end =
+        std::min(first + kBitsPerBitmapBlock, inodes ? sb_.inode_count + 1 : sb_.total_blocks);
+    fixable_if_complete(std::string(inodes ? "inode" : "block") + " bitmap block " +
+                            std::to_string(nr) + " is corrupt (it can be rebuilt from the " +
+                            (inodes ? "inodes" : "blocks") + " in use)",
+                        true, [&](RepairPlan& p) {
+                          p.rebuilt_bitmaps.insert(nr);
+                          for (uint64_t n = first; n < end; n++) {
+                            bool used = inodes
+                                            ? n == 0 || (slots_used_.count(n) && !cleared_.count(n))
+                                            : n < sb_.data_start ||
+                                                  (owner_[n] && !cleared_.count(owner_[n])) ||
+                                                  shared_.count(n);
+                            if (used) (inodes ? p.inode_bits : p.block_bits)[n] = true;
+                          }
+                        });
   }
-  for (uint64_t i = 0; i < sb_.block_bitmap_blocks; i++) {
-    auto b = cache_.read(sb_.block_bitmap_start + i, kMagicBlockBitmap);
-    if (!b.ok()) {
-      problem("block bitmap block " + std::to_string(sb_.block_bitmap_start + i) + " is corrupt");
-      return false;
-    }
-    bbmp_.push_back(*b);
-  }
-  return true;
 }
 
 Status Checker::check_checksum_table_blocks() {
@@ -674,7 +710,7 @@ Status Checker::check_checksum_table_blocks() {
 Result<FsckResult> Checker::run() {
   SFS_TRY(load_superblock());
   SFS_TRY(replay());
-  if (!load_bitmaps()) return res_;
+  load_bitmaps();
   SFS_TRY(check_checksum_table_blocks());
   owner_.assign(sb_.total_blocks, 0);
   bool root_seen = false;
@@ -691,11 +727,12 @@ Result<FsckResult> Checker::run() {
       uint64_t ino = blk * kInodesPerBlock + slot + 1;
       DiskInode d = decode_inode((*buf)->payload() + slot * kInodeSize);
       if (d.mode == 0) {
-        if (bit(ibmp_, ino))
+        if (!inode_bit_unknown(ino) && bit(ibmp_, ino))
           fixable("inode " + std::to_string(ino) + ": free but marked in use", true,
                   [&](RepairPlan& p) { p.inode_bits[ino] = false; });
         continue;
       }
+      slots_used_.insert(ino);
       if (ino == kRootIno) root_seen = (d.mode & S_IFMT) == S_IFDIR;
       check_inode(ino, d);
     }
@@ -703,6 +740,7 @@ Result<FsckResult> Checker::run() {
   if (!root_seen) problem("root directory is missing");
   check_links();
   check_orphans();
+  rebuild_bitmaps();
   check_block_bitmap();
   if (opts_.progress) opts_.progress(sb_.inode_table_blocks, sb_.inode_table_blocks);
   SFS_TRY(repair());

@@ -17,7 +17,8 @@ class Repairer {
 
   Status fix_entries(RepairPlan& plan);
   Status fix_inodes(const RepairPlan& plan);
-  Status fix_bitmap(const std::map<uint64_t, bool>& bits, uint64_t start, uint32_t magic, bool set);
+  Status fix_bitmap(const std::map<uint64_t, bool>& bits, uint64_t start, uint64_t count,
+                    uint32_t magic, bool set, const std::set<uint64_t>& whole);
   Status zero_checksums(const std::vector<uint64_t>& blocks);
 
  private:
@@ -69,20 +70,29 @@ Status Repairer::fix_inodes(const RepairPlan& plan) {
 }
 
 // Sets (set = true) or clears the bits in `bits` that ask for it, one
-// handle per bitmap block.
-Status Repairer::fix_bitmap(const std::map<uint64_t, bool>& bits, uint64_t start, uint32_t magic,
-                            bool set) {
-  auto it = bits.begin();
-  while (it != bits.end()) {
-    const uint64_t block = it->first / kBitsPerBitmapBlock;
-    auto buf = cache_.read(start + block, magic);
+// handle per bitmap block of [start, start + count). The set pass also
+// writes every block in `whole` (rebuilt: it holds exactly its set bits),
+// in the same handle as its bits, so no committed version of it ever
+// lacks a bit that is in use.
+Status Repairer::fix_bitmap(const std::map<uint64_t, bool>& bits, uint64_t start, uint64_t count,
+                            uint32_t magic, bool set, const std::set<uint64_t>& whole) {
+  std::set<uint64_t> blocks;
+  for (const auto& [n, on] : bits)
+    if (on == set) blocks.insert(start + n / kBitsPerBitmapBlock);
+  if (set)
+    for (uint64_t nr : whole)
+      if (nr >= start && nr < start + count) blocks.insert(nr);
+  for (uint64_t nr : blocks) {
+    auto buf = cache_.read(nr, magic);
     if (!buf.ok()) return Error{buf.error()};
     Handle h = journal_.start();
     SFS_TRY(h.get_write_access(**buf));
     uint8_t* p = (*buf)->payload();
-    for (; it != bits.end() && it->first / kBitsPerBitmapBlock == block; ++it) {
+    const uint64_t first = (nr - start) * kBitsPerBitmapBlock;
+    for (auto it = bits.lower_bound(first);
+         it != bits.end() && it->first < first + kBitsPerBitmapBlock; ++it) {
       if (it->second != set) continue;
-      const uint64_t i = it->first % kBitsPerBitmapBlock;
+      const uint64_t i = it->first - first;
       if (set)
         p[i / 8] |= uint8_t(1u << (i % 8));
       else
@@ -118,10 +128,15 @@ Status apply_repairs(BlockDevice& dev, BufferCache& cache, const Superblock& sb,
   // they refer to, used bits are set before leaked ones are cleared.
   Status s = r.fix_entries(plan);
   if (s.ok()) s = r.fix_inodes(plan);
-  if (s.ok()) s = r.fix_bitmap(plan.inode_bits, sb.inode_bitmap_start, kMagicInodeBitmap, true);
-  if (s.ok()) s = r.fix_bitmap(plan.block_bits, sb.block_bitmap_start, kMagicBlockBitmap, true);
-  if (s.ok()) s = r.fix_bitmap(plan.inode_bits, sb.inode_bitmap_start, kMagicInodeBitmap, false);
-  if (s.ok()) s = r.fix_bitmap(plan.block_bits, sb.block_bitmap_start, kMagicBlockBitmap, false);
+  auto bitmaps = [&](bool set) {
+    Status st = r.fix_bitmap(plan.inode_bits, sb.inode_bitmap_start, sb.inode_bitmap_blocks,
+                             kMagicInodeBitmap, set, plan.rebuilt_bitmaps);
+    if (!st.ok()) return st;
+    return r.fix_bitmap(plan.block_bits, sb.block_bitmap_start, sb.block_bitmap_blocks,
+                        kMagicBlockBitmap, set, plan.rebuilt_bitmaps);
+  };
+  if (s.ok()) s = bitmaps(true);
+  if (s.ok()) s = bitmaps(false);
   if (s.ok()) s = r.zero_checksums(plan.checksums_to_zero);
   // Commit what was made, even after a failure: every prefix is safe.
   Status down = journal.shutdown();

@@ -27,6 +27,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,9 @@ struct RepairPlan {
   // Bitmap bits to set (true) or clear (false).
   std::map<uint64_t, bool> inode_bits;
   std::map<uint64_t, bool> block_bits;
+  // Bitmap blocks that failed verification, written whole from the bits
+  // above (which hold every bit they set).
+  std::set<uint64_t> rebuilt_bitmaps;
   // Checksum-table entries to zero: blocks freed above that nothing maps.
   std::vector<uint64_t> checksums_to_zero;
   // The directories the check loaded, by inode (EntryFix edits them).
@@ -69,7 +73,7 @@ struct RepairPlan {
 
   bool empty() const {
     return entries.empty() && inodes.empty() && inode_bits.empty() && block_bits.empty() &&
-           checksums_to_zero.empty();
+           checksums_to_zero.empty() && rebuilt_bitmaps.empty();
   }
 };
 

@@ -73,6 +73,8 @@ struct Target {
   // How fsck -n must report a flip: exit 4, or (a dropped journal
   // transaction) a "journal: transaction" line.
   enum Report { kError, kJournalLine } report = kError;
+  // fsck -y repairs it (exit 1), and fsck -n is clean afterwards.
+  bool repaired = false;
 };
 
 // How the runs of one kind ended.
@@ -224,10 +226,10 @@ std::vector<Target> CorruptionSweep::targets() {
     for (size_t i = 0; i < blocks.size() && (all || i < 1); i++)
       out.push_back({kind, base(), blocks[i]});
   };
-  out.push_back({"superblock A", base(), kSuperblockA});
-  out.push_back({"superblock B", base(), kSuperblockB});
-  out.push_back({"inode bitmap", base(), sb->inode_bitmap_start});
-  out.push_back({"block bitmap", base(), sb->block_bitmap_start});
+  out.push_back({"superblock A", base(), kSuperblockA, Target::kError, true});
+  out.push_back({"superblock B", base(), kSuperblockB, Target::kError, true});
+  out.push_back({"inode bitmap", base(), sb->inode_bitmap_start, Target::kError, true});
+  out.push_back({"block bitmap", base(), sb->block_bitmap_start, Target::kError, true});
   out.push_back({"inode table (root's block)", base(), inode_block(*sb, kRootIno)});
   out.push_back({"inode table (sub's files)", base(), inode_block(*sb, last_sub_file_ino_)});
   add_meta("directory (root)", kMagicDirectory, kRootIno);
@@ -390,6 +392,11 @@ void CorruptionSweep::sweep_one(const Target& t, uint64_t offset, Tally* tally) 
   CommandResult y = run_fsck({"-y", "--scrub"});
   ASSERT_TRUE(y.exited) << "fsck -y " << y.describe() << "\n" << y.output;
   tally->fsck_y[y.exit_code]++;
+  if (t.repaired) {
+    EXPECT_EQ(y.exit_code, kFsckCorrected) << y.output;
+    CommandResult again = run_fsck({"-n", "--scrub"});
+    EXPECT_TRUE(again.exited && again.exit_code == 0) << "not clean after -y:\n" << again.output;
+  }
   EXPECT_TRUE(y.exit_code == 0 || (y.exit_code & ~(kFsckCorrected | kFsckErrorsLeft)) == 0 ||
               y.exit_code == 8)
       << y.output;

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <functional>
 
 #include "core/base/endian.h"
@@ -127,6 +128,12 @@ class FsckRepairTest : public EngineTest {
     EXPECT_TRUE(fs_->fsync(ino, false).ok());
     return ino;
   }
+  // f0 .. f<n-1>, each made by make_file.
+  std::vector<uint64_t> make_files(int n) {
+    std::vector<uint64_t> inos;
+    for (int i = 0; i < n; i++) inos.push_back(make_file(("f" + std::to_string(i)).c_str()));
+    return inos;
+  }
 };
 
 TEST_F(FsckRepairTest, BitmapsFollowWhatIsReachableAndALeakedBlockLosesItsChecksum) {
@@ -164,6 +171,39 @@ TEST_F(FsckRepairTest, BitmapsFollowWhatIsReachableAndALeakedBlockLosesItsChecks
   (void)g;
   EXPECT_EQ(read_back("f"), data_);
   EXPECT_EQ(read_back("g"), data_);
+}
+
+// A bitmap block that fails its checksum is rebuilt whole from what is in
+// use: afterwards the allocator hands out neither a used inode slot nor a
+// used block.
+TEST_F(FsckRepairTest, CorruptBitmapBlocksAreRebuiltFromWhatIsInUse) {
+  mount();
+  std::vector<uint64_t> inos = make_files(5);
+  unmount();
+  const Superblock sb = superblock();
+  dev_.poke(sb.inode_bitmap_start, kMetaHeaderSize + 1000, 0x5a);
+  dev_.poke(sb.block_bitmap_start, kMetaHeaderSize + 7, 0x00);
+
+  std::string found = expect_found_and_repaired(FsckRepair::kPreen);
+  EXPECT_NE(found.find("inode bitmap block " + std::to_string(sb.inode_bitmap_start) +
+                       " is corrupt"),
+            std::string::npos)
+      << found;
+  EXPECT_NE(found.find("block bitmap block " + std::to_string(sb.block_bitmap_start) +
+                       " is corrupt"),
+            std::string::npos)
+      << found;
+
+  mount();
+  for (int i = 0; i < 5; i++) {
+    std::string name = "g" + std::to_string(i);
+    uint64_t g = make_file(name.c_str());
+    EXPECT_EQ(std::count(inos.begin(), inos.end(), g), 0) << "a used inode slot was reused";
+  }
+  for (int i = 0; i < 5; i++) {
+    EXPECT_EQ(read_back("f" + std::to_string(i)), data_);
+    EXPECT_EQ(read_back("g" + std::to_string(i)), data_);
+  }
 }
 
 TEST_F(FsckRepairTest, LinkCountsBlockCountsAndParentPointersAreRecomputed) {
@@ -315,8 +355,7 @@ TEST_F(FsckRepairTest, AnEntryTypeThatDisagreesWithTheModeIsRewritten) {
 // part of the filesystem could not be read.
 TEST_F(FsckRepairTest, NothingIsDroppedOrFreedWhileAnInodeTableBlockIsUnreadable) {
   mount();
-  std::vector<uint64_t> inos;
-  for (int i = 0; i < 20; i++) inos.push_back(make_file(("f" + std::to_string(i)).c_str()));
+  std::vector<uint64_t> inos = make_files(20);
   unmount();
   const Superblock sb = superblock();
   const uint64_t hidden = inos.back();
