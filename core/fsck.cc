@@ -34,6 +34,7 @@
 #include "core/extent_map.h"
 #include "core/fsck_repair.h"
 #include "core/io/overlay_device.h"
+#include "core/unreplayed_commit.h"
 #include "journal/buffer.h"
 #include "journal/journal.h"
 
@@ -246,36 +247,24 @@ Status Checker::replay() {
   return Status::Ok();
 }
 
-// Replay stops at the first block that fails verification, which is how
-// the end of the log looks after a crash. But a commit block of the
-// transaction it stopped in, further on, says that transaction was
-// written up to its end: the block that stopped replay was damaged
-// afterwards (or, with async commit, reached the disk out of order in a
-// crash before the commit's fsync returned). Either way its changes are
-// not replayed, and the user should know. An error when the commit block
-// verifies and commits were ordered (a flush before each commit block:
-// nothing before it can have been lost in a crash); otherwise a note.
+// A transaction replay dropped although its commit block is in the log
+// (core/unreplayed_commit.h). An error when the commit block verifies and
+// commits were ordered (a flush before each commit block: nothing before it
+// can have been lost in a crash); otherwise a note.
 Status Checker::check_unreplayed_commit(const ReplayResult& rep) {
-  const uint64_t scan = std::min<uint64_t>(sb_.journal_blocks - 1, 8192);
-  AlignedBlock b;
-  for (uint64_t i = 1; i < scan; i++) {
-    const uint64_t nr = sb_.journal_start + (rep.head.pos + i) % sb_.journal_blocks;
-    SFS_TRY(dev_.read(nr, b.data(), kBlockSize));
-    MetaHeader h = decode_meta_header(b.data());
-    if (h.magic != kMagicJournalCommit || h.txid != rep.head.txid) continue;
-    const bool sealed = verify_meta_block(b.data(), nr, kMagicJournalCommit).ok();
-    std::string line = "journal: transaction " + std::to_string(rep.head.txid) +
-                       " has a commit block (block " + std::to_string(nr) +
-                       (sealed ? "" : ", itself damaged") +
-                       ") but replay stopped inside it (" + rep.stop_reason +
-                       "): its changes are not replayed";
-    if (sealed && !(sb_.incompat & kIncompatAsyncCommit))
-      problem(line);
-    else
-      note(line + " (a crash during its async commit, before its fsync returned, leaves this "
-                  "too)");
-    return Status::Ok();
-  }
+  auto found = find_unreplayed_commit(dev_, {sb_.journal_start, sb_.journal_blocks}, rep.head,
+                                      true, false);
+  if (!found.ok()) return Error{found.error()};
+  if (!*found) return Status::Ok();
+  const UnreplayedCommit& c = **found;
+  std::string line = "journal: transaction " + std::to_string(c.txid) +
+                     " has a commit block (block " + std::to_string(c.block) +
+                     (c.sealed ? "" : ", itself damaged") + ") but replay stopped inside it (" +
+                     rep.stop_reason + "): its changes are not replayed";
+  if (c.sealed && !(sb_.incompat & kIncompatAsyncCommit))
+    problem(line);
+  else
+    note(line + " (a crash during its async commit, before its fsync returned, leaves this too)");
   return Status::Ok();
 }
 

@@ -4,6 +4,7 @@
 
 #include "core/base/log.h"
 #include "core/mounted_fs.h"
+#include "core/unreplayed_commit.h"
 
 namespace stablefs {
 
@@ -117,6 +118,14 @@ Status MountedFs::start(std::string* why) {
     SFS_LOG("replayed %llu journal transactions (%llu blocks); %s",
             (unsigned long long)replay->transactions, (unsigned long long)replay->blocks,
             replay->stop_reason.c_str());
+  // Replay stopped inside a transaction or at one that started at the
+  // head: if its commit block is further on, say that it was dropped.
+  const bool inside = replay->stop_reason.find("end of log") == std::string::npos;
+  if (auto c = find_unreplayed_commit(*dev_, geo, replay->head, inside, true); c.ok() && *c)
+    SFS_LOG("journal: transaction %llu has a commit block (block %llu%s) but replay stopped inside "
+            "it (%s): its changes are not replayed; run fsck.stablefs",
+            (unsigned long long)(*c)->txid, (unsigned long long)(*c)->block,
+            (*c)->sealed ? "" : ", itself damaged", replay->stop_reason.c_str());
   {
     std::lock_guard lk(sb_mu_);
     sb_.journal_tail = replay->head.pos;
