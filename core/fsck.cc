@@ -21,153 +21,18 @@
 
 #include <algorithm>
 #include <cstring>
-#include <map>
-#include <set>
-#include <unordered_map>
-#include <unordered_set>
+#include <string>
 #include <vector>
 
 #include "core/base/checksum.h"
 #include "core/base/endian.h"
 #include "core/base/format.h"
-#include "core/directory.h"
-#include "core/extent_map.h"
-#include "core/fsck_repair.h"
+#include "core/fsck_checker.h"
 #include "core/io/overlay_device.h"
 #include "core/unreplayed_commit.h"
-#include "journal/buffer.h"
-#include "journal/journal.h"
 
 namespace stablefs {
-namespace {
-
-class Checker {
- public:
-  Checker(BlockDevice& dev, const FsckOptions& opts) : dev_(dev), opts_(opts), cache_(dev) {}
-
-  Result<FsckResult> run();
-
- private:
-  // An inconsistency, left as it is.
-  void problem(const std::string& line) {
-    res_.errors++;
-    say(line);
-  }
-  // A correction written to the device.
-  void corrected(const std::string& line) {
-    res_.corrections++;
-    say(line);
-  }
-  // A correction read_only kept from the device.
-  void not_corrected(const std::string& line) {
-    res_.corrections_skipped++;
-    say(line);
-  }
-  // An inconsistency with a safe fix: with a repair level that allows it
-  // (`preen`: -p may make it unattended), plan(plan_) adds the fix and
-  // the line waits for the repairs to be made; otherwise it is a problem.
-  template <class Plan>
-  bool fixable(const std::string& line, bool preen, Plan plan) {
-    const bool allowed = !opts_.read_only && (opts_.repair == FsckRepair::kAll ||
-                                              (preen && opts_.repair == FsckRepair::kPreen));
-    if (!allowed) {
-      problem(line);
-      return false;
-    }
-    plan(plan_);
-    fixing_.push_back(line);
-    return true;
-  }
-  // The same, for a fix that is right only if nothing was missed: a link
-  // count, a free, an entry dropped. When part of the filesystem could not
-  // be read (an inode table block, an extent map, a directory), a name or
-  // a block's owner may be in what was not read, so such a fix is left.
-  template <class Plan>
-  bool fixable_if_complete(const std::string& line, bool preen, Plan plan) {
-    if (incomplete_ && !opts_.read_only && opts_.repair != FsckRepair::kNone) {
-      problem(line + " (not repaired: part of the filesystem could not be read)");
-      return false;
-    }
-    return fixable(line, preen, plan);
-  }
-  // Part of the filesystem cannot be read: what needs the whole picture
-  // is not repaired.
-  void unreadable(const std::string& line) {
-    incomplete_ = true;
-    problem(line);
-  }
-  // A bit in a bitmap block that failed verification (read as zeros): not
-  // compared, the block is rebuilt whole or left.
-  bool inode_bit_unknown(uint64_t ino) const {
-    return corrupt_bitmaps_.count(sb_.inode_bitmap_start + ino / kBitsPerBitmapBlock) != 0;
-  }
-  bool block_bit_unknown(uint64_t b) const {
-    return corrupt_bitmaps_.count(sb_.block_bitmap_start + b / kBitsPerBitmapBlock) != 0;
-  }
-  bool in_unreadable_table(uint64_t ino) const {
-    return ino != 0 && unreadable_tables_.count((ino - 1) / kInodesPerBlock);
-  }
-  // Worth knowing, not wrong.
-  void note(const std::string& line) { say("note: " + line); }
-  void say(const std::string& line) {
-    if (opts_.report) opts_.report(line);
-  }
-  Status load_superblock();
-  Status write_superblocks();
-  Status replay();
-  Status check_unreplayed_commit(const ReplayResult& rep);
-  void load_bitmaps();
-  void rebuild_bitmaps();
-  Status check_checksum_table_blocks();
-  Status repair();
-  void clear_inode(uint64_t ino);
-  void claim(uint64_t block, uint64_t ino, const char* what);
-  void check_inode(uint64_t ino, const DiskInode& d);
-  void check_block_count(uint64_t ino, const DiskInode& d, uint64_t mapped);
-  void check_xattr_block(uint64_t ino, const DiskInode& d);
-  void check_directory(uint64_t ino, const DiskInode& d, const ExtentMap& map);
-  void check_entries();
-  void check_links();
-  void check_orphans();
-  void check_block_bitmap();
-  void leak_block(uint64_t b);
-  void scrub_file(uint64_t ino, const ExtentMap& map);
-  void check_symlink(uint64_t ino, const DiskInode& d, const ExtentMap* map);
-  Result<uint64_t> recorded_checksum(uint64_t phys);
-  bool bit(const std::vector<std::shared_ptr<MetaBuffer>>& bm, uint64_t n) const {
-    const auto& b = bm[n / kBitsPerBitmapBlock];
-    uint64_t i = n % kBitsPerBitmapBlock;
-    return b->payload()[i / 8] >> (i % 8) & 1;
-  }
-
-  BlockDevice& dev_;
-  const FsckOptions& opts_;
-  BufferCache cache_;
-  Superblock sb_;
-  JournalPosition head_;  // after replay: where a repair's first transaction goes
-  FsckResult res_;
-  RepairPlan plan_;
-  std::vector<std::string> fixing_;  // the lines of plan_'s fixes
-  std::vector<std::shared_ptr<MetaBuffer>> ibmp_, bbmp_;
-  std::vector<uint64_t> owner_;                    // block -> claiming inode (0 free)
-  std::unordered_set<uint64_t> shared_;            // blocks claimed twice: never freed
-  // Every directory entry, as (directory, entry); judged once every inode is known.
-  std::vector<std::pair<uint64_t, DirEntry>> entries_;
-  std::unordered_map<uint64_t, std::vector<uint64_t>> meta_blocks_;  // unlinked ino -> its
-                                                                     // xattr and tree blocks
-  std::unordered_set<uint64_t> cleared_;           // inodes the repairs free
-  bool incomplete_ = false;                        // something could not be read
-  std::unordered_set<uint64_t> unreadable_tables_;  // inode table blocks (index) that fail
-  std::set<uint64_t> corrupt_bitmaps_;              // bitmap blocks that fail verification
-  std::unordered_set<uint64_t> slots_used_;         // inodes whose mode is not 0
-  std::unordered_map<uint64_t, uint32_t> nlink_;   // ino -> nlink on disk
-  std::unordered_map<uint64_t, uint32_t> refs_;    // ino -> directory references
-  std::unordered_map<uint64_t, uint32_t> subdirs_; // dir ino -> subdirectories
-  std::unordered_map<uint64_t, uint64_t> parent_;  // dir ino -> parent from entries
-  std::unordered_map<uint64_t, uint64_t> dotdot_;  // dir ino -> parent in inode
-  std::unordered_map<uint64_t, uint32_t> mode_;
-  std::vector<uint64_t> orphans_;                     // link count 0, in no directory
-};
+namespace fsck_internal {
 
 Status Checker::load_superblock() {
   AlignedBlock a, b;
@@ -426,39 +291,6 @@ void Checker::check_xattr_block(uint64_t ino, const DiskInode& d) {
     problem(who + ": a name appears twice");
 }
 
-void Checker::check_directory(uint64_t ino, const DiskInode& d, const ExtentMap& map) {
-  std::string who = "inode " + std::to_string(ino);
-  res_.directories++;
-  dotdot_[ino] = d.rdev ? d.rdev : kRootIno;
-  std::vector<std::shared_ptr<MetaBuffer>> blocks;
-  uint64_t nblocks = d.size / kBlockSize;
-  if (d.size % kBlockSize) problem(who + ": directory size is not a whole number of blocks");
-  for (uint64_t i = 0; i < nblocks; i++) {
-    auto e = map.find(uint32_t(i));
-    if (!e) {
-      unreadable(who + ": directory block " + std::to_string(i) + " is not mapped");
-      return;
-    }
-    auto buf = cache_.read(e->physical + (i - e->logical), kMagicDirectory);
-    if (!buf.ok()) {
-      unreadable(who + ": directory block " + std::to_string(e->physical + (i - e->logical)) +
-                 " is corrupt");
-      return;
-    }
-    blocks.push_back(*buf);
-  }
-  auto dir = Directory::load(ino, std::move(blocks));
-  if (!dir.ok()) {
-    unreadable(who + ": directory entries are corrupt");
-    return;
-  }
-  (*dir)->list(0, [&](const DirEntry& e, uint64_t) {
-    entries_.emplace_back(ino, e);
-    return true;
-  });
-  plan_.dirs[ino] = std::move(*dir);
-}
-
 Result<uint64_t> Checker::recorded_checksum(uint64_t phys) {
   auto buf = cache_.read(sb_.csum_table_start + phys / kChecksumsPerBlock, kMagicChecksumTable);
   if (!buf.ok()) return Error{buf.error()};
@@ -499,189 +331,6 @@ void Checker::check_symlink(uint64_t ino, const DiskInode& d, const ExtentMap* m
     return;
   }
   if (has_nul(buf.data())) problem(who + " target is shorter than its size");
-}
-
-// Every entry against the inode it names, now that every inode is known:
-// an entry that names no live inode goes (-y); the rest count as links,
-// and their d_type must be the inode's (the S_IFMT bits shifted down,
-// <dirent.h>).
-void Checker::check_entries() {
-  for (auto& [dir, e] : entries_) {
-    std::string at = "inode " + std::to_string(dir) + ": entry '" + e.name + "'";
-    if (in_unreadable_table(e.ino)) {  // its table block is reported
-      refs_[e.ino]++;
-      continue;
-    }
-    auto m = mode_.find(e.ino);
-    if (m == mode_.end() || e.ino == kRootIno) {
-      std::string why = e.ino == kRootIno ? "names the root directory"
-                        : e.ino == 0 || e.ino > sb_.inode_count
-                            ? "points to invalid inode " + std::to_string(e.ino)
-                            : "points to free inode " + std::to_string(e.ino);
-      if (!fixable_if_complete(at + " " + why, false, [&](RepairPlan& p) {
-            p.entries.push_back({dir, e.name, true, 0, 0});
-          }))
-        refs_[e.ino]++;  // left: it still counts (and root's count says so)
-      continue;
-    }
-    const uint8_t type = uint8_t((m->second & S_IFMT) >> 12);
-    if (e.type != type)
-      fixable(at + " gives inode " + std::to_string(e.ino) + " type " + std::to_string(e.type) +
-                  ", its mode says " + std::to_string(type),
-              true, [&](RepairPlan& p) { p.entries.push_back({dir, e.name, false, e.ino, type}); });
-    refs_[e.ino]++;
-    if (type == kTypeDir) {
-      subdirs_[dir]++;
-      parent_[e.ino] = dir;
-    }
-  }
-}
-
-void Checker::check_links() {
-  check_entries();
-  for (auto& [ino, nlink] : nlink_) {
-    std::string who = "inode " + std::to_string(ino);
-    bool dir = (mode_[ino] & S_IFMT) == S_IFDIR;
-    uint32_t expect = dir ? 2 + subdirs_[ino] : refs_[ino];
-    if (ino == kRootIno) {
-      // An entry naming it is check_entries' to report.
-    } else if (refs_[ino] == 0) {
-      if (nlink == 0) {
-        orphans_.push_back(ino);
-      } else {
-        // e2fsck would link it into lost+found, which stablefs has not.
-        problem(who + ": in use but not in any directory");
-      }
-      continue;
-    }
-    if (dir && ino != kRootIno && refs_[ino] != 1)
-      problem(who + ": directory has " + std::to_string(refs_[ino]) + " names");
-    if (nlink != expect)
-      fixable_if_complete(
-          who + ": link count " + std::to_string(nlink) + ", should be " + std::to_string(expect),
-          true, [&](RepairPlan& p) { p.inodes[ino].nlink = expect; });
-    if (dir && ino != kRootIno && parent_.count(ino) && dotdot_[ino] != parent_[ino])
-      fixable_if_complete(who + ": '..' names " + std::to_string(dotdot_[ino]) +
-                              " but it lives in " + std::to_string(parent_[ino]),
-                          true, [&](RepairPlan& p) { p.inodes[ino].parent = parent_[ino]; });
-  }
-}
-
-void Checker::clear_inode(uint64_t ino) {
-  cleared_.insert(ino);
-  auto& fix = plan_.inodes[ino];
-  fix.clear = true;
-  if (auto m = meta_blocks_.find(ino); m != meta_blocks_.end()) fix.meta_blocks = m->second;
-  plan_.inode_bits[ino] = false;
-}
-
-// An inode with link count 0 in no directory was unlinked while open. A
-// crash leaves it behind and the next read-write mount frees it (it frees
-// orphans only after an unclean shutdown); a clean unmount frees it
-// itself, so in a cleanly unmounted filesystem it is a leak nothing frees.
-void Checker::check_orphans() {
-  res_.orphans = orphans_.size();
-  if (orphans_.empty()) return;
-  if (sb_.state != kStateClean) {
-    note(std::to_string(orphans_.size()) +
-         " orphaned inodes (link count 0, unlinked while open when the filesystem went "
-         "down): the next read-write mount frees them");
-    return;
-  }
-  std::sort(orphans_.begin(), orphans_.end());
-  for (uint64_t ino : orphans_)
-    fixable_if_complete(
-        "inode " + std::to_string(ino) +
-            ": link count 0 and in no directory in a cleanly unmounted filesystem: nothing "
-            "will free it",
-        true, [&](RepairPlan&) { clear_inode(ino); });
-}
-
-// The bitmap against what is reachable: owned by an inode the repairs do
-// not free, or claimed twice (kept until someone decides).
-void Checker::check_block_bitmap() {
-  std::vector<uint64_t> unmarked, leaked;
-  for (uint64_t b = sb_.data_start; b < sb_.total_blocks; b++) {
-    if (block_bit_unknown(b)) continue;
-    bool used = (owner_[b] && !cleared_.count(owner_[b])) || shared_.count(b);
-    if (used && !bit(bbmp_, b)) unmarked.push_back(b);
-    if (!used && bit(bbmp_, b)) leaked.push_back(b);
-  }
-  if (!unmarked.empty()) {
-    std::string some;
-    for (size_t i = 0; i < unmarked.size() && i < 10; i++)
-      some += (i ? ", " : "") + std::to_string(unmarked[i]) + " (inode " +
-              std::to_string(owner_[unmarked[i]]) + ")";
-    fixable(std::to_string(unmarked.size()) + " used blocks are free in the bitmap: " + some +
-                (unmarked.size() > 10 ? ", ..." : ""),
-            true, [&](RepairPlan& p) {
-              for (uint64_t b : unmarked) p.block_bits[b] = true;
-            });
-  }
-  if (!leaked.empty())
-    fixable_if_complete(
-        std::to_string(leaked.size()) + " blocks are marked in use but belong to no inode", true,
-        [&](RepairPlan&) {
-          for (uint64_t b : leaked) leak_block(b);
-        });
-  for (uint64_t b = 0; b < sb_.data_start; b++)
-    if (!block_bit_unknown(b) && !bit(bbmp_, b)) {
-      fixable("metadata block " + std::to_string(b) + " is free in the bitmap", true,
-              [&](RepairPlan& p) {
-                for (uint64_t m = 0; m < sb_.data_start; m++) p.block_bits[m] = true;
-              });
-      break;
-    }
-}
-
-// A block nothing reaches is freed, and its checksum entry zeroed: the
-// stale checksum of bytes nobody owns is not kept as if it meant something.
-void Checker::leak_block(uint64_t b) {
-  plan_.block_bits[b] = false;
-  if (auto c = recorded_checksum(b); c.ok() && *c != 0) plan_.checksums_to_zero.push_back(b);
-}
-
-// A bitmap block that fails verification stands in as zeros (a buffer of
-// the cache's own, which a rebuild fills and the journal writes whole).
-void Checker::load_bitmaps() {
-  auto load = [&](uint64_t start, uint64_t count, uint32_t magic, auto& out) {
-    for (uint64_t nr = start; nr < start + count; nr++) {
-      auto b = cache_.read(nr, magic);
-      if (!b.ok()) corrupt_bitmaps_.insert(nr);
-      out.push_back(b.ok() ? *b : cache_.create(nr, magic, 0));
-    }
-  };
-  load(sb_.inode_bitmap_start, sb_.inode_bitmap_blocks, kMagicInodeBitmap, ibmp_);
-  load(sb_.block_bitmap_start, sb_.block_bitmap_blocks, kMagicBlockBitmap, bbmp_);
-}
-
-// A bitmap is what the rest of the filesystem says is in use, so a
-// corrupt block of one is rebuilt from that, once all of it was read: the
-// inode bitmap from the slots in use (bit 0 is reserved, as mkfs sets it),
-// the block bitmap from the metadata region and every block an inode
-// reaches. The repairs' frees are already counted out (cleared_).
-void Checker::rebuild_bitmaps() {
-  for (uint64_t nr : corrupt_bitmaps_) {
-    const bool inodes = nr < sb_.block_bitmap_start;
-    const uint64_t first =
-        (nr - (inodes ? sb_.inode_bitmap_start : sb_.block_bitmap_start)) * kBitsPerBitmapBlock;
-    const uint64_t end =
-        std::min(first + kBitsPerBitmapBlock, inodes ? sb_.inode_count + 1 : sb_.total_blocks);
-    fixable_if_complete(std::string(inodes ? "inode" : "block") + " bitmap block " +
-                            std::to_string(nr) + " is corrupt (it can be rebuilt from the " +
-                            (inodes ? "inodes" : "blocks") + " in use)",
-                        true, [&](RepairPlan& p) {
-                          p.rebuilt_bitmaps.insert(nr);
-                          for (uint64_t n = first; n < end; n++) {
-                            bool used = inodes
-                                            ? n == 0 || (slots_used_.count(n) && !cleared_.count(n))
-                                            : n < sb_.data_start ||
-                                                  (owner_[n] && !cleared_.count(owner_[n])) ||
-                                                  shared_.count(n);
-                            if (used) (inodes ? p.inode_bits : p.block_bits)[n] = true;
-                          }
-                        });
-  }
 }
 
 Status Checker::check_checksum_table_blocks() {
@@ -757,16 +406,16 @@ Status Checker::repair() {
   return Status::Ok();
 }
 
-}  // namespace
+}  // namespace fsck_internal
 
 Result<FsckResult> check_filesystem(BlockDevice& dev, const FsckOptions& opts) {
   if (opts.read_only) {
     // Replay and everything else write here; the image never sees it.
     OverlayDevice overlay(dev);
-    Checker c(overlay, opts);
+    fsck_internal::Checker c(overlay, opts);
     return c.run();
   }
-  Checker c(dev, opts);
+  fsck_internal::Checker c(dev, opts);
   return c.run();
 }
 
