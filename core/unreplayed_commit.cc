@@ -4,6 +4,7 @@
 
 #include "core/base/format.h"
 #include "journal/buffer.h"
+#include "journal/format.h"
 
 namespace stablefs {
 
@@ -25,6 +26,11 @@ Result<std::optional<UnreplayedCommit>> find_unreplayed_commit(BlockDevice& dev,
     SFS_TRY(dev.read(nr, b.data(), kBlockSize));
     MetaHeader h = decode_meta_header(b.data());
     if (h.magic != kMagicJournalCommit || h.txid != head.txid) continue;
+    // It must close a transaction that starts at head: the blocks before
+    // it are exactly the i since head. A txid alone is not enough: a
+    // superblock whose tail txid went back (corruption) leaves older log
+    // blocks with the txids the mount then reuses.
+    if (decode_commit_block(b.data()).log_blocks != i) continue;
     return std::optional<UnreplayedCommit>{
         UnreplayedCommit{head.txid, nr, verify_meta_block(b.data(), nr, kMagicJournalCommit).ok()}};
   }

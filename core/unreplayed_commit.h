@@ -25,7 +25,8 @@ struct UnreplayedCommit {
 };
 
 // Looks for a block with the commit magic and txid head.txid after `head`
-// (where replay stopped). With `only_if_started`, first checks that the
+// (where replay stopped) that counts exactly the blocks between head and
+// itself. With `only_if_started`, first checks that the
 // block at head carries that txid or that replay stopped inside a
 // transaction (`stopped_inside`), and otherwise reads nothing more: the
 // cheap test a mount can afford on every start.
