@@ -114,8 +114,10 @@ Status Checker::replay() {
 
 // A transaction replay dropped although its commit block is in the log
 // (core/unreplayed_commit.h). An error when the commit block verifies and
-// commits were ordered (a flush before each commit block: nothing before it
-// can have been lost in a crash); otherwise a note.
+// its flags say ordered commit (a flush before each commit block: nothing
+// before it can have been lost in a crash); otherwise a note. The commit's
+// own flags, not the superblock's async_commit bit, which replay clears:
+// every run must judge the same log the same way.
 Status Checker::check_unreplayed_commit(const ReplayResult& rep) {
   auto found = find_unreplayed_commit(dev_, {sb_.journal_start, sb_.journal_blocks}, rep.head,
                                       true, false);
@@ -126,7 +128,7 @@ Status Checker::check_unreplayed_commit(const ReplayResult& rep) {
                      " has a commit block (block " + std::to_string(c.block) +
                      (c.sealed ? "" : ", itself damaged") + ") but replay stopped inside it (" +
                      rep.stop_reason + "): its changes are not replayed";
-  if (c.sealed && !(sb_.incompat & kIncompatAsyncCommit))
+  if (c.sealed && !c.async)
     problem(line);
   else
     note(line + " (a crash during its async commit, before its fsync returned, leaves this too)");

@@ -30,9 +30,11 @@ Result<std::optional<UnreplayedCommit>> find_unreplayed_commit(BlockDevice& dev,
     // it are exactly the i since head. A txid alone is not enough: a
     // superblock whose tail txid went back (corruption) leaves older log
     // blocks with the txids the mount then reuses.
-    if (decode_commit_block(b.data()).log_blocks != i) continue;
+    const CommitRecord c = decode_commit_block(b.data());
+    if (c.log_blocks != i) continue;
     return std::optional<UnreplayedCommit>{
-        UnreplayedCommit{head.txid, nr, verify_meta_block(b.data(), nr, kMagicJournalCommit).ok()}};
+        UnreplayedCommit{head.txid, nr, verify_meta_block(b.data(), nr, kMagicJournalCommit).ok(),
+                         (c.flags & kCommitAsync) != 0}};
   }
   return std::optional<UnreplayedCommit>{};
 }

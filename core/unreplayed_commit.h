@@ -22,6 +22,7 @@ struct UnreplayedCommit {
   uint64_t txid = 0;
   uint64_t block = 0;   // the commit block's block number
   bool sealed = false;  // it verifies (else only its magic and txid are right)
+  bool async = false;   // its flags say async commit (one flush, no barrier before it)
 };
 
 // Looks for a block with the commit magic and txid head.txid after `head`
