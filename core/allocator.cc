@@ -181,6 +181,7 @@ Status Allocator::free_blocks(Handle& h, PhysRange r) {
   if (r.start + r.count > blocks_->size()) return err(EUCLEAN);
   SFS_TRY(blocks_->set_disk(h, r.start, r.count, false));
   h.drop_data_tags(r.start, r.count);  // reusable once this commit is durable
+  h.forget_data_blocks(r.start, r.count);  // and no logged image may land there
   pending_blocks_[h.txid()].push_back(r);
   pending_block_count_ += r.count;
   return Status::Ok();
@@ -195,6 +196,7 @@ Status Allocator::unfree_blocks(Handle& h, PhysRange r) {
     PhysRange& p = ranges[i];
     if (r.start < p.start || r.start + r.count > p.start + p.count) continue;
     SFS_TRY(blocks_->set_disk(h, r.start, r.count, true));
+    for (uint64_t b = r.start; b < r.start + r.count; b++) h.keep_data_block(b);
     // Cut r out of p, keeping what lies either side.
     PhysRange after{r.start + r.count, p.start + p.count - (r.start + r.count)};
     p.count = r.start - p.start;

@@ -44,7 +44,12 @@ Status MountedFs::read_page(Inode& n, Page& page) {
     std::memset(page.data(), 0, kPageSize);
     return Status::Ok();
   }
-  Status s = dev_->read(phys, page.data(), kPageSize);
+  Status s;
+  // A journaled rewrite not yet checkpointed is newer than the block.
+  if (auto image = journal_->data_image(phys))
+    std::memcpy(page.data(), image->bytes.data(), kPageSize);
+  else
+    s = dev_->read(phys, page.data(), kPageSize);
   if (!s.ok()) {
     SFS_LOG("read error: inode %llu offset %llu block %llu: %s", (unsigned long long)n.ino,
             (unsigned long long)(page.index() * kPageSize), (unsigned long long)phys,
@@ -96,6 +101,9 @@ Result<std::vector<PageRef>> MountedFs::read_pages(Inode& n, uint64_t first, siz
   struct Want {
     uint64_t phys = 0;
     uint64_t expected = 0;
+    // A journaled rewrite not yet at home (looked up before the device
+    // read: once the lookup finds none, the block itself is current).
+    std::shared_ptr<const MetaBlock> image;
   };
   std::vector<Want> want(pages.size());
   Status s;
@@ -109,6 +117,7 @@ Result<std::vector<PageRef>> MountedFs::read_pages(Inode& n, uint64_t first, siz
       auto c = csums_->get(want[i].phys);
       if (!c.ok()) s = Error{c.error()};
       else want[i].expected = *c;
+      want[i].image = journal_->data_image(want[i].phys);
     }
   }
   std::vector<IoRequest> reqs;
@@ -118,7 +127,12 @@ Result<std::vector<PageRef>> MountedFs::read_pages(Inode& n, uint64_t first, siz
       std::memset(pages[i]->data(), 0, kPageSize);
       continue;
     }
-    if (reqs.empty() || i == 0 || want[i - 1].phys == 0 || want[i].phys != want[i - 1].phys + 1 ||
+    if (want[i].image) {
+      std::memcpy(pages[i]->data(), want[i].image->bytes.data(), kPageSize);
+      continue;
+    }
+    if (reqs.empty() || i == 0 || want[i - 1].phys == 0 || want[i - 1].image ||
+        want[i].phys != want[i - 1].phys + 1 ||
         reqs.back().iov_count == IoRequest::kMaxSegments) {
       reqs.emplace_back();
       reqs.back().op = IoOp::kRead;

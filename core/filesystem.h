@@ -38,6 +38,12 @@ struct MountOptions {
   uint64_t meta_cache_bytes = 128ull << 20;
   StablePages stable_pages = StablePages::kWait;
   bool verify_writes = false;
+  // journal_data=: a run of at most this many consecutive dirty pages whose
+  // blocks are already written is written back through the journal
+  // (journal/FORMAT.md, "Journaled data") instead of to new blocks; 0 never.
+  // Longer runs stream better to new blocks (one write, no second copy).
+  static constexpr uint32_t kJournalDataPages = 16;
+  uint32_t journal_data_pages = kJournalDataPages;
   bool writeback_cache = false;      // FUSE writeback cache (fs/ negotiates it)
   uint32_t commit_seconds = 5;       // commit=
   // writeback_delay=: how long dirty pages may sit before the background

@@ -99,7 +99,7 @@ Status Checker::replay() {
     what += "; the newest async commit, whose data never reached the disk, is discarded";
   sb_.journal_tail = rep->head.pos;
   sb_.journal_tail_txid = rep->head.txid;
-  sb_.incompat &= ~kIncompatAsyncCommit;  // the log is empty now
+  sb_.incompat &= ~kIncompatLogFeatures;  // the log is empty now
   if (opts_.read_only) {
     not_corrected("journal: " + what +
                   " to replay; replayed in memory only (-n), so the checks below see them, "

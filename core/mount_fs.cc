@@ -131,9 +131,9 @@ Status MountedFs::start(std::string* why) {
     sb_.journal_tail = replay->head.pos;
     sb_.journal_tail_txid = replay->head.txid;
     if (!read_only_) {
-      // From here on the log may hold async commits, which a binary that
-      // does not verify data tags must not replay.
-      sb_.incompat |= kIncompatAsyncCommit;
+      // From here on the log may hold async commits and journaled data,
+      // which a binary that does not know them must not replay.
+      sb_.incompat |= kIncompatLogFeatures;
       sb_.state = kStateMounted;
       sb_.mount_count++;
       SFS_TRY(write_superblocks());
@@ -359,7 +359,7 @@ Status MountedFs::unmount() {
   }
   std::lock_guard lk(sb_mu_);
   sb_.state = kStateClean;
-  sb_.incompat &= ~kIncompatAsyncCommit;  // the log is empty
+  sb_.incompat &= ~kIncompatLogFeatures;  // the log is empty
   return write_superblocks();
 }
 

@@ -152,6 +152,13 @@ class MountedFs final : public Filesystem {
   Status write_inode_if_dirty(Inode& n);
   void touch_atime(Inode& n);
   Status verify_written(Inode& n, const std::vector<PendingPage>& batch);
+  // Writes back through the journal the pages of `batch` that are in short
+  // runs over written blocks, and leaves the others in `batch`.
+  void journal_rewrites(Inode& n, std::vector<PendingPage>& batch, std::vector<PendingPage>& rest);
+  bool journal_data_enabled() const {
+    return opts_.journal_data_pages > 0 && opts_.stable_pages != StablePages::kOff &&
+           !opts_.verify_writes;
+  }
   // Journals a batch's new mapping in h (bitmap, extent map, checksums,
   // old blocks freed); take_back_mapping undoes what it recorded. n.mu held.
   Status record_mapping(Handle& h, Inode& n, WritebackBuffers& wb, RecordedMapping& done);
@@ -163,6 +170,7 @@ class MountedFs final : public Filesystem {
   // and before its I/O is submitted (opens the write-after-checksum window).
   std::function<void(uint64_t ino)> writeback_hook_;
   PageCacheStats page_cache_stats() const { return pages_->stats(); }
+  JournalStats journal_stats() const { return journal_->stats(); }
   // Drops cached inodes nobody uses (kernel lookups 0, no InodeRef but the
   // cache's, attributes journalled) once the cache holds more than `low`.
   // Their state lives in metadata buffers, so a later get_inode() reloads

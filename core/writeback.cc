@@ -2,6 +2,8 @@
 //
 // For each batch of dirty pages of one inode:
 //   1. lock, clear Dirty, set Writeback, unlock (the stable-page handoff);
+//      then a short run of pages over blocks that already hold data is
+//      journaled whole (journal_rewrites) and leaves the batch; the rest:
 //   2. reserve new blocks in memory (never overwrite a block that a
 //      committed checksum refers to);
 //   3. checksum each page (seeded with its new block number) and submit the
@@ -27,6 +29,10 @@
 namespace stablefs {
 namespace {
 constexpr size_t kBatchPages = kWritebackBatchPages;
+// Journaled pages per handle: each also dirties a checksum table block, so
+// this bounds what one handle adds to a transaction (the smallest log is
+// 1024 blocks); beyond it pages take the batch path.
+constexpr size_t kMaxJournaledPerHandle = 64;
 }  // namespace
 
 Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
@@ -88,6 +94,13 @@ Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
     for (size_t i = 0; i < nfound; i++) found[i].reset();
     if (batch.empty()) continue;
     total += batch.size();
+
+    // 1b. Short runs of rewritten pages go whole into the journal.
+    if (journal_data_enabled()) {
+      journal_rewrites(n, batch, lease->rest);
+      batch.swap(lease->rest);
+      if (batch.empty()) continue;
+    }
 
     // 2. Reserve blocks, contiguous where the pages are.
     std::vector<PhysRange>& reserved = lease->reserved;
@@ -191,6 +204,72 @@ Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
     batch.clear();
   }
   return first;
+}
+
+// Journaled data (journal/FORMAT.md): a page rewritten in a short run
+// keeps its block. Its bytes are copied into an image the journal owns,
+// the checksum table records the image's checksum, and both commit
+// together: the commit writes the image with the log (one write, one
+// flush, where a redirected page costs a data write, then the log) and the
+// checkpoint writes it home. Until then readers that miss the cache get
+// the image from the journal (read_page). The copy is what is checksummed
+// and written, so the page itself is stable the moment it is copied.
+// Long runs stream better to new blocks (one write, no second copy), and
+// holes, unwritten extents and appends need new blocks anyway.
+void MountedFs::journal_rewrites(Inode& n, std::vector<PendingPage>& batch,
+                                 std::vector<PendingPage>& rest) {
+  rest.clear();
+  const size_t max_run = opts_.journal_data_pages;
+  std::vector<bool> short_run(batch.size(), false);
+  bool any = false;
+  for (size_t i = 0; i < batch.size();) {
+    size_t run = 1;
+    while (i + run < batch.size() && batch[i + run].page->index() == batch[i].page->index() + run)
+      run++;
+    if (run <= max_run) {
+      std::fill(short_run.begin() + long(i), short_run.begin() + long(i + run), true);
+      any = true;
+    }
+    i += run;
+  }
+  if (!any) {
+    rest.swap(batch);
+    return;
+  }
+  // The same write-after-checksum window as the batch path's: the pages
+  // are under writeback until their bytes are copied.
+  if (writeback_hook_) writeback_hook_(n.ino);
+  {
+    Handle h = journal_->start();
+    std::lock_guard lk(n.mu);
+    Status s = load_map(n);
+    size_t journaled = 0;
+    for (size_t i = 0; i < batch.size(); i++) {
+      PendingPage& pp = batch[i];
+      bool take = s.ok() && short_run[i] && journaled < kMaxJournaledPerHandle;
+      auto e = take ? n.map->find(uint32_t(pp.page->index())) : std::nullopt;
+      if (!e || e->unwritten) {
+        rest.push_back(std::move(pp));
+        continue;
+      }
+      uint64_t phys = e->physical + (pp.page->index() - e->logical);
+      auto image = std::make_shared<MetaBlock>();
+      std::memcpy(image->bytes.data(), pp.bytes, kPageSize);
+      uint64_t csum = block_checksum(phys, image->bytes.data(), kPageSize);
+      // A failure here (a checksum table block unreadable, the journal
+      // aborted) leaves the page to the ordinary path, which reports it.
+      if (!csums_->set(h, phys, csum).ok()) {
+        rest.push_back(std::move(pp));
+        continue;
+      }
+      h.log_data_block(phys, std::move(image), csum);
+      (void)pages_->end_page_writeback(pp.page);
+      pp.page.reset();
+      journaled++;
+    }
+    c_->journaled_data_blocks += journaled;
+  }
+  batch.clear();
 }
 
 // The fallible tree edits come first, so a failure there (ENOSPC for a

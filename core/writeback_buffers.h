@@ -42,6 +42,7 @@ struct RecordedMapping {
 struct WritebackBuffers {
   explicit WritebackBuffers(bool with_bounce) {
     batch.reserve(kWritebackBatchPages);
+    rest.reserve(kWritebackBatchPages);
     reqs.reserve(kWritebackBatchPages);
     ptrs.reserve(kWritebackBatchPages);
     reserved.reserve(kWritebackBatchPages);
@@ -50,12 +51,14 @@ struct WritebackBuffers {
   }
   void clear() {
     batch.clear();
+    rest.clear();
     reqs.clear();
     ptrs.clear();
     reserved.clear();
     replaced.clear();
   }
   std::vector<PendingPage> batch;
+  std::vector<PendingPage> rest;  // what journal_rewrites leaves to the batch path
   std::vector<IoRequest> reqs;
   std::vector<IoRequest*> ptrs;
   std::vector<PhysRange> reserved;

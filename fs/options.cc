@@ -131,6 +131,16 @@ Status parse_commit(std::string_view v, MountOptions& fs, std::string* why) {
   return Status::Ok();
 }
 
+Status parse_journal_data(std::string_view v, MountOptions& fs, std::string* why) {
+  auto n = parse_uint(v);
+  if (!n.ok() || *n > kMaxJournalDataPages)
+    return fail(why, "invalid value for journal_data: '" + std::string(v) +
+                         "' (expected pages, 0 to " +
+                         std::to_string(kMaxJournalDataPages) + ")");
+  fs.journal_data_pages = uint32_t(*n);
+  return Status::Ok();
+}
+
 Status parse_writeback_delay(std::string_view v, MountOptions& fs, std::string* why) {
   auto n = parse_uint(v);
   if (!n.ok() || *n > kMaxWritebackDelayMs)
@@ -170,6 +180,7 @@ Status parse_one(const std::string& opt, ParsedMountOptions& out, std::string* w
     return parse_cache_bytes(key, value, &fs.meta_cache_bytes, why);
   if (key == "commit" && has_value) return parse_commit(value, fs, why);
   if (key == "writeback_delay" && has_value) return parse_writeback_delay(value, fs, why);
+  if (key == "journal_data" && has_value) return parse_journal_data(value, fs, why);
   if (key == "entry_timeout" && has_value) return parse_timeout(key, value, &fs.entry_timeout, why);
   if (key == "attr_timeout" && has_value) return parse_timeout(key, value, &fs.attr_timeout, why);
   if (key == "negative_timeout" && has_value)
@@ -178,6 +189,7 @@ Status parse_one(const std::string& opt, ParsedMountOptions& out, std::string* w
   if (opt == "writeback_cache") return fs.writeback_cache = true, Status::Ok();
   if (key == "stable_pages" || key == "errors" || key == "cache_size" || key == "commit" ||
       key == "writeback_delay" || key == "meta_cache" || key == "entry_timeout" ||
+      key == "journal_data" ||
       key == "attr_timeout" || key == "negative_timeout")
     return fail(why, "mount option '" + std::string(key) + "' needs a value");
 

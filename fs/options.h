@@ -19,6 +19,7 @@ namespace stablefs {
 
 constexpr uint64_t kMinCacheBytes = 1ull << 20;
 constexpr uint32_t kMaxWritebackDelayMs = 3'600'000;  // an hour
+constexpr uint32_t kMaxJournalDataPages = 256;  // 1 MiB runs; longer ones stream better
 // entry_timeout= and friends: a day, as passthrough_hp's default. Longer
 // buys nothing (the kernel drops unused dentries under memory pressure
 // anyway) and a larger number is more likely a typo.

@@ -7,8 +7,13 @@
 // absolute block number in the log; metadata copies keep their HOME block
 // number, so a copy verifies exactly as it will once checkpointed.
 //
+// The exception is a journaled file data block, which is logged raw (its
+// bytes are the file's) after a data-blocks record that names its home
+// and the checksum it must have: that checksum identifies it instead.
+//
 // One transaction, at consecutive log offsets (modulo the log length):
-//   { descriptor, copy x count }+  revoke*  data-tags*  commit
+//   { descriptor, copy x count }*  revoke*  data-tags*
+//   { data-blocks, data block x count }*  commit
 #pragma once
 
 #include <cstdint>
@@ -39,6 +44,12 @@ struct DataTag {
   uint64_t blocknr = 0;
   uint64_t checksum = 0;
 };
+
+// ---- Data blocks record (magic kMagicJournalDataBlocks) ----
+// The data tag layout: count x (u64 home blocknr, u64 checksum). The
+// record's `count` raw file data blocks follow it immediately, in list
+// order; block i must have block_checksum(home_i) == checksum_i, which is
+// also what the checksum table records for it from this transaction on.
 
 // ---- Commit block (magic kMagicJournalCommit) ----
 // payload 0 u64 txid | 8 u64 log_blocks | 16 u64 txn_hash | 24 u32 flags | zero
@@ -105,12 +116,17 @@ inline uint64_t data_tag_blocks(uint64_t tags) {
   return (tags + kDataTagCapacity - 1) / kDataTagCapacity;
 }
 
-// Fills a data tag block (n <= kDataTagCapacity) and seals it for absolute
-// log block `log_blocknr`.
+// Log blocks for `n` journaled data blocks: records plus the blocks.
+inline uint64_t journaled_data_blocks(uint64_t n) { return data_tag_blocks(n) + n; }
+
+// Fills a data tag block, or with kMagicJournalDataBlocks a data blocks
+// record (n <= kDataTagCapacity), and seals it for absolute log block
+// `log_blocknr`.
 inline void encode_data_tags(uint8_t* block, uint64_t log_blocknr, uint64_t txid,
-                             const DataTag* tags, uint32_t n) {
+                             const DataTag* tags, uint32_t n,
+                             uint32_t magic = kMagicJournalDataTags) {
   MetaHeader h;
-  h.magic = kMagicJournalDataTags;
+  h.magic = magic;
   encode_meta_header(block, h);
   Encoder e(block + kMetaHeaderSize, kMetaPayload);
   e.u32(n);

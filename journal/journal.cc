@@ -10,6 +10,7 @@
 #include <cstring>
 #include <deque>
 #include <set>
+#include <unordered_map>
 
 #include "journal/format.h"
 #include "journal/retired_versions.h"
@@ -18,6 +19,13 @@ namespace stablefs {
 
 using Clock = std::chrono::steady_clock;
 
+// A journaled data block's image and the checksum it was logged with.
+struct DataImage {
+  std::shared_ptr<MetaBlock> image;
+  uint64_t checksum = 0;
+  uint64_t txid = 0;  // the transaction that logged it
+};
+
 // The running transaction (declared in buffer.h). Guarded by Impl::mu.
 class Transaction {
  public:
@@ -25,9 +33,10 @@ class Transaction {
 
   Transaction(uint64_t id, Clock::time_point exp) : txid(id), expires(exp) {}
 
-  bool empty() const { return metadata.empty() && revokes.empty(); }
+  bool empty() const { return metadata.empty() && revokes.empty() && data_blocks.empty(); }
   uint64_t log_blocks() const {
-    return txn_log_blocks(metadata.size(), revokes.size()) + data_tag_blocks(data_tags.size());
+    return txn_log_blocks(metadata.size(), revokes.size()) + data_tag_blocks(data_tags.size()) +
+           journaled_data_blocks(data_blocks.size());
   }
 
   const uint64_t txid;
@@ -42,6 +51,8 @@ class Transaction {
   // never has to read more than that many data blocks.
   std::map<uint64_t, uint64_t> data_tags;
   bool too_many_data_tags = false;
+  // Journaled data blocks by home (the newest image wins).
+  std::map<uint64_t, DataImage> data_blocks;
   Clock::time_point expires;  // the commit_interval timer
 };
 
@@ -59,6 +70,9 @@ struct FrozenTransaction {
   std::vector<uint64_t> revokes;
   std::vector<DataTag> data_tags;
   bool async = false;  // one flush, data tags listed
+  // Journaled data: (home, checksum) and the image, logged raw.
+  std::vector<DataTag> data_homes;
+  std::vector<FrozenBlock> data_blocks;
 };
 
 // A transaction with more data blocks than this is committed with a flush
@@ -107,12 +121,17 @@ struct Journal::Impl {
   void revoke(uint64_t txid, uint64_t blocknr);
   void add_data_tag(uint64_t txid, uint64_t blocknr, uint64_t checksum);
   void drop_data_tags(uint64_t txid, uint64_t blocknr, uint64_t count);
+  void log_data_block(uint64_t txid, uint64_t home, std::shared_ptr<MetaBlock> image,
+                      uint64_t checksum);
+  void forget_data_blocks(uint64_t txid, uint64_t blocknr, uint64_t count);
+  void keep_data_block(uint64_t txid, uint64_t blocknr);
   void commit_thread();
   bool commit_wanted(Clock::time_point now) const;
   void commit_running(std::unique_lock<std::mutex>& lk);
   FrozenTransaction freeze(uint64_t txid, std::map<uint64_t, std::shared_ptr<MetaBuffer>>&& metadata,
                            std::set<uint64_t>&& revokes, bool async,
-                           const std::map<uint64_t, uint64_t>& data_tags);
+                           const std::map<uint64_t, uint64_t>& data_tags,
+                           const std::map<uint64_t, DataImage>& data_blocks);
   void seal(FrozenTransaction& ft);
   Status write_transaction(const FrozenTransaction& ft);
   void file_for_checkpoint(FrozenTransaction&& ft);
@@ -145,6 +164,14 @@ struct Journal::Impl {
 
   // Counted outside mu: get_write_access() clones without the journal lock.
   std::atomic<uint64_t> shadow_copies{0};
+
+  // Every journaled data block whose newest image may not be at home yet:
+  // logged by the running or committing transaction, or committed and
+  // waiting for its checkpoint. Readers get the image from here. An entry
+  // leaves when a checkpoint has written that very image home, or when a
+  // durable revoke says the block was freed.
+  std::unordered_map<uint64_t, DataImage> data_images;
+  std::atomic<size_t> data_image_count{0};  // data_images.size(), for readers' fast path
 
   // Owned by the commit thread: no lock.
   std::map<uint64_t, CheckpointCopy> checkpoint_list;  // home blocknr -> copy
@@ -198,6 +225,63 @@ void Handle::add_data_tag(uint64_t blocknr, uint64_t checksum) {
 
 void Handle::drop_data_tags(uint64_t blocknr, uint64_t count) {
   if (journal_) journal_->impl_->drop_data_tags(txid_, blocknr, count);
+}
+
+void Handle::log_data_block(uint64_t home, std::shared_ptr<MetaBlock> image, uint64_t checksum) {
+  if (journal_) journal_->impl_->log_data_block(txid_, home, std::move(image), checksum);
+}
+
+void Handle::forget_data_blocks(uint64_t blocknr, uint64_t count) {
+  if (journal_) journal_->impl_->forget_data_blocks(txid_, blocknr, count);
+}
+
+void Handle::keep_data_block(uint64_t blocknr) {
+  if (journal_) journal_->impl_->keep_data_block(txid_, blocknr);
+}
+
+void Journal::Impl::log_data_block(uint64_t txid, uint64_t home, std::shared_ptr<MetaBlock> image,
+                                   uint64_t checksum) {
+  std::lock_guard lk(mu);
+  Transaction& t = *running;
+  assert(t.txid == txid);
+  DataImage d{std::move(image), checksum, txid};
+  data_images[home] = d;
+  data_image_count.store(data_images.size());
+  t.data_blocks[home] = std::move(d);
+  // The image is the block's new contents, in the log itself: nothing is
+  // left to verify at home for this transaction.
+  t.data_tags.erase(home);
+  if (t.log_blocks() >= soft_limit()) request_commit(t.txid);
+}
+
+void Journal::Impl::forget_data_blocks(uint64_t txid, uint64_t blocknr, uint64_t count) {
+  std::lock_guard lk(mu);
+  Transaction& t = *running;
+  assert(t.txid == txid);
+  t.data_blocks.erase(t.data_blocks.lower_bound(blocknr), t.data_blocks.lower_bound(blocknr + count));
+  if (data_images.empty()) return;
+  auto revoke_if_logged = [&](uint64_t nr) {
+    if (data_images.count(nr)) t.revokes.insert(nr);
+  };
+  if (count <= data_images.size()) {
+    for (uint64_t nr = blocknr; nr < blocknr + count; nr++) revoke_if_logged(nr);
+  } else {
+    for (const auto& [nr, d] : data_images)
+      if (nr >= blocknr && nr < blocknr + count) t.revokes.insert(nr);
+  }
+}
+
+void Journal::Impl::keep_data_block(uint64_t txid, uint64_t blocknr) {
+  std::lock_guard lk(mu);
+  Transaction& t = *running;
+  assert(t.txid == txid);
+  auto it = data_images.find(blocknr);
+  if (it == data_images.end()) return;
+  t.revokes.erase(blocknr);
+  // Logged again: if the newest image was this transaction's, forget
+  // removed it; if it is older, relogging is harmless (same bytes).
+  it->second.txid = txid;
+  t.data_blocks[blocknr] = it->second;
 }
 
 void Journal::Impl::add_data_tag(uint64_t txid, uint64_t blocknr, uint64_t checksum) {
@@ -274,6 +358,14 @@ void Handle::stop() {
 }
 
 // ---------------------------------------------------------------- Journal
+
+std::shared_ptr<const MetaBlock> Journal::data_image(uint64_t home) const {
+  const Impl& j = *impl_;
+  if (j.data_image_count.load() == 0) return nullptr;
+  std::lock_guard lk(j.mu);
+  auto it = j.data_images.find(home);
+  return it == j.data_images.end() ? nullptr : it->second.image;
+}
 
 Journal::Journal(BlockDevice& dev, BufferCache& cache, JournalGeometry geo, JournalPosition head,
                  JournalOptions opts)
@@ -472,10 +564,12 @@ void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
   std::map<uint64_t, std::shared_ptr<MetaBuffer>> metadata = std::move(t.metadata);
   std::set<uint64_t> revokes = std::move(t.revokes);
   std::map<uint64_t, uint64_t> data_tags = std::move(t.data_tags);
+  std::map<uint64_t, DataImage> data_blocks = std::move(t.data_blocks);
   const bool async = opts.async_commit && !t.too_many_data_tags;
   for (auto& [nr, buf] : metadata) buf->dirty_txid_ = 0;
   lk.unlock();
-  FrozenTransaction ft = freeze(txid, std::move(metadata), std::move(revokes), async, data_tags);
+  FrozenTransaction ft =
+      freeze(txid, std::move(metadata), std::move(revokes), async, data_tags, data_blocks);
   lk.lock();
   running = std::make_unique<Transaction>(txid + 1, Clock::now() + opts.commit_interval);
   committing_txid = txid;
@@ -485,7 +579,8 @@ void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
   if (opts.on_frozen) opts.on_frozen(txid);
   seal(ft);
   Status s = write_transaction(ft);
-  uint64_t logged = ft.blocks.size();
+  uint64_t logged = ft.blocks.size() + ft.data_blocks.size();
+  uint64_t data_logged = ft.data_blocks.size();
   if (s.ok()) file_for_checkpoint(std::move(ft));
   reclaim_retired_versions();
 
@@ -505,6 +600,7 @@ void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
   stats.commits++;
   if (async) stats.async_commits++;
   stats.blocks_logged += logged;
+  stats.data_blocks_logged += data_logged;
   done_cv.notify_all();
   bool full = log_used() > geo.blocks / 2;
   lk.unlock();
@@ -519,7 +615,8 @@ void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
 FrozenTransaction Journal::Impl::freeze(uint64_t txid,
                                         std::map<uint64_t, std::shared_ptr<MetaBuffer>>&& metadata,
                                         std::set<uint64_t>&& revokes, bool async,
-                                        const std::map<uint64_t, uint64_t>& data_tags) {
+                                        const std::map<uint64_t, uint64_t>& data_tags,
+                                        const std::map<uint64_t, DataImage>& data_blocks) {
   FrozenTransaction ft;
   ft.txid = txid;
   ft.homes.reserve(metadata.size());
@@ -536,6 +633,12 @@ FrozenTransaction Journal::Impl::freeze(uint64_t txid,
     ft.data_tags.reserve(data_tags.size());
     for (auto [nr, csum] : data_tags) ft.data_tags.push_back({nr, csum});
   }
+  ft.data_homes.reserve(data_blocks.size());
+  ft.data_blocks.reserve(data_blocks.size());
+  for (const auto& [nr, d] : data_blocks) {
+    ft.data_homes.push_back({nr, d.checksum});
+    ft.data_blocks.emplace_back(d.image);
+  }
   return ft;
 }
 
@@ -544,7 +647,7 @@ FrozenTransaction Journal::Impl::freeze(uint64_t txid,
 // which no writer can change any more. Runs after the next transaction has
 // opened, so its writers never wait for this.
 void Journal::Impl::seal(FrozenTransaction& ft) {
-  for (size_t i = 0; i < ft.blocks.size(); i++) ft.bufs[i]->seal(ft.blocks[i], ft.txid);
+  for (size_t i = 0; i < ft.bufs.size(); i++) ft.bufs[i]->seal(ft.blocks[i], ft.txid);
   ft.bufs.clear();
 }
 
@@ -564,7 +667,8 @@ void Journal::Impl::seal(FrozenTransaction& ft) {
 // one's flush has returned.
 Status Journal::Impl::write_transaction(const FrozenTransaction& ft) {
   const uint64_t need = txn_log_blocks(ft.blocks.size(), ft.revokes.size()) +
-                        data_tag_blocks(ft.data_tags.size());
+                        data_tag_blocks(ft.data_tags.size()) +
+                        journaled_data_blocks(ft.data_blocks.size());
   if (need > geo.blocks - 1) return err(EIO);
   if (need > log_free()) SFS_TRY(checkpoint_now());
   assert(need <= log_free());
@@ -597,6 +701,15 @@ Status Journal::Impl::write_transaction(const FrozenTransaction& ft) {
     AlignedBlock& r = records.emplace_back();
     encode_data_tags(r.data(), abs_block(off), ft.txid, &ft.data_tags[first], n);
     writes.push_back({abs_block(off++), r.data()});
+  }
+  for (size_t first = 0; first < ft.data_homes.size(); first += kDataTagCapacity) {
+    uint32_t n = uint32_t(std::min<size_t>(kDataTagCapacity, ft.data_homes.size() - first));
+    AlignedBlock& r = records.emplace_back();
+    encode_data_tags(r.data(), abs_block(off), ft.txid, &ft.data_homes[first], n,
+                     kMagicJournalDataBlocks);
+    writes.push_back({abs_block(off++), r.data()});
+    for (uint32_t i = 0; i < n; i++)
+      writes.push_back({abs_block(off++), ft.data_blocks[first + i].data()});
   }
 
   CommitRecord c;
@@ -636,6 +749,21 @@ void Journal::Impl::file_for_checkpoint(FrozenTransaction&& ft) {
     cp.block = std::move(ft.blocks[i]);
     cp.txid = ft.txid;
   }
+  for (size_t i = 0; i < ft.data_blocks.size(); i++) {
+    CheckpointCopy& cp = checkpoint_list[ft.data_homes[i].blocknr];
+    cp.block = std::move(ft.data_blocks[i]);
+    cp.txid = ft.txid;
+  }
+  // A freed data block's images are dead once its revoke is durable (the
+  // block becomes reusable only after this commit).
+  if (!ft.revokes.empty()) {
+    std::lock_guard lk(mu);
+    for (uint64_t nr : ft.revokes) {
+      auto it = data_images.find(nr);
+      if (it != data_images.end() && it->second.txid <= ft.txid) data_images.erase(it);
+    }
+    data_image_count.store(data_images.size());
+  }
 }
 
 // Writes every committed version home, flushes, then persists the new
@@ -656,6 +784,19 @@ Status Journal::Impl::checkpoint_now() {
     new_tail = head;
   }
   if (opts.persist_tail) SFS_TRY(opts.persist_tail(new_tail));
+  {
+    // Images now at home are no longer needed by readers; a newer image
+    // of the same block (logged since) stays.
+    std::lock_guard lk(mu);
+    if (!data_images.empty()) {
+      for (const auto& [nr, cp] : checkpoint_list) {
+        auto it = data_images.find(nr);
+        if (it != data_images.end() && it->second.image->bytes.data() == cp.block.data())
+          data_images.erase(it);
+      }
+      data_image_count.store(data_images.size());
+    }
+  }
   checkpoint_list.clear();
   reclaim_retired_versions();
   std::lock_guard lk(mu);

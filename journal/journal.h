@@ -130,6 +130,7 @@ struct JournalStats {
   uint64_t blocks_logged = 0;
   uint64_t checkpoints = 0;
   uint64_t shadow_copies = 0;  // versions cloned by get_write_access()
+  uint64_t data_blocks_logged = 0;  // journaled data blocks committed
   uint64_t handles = 0;
 };
 
@@ -163,6 +164,21 @@ class Handle {
   // Blocks freed in this transaction: they may be reused once it is
   // durable, so they must not be tagged (a tag would then fail at replay).
   void drop_data_tags(uint64_t blocknr, uint64_t count);
+  // Journaled data (journal/FORMAT.md, "Journaled data"): `image` becomes
+  // the contents of data block `home` when this transaction commits, and
+  // stays there (replay or checkpoint puts it home; until the checkpoint
+  // did, Journal::data_image() serves it to readers). `checksum` is
+  // block_checksum(home, image), which the caller records in the checksum
+  // table in the same handle; it replaces a data tag of home. The image
+  // must never change again: the journal keeps a reference.
+  void log_data_block(uint64_t home, std::shared_ptr<MetaBlock> image, uint64_t checksum);
+  // Data blocks [blocknr, blocknr + count) are freed in this transaction:
+  // their logged images must never reach home again (revoked, as JBD2 does
+  // for freed metadata). Allocator::free_blocks calls it.
+  void forget_data_blocks(uint64_t blocknr, uint64_t count);
+  // Undoes forget_data_blocks() for a block this handle freed and takes
+  // back (Allocator::unfree_blocks): its newest image counts again.
+  void keep_data_block(uint64_t blocknr);
   void stop();
 
  private:
@@ -198,6 +214,11 @@ class Journal {
   uint64_t running_txid() const;
   uint64_t committed_txid() const;
   JournalStats stats() const;
+  // The newest logged image of data block `home` that is not yet known to
+  // be at home (see Handle::log_data_block), or null. A reader that finds
+  // none may read the block from the device: an image is dropped only
+  // after its checkpoint write completed, or once the block is freed.
+  std::shared_ptr<const MetaBlock> data_image(uint64_t home) const;
   // Sticky: once a commit fails the journal refuses new work (EIO).
   int error() const;
   // Makes the journal fail as a failed commit does: the running

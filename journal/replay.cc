@@ -18,10 +18,12 @@
 namespace stablefs {
 
 Status write_block_runs(BlockDevice& dev, const std::vector<BlockWrite>& writes) {
-  // Bounded batches keep the request array small however many blocks.
-  constexpr size_t kBatch = 16;
+  // Bounded batches keep the request array small however many blocks, and
+  // large enough that a checkpoint's scattered home writes keep the device
+  // busy (the device keeps up to a ring's depth in flight).
+  constexpr size_t kBatch = 512;
   std::vector<IoRequest> reqs;
-  reqs.reserve(kBatch);
+  reqs.reserve(std::min(kBatch, writes.size()));
   auto submit = [&]() -> Status {
     std::vector<IoRequest*> ptrs;
     for (IoRequest& r : reqs) ptrs.push_back(&r);
@@ -79,9 +81,18 @@ class LogReader {
   uint64_t count_ = 0;
 };
 
+// A block image in the log: a metadata copy (verified by its own header)
+// or a journaled data block (verified by the checksum its record names).
+struct LoggedCopy {
+  uint64_t home = 0;
+  uint64_t off = 0;  // log offset
+  bool data = false;
+  uint64_t checksum = 0;  // data only
+};
+
 struct ScannedTransaction {
   uint64_t txid = 0;
-  std::vector<std::pair<uint64_t, uint64_t>> copies;  // (home blocknr, log offset)
+  std::vector<LoggedCopy> copies;
   std::vector<uint64_t> revokes;
   std::vector<DataTag> data_tags;
   bool async = false;   // committed with one flush: data tags to verify
@@ -147,8 +158,29 @@ class Scanner {
           const uint8_t* copy = nullptr;
           r = next(home, &copy);
           if (!r.ok() || !*r) return r;
-          t->copies.emplace_back(home, (start + n) % geo_.blocks);
+          t->copies.push_back({home, (start + n) % geo_.blocks, false, 0});
           hash = txn_hash_step(hash, copy);
+          n++;
+        }
+      } else if (magic == kMagicJournalDataBlocks) {
+        std::string v;
+        std::vector<DataTag> blocks;
+        if (!decode_data_tags(b, &blocks, &v)) return where(v);
+        for (const DataTag& d : blocks)
+          if (!home_ok(d.blocknr)) return where("bad data block home " + std::to_string(d.blocknr));
+        hash = txn_hash_step(hash, b);
+        n++;
+        for (const DataTag& d : blocks) {
+          // Raw file bytes: the checksum the record names identifies them
+          // (a stale block from an earlier lap of the log does not match).
+          if (n >= budget) return where("transaction runs past the end of the live log");
+          uint64_t off = (start + n) % geo_.blocks;
+          auto raw = log_.block(off);
+          if (!raw.ok()) return Error{raw.error()};
+          if (block_checksum(d.blocknr, *raw, kBlockSize) != d.checksum)
+            return where("data block for " + std::to_string(d.blocknr) + " does not match its checksum");
+          t->copies.push_back({d.blocknr, off, true, d.checksum});
+          hash = txn_hash_step(hash, *raw);
           n++;
         }
       } else if (magic == kMagicJournalDataTags) {
@@ -211,27 +243,34 @@ Result<bool> data_reached_disk(BlockDevice& dev, const ScannedTransaction& t, st
 // Reads the chosen copies from the log (re-verifying them) and writes them
 // home, in batches.
 Status write_home(BlockDevice& dev, JournalGeometry geo,
-                  const std::map<uint64_t, uint64_t>& copies) {
+                  const std::map<uint64_t, LoggedCopy>& copies) {
   constexpr size_t kBatch = IoRequest::kMaxSegments;
   std::vector<AlignedBlock> bufs(kBatch);
   auto it = copies.begin();
   while (it != copies.end()) {
     std::vector<IoRequest> reads;
     std::vector<BlockWrite> writes;
+    std::vector<const LoggedCopy*> kinds;
     reads.reserve(kBatch);
     for (size_t i = 0; i < kBatch && it != copies.end(); i++, ++it) {
       IoRequest& r = reads.emplace_back();
       r.op = IoOp::kRead;
-      r.blocknr = geo.start + it->second;
+      r.blocknr = geo.start + it->second.off;
       r.add(bufs[i].data(), kBlockSize);
       writes.push_back({it->first, bufs[i].data()});
+      kinds.push_back(&it->second);
     }
     std::vector<IoRequest*> ptrs;
     for (IoRequest& r : reads) ptrs.push_back(&r);
     SFS_TRY(dev.submit_and_wait(ptrs));
     // The scan verified these; a block that changed since is a device fault.
-    for (const BlockWrite& w : writes)
-      if (!verify_meta_block(w.data, w.blocknr, 0).ok()) return err(EIO);
+    for (size_t i = 0; i < writes.size(); i++) {
+      const BlockWrite& w = writes[i];
+      bool good = kinds[i]->data
+                      ? block_checksum(w.blocknr, w.data, kBlockSize) == kinds[i]->checksum
+                      : verify_meta_block(w.data, w.blocknr, 0).ok();
+      if (!good) return err(EIO);
+    }
     SFS_TRY(write_block_runs(dev, writes));
   }
   return Status::Ok();
@@ -290,12 +329,12 @@ Result<ReplayResult> replay_journal(BlockDevice& dev, JournalGeometry geo, Journ
     }
 
   // Pass 2: the newest surviving copy of each block goes home.
-  std::map<uint64_t, uint64_t> chosen;  // home -> log offset
+  std::map<uint64_t, LoggedCopy> chosen;  // by home
   for (const ScannedTransaction& t : txns) {
-    for (auto [home, off] : t.copies) {
-      auto r = revoked.find(home);
+    for (const LoggedCopy& c : t.copies) {
+      auto r = revoked.find(c.home);
       if (r != revoked.end() && r->second >= t.txid) continue;
-      chosen[home] = off;
+      chosen[c.home] = c;
     }
   }
   if (!chosen.empty()) {

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <mutex>
-#include <unordered_set>
 #include <vector>
 
 #include "journal/buffer.h"
@@ -26,6 +25,7 @@ struct Registry {
   std::mutex mu;
   std::vector<ThreadSlots*> threads;
   std::vector<std::shared_ptr<MetaBlock>> retired;
+  std::vector<const MetaBlock*> in_use;  // scratch for collect_unprotected
 };
 
 Registry& registry() {
@@ -55,12 +55,18 @@ thread_local Registration tls_hazards;
 std::vector<std::shared_ptr<MetaBlock>> collect_unprotected(Registry& r) {
   std::vector<std::shared_ptr<MetaBlock>> dead;
   if (r.retired.empty()) return dead;
-  std::unordered_set<const MetaBlock*> in_use;
+  // A sorted vector, reused: a few slots per thread, searched once per
+  // retired version (this ran with a hash set allocated per call, 4% of
+  // the daemon's CPU under small fsyncs).
+  std::vector<const MetaBlock*>& in_use = r.in_use;
+  in_use.clear();
   for (ThreadSlots* t : r.threads)
     for (auto& s : t->slot)
-      if (const MetaBlock* b = s.load(std::memory_order_seq_cst)) in_use.insert(b);
-  auto keep = std::partition(r.retired.begin(), r.retired.end(),
-                             [&](const auto& b) { return in_use.count(b.get()) != 0; });
+      if (const MetaBlock* b = s.load(std::memory_order_seq_cst)) in_use.push_back(b);
+  std::sort(in_use.begin(), in_use.end());
+  auto keep = std::partition(r.retired.begin(), r.retired.end(), [&](const auto& b) {
+    return std::binary_search(in_use.begin(), in_use.end(), b.get());
+  });
   dead.assign(std::make_move_iterator(keep), std::make_move_iterator(r.retired.end()));
   r.retired.erase(keep, r.retired.end());
   return dead;

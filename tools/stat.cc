@@ -140,7 +140,7 @@ void print_requests_text(const stablefs::RequestCounters& rc) {
     print_stat_row("  of which security.capability", rc.getxattr_security_capability);
 }
 
-constexpr size_t kCounterCount = 22;
+constexpr size_t kCounterCount = 23;
 using Snapshots = std::array<Snapshot, kCounterCount>;
 
 Snapshots snapshot(const stablefs::LiveCounters& c) {
@@ -173,6 +173,8 @@ Snapshots snapshot(const stablefs::LiveCounters& c) {
       {"journal_commits", c.journal_commits, K::kTotal, "journal transactions committed"},
       {"shadow_metadata_copies", c.shadow_metadata_copies, K::kTotal,
        "metadata blocks copied because the committing transaction was writing them"},
+      {"journaled_data_blocks", c.journaled_data_blocks, K::kTotal,
+       "rewritten data blocks written back through the journal (journal_data=)"},
       {"replayed_transactions", c.replayed_transactions, K::kTotal,
        "journal transactions replayed at mount"},
       {"journal_aborted", c.journal_aborted, K::kGauge,

@@ -43,6 +43,7 @@ enum BlockMagic : uint32_t {
   kMagicJournalCommit = 0x544D434A,      // "JCMT"
   kMagicJournalRevoke = 0x4B56524A,      // "JRVK"
   kMagicJournalDataTags = 0x5441444A,    // "JDAT"
+  kMagicJournalDataBlocks = 0x4B42444A,  // "JDBK"
 };
 
 struct MetaHeader {
@@ -155,8 +156,14 @@ enum IncompatFeatures : uint32_t {
   // while mounted read-write, cleared by a clean unmount or by fsck once the
   // log is empty, so an older binary can mount a cleanly unmounted image.
   kIncompatAsyncCommit = 1u << 0,
+  // The log may hold file data blocks (journal/FORMAT.md, "Journaled
+  // data"), which a binary that does not know them would stop at, losing
+  // every transaction from there on. Same lifecycle as kIncompatAsyncCommit.
+  kIncompatJournalData = 1u << 1,
 };
-constexpr uint32_t kIncompatSupported = kIncompatAsyncCommit;
+constexpr uint32_t kIncompatSupported = kIncompatAsyncCommit | kIncompatJournalData;
+// The bits that only say what the log may hold: cleared once it is empty.
+constexpr uint32_t kIncompatLogFeatures = kIncompatAsyncCommit | kIncompatJournalData;
 
 struct Superblock {
   uint32_t version = kFormatVersion;

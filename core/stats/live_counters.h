@@ -20,8 +20,9 @@ namespace stablefs {
 
 constexpr uint64_t kCountersMagic = 0x31305443534653ull;  // "SFSCT01"
 // 2: cached_inodes, metadata cache; 3: per-opcode FUSE request counters;
-// 4: journal_aborted; 5: read_only; 6: IOCTL requests; 7: metadata_errors
-constexpr uint32_t kCountersVersion = 7;
+// 4: journal_aborted; 5: read_only; 6: IOCTL requests; 7: journaled_data_blocks;
+// 8: metadata_errors
+constexpr uint32_t kCountersVersion = 8;
 
 // Every field is an 8-byte lock-free atomic, so writers and readers in
 // different processes need no lock.
@@ -58,6 +59,7 @@ struct LiveCounters {
   // Journal.
   std::atomic<uint64_t> journal_commits{0};
   std::atomic<uint64_t> shadow_metadata_copies{0};
+  std::atomic<uint64_t> journaled_data_blocks{0};  // written back through the log
   std::atomic<uint64_t> replayed_transactions{0};
   // 0, or the errno that aborted the journal: the filesystem is read-only
   // until it is unmounted and mounted again (which replays the log).

@@ -36,10 +36,12 @@ struct RecordedRun {
   std::vector<Expectation> expectations;
   WorkloadStats stats;
   uint64_t metadata_evictions = 0;  // the recorded run re-read evicted metadata
+  uint64_t journaled_data_blocks = 0;  // rewrites committed through the log
 };
 
-MountOptions sim_mount_options() {
+MountOptions sim_mount_options(uint32_t journal_data_pages) {
   MountOptions o;
+  o.journal_data_pages = journal_data_pages;
   o.cache_bytes = 4 << 20;
   o.commit_seconds = 3600;  // only fsync, journal space and unmount commit
   // Far less than the workload's metadata: blocks are evicted and read back
@@ -50,7 +52,9 @@ MountOptions sim_mount_options() {
 
 // mkfs, then the workload through the engine on a RecordingDevice, then a
 // clean unmount (whose writes are in the log too).
-void record_workload(uint64_t seed, int ops, RecordedRun* out) {
+// Short rewrites go through the journal unless journal_data_pages is 0.
+void record_workload(uint64_t seed, int ops, RecordedRun* out,
+                     uint32_t journal_data_pages = MountOptions::kJournalDataPages) {
   MemDevice dev(kDeviceBlocks);
   ASSERT_TRUE(make_filesystem(dev, {}).ok());
   ASSERT_TRUE(dev.flush().ok());
@@ -59,8 +63,8 @@ void record_workload(uint64_t seed, int ops, RecordedRun* out) {
 
   auto log = std::make_shared<WriteLog>();
   std::string why;
-  auto m = Filesystem::mount(std::make_unique<RecordingDevice>(dev, log), sim_mount_options(),
-                             &why);
+  auto m = Filesystem::mount(std::make_unique<RecordingDevice>(dev, log),
+                             sim_mount_options(journal_data_pages), &why);
   ASSERT_TRUE(m.ok()) << why;
   CrashWorkload w(**m, seed, [&] { return log->size(); });
   std::string e = w.setup();
@@ -70,6 +74,7 @@ void record_workload(uint64_t seed, int ops, RecordedRun* out) {
   e = w.verify_all();
   ASSERT_EQ(e, "") << "seed " << seed;
   out->metadata_evictions = static_cast<MountedFs&>(**m).metadata_evictions();
+  out->journaled_data_blocks = static_cast<MountedFs&>(**m).journal_stats().data_blocks_logged;
   ASSERT_TRUE((*m)->unmount().ok());
   m->reset();
 
@@ -217,6 +222,33 @@ TEST(CrashSim, EveryFlushBoundaryOfA500OpWorkload) {
   points.insert(points.end(), torn.begin(), torn.end());
   Summary s = check_points(run, points);
   report("500-op workload, every flush boundary", run, s);
+  EXPECT_GT(run.journaled_data_blocks, 0u) << "no rewrite went through the journal";
+  EXPECT_GT(s.pairs, 0u);
+  EXPECT_EQ(s.inconsistent, 0u) << s.failures;
+  EXPECT_EQ(s.lost, 0u) << s.failures;
+}
+
+// A crash just before every flush, each with 8 random subsets of the
+// unflushed writes kept.
+std::vector<CrashPoint> random_subsets_before_flushes(const RecordedRun& run) {
+  std::vector<CrashPoint> points;
+  for (size_t i = 0; i < run.log.size(); i++) {
+    if (run.log[i].op != IoOp::kFlush) continue;
+    for (uint64_t seed = 0; seed < 8; seed++) points.push_back({i, true, i * 8 + seed});
+  }
+  return points;
+}
+
+// The same with every rewrite redirected to new blocks (journal_data=0).
+TEST(CrashSim, EveryFlushBoundaryOfA500OpWorkloadWithoutJournaledData) {
+  RecordedRun run;
+  ASSERT_NO_FATAL_FAILURE(record_workload(0x5eed0001, 500, &run, 0));
+  auto points = flush_boundaries(run.log);
+  auto torn = sampled_torn_points(run.log, 100, 0x7043);
+  points.insert(points.end(), torn.begin(), torn.end());
+  Summary s = check_points(run, points);
+  report("500-op workload, no journaled data, every flush boundary", run, s);
+  EXPECT_EQ(run.journaled_data_blocks, 0u);
   EXPECT_GT(s.pairs, 0u);
   EXPECT_EQ(s.inconsistent, 0u) << s.failures;
   EXPECT_EQ(s.lost, 0u) << s.failures;
@@ -230,20 +262,30 @@ TEST(CrashSim, EveryFlushBoundaryOfA500OpWorkload) {
 // returned for), and every image must stay consistent with every promise
 // kept. Without the data-tag check at replay this test fails: the images
 // map blocks that fail their checksums.
+// Rewrites go to new blocks here (journal_data=0): a journaled rewrite is
+// not tagged, its bytes are in the log (next test).
 TEST(CrashSim, CommitBlockDurableBeforeItsDataIsDiscarded) {
   RecordedRun run;
-  ASSERT_NO_FATAL_FAILURE(record_workload(0x5eed0a51, 400, &run));
-  std::vector<CrashPoint> points;
-  for (size_t i = 0; i < run.log.size(); i++) {
-    if (run.log[i].op != IoOp::kFlush) continue;
-    for (uint64_t seed = 0; seed < 8; seed++) points.push_back({i, true, i * 8 + seed});
-  }
-  Summary s = check_points(run, points);
+  ASSERT_NO_FATAL_FAILURE(record_workload(0x5eed0a51, 400, &run, 0));
+  Summary s = check_points(run, random_subsets_before_flushes(run));
   report("400-op workload, random subsets kept before every flush", run, s);
   std::printf("[crash-sim] async commits discarded by replay: %llu of %llu images\n",
               (unsigned long long)s.discarded, (unsigned long long)s.images);
   EXPECT_GT(s.discarded, 0u) << "no image had a commit block without its data: the test "
                                 "does not exercise the case it is for";
+  EXPECT_EQ(s.inconsistent, 0u) << s.failures;
+  EXPECT_EQ(s.lost, 0u) << s.failures;
+}
+
+// The same cut with journaled rewrites: a kept commit block whose logged
+// data block was lost (or torn) fails the data block's checksum, and the
+// scan ends before that transaction, which no fsync had returned for.
+TEST(CrashSim, RandomSubsetsBeforeEveryFlushWithJournaledData) {
+  RecordedRun run;
+  ASSERT_NO_FATAL_FAILURE(record_workload(0x5eed0a52, 400, &run));
+  ASSERT_GT(run.journaled_data_blocks, 0u) << "no rewrite went through the journal";
+  Summary s = check_points(run, random_subsets_before_flushes(run));
+  report("400-op workload with journaled data, random subsets kept before every flush", run, s);
   EXPECT_EQ(s.inconsistent, 0u) << s.failures;
   EXPECT_EQ(s.lost, 0u) << s.failures;
 }
@@ -258,6 +300,7 @@ TEST(CrashSim, EveryFlushBoundaryOfA2000OpWorkload) {
   Summary s = check_points(run, points);
   report("2000-op workload, every flush boundary", run, s);
   EXPECT_GE(run.stats.total, 2000u);
+  EXPECT_GT(run.journaled_data_blocks, 0u) << "no rewrite went through the journal";
   EXPECT_GT(run.metadata_evictions, 0u);
   EXPECT_GT(s.pairs, 0u);
   EXPECT_EQ(s.inconsistent, 0u) << s.failures;

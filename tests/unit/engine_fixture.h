@@ -46,6 +46,20 @@ class SharedDevice : public BlockDevice {
 
 class EngineTest : public ::testing::Test {
  protected:
+  // Every rewrite goes to a new block (nothing is journaled): for tests of
+  // the data write path itself.
+  static MountOptions redirect_only() {
+    MountOptions o;
+    o.journal_data_pages = 0;
+    return o;
+  }
+  // Short runs of rewritten pages go through the journal (the default,
+  // spelled out for the tests that are about it).
+  static MountOptions journaled_rewrites() {
+    MountOptions o;
+    o.journal_data_pages = MountOptions::kJournalDataPages;
+    return o;
+  }
   void SetUp() override { ASSERT_TRUE(make_filesystem(dev_, {}).ok()); }
   void TearDown() override {
     if (fs_) (void)fs_->unmount();

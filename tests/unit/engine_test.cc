@@ -124,12 +124,11 @@ TEST_F(EngineTest, LongSymlinkTargetIsDurableWithItsEntry) {
 // inode left allocated, no block leaked, and a clean fsck.
 class EngineFaultTest : public EngineTest {
  protected:
-  FaultDevice& mount_with_faults() {
+  FaultDevice& mount_with_faults(MountOptions o = {}) {
     auto shared = std::make_unique<SharedDevice>(dev_);
     live_ = shared.get();  // crash() cuts it
     auto fd = std::make_unique<FaultDevice>(std::move(shared));
     FaultDevice& faults = *fd;
-    MountOptions o;
     o.cache_bytes = 16 << 20;
     auto r = Filesystem::mount(std::move(fd), o);
     EXPECT_TRUE(r.ok());
@@ -203,7 +202,7 @@ TEST_F(EngineFaultTest, FailedWritebackKeepsThePagesDirty) {
 // their data, the new blocks are not leaked, the old ones not freed, and
 // the new data stays dirty until a later writeback succeeds.
 TEST_F(EngineFaultTest, FailedRewriteKeepsTheOldBlocksAndTheNewDataDirty) {
-  FaultDevice& faults = mount_with_faults();
+  FaultDevice& faults = mount_with_faults(redirect_only());
   auto& m = static_cast<MountedFs&>(*fs_);
   uint64_t ino = create("f");
   const std::string old_data(3 * kBlockSize, 'o');
@@ -322,7 +321,7 @@ TEST_F(EngineFaultTest, SmallReadFetchesItsClusterAndSurvivesABadNeighbour) {
 // hears of an error once, whichever checks first; one opened later does
 // not, unless nobody has heard of it yet.
 TEST_F(EngineFaultTest, WritebackErrorIsReportedOncePerOpenFile) {
-  FaultDevice& faults = mount_with_faults();
+  FaultDevice& faults = mount_with_faults(redirect_only());
   auto& m = static_cast<MountedFs&>(*fs_);
   uint64_t ino = create("f");
   uint64_t a = fs_->sample_write_errors(ino), b = fs_->sample_write_errors(ino);
@@ -367,7 +366,7 @@ TEST_F(EngineFaultTest, FullFilesystemLeavesNothingBehind) {
 }
 
 TEST_F(EngineTest, RewriteGoesToANewBlock) {
-  mount();
+  mount(redirect_only());
   uint64_t ino = create("f");
   std::string a(4096, 'a'), b(4096, 'b');
   ASSERT_TRUE(fs_->write(ino, 0, a.data(), a.size()).ok());
@@ -384,6 +383,72 @@ TEST_F(EngineTest, RewriteGoesToANewBlock) {
   }
   EXPECT_EQ(seen_a, 1);
   EXPECT_EQ(seen_b, 1);
+}
+
+// journal_data= (the default): a short rewrite keeps its block and goes
+// into the log with the commit; until the checkpoint puts it home, a read
+// that misses the cache gets it from the journal, and a crash replays it.
+TEST_F(EngineTest, JournaledRewriteKeepsItsBlockAndIsReadFromTheLogUntilHome) {
+  MountedFs& m = mount(journaled_rewrites());
+  uint64_t ino = create("f");
+  const std::string a(3 * kBlockSize, 'a'), b(kBlockSize, 'b');
+  ASSERT_EQ(*fs_->write(ino, 0, a.data(), a.size()), a.size());
+  ASSERT_TRUE(fs_->fsync(ino, false).ok());
+  const uint64_t blocks = fs_->getattr(ino)->blocks512;
+  ASSERT_EQ(*fs_->write(ino, kBlockSize, b.data(), b.size()), b.size());
+  ASSERT_TRUE(fs_->fsync(ino, false).ok());
+  EXPECT_EQ(m.journal_stats().data_blocks_logged, 1u);
+  EXPECT_EQ(fs_->getattr(ino)->blocks512, blocks) << "a journaled rewrite took a new block";
+  EXPECT_EQ(count_blocks_with(dev_, b), 1) << "the rewrite is not (only) in the log";
+  const std::string want = a.substr(0, kBlockSize) + b + a.substr(0, kBlockSize);
+
+  // Push f's pages out of the 16 MiB cache; its home block is still old.
+  uint64_t big = create("big");
+  const std::string chunk(1 << 20, 'z');
+  for (int i = 0; i < 24; i++)
+    ASSERT_EQ(*fs_->write(big, uint64_t(i) << 20, chunk.data(), chunk.size()), chunk.size());
+  ASSERT_TRUE(fs_->fsync(big, false).ok());
+  ASSERT_GT(m.page_cache_stats().evictions, 0u);
+  EXPECT_EQ(read_back("f"), want);
+
+  crash();
+  mount(journaled_rewrites());
+  EXPECT_EQ(read_back("f"), want);
+  unmount();  // checkpoints: now the block itself holds b
+  EXPECT_GE(count_blocks_with(dev_, b), 1);
+  FsckOptions fo;
+  auto r = check_filesystem(dev_, fo);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->errors, 0u);
+}
+
+// A journaled block that is freed (truncate) and reused by another file
+// must not get the old image back from replay or checkpoint.
+TEST_F(EngineTest, FreedJournaledBlockReusedByAnotherFileKeepsTheNewData) {
+  MountedFs& m = mount(journaled_rewrites());
+  uint64_t f = create("f");
+  const std::string a(4 * kBlockSize, 'a'), b(kBlockSize, 'b');
+  ASSERT_EQ(*fs_->write(f, 0, a.data(), a.size()), a.size());
+  ASSERT_TRUE(fs_->fsync(f, false).ok());
+  for (uint64_t i = 0; i < 4; i++)
+    ASSERT_EQ(*fs_->write(f, i * kBlockSize, b.data(), b.size()), b.size());
+  ASSERT_TRUE(fs_->fsync(f, false).ok());
+  ASSERT_EQ(m.journal_stats().data_blocks_logged, 4u);
+  SetAttr sa;
+  sa.size = 0;
+  ASSERT_TRUE(fs_->setattr(f, sa).ok());
+  ASSERT_TRUE(fs_->fsync(f, false).ok());  // the free (and revokes) commit
+  uint64_t g = create("g");
+  const std::string c(8 * kBlockSize, 'c');
+  ASSERT_EQ(*fs_->write(g, 0, c.data(), c.size()), c.size());
+  ASSERT_TRUE(fs_->fsync(g, false).ok());
+  crash();
+  mount(journaled_rewrites());
+  EXPECT_EQ(read_back("g"), c);
+  EXPECT_EQ(read_back("f"), "");
+  unmount();
+  mount(journaled_rewrites());
+  EXPECT_EQ(read_back("g"), c) << "a checkpoint wrote an old image over reused blocks";
 }
 
 TEST_F(EngineTest, NamespaceOperations) {

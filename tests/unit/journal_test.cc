@@ -12,6 +12,7 @@
 #include <map>
 #include <thread>
 
+#include "core/base/checksum.h"
 #include "core/io/mem_device.h"
 #include "journal/format.h"
 #include "journal/retired_versions.h"
@@ -415,6 +416,142 @@ TEST_F(JournalTest, RevokedBlockIsNotReplayed) {
   EXPECT_EQ(mem_.durable_block(kA)[kMetaHeaderSize], 0xEE);
   EXPECT_EQ(mem_.durable_block(kA)[0], 0xEE);
   EXPECT_TRUE(home_has(kB, 0x22));
+}
+
+// ---- Journaled data blocks (journal/FORMAT.md, "Journaled data") ----
+
+// A file data image whose every byte is v, and its checksum at home nr.
+std::shared_ptr<MetaBlock> data_image_of(uint8_t v) {
+  auto b = std::make_shared<MetaBlock>();
+  std::memset(b->bytes.data(), v, kBlockSize);
+  return b;
+}
+uint64_t data_checksum(uint64_t nr, uint8_t v) {
+  std::vector<uint8_t> bytes(kBlockSize, v);
+  return block_checksum(nr, bytes.data(), kBlockSize);
+}
+void log_data(Handle& h, uint64_t nr, uint8_t v) {
+  h.log_data_block(nr, data_image_of(v), data_checksum(nr, v));
+}
+bool block_is(MemDevice& mem, uint64_t nr, uint8_t v) {
+  auto blk = mem.durable_block(nr);
+  for (uint8_t b : blk)
+    if (b != v) return false;
+  return true;
+}
+
+TEST_F(JournalTest, JournaledDataIsReplayedHomeAndServedUntilCheckpointed) {
+  open();
+  {
+    Handle h = journal_->start();
+    set(h, kA, 0x11);  // the checksum table's change, say
+    log_data(h, kC, 0x5A);
+  }
+  ASSERT_TRUE(journal_->commit().ok());
+  EXPECT_EQ(journal_->stats().data_blocks_logged, 1u);
+  // Committed but not home: readers get the image.
+  EXPECT_TRUE(home_is_zero(kC));
+  auto img = journal_->data_image(kC);
+  ASSERT_TRUE(img);
+  EXPECT_EQ(img->bytes.data()[0], 0x5A);
+  EXPECT_FALSE(journal_->data_image(kB));
+
+  auto r = crash_and_replay({0, 1});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->transactions, 1u);
+  EXPECT_EQ(r->blocks, 2u);
+  EXPECT_TRUE(home_has(kA, 0x11));
+  EXPECT_TRUE(block_is(mem_, kC, 0x5A)) << "the journaled data block did not reach home";
+
+  // Without a crash the checkpoint puts it home, and then readers go there.
+  open(r->head);
+  {
+    Handle h = journal_->start();
+    log_data(h, kC, 0x6B);
+  }
+  ASSERT_TRUE(journal_->commit().ok());
+  ASSERT_TRUE(journal_->data_image(kC));
+  ASSERT_TRUE(journal_->checkpoint().ok());
+  EXPECT_TRUE(block_is(mem_, kC, 0x6B));
+  EXPECT_FALSE(journal_->data_image(kC)) << "an image at home is still held for readers";
+}
+
+TEST_F(JournalTest, TornJournaledDataBlockDiscardsItsTransaction) {
+  open();
+  commit_one(kA, 0x11);  // txid 1 at log offsets 0-2
+  {
+    Handle h = journal_->start();
+    set(h, kA, 0x22);
+    log_data(h, kC, 0x5A);
+  }
+  ASSERT_TRUE(journal_->commit().ok());
+  // txid 2: descriptor 3, copy 4, data record 5, data block 6, commit 7.
+  flip_log_byte(6, 100);
+  auto r = crash_and_replay({0, 1});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->transactions, 1u);
+  EXPECT_NE(r->stop_reason.find("does not match its checksum"), std::string::npos) << r->stop_reason;
+  EXPECT_TRUE(home_has(kA, 0x11)) << "a transaction with a bad data block was replayed";
+  EXPECT_TRUE(home_is_zero(kC));
+}
+
+// A freed data block's image must never land over what the block holds
+// next: the free revokes it, in the log and in the checkpoint list.
+TEST_F(JournalTest, FreedJournaledDataBlockIsNeitherReplayedNorCheckpointed) {
+  open();
+  {
+    Handle h = journal_->start();
+    log_data(h, kC, 0x5A);
+  }
+  ASSERT_TRUE(journal_->commit().ok());
+  {
+    Handle h = journal_->start();
+    set(h, kB, 0x22);
+    h.forget_data_blocks(kC - 1, 3);
+  }
+  ASSERT_TRUE(journal_->commit().ok());
+  EXPECT_FALSE(journal_->data_image(kC)) << "a freed block's image is still served";
+  // Reused for new file data, written in place once the free is durable.
+  AlignedBlock data;
+  std::memset(data.data(), 0xEE, kBlockSize);
+  ASSERT_TRUE(mem_.write(kC, data.data(), kBlockSize).ok());
+  ASSERT_TRUE(mem_.flush().ok());
+  auto r = crash_and_replay({0, 1});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->transactions, 2u);
+  EXPECT_TRUE(block_is(mem_, kC, 0xEE)) << "replay wrote a freed block's old image";
+  EXPECT_TRUE(home_has(kB, 0x22));
+
+  open(r->head);
+  {
+    Handle h = journal_->start();
+    log_data(h, kC, 0x5A);
+  }
+  ASSERT_TRUE(journal_->commit().ok());
+  {
+    Handle h = journal_->start();
+    h.forget_data_blocks(kC, 1);
+  }
+  ASSERT_TRUE(journal_->commit().ok());
+  ASSERT_TRUE(mem_.write(kC, data.data(), kBlockSize).ok());
+  ASSERT_TRUE(journal_->checkpoint().ok());
+  EXPECT_TRUE(block_is(mem_, kC, 0xEE)) << "the checkpoint wrote a freed block's old image";
+}
+
+// Freed and taken back in one handle (a writeback that could not finish
+// its mapping): the newest image counts again.
+TEST_F(JournalTest, DataBlockFreedAndKeptInOneHandleStillReplays) {
+  open();
+  {
+    Handle h = journal_->start();
+    log_data(h, kC, 0x5A);
+    h.forget_data_blocks(kC, 1);
+    h.keep_data_block(kC);
+  }
+  ASSERT_TRUE(journal_->commit().ok());
+  auto r = crash_and_replay({0, 1});
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(block_is(mem_, kC, 0x5A));
 }
 
 TEST_F(JournalTest, RevokedBlockIsNotCheckpointed) {

@@ -41,6 +41,7 @@ TEST(MountOptions, NoOptionsGiveDefaultsAndDefaultPermissions) {
   EXPECT_EQ(p.opts.fs.entry_timeout, 60.0);
   EXPECT_EQ(p.opts.fs.attr_timeout, 60.0);
   EXPECT_EQ(p.opts.fs.negative_timeout, 60.0);
+  EXPECT_EQ(p.opts.fs.journal_data_pages, 16u);
   EXPECT_EQ(p.opts.fuse_options, std::vector<std::string>{"default_permissions"});
 }
 
@@ -61,6 +62,18 @@ TEST(MountOptions, ErrorsIsRemountRoByDefaultAndTakesContinue) {
     Parsed p = parse(bad);
     EXPECT_EQ(p.status.error(), EINVAL) << bad;
     EXPECT_NE(p.why.find("errors"), std::string::npos) << bad << ": " << p.why;
+  }
+}
+
+TEST(MountOptions, JournalDataTakesAPageCount) {
+  EXPECT_EQ(parse("journal_data=0").opts.fs.journal_data_pages, 0u);
+  EXPECT_EQ(parse("journal_data=16").opts.fs.journal_data_pages, 16u);
+  EXPECT_EQ(parse("journal_data=256").opts.fs.journal_data_pages, 256u);
+  for (const char* bad : {"journal_data=257", "journal_data=", "journal_data", "journal_data=on", "journal_data=auto",
+                          "journal_data=-1"}) {
+    Parsed p = parse(bad);
+    EXPECT_EQ(p.status.error(), EINVAL) << bad;
+    EXPECT_NE(p.why.find("journal_data"), std::string::npos) << p.why;
   }
 }
 

@@ -72,9 +72,11 @@ void describe_superblock(Record& out, const Superblock& sb, const SuperblockCopi
   out.add("created", utc_time(int64_t(sb.mkfs_time), 0));
   out.add("mount_count", sb.mount_count).add("sequence", sb.sequence);
   out.add("compat", hex32(sb.compat)).add("ro_compat", hex32(sb.ro_compat));
-  // The one incompat flag there is (core/FORMAT.md), by name.
-  out.add("incompat", hex32(sb.incompat) +
-                          (sb.incompat & kIncompatAsyncCommit ? " (async_commit)" : ""));
+  // The incompat flags (core/FORMAT.md), by name.
+  std::string names;
+  if (sb.incompat & kIncompatAsyncCommit) names += " async_commit";
+  if (sb.incompat & kIncompatJournalData) names += " journal_data";
+  out.add("incompat", hex32(sb.incompat) + (names.empty() ? "" : " (" + names.substr(1) + ")"));
   out.add("primary_copy", c.primary_valid ? "valid" : "INVALID: " + c.primary_problem);
   out.add("backup_copy", c.backup_valid ? "valid" : "INVALID: " + c.backup_problem);
 }
