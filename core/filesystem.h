@@ -23,6 +23,13 @@ namespace stablefs {
 
 enum class StablePages { kWait, kShadow, kBounce, kOff };
 enum class AtimeMode { kRelatime, kNoatime, kStrict };
+// errors=: what the mount does when it finds corrupt metadata while
+// serving a request (ext4's option; there is no `panic`: the daemon
+// dying would take every open file with it).
+enum class ErrorsBehavior {
+  kRemountRo,  // from then on every change gets EROFS; reads go on
+  kContinue,   // the request that found it gets EIO; everything else goes on
+};
 
 struct MountOptions {
   uint64_t cache_bytes = 256ull << 20;  // cache_size=
@@ -52,6 +59,7 @@ struct MountOptions {
   double attr_timeout = 60.0;
   double negative_timeout = 60.0;
   bool read_only = false;
+  ErrorsBehavior errors = ErrorsBehavior::kRemountRo;  // errors=
   AtimeMode atime = AtimeMode::kRelatime;  // noatime / relatime / strictatime
   bool nodiratime = false;
   // Canonical mountpoint: when set, live counters are published in a
@@ -167,6 +175,10 @@ class Filesystem {
   // the filesystem until it is mounted again, which replays the journal.
   virtual Status shutdown() { return err(ENOTTY); }
   virtual bool shut_down() const { return false; }
+  // A request failed with EUCLEAN: the engine found a metadata block (or a
+  // record in one) that fails verification. Counts it and applies the
+  // errors= behaviour; the caller answers the request with EIO.
+  virtual void metadata_corruption_found() {}
   // Writeback errors reach applications as the kernel's errseq does: an
   // open file description starts at sample_write_errors() and keeps that
   // cursor; flush (every close) and fsync report an error that happened

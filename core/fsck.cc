@@ -1,6 +1,9 @@
 // fsck.stablefs: replay, then check every structure against every other.
-// Reads the device directly; trusts nothing it reads. Writes only the two
-// corrections core/fsck.h names, and nothing at all with read_only.
+// Reads the device directly; trusts nothing it reads. Writes only the
+// corrections core/fsck.h names, and nothing at all with read_only. A
+// problem with a safe fix goes through fixable(): with the repair level
+// that allows it, the fix joins a RepairPlan made once the whole check
+// is done (core/fsck_repair.h); otherwise it is an error left.
 //
 // Not checked (each with its reason):
 //  - a regular file's size against its extents: blocks past EOF are legal
@@ -8,8 +11,9 @@
 //    before it (sparse files), so no mapping contradicts a size;
 //  - timestamps, owners, permissions and generations: no invariant ties
 //    them to anything else;
-//  - checksum table entries of unmapped blocks, and unwritten extents'
-//    data (never read: they read as zeros);
+//  - checksum table entries of free blocks (the engine leaves a freed
+//    block's entry as it was; the next write of the block replaces it),
+//    and unwritten extents' data (never read: they read as zeros);
 //  - the contents of free inode slots and free blocks.
 #include "core/fsck.h"
 
@@ -17,87 +21,18 @@
 
 #include <algorithm>
 #include <cstring>
-#include <map>
-#include <unordered_map>
+#include <string>
 #include <vector>
 
 #include "core/base/checksum.h"
 #include "core/base/endian.h"
 #include "core/base/format.h"
-#include "core/directory.h"
-#include "core/extent_map.h"
+#include "core/fsck_checker.h"
 #include "core/io/overlay_device.h"
-#include "journal/buffer.h"
-#include "journal/journal.h"
+#include "core/unreplayed_commit.h"
 
 namespace stablefs {
-namespace {
-
-class Checker {
- public:
-  Checker(BlockDevice& dev, const FsckOptions& opts) : dev_(dev), opts_(opts), cache_(dev) {}
-
-  Result<FsckResult> run();
-
- private:
-  // An inconsistency, left as it is.
-  void problem(const std::string& line) {
-    res_.errors++;
-    say(line);
-  }
-  // A correction written to the device.
-  void corrected(const std::string& line) {
-    res_.corrections++;
-    say(line);
-  }
-  // A correction read_only kept from the device.
-  void not_corrected(const std::string& line) {
-    res_.corrections_skipped++;
-    say(line);
-  }
-  // Worth knowing, not wrong.
-  void note(const std::string& line) { say("note: " + line); }
-  void say(const std::string& line) {
-    if (opts_.report) opts_.report(line);
-  }
-  Status load_superblock();
-  Status write_superblocks();
-  Status replay();
-  bool load_bitmaps();
-  Status check_checksum_table_blocks();
-  void claim(uint64_t block, uint64_t ino, const char* what);
-  void check_inode(uint64_t ino, const DiskInode& d);
-  void check_block_count(const std::string& who, const DiskInode& d, uint64_t mapped);
-  void check_xattr_block(uint64_t ino, const DiskInode& d);
-  void check_directory(uint64_t ino, const DiskInode& d, const ExtentMap& map);
-  void check_links();
-  void check_orphans();
-  void check_block_bitmap();
-  void scrub_file(uint64_t ino, const ExtentMap& map);
-  void check_symlink(uint64_t ino, const DiskInode& d, const ExtentMap* map);
-  Result<uint64_t> recorded_checksum(uint64_t phys);
-  bool bit(const std::vector<std::shared_ptr<MetaBuffer>>& bm, uint64_t n) const {
-    const auto& b = bm[n / kBitsPerBitmapBlock];
-    uint64_t i = n % kBitsPerBitmapBlock;
-    return b->payload()[i / 8] >> (i % 8) & 1;
-  }
-
-  BlockDevice& dev_;
-  const FsckOptions& opts_;
-  BufferCache cache_;
-  Superblock sb_;
-  FsckResult res_;
-  std::vector<std::shared_ptr<MetaBuffer>> ibmp_, bbmp_;
-  std::vector<uint64_t> owner_;                    // block -> claiming inode (0 free)
-  std::unordered_map<uint64_t, uint32_t> nlink_;   // ino -> nlink on disk
-  std::unordered_map<uint64_t, uint32_t> refs_;    // ino -> directory references
-  std::unordered_map<uint64_t, uint32_t> subdirs_; // dir ino -> subdirectories
-  std::unordered_map<uint64_t, uint64_t> parent_;  // dir ino -> parent from entries
-  std::unordered_map<uint64_t, uint64_t> dotdot_;  // dir ino -> parent in inode
-  std::unordered_map<uint64_t, uint32_t> mode_;
-  std::unordered_map<uint64_t, uint8_t> entry_type_;  // ino -> d_type of its first entry
-  std::vector<uint64_t> orphans_;                     // link count 0, in no directory
-};
+namespace fsck_internal {
 
 Status Checker::load_superblock() {
   AlignedBlock a, b;
@@ -152,6 +87,8 @@ Status Checker::replay() {
   auto rep = replay_journal(dev_, {sb_.journal_start, sb_.journal_blocks},
                             {sb_.journal_tail, sb_.journal_tail_txid});
   if (!rep.ok()) return Error{rep.error()};
+  head_ = rep->head;
+  SFS_TRY(check_unreplayed_commit(*rep));
   res_.journal_transactions_replayed = rep->transactions;
   res_.journal_transactions_discarded = rep->discarded;
   if (rep->transactions == 0 && rep->discarded == 0) return Status::Ok();
@@ -175,6 +112,29 @@ Status Checker::replay() {
   return Status::Ok();
 }
 
+// A transaction replay dropped although its commit block is in the log
+// (core/unreplayed_commit.h). An error when the commit block verifies and
+// its flags say ordered commit (a flush before each commit block: nothing
+// before it can have been lost in a crash); otherwise a note. The commit's
+// own flags, not the superblock's async_commit bit, which replay clears:
+// every run must judge the same log the same way.
+Status Checker::check_unreplayed_commit(const ReplayResult& rep) {
+  auto found = find_unreplayed_commit(dev_, {sb_.journal_start, sb_.journal_blocks}, rep.head,
+                                      true, false);
+  if (!found.ok()) return Error{found.error()};
+  if (!*found) return Status::Ok();
+  const UnreplayedCommit& c = **found;
+  std::string line = "journal: transaction " + std::to_string(c.txid) +
+                     " has a commit block (block " + std::to_string(c.block) +
+                     (c.sealed ? "" : ", itself damaged") + ") but replay stopped inside it (" +
+                     rep.stop_reason + "): its changes are not replayed";
+  if (c.sealed && !c.async)
+    problem(line);
+  else
+    note(line + " (a crash during its async commit, before its fsync returned, leaves this too)");
+  return Status::Ok();
+}
+
 void Checker::claim(uint64_t block, uint64_t ino, const char* what) {
   if (block < sb_.data_start || block >= sb_.total_blocks) {
     problem("inode " + std::to_string(ino) + ": " + what + " block " + std::to_string(block) +
@@ -182,6 +142,9 @@ void Checker::claim(uint64_t block, uint64_t ino, const char* what) {
     return;
   }
   if (owner_[block] != 0) {
+    // Which owner is right is not something fsck can know (e2fsck's pass
+    // 1B would clone the block for each); neither claim is freed.
+    shared_.insert(block);
     problem("block " + std::to_string(block) + " is claimed by inode " +
             std::to_string(owner_[block]) + " and inode " + std::to_string(ino) + " (" + what +
             ")");
@@ -224,32 +187,40 @@ void Checker::scrub_file(uint64_t ino, const ExtentMap& map) {
 void Checker::check_inode(uint64_t ino, const DiskInode& d) {
   std::string who = "inode " + std::to_string(ino);
   res_.inodes++;
-  mode_[ino] = d.mode;
-  nlink_[ino] = d.nlink;
-  if (!bit(ibmp_, ino)) problem(who + ": in use but free in the inode bitmap");
+  if (!inode_bit_unknown(ino) && !bit(ibmp_, ino))
+    fixable(who + ": in use but free in the inode bitmap", true,
+            [&](RepairPlan& p) { p.inode_bits[ino] = true; });
   uint32_t type = d.mode & S_IFMT;
   if (type != S_IFREG && type != S_IFDIR && type != S_IFLNK && type != S_IFCHR &&
       type != S_IFBLK && type != S_IFIFO && type != S_IFSOCK) {
-    problem(who + ": invalid file type");
+    // Nothing of it can be trusted or served: its entries go (they then
+    // name a free inode) and so do its blocks (then leaked).
+    fixable(who + ": invalid file type", false, [&](RepairPlan&) { clear_inode(ino); });
     return;
   }
+  mode_[ino] = d.mode;
+  nlink_[ino] = d.nlink;
   if (d.xattr_block) check_xattr_block(ino, d);
   if (d.flags & kInodeInlineData) {
-    check_block_count(who, d, 0);
+    check_block_count(ino, d, 0);
     if (d.size > kInodeRootSize) problem(who + ": inline data larger than the inode");
     else if (type == S_IFLNK) check_symlink(ino, d, nullptr);
     return;
   }
   auto map = ExtentMap::load(cache_, ino, d, sb_.total_blocks);
   if (!map.ok()) {
-    problem(who + ": extent map is corrupt");
+    unreadable(who + ": extent map is corrupt");
     return;
   }
   for (uint64_t b : (*map)->node_blocks()) claim(b, ino, "extent tree");
+  if (d.nlink == 0) {  // maybe an orphan, which a repair frees
+    meta_blocks_[ino] = (*map)->node_blocks();
+    if (d.xattr_block) meta_blocks_[ino].push_back(d.xattr_block);
+  }
   for (const auto& [lo, e] : (*map)->extents())
     for (uint32_t i = 0; i < e.len; i++) claim(e.physical + i, ino, "data");
   res_.data_blocks += (*map)->mapped_blocks();
-  check_block_count(who, d, (*map)->mapped_blocks());
+  check_block_count(ino, d, (*map)->mapped_blocks());
   if (type == S_IFDIR) {
     check_directory(ino, d, **map);
   } else if (opts_.scrub && (type == S_IFREG || type == S_IFLNK)) {
@@ -261,12 +232,13 @@ void Checker::check_inode(uint64_t ino, const DiskInode& d) {
 // `blocks` (st_blocks / 8) charges every mapped block, unwritten ones
 // included, plus the xattr block. Extent-tree nodes are not charged: the
 // engine allocates them through a NodeAllocator that knows no inode.
-void Checker::check_block_count(const std::string& who, const DiskInode& d, uint64_t mapped) {
+void Checker::check_block_count(uint64_t ino, const DiskInode& d, uint64_t mapped) {
   uint64_t charged = mapped + (d.xattr_block ? 1 : 0);
   if (d.blocks == charged) return;
-  problem(who + ": block count " + std::to_string(d.blocks) + ", but it holds " +
-          std::to_string(charged) + " (" + std::to_string(mapped) + " mapped" +
-          (d.xattr_block ? " + 1 xattr block" : "") + ")");
+  fixable("inode " + std::to_string(ino) + ": block count " + std::to_string(d.blocks) +
+              ", but it holds " + std::to_string(charged) + " (" + std::to_string(mapped) +
+              " mapped" + (d.xattr_block ? " + 1 xattr block" : "") + ")",
+          true, [&](RepairPlan& p) { p.inodes[ino].blocks = charged; });
 }
 
 // The xattr block: its own, a valid XATR block, and every record inside
@@ -321,48 +293,6 @@ void Checker::check_xattr_block(uint64_t ino, const DiskInode& d) {
     problem(who + ": a name appears twice");
 }
 
-void Checker::check_directory(uint64_t ino, const DiskInode& d, const ExtentMap& map) {
-  std::string who = "inode " + std::to_string(ino);
-  res_.directories++;
-  dotdot_[ino] = d.rdev ? d.rdev : kRootIno;
-  std::vector<std::shared_ptr<MetaBuffer>> blocks;
-  uint64_t nblocks = d.size / kBlockSize;
-  if (d.size % kBlockSize) problem(who + ": directory size is not a whole number of blocks");
-  for (uint64_t i = 0; i < nblocks; i++) {
-    auto e = map.find(uint32_t(i));
-    if (!e) {
-      problem(who + ": directory block " + std::to_string(i) + " is not mapped");
-      return;
-    }
-    auto buf = cache_.read(e->physical + (i - e->logical), kMagicDirectory);
-    if (!buf.ok()) {
-      problem(who + ": directory block " + std::to_string(e->physical + (i - e->logical)) +
-              " is corrupt");
-      return;
-    }
-    blocks.push_back(*buf);
-  }
-  auto dir = Directory::load(ino, std::move(blocks));
-  if (!dir.ok()) {
-    problem(who + ": directory entries are corrupt");
-    return;
-  }
-  (*dir)->list(0, [&](const DirEntry& e, uint64_t) {
-    refs_[e.ino]++;
-    if (e.type == kTypeDir) {
-      subdirs_[ino]++;
-      parent_[e.ino] = ino;
-    }
-    if (e.ino == 0 || e.ino > sb_.inode_count)
-      problem(who + ": entry '" + e.name + "' points to invalid inode " + std::to_string(e.ino));
-    auto [it, first] = entry_type_.emplace(e.ino, e.type);
-    if (!first && it->second != e.type)
-      problem(who + ": entry '" + e.name + "' gives inode " + std::to_string(e.ino) +
-              " another type than its other names do");
-    return true;
-  });
-}
-
 Result<uint64_t> Checker::recorded_checksum(uint64_t phys) {
   auto buf = cache_.read(sb_.csum_table_start + phys / kChecksumsPerBlock, kMagicChecksumTable);
   if (!buf.ok()) return Error{buf.error()};
@@ -405,104 +335,6 @@ void Checker::check_symlink(uint64_t ino, const DiskInode& d, const ExtentMap* m
   if (has_nul(buf.data())) problem(who + " target is shorter than its size");
 }
 
-void Checker::check_links() {
-  for (auto& [ino, nlink] : nlink_) {
-    std::string who = "inode " + std::to_string(ino);
-    bool dir = (mode_[ino] & S_IFMT) == S_IFDIR;
-    uint32_t expect = dir ? 2 + subdirs_[ino] : refs_[ino];
-    if (ino == kRootIno) {
-      if (refs_[ino] != 0) problem("root directory is linked from a directory");
-    } else if (refs_[ino] == 0) {
-      if (nlink == 0) {
-        orphans_.push_back(ino);
-      } else {
-        problem(who + ": in use but not in any directory");
-      }
-      continue;
-    }
-    if (dir && ino != kRootIno && refs_[ino] != 1)
-      problem(who + ": directory has " + std::to_string(refs_[ino]) + " names");
-    if (nlink != expect)
-      problem(who + ": link count " + std::to_string(nlink) + ", should be " +
-              std::to_string(expect));
-    if (dir && ino != kRootIno && parent_.count(ino) && dotdot_[ino] != parent_[ino])
-      problem(who + ": '..' names " + std::to_string(dotdot_[ino]) + " but it lives in " +
-              std::to_string(parent_[ino]));
-  }
-  for (auto& [ino, n] : refs_)
-    if (!nlink_.count(ino))
-      problem("directory entry points to free inode " + std::to_string(ino));
-  // d_type values are the S_IFMT bits shifted down (<dirent.h>).
-  for (auto& [ino, type] : entry_type_)
-    if (auto m = mode_.find(ino); m != mode_.end() && (m->second & S_IFMT) >> 12 != type)
-      problem("inode " + std::to_string(ino) + ": directory entries give it type " +
-              std::to_string(type) + ", its mode says " +
-              std::to_string((m->second & S_IFMT) >> 12));
-}
-
-// An inode with link count 0 in no directory was unlinked while open. A
-// crash leaves it behind and the next read-write mount frees it (it frees
-// orphans only after an unclean shutdown); a clean unmount frees it
-// itself, so in a cleanly unmounted filesystem it is a leak nothing frees.
-void Checker::check_orphans() {
-  res_.orphans = orphans_.size();
-  if (orphans_.empty()) return;
-  if (sb_.state != kStateClean) {
-    note(std::to_string(orphans_.size()) +
-         " orphaned inodes (link count 0, unlinked while open when the filesystem went "
-         "down): the next read-write mount frees them");
-    return;
-  }
-  std::sort(orphans_.begin(), orphans_.end());
-  for (size_t i = 0; i < orphans_.size() && i < 10; i++)
-    problem("inode " + std::to_string(orphans_[i]) +
-            ": link count 0 and in no directory in a cleanly unmounted filesystem: nothing "
-            "will free it");
-  if (orphans_.size() > 10)
-    problem(std::to_string(orphans_.size()) + " such orphans in all");
-}
-
-void Checker::check_block_bitmap() {
-  uint64_t leaked = 0, unmarked = 0;
-  for (uint64_t b = sb_.data_start; b < sb_.total_blocks; b++) {
-    bool marked = bit(bbmp_, b);
-    if (owner_[b] && !marked) {
-      if (unmarked++ < 10)
-        problem("block " + std::to_string(b) + " is used by inode " + std::to_string(owner_[b]) +
-                " but free in the bitmap");
-    } else if (!owner_[b] && marked) {
-      leaked++;
-    }
-  }
-  if (unmarked > 10) problem(std::to_string(unmarked) + " used blocks are free in the bitmap");
-  if (leaked) problem(std::to_string(leaked) + " blocks are marked in use but belong to no inode");
-  for (uint64_t b = 0; b < sb_.data_start; b++)
-    if (!bit(bbmp_, b)) {
-      problem("metadata block " + std::to_string(b) + " is free in the bitmap");
-      break;
-    }
-}
-
-bool Checker::load_bitmaps() {
-  for (uint64_t i = 0; i < sb_.inode_bitmap_blocks; i++) {
-    auto b = cache_.read(sb_.inode_bitmap_start + i, kMagicInodeBitmap);
-    if (!b.ok()) {
-      problem("inode bitmap block " + std::to_string(sb_.inode_bitmap_start + i) + " is corrupt");
-      return false;
-    }
-    ibmp_.push_back(*b);
-  }
-  for (uint64_t i = 0; i < sb_.block_bitmap_blocks; i++) {
-    auto b = cache_.read(sb_.block_bitmap_start + i, kMagicBlockBitmap);
-    if (!b.ok()) {
-      problem("block bitmap block " + std::to_string(sb_.block_bitmap_start + i) + " is corrupt");
-      return false;
-    }
-    bbmp_.push_back(*b);
-  }
-  return true;
-}
-
 Status Checker::check_checksum_table_blocks() {
   for (uint64_t i = 0; i < sb_.csum_table_blocks; i++) {
     AlignedBlock b;
@@ -518,7 +350,7 @@ Status Checker::check_checksum_table_blocks() {
 Result<FsckResult> Checker::run() {
   SFS_TRY(load_superblock());
   SFS_TRY(replay());
-  if (!load_bitmaps()) return res_;
+  load_bitmaps();
   SFS_TRY(check_checksum_table_blocks());
   owner_.assign(sb_.total_blocks, 0);
   bool root_seen = false;
@@ -527,16 +359,20 @@ Result<FsckResult> Checker::run() {
     uint64_t nr = sb_.inode_table_start + blk;
     auto buf = cache_.read(nr, kMagicInodeTable);
     if (!buf.ok()) {
-      problem("inode table block " + std::to_string(nr) + " is corrupt");
+      unreadable("inode table block " + std::to_string(nr) + " is corrupt");
+      unreadable_tables_.insert(blk);
       continue;
     }
     for (uint32_t slot = 0; slot < kInodesPerBlock; slot++) {
       uint64_t ino = blk * kInodesPerBlock + slot + 1;
       DiskInode d = decode_inode((*buf)->payload() + slot * kInodeSize);
       if (d.mode == 0) {
-        if (bit(ibmp_, ino)) problem("inode " + std::to_string(ino) + ": free but marked in use");
+        if (!inode_bit_unknown(ino) && bit(ibmp_, ino))
+          fixable("inode " + std::to_string(ino) + ": free but marked in use", true,
+                  [&](RepairPlan& p) { p.inode_bits[ino] = false; });
         continue;
       }
+      slots_used_.insert(ino);
       if (ino == kRootIno) root_seen = (d.mode & S_IFMT) == S_IFDIR;
       check_inode(ino, d);
     }
@@ -544,21 +380,44 @@ Result<FsckResult> Checker::run() {
   if (!root_seen) problem("root directory is missing");
   check_links();
   check_orphans();
+  rebuild_bitmaps();
   check_block_bitmap();
   if (opts_.progress) opts_.progress(sb_.inode_table_blocks, sb_.inode_table_blocks);
+  SFS_TRY(repair());
   return res_;
 }
 
-}  // namespace
+Status Checker::repair() {
+  if (fixing_.empty()) return Status::Ok();
+  Status s = apply_repairs(dev_, cache_, sb_, head_,
+                           [this](JournalPosition t) {
+                             sb_.journal_tail = t.pos;
+                             sb_.journal_tail_txid = t.txid;
+                             return write_superblocks();
+                           },
+                           plan_);
+  if (!s.ok()) {
+    for (const auto& line : fixing_)
+      problem(line + " (not repaired: " + std::strerror(s.error()) + ")");
+    return s;
+  }
+  for (const auto& line : fixing_) {
+    res_.repairs++;
+    corrected(line + ": repaired");
+  }
+  return Status::Ok();
+}
+
+}  // namespace fsck_internal
 
 Result<FsckResult> check_filesystem(BlockDevice& dev, const FsckOptions& opts) {
   if (opts.read_only) {
     // Replay and everything else write here; the image never sees it.
     OverlayDevice overlay(dev);
-    Checker c(overlay, opts);
+    fsck_internal::Checker c(overlay, opts);
     return c.run();
   }
-  Checker c(dev, opts);
+  fsck_internal::Checker c(dev, opts);
   return c.run();
 }
 

@@ -4,6 +4,7 @@
 
 #include "core/base/log.h"
 #include "core/mounted_fs.h"
+#include "core/unreplayed_commit.h"
 
 namespace stablefs {
 
@@ -117,6 +118,14 @@ Status MountedFs::start(std::string* why) {
     SFS_LOG("replayed %llu journal transactions (%llu blocks); %s",
             (unsigned long long)replay->transactions, (unsigned long long)replay->blocks,
             replay->stop_reason.c_str());
+  // Replay stopped inside a transaction or at one that started at the
+  // head: if its commit block is further on, say that it was dropped.
+  const bool inside = replay->stop_reason.find("end of log") == std::string::npos;
+  if (auto c = find_unreplayed_commit(*dev_, geo, replay->head, inside, true); c.ok() && *c)
+    SFS_LOG("journal: transaction %llu has a commit block (block %llu%s) but replay stopped inside "
+            "it (%s): its changes are not replayed; run fsck.stablefs",
+            (unsigned long long)(*c)->txid, (unsigned long long)(*c)->block,
+            (*c)->sealed ? "" : ", itself damaged", replay->stop_reason.c_str());
   {
     std::lock_guard lk(sb_mu_);
     sb_.journal_tail = replay->head.pos;
@@ -277,6 +286,22 @@ Status MountedFs::shutdown() {
   return s;
 }
 
+void MountedFs::metadata_corruption_found() {
+  c_->metadata_errors++;
+  if (corruption_seen_.exchange(true)) return;  // acted on and logged once
+  if (opts_.errors == ErrorsBehavior::kContinue) {
+    SFS_LOG("metadata corruption found (errors=continue): the requests that meet it fail with "
+            "EIO, everything else goes on; unmount and run fsck.stablefs");
+    return;
+  }
+  // As the journal abort does, but the journal goes on: what was accepted
+  // before is still written back and committed.
+  read_only_ = true;
+  c_->read_only = 1;
+  SFS_LOG("metadata corruption found (errors=remount-ro): the filesystem is read-only from now "
+          "on; unmount and run fsck.stablefs");
+}
+
 Status MountedFs::unmount() {
   if (!mounted_) return Status::Ok();
   {
@@ -295,7 +320,11 @@ Status MountedFs::unmount() {
     c_ = heap_counters_.get();
     segment_.reset();
   }
-  if (read_only_) return Status::Ok();
+  // Read-only since the mount, or the journal aborted: nothing to write.
+  // Read-only because of corruption: what was accepted before still goes.
+  const bool corrupt = corruption_seen_.load();
+  if (read_only_ && !(corrupt && opts_.errors == ErrorsBehavior::kRemountRo && !journal_->error()))
+    return Status::Ok();
 
   Status first;
   auto keep = [&](Status s) {
@@ -318,6 +347,11 @@ Status MountedFs::unmount() {
     if (orphan) keep(evict_inode(n));
   }
   keep(journal_->shutdown());
+  if (first.ok() && corrupt) {
+    SFS_LOG("unmount: metadata corruption was found while mounted; the image stays marked in use "
+            "(not cleanly unmounted): run fsck.stablefs");
+    return Status::Ok();
+  }
   if (!first.ok()) {
     SFS_LOG("unmount: %s; the image stays marked in use and the journal will be replayed",
             std::strerror(first.error()));

@@ -79,6 +79,7 @@ class MountedFs final : public Filesystem {
   Status kill_privileges(uint64_t ino, bool suidgid) override;
   Status shutdown() override;
   bool shut_down() const override { return shut_down_.load(std::memory_order_relaxed); }
+  void metadata_corruption_found() override;
   uint64_t sample_write_errors(uint64_t ino) override;
   Status flush(uint64_t ino, uint64_t* cursor = nullptr) override;
   Status fsync(uint64_t ino, bool datasync, uint64_t* cursor = nullptr) override;
@@ -278,6 +279,11 @@ class MountedFs final : public Filesystem {
   std::thread stats_thread_;  // refreshes gauges every 50 ms; stops with the flusher
   std::atomic<bool> read_only_{false};
   std::atomic<bool> shut_down_{false};
+  // Set once by metadata_corruption_found(): the errors= action was taken
+  // (and logged); with remount-ro, read_only_ is set too, and unmount
+  // still writes back and commits what was accepted before, but leaves the
+  // image marked in use so that it gets checked.
+  std::atomic<bool> corruption_seen_{false};
 };
 
 }  // namespace stablefs

@@ -12,7 +12,7 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* /*fi*/) {
   guarded(req, RequestOp::kGetattr, [&] {
     auto r = mount_of(req).fs().getattr(ino);
     if (r.ok()) reply_attr(req, *r);
-    else fuse_reply_err(req, r.error());
+    else reply_error(req, r.error());
   });
 }
 
@@ -51,14 +51,14 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
     if (sa.size) m.note_data_written(ino);
     auto r = m.fs().setattr(ino, sa);
     if (r.ok()) reply_attr(req, *r);
-    else fuse_reply_err(req, r.error());
+    else reply_error(req, r.error());
   });
 }
 
 void op_statfs(fuse_req_t req, fuse_ino_t /*ino*/) {
   guarded(req, RequestOp::kStatfs, [&] {
     auto r = mount_of(req).fs().statfs();
-    if (!r.ok()) return (void)fuse_reply_err(req, r.error());
+    if (!r.ok()) return (void)reply_error(req, r.error());
     struct statvfs st {};
     st.f_bsize = r->block_size;
     st.f_frsize = r->block_size;
@@ -88,7 +88,7 @@ void op_ioctl(fuse_req_t req, fuse_ino_t /*ino*/, unsigned int cmd, void* /*arg*
     if (cmd != kFsIocShutdown) return (void)fuse_reply_err(req, ENOTTY);
     if (fuse_req_ctx(req)->uid != 0) return (void)fuse_reply_err(req, EPERM);
     Status s = mount_of(req).fs().shutdown();
-    if (!s.ok()) return (void)fuse_reply_err(req, s.error());
+    if (!s.ok()) return (void)reply_error(req, s.error());
     fuse_reply_ioctl(req, 0, nullptr, 0);
   });
 }

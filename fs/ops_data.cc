@@ -62,7 +62,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   guarded(req, RequestOp::kCreate, [&] {
     MountContext& m = mount_of(req);
     auto r = m.fs().mknod(parent, name, S_IFREG | (mode & ~S_IFMT), 0, caller_creds(req));
-    if (!r.ok()) return (void)fuse_reply_err(req, r.error());
+    if (!r.ok()) return (void)reply_error(req, r.error());
     const Attr a = *r;
     Status s = m.fs().open(a.ino, fi->flags);
     if (!s.ok()) {
@@ -93,7 +93,7 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     std::vector<char>& buf = read_buffer(size);
     auto r = mount_of(req).fs().read(ino, uint64_t(off), size, buf.data());
     if (r.ok()) fuse_reply_buf(req, buf.data(), *r);
-    else fuse_reply_err(req, r.error());
+    else reply_error(req, r.error());
   });
 }
 
@@ -108,12 +108,12 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off
     // write(2) and drops nothing, as in the VFS.
     if (killpriv_v2_active() && !(fi && fi->writepage)) {
       Status s = m.fs().kill_privileges(ino, write_kills_suidgid(ino));
-      if (!s.ok()) return (void)fuse_reply_err(req, s.error());
+      if (!s.ok()) return (void)reply_error(req, s.error());
     }
     m.note_data_written(ino);
     auto r = m.fs().write(ino, uint64_t(off), data, size);
     if (r.ok()) fuse_reply_write(req, *r);
-    else fuse_reply_err(req, r.error());
+    else reply_error(req, r.error());
   });
 }
 
@@ -158,7 +158,7 @@ void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_i
     if (off < 0) return (void)fuse_reply_err(req, ENXIO);
     auto r = mount_of(req).fs().seek_data_hole(ino, uint64_t(off), whence);
     if (r.ok()) fuse_reply_lseek(req, off_t(*r));
-    else fuse_reply_err(req, r.error());
+    else reply_error(req, r.error());
   });
 }
 
@@ -171,7 +171,7 @@ void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_fi
     m.note_data_written(ino_out);
     auto r = m.fs().copy_file_range(ino_in, uint64_t(off_in), ino_out, uint64_t(off_out), len);
     if (r.ok()) fuse_reply_write(req, *r);
-    else fuse_reply_err(req, r.error());
+    else reply_error(req, r.error());
   });
 }
 

@@ -90,7 +90,7 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     int error = s.ok() ? lookup_error : s.error();
     // Once an entry is in the buffer its reference is counted, so an error
     // can only be reported while the buffer is still empty.
-    if (error != 0 && used == 0) return (void)fuse_reply_err(req, error);
+    if (error != 0 && used == 0) return (void)reply_error(req, error);
     if (fuse_reply_buf(req, buf.data(), used) != 0)
       for (uint64_t i : referenced) drop_references(m.fs(), i, 1);
   });

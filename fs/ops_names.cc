@@ -11,7 +11,7 @@ namespace {
 
 void reply_attr_result(fuse_req_t req, const Result<Attr>& r) {
   if (r.ok()) reply_entry(req, *r);
-  else fuse_reply_err(req, r.error());
+  else reply_error(req, r.error());
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -19,7 +19,7 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     auto r = mount_of(req).fs().lookup(parent, name);
     if (r.ok()) return reply_entry(req, *r);
     if (r.error() == ENOENT) return reply_negative_entry(req);
-    fuse_reply_err(req, r.error());
+    reply_error(req, r.error());
   });
 }
 
@@ -57,7 +57,7 @@ void op_readlink(fuse_req_t req, fuse_ino_t ino) {
   guarded(req, RequestOp::kReadlink, [&] {
     auto r = mount_of(req).fs().readlink(ino);
     if (r.ok()) fuse_reply_readlink(req, r->c_str());
-    else fuse_reply_err(req, r.error());
+    else reply_error(req, r.error());
   });
 }
 

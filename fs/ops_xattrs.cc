@@ -9,7 +9,7 @@ namespace stablefs {
 namespace {
 
 void reply_sized(fuse_req_t req, const Result<std::string>& r, size_t size) {
-  if (!r.ok()) return (void)fuse_reply_err(req, r.error());
+  if (!r.ok()) return (void)reply_error(req, r.error());
   if (size == 0) return (void)fuse_reply_xattr(req, r->size());
   if (r->size() > size) return (void)fuse_reply_err(req, ERANGE);
   fuse_reply_buf(req, r->data(), r->size());

@@ -98,6 +98,17 @@ Status parse_stable_pages(std::string_view v, MountOptions& fs, std::string* why
   return Status::Ok();
 }
 
+// errors=: ext4's names. `panic` is refused rather than taken for one of
+// the others: a user who asked for it must not get less than they think.
+Status parse_errors(std::string_view v, MountOptions& fs, std::string* why) {
+  if (v == "remount-ro") fs.errors = ErrorsBehavior::kRemountRo;
+  else if (v == "continue") fs.errors = ErrorsBehavior::kContinue;
+  else
+    return fail(why, "invalid value for errors: '" + std::string(v) +
+                         "' (expected remount-ro or continue; panic is not supported)");
+  return Status::Ok();
+}
+
 // cache_size= and meta_cache=: a size of at least kMinCacheBytes.
 Status parse_cache_bytes(std::string_view key, std::string_view v, uint64_t* out,
                          std::string* why) {
@@ -163,6 +174,7 @@ Status parse_one(const std::string& opt, ParsedMountOptions& out, std::string* w
 
   // stablefs's own options.
   if (key == "stable_pages" && has_value) return parse_stable_pages(value, fs, why);
+  if (key == "errors" && has_value) return parse_errors(value, fs, why);
   if (key == "cache_size" && has_value) return parse_cache_bytes(key, value, &fs.cache_bytes, why);
   if (key == "meta_cache" && has_value)
     return parse_cache_bytes(key, value, &fs.meta_cache_bytes, why);
@@ -175,7 +187,7 @@ Status parse_one(const std::string& opt, ParsedMountOptions& out, std::string* w
     return parse_timeout(key, value, &fs.negative_timeout, why);
   if (opt == "verify_writes") return fs.verify_writes = true, Status::Ok();
   if (opt == "writeback_cache") return fs.writeback_cache = true, Status::Ok();
-  if (key == "stable_pages" || key == "cache_size" || key == "commit" ||
+  if (key == "stable_pages" || key == "errors" || key == "cache_size" || key == "commit" ||
       key == "writeback_delay" || key == "meta_cache" || key == "entry_timeout" ||
       key == "journal_data" ||
       key == "attr_timeout" || key == "negative_timeout")

@@ -1,6 +1,7 @@
 #include "fs/request.h"
 
 #include <chrono>
+#include <cerrno>
 #include <cstring>
 #include <ctime>
 
@@ -137,6 +138,14 @@ void drop_references(Filesystem& fs, uint64_t ino, uint64_t n) noexcept {
 void reply_attr(fuse_req_t req, const Attr& a) {
   struct stat st = to_stat(a);
   fuse_reply_attr(req, &st, mount_of(req).attr_timeout(a));
+}
+
+void reply_error(fuse_req_t req, int error) {
+  if (error == EUCLEAN) {
+    mount_of(req).fs().metadata_corruption_found();
+    error = EIO;
+  }
+  fuse_reply_err(req, error);
 }
 
 }  // namespace stablefs

@@ -46,7 +46,13 @@ void drop_references(Filesystem& fs, uint64_t ino, uint64_t n) noexcept;
 // ATIME_NOW/MTIME_NOW become `now`, so the engine sees concrete times.
 SetAttr translate_setattr(const struct stat& attr, int to_set, Timespec now);
 
-inline void reply_status(fuse_req_t req, const Status& s) { fuse_reply_err(req, s.error()); }
+// Every error the engine returns is answered through here. EUCLEAN means
+// the engine found corrupt metadata while serving the request: the mount
+// applies its errors= behaviour (Filesystem::metadata_corruption_found)
+// and the application gets EIO, as from any other block that fails
+// verification.
+void reply_error(fuse_req_t req, int error);
+inline void reply_status(fuse_req_t req, const Status& s) { reply_error(req, s.error()); }
 
 // Counts one request in the mount's counters and times it from the
 // callback's entry to its reply (the timer ends after the body, whose last

@@ -2,7 +2,8 @@
 //
 // Exit codes follow e2fsck, because fsck(8) and boot scripts read them,
 // and are summed as e2fsck's are: 0 clean; 1 corrections were written
-// (journal replayed, a superblock copy rewritten) and nothing is left;
+// (journal replayed, a superblock copy rewritten, repairs made) and
+// nothing is left;
 // 4 errors left uncorrected (with -n: also a correction it did not make);
 // 8 operational error; 16 usage error. The flags fsck(8) passes to every
 // checker (-a -p -y -n -f -v -C) are accepted so `fsck -t stablefs`
@@ -46,20 +47,28 @@ void print_usage(FILE* out) {
       "ownership and counts, directories and link counts, symlink targets, xattr\n"
       "records, checksum table blocks.\n"
       "\n"
-      "Without -n it writes only what a mount would write anyway, and reports each\n"
-      "as a correction: it replays the journal (and records the new log tail in both\n"
+      "Without -n it writes what a mount would write anyway, and reports each as a\n"
+      "correction: it replays the journal (and records the new log tail in both\n"
       "superblocks), and rewrites a superblock copy that is invalid from the valid\n"
-      "one. It never changes anything else: every other error is reported and left.\n"
+      "one. Structural repairs need -p or -y; they go through the journal, so a\n"
+      "crash during them leaves the image as it was or repaired. What has no safe\n"
+      "fix is reported and left: a data block that fails its checksum (its\n"
+      "checksum is never recomputed over the bad bytes), a corrupt metadata block\n"
+      "(other than a bitmap block, which is rebuilt),\n"
+      "a block two inodes claim, a directory with two names, an inode in use in no\n"
+      "directory.\n"
       "\n"
       "  --scrub      also read every data block and verify it against its checksum\n"
       "  -n           write nothing at all: the journal is replayed in memory only\n"
       "               (the checks see the replayed filesystem), and a journal to\n"
       "               replay or a superblock copy to rewrite is reported and left,\n"
       "               which counts as an error left uncorrected (exit 4)\n"
-      "  -y, -p, -a, --repair\n"
-      "               accepted for fsck(8); they do what a plain run does (replay,\n"
-      "               superblock copy) and no more: no structural repair is\n"
-      "               implemented, and the run says so when it leaves errors\n"
+      "  -p, -a       repair what is safe unattended: bitmaps against what is\n"
+      "               reachable (a corrupt bitmap block is rebuilt; leaked blocks'\n"
+      "               checksum entries are zeroed), link\n"
+      "               and block counts, '..' pointers, entry types, orphaned inodes\n"
+      "  -y, --repair also drop directory entries that name free or invalid inodes,\n"
+      "               and free inodes of an invalid file type\n"
       "  -f, -v       accepted for fsck(8) compatibility (every check is full)\n"
       "  -C FD        write progress lines \"1 DONE TOTAL TARGET\" (inode table blocks\n"
       "               checked) to file descriptor FD, as e2fsck; -C 0 draws the\n"
@@ -72,7 +81,7 @@ void print_usage(FILE* out) {
       "time left, on one line redrawn in place.\n"
       "\n"
       "Exit status, summed as e2fsck's: 0 no errors; 1 corrections written (journal\n"
-      "replayed, superblock copy rewritten) and no errors left; 4 errors left\n"
+      "replayed, superblock copy rewritten, repairs) and no errors left; 4 errors left\n"
       "uncorrected; 8 operational error (cannot open, in use, not a stablefs image,\n"
       "I/O error); 16 usage error.\n");
 }
@@ -83,7 +92,7 @@ const ToolCli cli("fsck.stablefs", print_usage,
 struct CommandLine {
   std::string target;
   bool scrub = false;
-  bool repair_asked = false;  // -y/-p/-a/--repair: only to say what is not done
+  FsckRepair repair = FsckRepair::kNone;  // -p/-a, -y/--repair
   bool read_only = false;
   bool quiet = false;
   int progress_fd = -1;  // -C
@@ -99,8 +108,10 @@ CommandLine parse_command_line(int argc, char** argv) {
       cli.answer(a);
     } else if (a == "--scrub") {
       cl.scrub = true;
-    } else if (a == "--repair" || a == "-y" || a == "-p" || a == "-a") {
-      cl.repair_asked = true;
+    } else if (a == "--repair" || a == "-y") {
+      cl.repair = FsckRepair::kAll;
+    } else if (a == "-p" || a == "-a") {
+      if (cl.repair == FsckRepair::kNone) cl.repair = FsckRepair::kPreen;
     } else if (a == "-n") {
       cl.read_only = true;
     } else if (a == "-f" || a == "-v") {
@@ -120,7 +131,7 @@ CommandLine parse_command_line(int argc, char** argv) {
     }
   }
   if (!have_target) cli.usage_error("no TARGET given");
-  if (cl.read_only && cl.repair_asked)
+  if (cl.read_only && cl.repair != FsckRepair::kNone)
     cli.usage_error("-n cannot be combined with -y, -p, -a or --repair");
   return cl;
 }
@@ -161,6 +172,7 @@ int check(const CommandLine& cl) {
   FsckOptions fo;
   fo.scrub = cl.scrub;
   fo.read_only = cl.read_only;
+  fo.repair = cl.repair;
   fo.report = [&](const std::string& line) {
     if (cl.quiet && line.rfind("note: ", 0) == 0) return;
     progress.clear_line();  // a problem line never lands on the progress line
@@ -201,9 +213,9 @@ int summarize(const CommandLine& cl, const FsckResult& res) {
                   res.blocks_scrubbed, res.checksum_mismatches);
     std::printf("; %" PRIu64 " corrections, %" PRIu64 " errors\n", res.corrections, res.errors);
   }
-  if (cl.repair_asked && bad)
-    std::printf("%s: no structural repair is implemented: the errors above are left as they "
-                "are (only journal replay and superblock copies are corrected)\n",
+  if (bad && cl.repair == FsckRepair::kPreen)
+    std::printf("%s: UNEXPECTED INCONSISTENCY: the errors above have no fix -p may make "
+                "unattended; run fsck.stablefs -y (or without -p) by hand\n",
                 target);
   return (res.corrections ? kExitCorrected : 0) | (left ? kExitUncorrected : 0);
 }

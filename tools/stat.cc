@@ -140,7 +140,7 @@ void print_requests_text(const stablefs::RequestCounters& rc) {
     print_stat_row("  of which security.capability", rc.getxattr_security_capability);
 }
 
-constexpr size_t kCounterCount = 22;
+constexpr size_t kCounterCount = 23;
 using Snapshots = std::array<Snapshot, kCounterCount>;
 
 Snapshots snapshot(const stablefs::LiveCounters& c) {
@@ -180,6 +180,8 @@ Snapshots snapshot(const stablefs::LiveCounters& c) {
       {"journal_aborted", c.journal_aborted, K::kGauge,
        "0, or the errno that aborted the journal and made the filesystem read-only"},
       {"read_only", c.read_only, K::kGauge, "1 while the daemon refuses every change"},
+      {"metadata_errors", c.metadata_errors, K::kTotal,
+       "requests failed by a metadata block that failed verification (errors= acts on the first)"},
   }};
 }
 

@@ -4,7 +4,8 @@
 //      exit 4;
 //   a plain run writes only the journal replay and a superblock copy, and
 //      says so with exit 1;
-//   -y/-p/--repair repair nothing structural, and say so;
+//   -p repairs what is safe unattended and -y the rest it can (the
+//      repairs themselves are tested in tests/unit/fsck_repair_test.cc);
 //   the cheap cross-checks (block counts, xattr records, orphans) find what
 //      they promise to find.
 #include <fcntl.h>
@@ -151,22 +152,45 @@ TEST_F(Fsck, AnInvalidSuperblockCopyIsLeftByReadOnlyAndRewrittenByAPlainRun) {
   expect_fsck({"-n"}, kExitClean);
 }
 
-// The repair flags are accepted for fsck(8), repair nothing structural and
-// say so; the image is unchanged.
-TEST_F(Fsck, RepairFlagsSayNoStructuralRepairIsDoneAndWriteNothing) {
+// The repair flags through the CLI and e2fsck's exit codes: -n finds a
+// wrong block count (4) and writes nothing, -p repairs it (1), -n is then
+// clean (0) and the file mounts and reads back. An entry naming a free
+// inode has no fix -p may make: -p exits 4 and says to run fsck by hand,
+// -y drops it (1). -n with a repair flag is a usage error.
+TEST_F(Fsck, RepairFlagsRepairWhatTheyMayAndExitAsE2fsck) {
   ASSERT_NO_FATAL_FAILURE(mount());
-  ASSERT_EQ(write_file(path("f"), std::string(2 * kBlockSize, 'f')), 0);
+  const std::string data(2 * kBlockSize, 'f');
+  ASSERT_EQ(write_file(path("f"), data), 0);
+  ASSERT_EQ(write_file(path("gone"), "g"), 0);
   const uint64_t ino = stat_of(path("f")).st_ino;
+  const uint64_t gone = stat_of(path("gone")).st_ino;
   ASSERT_NO_FATAL_FAILURE(unmount_only());
   ASSERT_NO_FATAL_FAILURE(edit_inode(ino, [](DiskInode& d) { d.blocks += 5; }));
   const uint64_t before = hash_file(image());
-  for (const char* flag : {"-y", "-p", "-a", "--repair"}) {
-    CommandResult r = expect_fsck({flag}, kExitUncorrected);
-    EXPECT_TRUE(has(r, "no structural repair is implemented")) << flag << ":\n" << r.output;
-    EXPECT_EQ(hash_file(image()), before) << flag;
-  }
   expect_fsck({"-n", "-y"}, kExitUsage);
-  EXPECT_EQ(hash_file(image()), before);
+  CommandResult ro = expect_fsck({"-n"}, kExitUncorrected);
+  EXPECT_EQ(hash_file(image()), before) << ro.output;
+  CommandResult p = expect_fsck({"-p"}, kExitCorrected);
+  EXPECT_TRUE(has(p, "block count 7, but it holds 2 (2 mapped): repaired")) << p.output;
+  expect_fsck({"-n"}, kExitClean);
+
+  ASSERT_NO_FATAL_FAILURE(edit_inode(gone, [](DiskInode& d) { d = DiskInode{}; }));
+  const uint64_t damaged = hash_file(image());
+  expect_fsck({"-n"}, kExitUncorrected);
+  EXPECT_EQ(hash_file(image()), damaged);
+  // -p frees the leaked block but must leave the entry: errors remain.
+  CommandResult preen = expect_fsck({"-a"}, kExitCorrected | kExitUncorrected);
+  EXPECT_TRUE(has(preen, "UNEXPECTED INCONSISTENCY")) << preen.output;
+  CommandResult y = expect_fsck({"-y"}, kExitCorrected);
+  EXPECT_TRUE(has(y, "entry 'gone' points to free inode")) << y.output;
+  expect_fsck({"-n"}, kExitClean);
+
+  ASSERT_NO_FATAL_FAILURE(mount());
+  EXPECT_TRUE(same_bytes(slurp(path("f")), data));
+  struct stat st;
+  EXPECT_EQ(stat(path("gone").c_str(), &st), -1);
+  EXPECT_EQ(errno, ENOENT);
+  EXPECT_EQ(stat_of(path("f")).st_blocks, 16);
 }
 
 TEST_F(Fsck, ABlockCountThatDisagreesWithTheMappedBlocksIsAnError) {

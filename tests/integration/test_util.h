@@ -2,6 +2,7 @@
 // reads/writes that report errno instead of throwing.
 #pragma once
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -109,6 +110,18 @@ inline ::testing::AssertionResult same_bytes(std::string_view got, std::string_v
          << "got " << got.size() << " bytes, want " << want.size() << "; first difference at " << at
          << ": got [" << show(got) << "] want [" << show(want) << "]"
          << (got.size() < 64 ? " got=\"" + std::string(got) + "\"" : std::string());
+}
+
+// errno of listing `dir` (0 when the whole listing came back).
+inline int list_errno(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return errno;
+  errno = 0;
+  while (readdir(d) != nullptr) {
+  }
+  int e = errno;
+  closedir(d);
+  return e;
 }
 
 inline bool all_zero(std::string_view s) { return s.find_first_not_of('\0') == std::string::npos; }

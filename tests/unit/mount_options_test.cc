@@ -45,6 +45,26 @@ TEST(MountOptions, NoOptionsGiveDefaultsAndDefaultPermissions) {
   EXPECT_EQ(p.opts.fuse_options, std::vector<std::string>{"default_permissions"});
 }
 
+// errors= takes ext4's remount-ro (the default) and continue; panic, which
+// a FUSE daemon cannot honour without taking every open file down with it,
+// and anything else are refused, as is a bare `errors`.
+TEST(MountOptions, ErrorsIsRemountRoByDefaultAndTakesContinue) {
+  EXPECT_EQ(parse("").opts.fs.errors, ErrorsBehavior::kRemountRo);
+  Parsed c = parse("errors=continue");
+  ASSERT_TRUE(c.status.ok()) << c.why;
+  EXPECT_EQ(c.opts.fs.errors, ErrorsBehavior::kContinue);
+  Parsed r = parse("errors=continue,errors=remount-ro");
+  ASSERT_TRUE(r.status.ok()) << r.why;
+  EXPECT_EQ(r.opts.fs.errors, ErrorsBehavior::kRemountRo);
+  EXPECT_TRUE(r.opts.fuse_options == std::vector<std::string>{"default_permissions"})
+      << "errors= is the daemon's, not the kernel's";
+  for (const char* bad : {"errors=panic", "errors=", "errors=ro", "errors"}) {
+    Parsed p = parse(bad);
+    EXPECT_EQ(p.status.error(), EINVAL) << bad;
+    EXPECT_NE(p.why.find("errors"), std::string::npos) << bad << ": " << p.why;
+  }
+}
+
 TEST(MountOptions, JournalDataTakesAPageCount) {
   EXPECT_EQ(parse("journal_data=0").opts.fs.journal_data_pages, 0u);
   EXPECT_EQ(parse("journal_data=16").opts.fs.journal_data_pages, 16u);
