@@ -8,6 +8,8 @@
 #include "core/base/endian.h"
 #include "core/base/log.h"
 #include "core/mounted_fs.h"
+#include "core/posix_acl.h"
+#include "core/xattr_block.h"
 
 namespace stablefs {
 
@@ -37,6 +39,7 @@ Result<Attr> MountedFs::setattr(uint64_t ino, const SetAttr& sa) {
   std::lock_guard lk(n.mu);
   Timespec t = now();
   if (sa.mode) n.disk.mode = (n.disk.mode & S_IFMT) | (*sa.mode & 07777);
+  if (sa.mode) SFS_TRY(chmod_acl_locked(h, n));
   if (sa.uid) n.disk.uid = *sa.uid;
   if (sa.gid) n.disk.gid = *sa.gid;
   if (sa.atime) n.disk.atime = *sa.atime;
@@ -75,6 +78,7 @@ Status MountedFs::open(uint64_t ino, int flags) {
 namespace {
 
 bool supported_namespace(std::string_view name) {
+  if (is_posix_acl_name(name)) return true;
   for (std::string_view p : {"user.", "trusted.", "security."})
     if (name.size() > p.size() && name.substr(0, p.size()) == p) return true;
   return false;
@@ -88,7 +92,9 @@ size_t encoded_size(const std::map<std::string, std::string>& xs) {
 
 }  // namespace
 
-static Status load_xattrs(BufferCache& cache, Inode& n) {
+bool xattrs_fit(const XattrMap& xs) { return encoded_size(xs) <= kMetaPayload; }
+
+Status load_xattrs(BufferCache& cache, Inode& n) {
   if (n.xattrs) return Status::Ok();
   auto xs = std::make_unique<std::map<std::string, std::string>>();
   if (n.disk.xattr_block) {
@@ -112,10 +118,7 @@ static Status load_xattrs(BufferCache& cache, Inode& n) {
   return Status::Ok();
 }
 
-// Writes `xs` to n's xattr block (allocating or freeing it). The caller
-// makes `xs` the inode's map only once this succeeded, so get/list never
-// answer with a value that was not stored. n.mu held.
-static Status store_xattrs(Handle& h, BufferCache& cache, Allocator& alloc, Inode& n,
+Status store_xattrs(Handle& h, BufferCache& cache, Allocator& alloc, Inode& n,
                            const std::map<std::string, std::string>& xs) {
   if (xs.empty()) {
     if (n.disk.xattr_block) {
@@ -159,6 +162,7 @@ Status MountedFs::setxattr(uint64_t ino, std::string_view name, std::string_view
   if (name.size() > 255) return err(ERANGE);
   if (!supported_namespace(name)) return err(EOPNOTSUPP);
   if (value.size() > 65536) return err(E2BIG);
+  if (is_posix_acl_name(name)) return set_acl(ino, name, value, flags);
   auto nr = get_inode(ino);
   if (!nr.ok()) return Error{nr.error()};
   Inode& n = **nr;
@@ -166,10 +170,8 @@ Status MountedFs::setxattr(uint64_t ino, std::string_view name, std::string_view
   Handle h = journal_->start();
   std::lock_guard lk(n.mu);
   SFS_TRY(load_xattrs(*cache_, n));
+  SFS_TRY(check_xattr_flags(*n.xattrs, name, flags));
   std::string key(name);
-  auto it = n.xattrs->find(key);
-  if ((flags & XATTR_CREATE) && it != n.xattrs->end()) return err(EEXIST);
-  if ((flags & XATTR_REPLACE) && it == n.xattrs->end()) return err(ENODATA);
   auto updated = *n.xattrs;
   updated[key] = std::string(value);
   if (encoded_size(updated) > kMetaPayload) return err(ENOSPC);
@@ -257,6 +259,7 @@ Status MountedFs::kill_privileges(uint64_t ino, bool suidgid) {
 
 Status MountedFs::removexattr(uint64_t ino, std::string_view name) {
   if (read_only_) return err(EROFS);
+  if (is_posix_acl_name(name)) return set_acl(ino, name, {}, 0);
   auto nr = get_inode(ino);
   if (!nr.ok()) return Error{nr.error()};
   Inode& n = **nr;

@@ -27,6 +27,7 @@
 #include "core/directory.h"
 #include "core/extent_map.h"
 #include "core/io/overlay_device.h"
+#include "core/posix_acl.h"
 #include "journal/buffer.h"
 #include "journal/journal.h"
 
@@ -69,6 +70,8 @@ class Checker {
   void check_inode(uint64_t ino, const DiskInode& d);
   void check_block_count(const std::string& who, const DiskInode& d, uint64_t mapped);
   void check_xattr_block(uint64_t ino, const DiskInode& d);
+  void check_acl_xattr(const std::string& at, const DiskInode& d, std::string_view name,
+                       std::string_view value);
   void check_directory(uint64_t ino, const DiskInode& d, const ExtentMap& map);
   void check_links();
   void check_orphans();
@@ -304,10 +307,16 @@ void Checker::check_xattr_block(uint64_t ino, const DiskInode& d) {
       problem(at + " runs past the end of the block");
       return;
     }
-    dec.skip(vl);
+    std::string value(vl, '\0');
+    dec.bytes(value.data(), vl);
     if (nl == 0) {
       problem(at + " has an empty name");
       return;
+    }
+    if (is_posix_acl_name(name)) {
+      check_acl_xattr(at, d, name, value);
+      names.push_back(std::move(name));
+      continue;
     }
     bool known = false;
     for (std::string_view p : {"user.", "trusted.", "security."})
@@ -319,6 +328,27 @@ void Checker::check_xattr_block(uint64_t ino, const DiskInode& d) {
   std::sort(names.begin(), names.end());
   if (std::adjacent_find(names.begin(), names.end()) != names.end())
     problem(who + ": a name appears twice");
+}
+
+// A POSIX ACL (system.posix_acl_access / _default): a valid ACL in the
+// kernel's xattr format, never an empty one (the engine removes the
+// xattr instead), a default ACL only on a directory, and an access ACL
+// whose owner, mask-or-group and other entries agree with the mode (the
+// engine keeps them in step on chmod and setxattr).
+void Checker::check_acl_xattr(const std::string& at, const DiskInode& d, std::string_view name,
+                              std::string_view value) {
+  std::string what = at + " (" + std::string(name) + ")";
+  auto acl = decode_acl(value);
+  if (!acl.ok() || acl->empty()) {
+    problem(what + ": not a valid POSIX ACL");
+    return;
+  }
+  if (name == kAclDefaultXattr && !S_ISDIR(d.mode)) {
+    problem(what + ": a default ACL on an inode that is not a directory");
+    return;
+  }
+  if (name == kAclAccessXattr && acl_mode_bits(*acl, nullptr) != (d.mode & 0777))
+    problem(what + ": its permissions disagree with the mode");
 }
 
 void Checker::check_directory(uint64_t ino, const DiskInode& d, const ExtentMap& map) {

@@ -114,6 +114,21 @@ class MountedFs final : public Filesystem {
   Status evict_inode(const InodeRef& n);
   void maybe_evict(const InodeRef& n);
 
+  // ---- acl_fs.cc (POSIX ACLs; the rules are in its header comment) ----
+  // set/removexattr of an ACL name; an empty value removes it.
+  Status set_acl(uint64_t ino, std::string_view name, std::string_view value, int flags);
+  // After a chmod of n: the access ACL follows the new mode. n.mu held.
+  Status chmod_acl_locked(Handle& h, Inode& n);
+  // What a new node under `dir` inherits; applies the default ACL or else
+  // the umask to *mode. dir.mu held.
+  struct InheritedAcls {
+    std::optional<std::string> access_acl, default_acl;
+  };
+  Result<InheritedAcls> inherit_acls_locked(Inode& dir, uint32_t* mode, uint32_t umask);
+  Status store_inherited_acls(Handle& h, Inode& n, const InheritedAcls& acls);  // n.mu held
+  Status store_one_xattr(Handle& h, Inode& n, std::string_view name,
+                         const std::optional<std::string>& value);  // n.mu held
+
   // ---- names_fs.cc ----
   Result<Attr> create_node(uint64_t parent, std::string_view name, uint32_t mode,
                            uint64_t rdev, const Creds& c, std::string_view symlink_target);

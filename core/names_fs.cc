@@ -101,6 +101,7 @@ Result<Attr> MountedFs::create_node(uint64_t parent, std::string_view name, uint
   Inode& dir = **dirr;
   std::unique_lock op(dir.op);
   uint32_t gid = c.gid;
+  InheritedAcls acls;
   {
     std::lock_guard lk(dir.mu);
     if (!dir.is_dir()) return err(ENOTDIR);
@@ -113,6 +114,9 @@ Result<Attr> MountedFs::create_node(uint64_t parent, std::string_view name, uint
       gid = dir.disk.gid;
       if (S_ISDIR(mode)) mode |= S_ISGID;
     }
+    auto inherited = inherit_acls_locked(dir, &mode, c.umask);
+    if (!inherited.ok()) return Error{inherited.error()};
+    acls = std::move(*inherited);
   }
   Handle h = journal_->start();
   auto nr = new_inode(h, mode, c.uid, gid, S_ISDIR(mode) ? parent : rdev);
@@ -123,6 +127,7 @@ Result<Attr> MountedFs::create_node(uint64_t parent, std::string_view name, uint
     std::lock_guard lk(n.mu);
     n.lookups++;
     if (S_ISLNK(mode)) added = store_symlink_target(h, n, symlink_target);
+    if (added.ok()) added = store_inherited_acls(h, n, acls);
     if (added.ok()) added = store_inode(h, n);
   }
   if (added.ok()) {

@@ -45,10 +45,14 @@ void negotiate_capabilities(fuse_conn_info* conn, const MountOptions& opts) {
   // The kernel clears suid/sgid itself (by sending a mode change), which
   // keeps that rule out of the engine.
   want(conn, FUSE_CAP_HANDLE_KILLPRIV, false);
-  // No ACLs: default_permissions checks mode bits only.
-  want(conn, FUSE_CAP_POSIX_ACL, false);
-  // Kernel applies the umask before sending the mode, as for local fs.
-  want(conn, FUSE_CAP_DONT_MASK, false);
+  // POSIX ACLs: the kernel enforces them (default_permissions reads them
+  // through getxattr and caches them); the engine stores them and keeps
+  // mode and ACL in step on setxattr, chmod and create (core/acl_fs.cc).
+  want(conn, FUSE_CAP_POSIX_ACL, true);
+  // With ACLs the umask is the filesystem's to apply: it is ignored under
+  // a directory with a default ACL. Without this flag the kernel would
+  // strip it from the mode before we could tell (fs/fuse/dir.c).
+  want(conn, FUSE_CAP_DONT_MASK, true);
   // ioctls on directories reach us too: FS_IOC_SHUTDOWN is issued on the
   // mount point (fs/ops_attrs.cc).
   want(conn, FUSE_CAP_IOCTL_DIR, true);

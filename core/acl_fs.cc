@@ -1,0 +1,111 @@
+// POSIX ACLs in the engine. The kernel enforces them (FUSE_POSIX_ACL turns
+// on default_permissions and makes it read the ACL through getxattr); the
+// filesystem stores them and keeps three rules the kernel leaves to it
+// (fs/fuse/acl.c: "Fuse userspace is responsible for updating access
+// permissions in the inode"):
+//  - setting an access ACL sets the permission bits from it, and an ACL
+//    the mode says all of is not stored at all (posix_acl_update_mode);
+//  - chmod rewrites the stored access ACL's owner, mask (or group) and
+//    other entries (posix_acl_chmod);
+//  - a node created in a directory with a default ACL inherits it, masked
+//    by the requested mode, and the umask is not applied; without one the
+//    umask is (posix_acl_create). The kernel sends the umask unapplied
+//    because we ask for FUSE_DONT_MASK (fs/capabilities.cc).
+// The values are stored as ordinary xattrs in the inode's xattr block.
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include "core/mounted_fs.h"
+#include "core/posix_acl.h"
+#include "core/xattr_block.h"
+
+namespace stablefs {
+
+// Replaces (or with `value` nullopt, erases) one xattr of n in h and
+// updates the inode's map once stored. n.mu held, xattrs loaded.
+Status MountedFs::store_one_xattr(Handle& h, Inode& n, std::string_view name,
+                                  const std::optional<std::string>& value) {
+  auto updated = *n.xattrs;
+  if (value) updated[std::string(name)] = *value;
+  else if (updated.erase(std::string(name)) == 0) return Status::Ok();
+  if (!xattrs_fit(updated)) return err(ENOSPC);
+  SFS_TRY(store_xattrs(h, *cache_, *alloc_, n, updated));
+  *n.xattrs = std::move(updated);
+  return Status::Ok();
+}
+
+Status MountedFs::set_acl(uint64_t ino, std::string_view name, std::string_view value,
+                          int flags) {
+  Acl acl;
+  if (!value.empty()) {
+    auto decoded = decode_acl(value);
+    if (!decoded.ok()) return Error{decoded.error()};
+    acl = std::move(*decoded);
+  }
+  auto nr = get_inode(ino);
+  if (!nr.ok()) return Error{nr.error()};
+  Inode& n = **nr;
+  std::unique_lock op(n.op);
+  Handle h = journal_->start();
+  std::lock_guard lk(n.mu);
+  const bool is_default = name == kAclDefaultXattr;
+  // Only directories have a default ACL; removing one elsewhere is a no-op.
+  if (is_default && !n.is_dir()) return acl.empty() ? Status::Ok() : Status(err(EACCES));
+  SFS_TRY(load_xattrs(*cache_, n));
+  SFS_TRY(check_xattr_flags(*n.xattrs, name, flags));
+  std::optional<std::string> stored;
+  if (!acl.empty()) stored = encode_acl(acl);
+  if (!is_default && !acl.empty()) {
+    bool equivalent = false;
+    uint32_t bits = acl_mode_bits(acl, &equivalent);
+    n.disk.mode = (n.disk.mode & ~0777u) | bits;
+    if (equivalent) stored.reset();
+  }
+  SFS_TRY(store_one_xattr(h, n, name, stored));
+  n.disk.ctime = now();
+  return store_inode(h, n);
+}
+
+Status MountedFs::chmod_acl_locked(Handle& h, Inode& n) {
+  if (!n.disk.xattr_block) return Status::Ok();  // no xattrs, so no ACL
+  SFS_TRY(load_xattrs(*cache_, n));
+  auto it = n.xattrs->find(std::string(kAclAccessXattr));
+  if (it == n.xattrs->end()) return Status::Ok();
+  auto acl = decode_acl(it->second);
+  if (!acl.ok()) return Error{EUCLEAN};
+  acl_chmod(*acl, n.disk.mode);
+  return store_one_xattr(h, n, kAclAccessXattr, encode_acl(*acl));
+}
+
+Result<MountedFs::InheritedAcls> MountedFs::inherit_acls_locked(Inode& dir, uint32_t* mode,
+                                                                uint32_t umask) {
+  InheritedAcls out;
+  if (S_ISLNK(*mode)) return out;  // symlinks are always 0777 and have no ACL
+  std::optional<std::string> def;
+  if (dir.disk.xattr_block) {
+    SFS_TRY(load_xattrs(*cache_, dir));
+    auto it = dir.xattrs->find(std::string(kAclDefaultXattr));
+    if (it != dir.xattrs->end()) def = it->second;
+  }
+  if (!def) {
+    *mode &= ~(umask & 0777);
+    return out;
+  }
+  auto acl = decode_acl(*def);
+  if (!acl.ok()) return Error{EUCLEAN};
+  if (S_ISDIR(*mode)) out.default_acl = *def;
+  bool equivalent = false;
+  *mode = acl_create_masked(*acl, *mode, &equivalent);
+  if (!equivalent) out.access_acl = encode_acl(*acl);
+  return out;
+}
+
+Status MountedFs::store_inherited_acls(Handle& h, Inode& n, const InheritedAcls& acls) {
+  if (!acls.access_acl && !acls.default_acl) return Status::Ok();
+  SFS_TRY(load_xattrs(*cache_, n));
+  if (acls.access_acl) SFS_TRY(store_one_xattr(h, n, kAclAccessXattr, acls.access_acl));
+  if (acls.default_acl) SFS_TRY(store_one_xattr(h, n, kAclDefaultXattr, acls.default_acl));
+  return Status::Ok();
+}
+
+}  // namespace stablefs
