@@ -132,6 +132,7 @@ class MountedFs final : public Filesystem {
   // ---- names_fs.cc ----
   Result<Attr> create_node(uint64_t parent, std::string_view name, uint32_t mode,
                            uint64_t rdev, const Creds& c, std::string_view symlink_target);
+  Result<Attr> lookup_by_id(uint64_t ino);  // "." by node id, any file type
   Result<InodeRef> child_of(Inode& dir, std::string_view name);
   Status drop_link(Handle& h, Inode& n);
   Status store_symlink_target(Handle& h, Inode& n, std::string_view target);  // n.mu held

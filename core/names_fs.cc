@@ -45,6 +45,7 @@ void touch_dir(Inode& d, Timespec t) { d.disk.mtime = d.disk.ctime = t; }
 
 Result<Attr> MountedFs::lookup(uint64_t parent, std::string_view name) {
   if (name.size() > kMaxNameLen) return err(ENAMETOOLONG);
+  if (name == ".") return lookup_by_id(parent);
   auto dir = get_inode(parent);
   if (!dir.ok()) return Error{dir.error()};
   std::shared_lock op((*dir)->op);
@@ -70,6 +71,21 @@ Result<Attr> MountedFs::lookup(uint64_t parent, std::string_view name) {
     return err(EUCLEAN);
   }
   std::lock_guard lk((*n)->mu);
+  (*n)->lookups++;
+  return to_attr(**n);
+}
+
+// LOOKUP of "." under export support (fs/capabilities.cc): the kernel
+// asks for an inode it no longer holds by node id alone (open_by_handle_at,
+// NFS), for any file type, and compares the generation we answer with the
+// one in the handle. An inode whose last link is gone is not handed out
+// again (ENOENT, which the kernel turns into ESTALE); a free slot is
+// ENOENT from get_inode, a reused one carries a newer generation.
+Result<Attr> MountedFs::lookup_by_id(uint64_t ino) {
+  auto n = get_inode(ino);
+  if (!n.ok()) return Error{n.error()};
+  std::lock_guard lk((*n)->mu);
+  if ((*n)->disk.nlink == 0 || (*n)->freed) return err(ENOENT);
   (*n)->lookups++;
   return to_attr(**n);
 }

@@ -38,10 +38,11 @@ void negotiate_capabilities(fuse_conn_info* conn, const MountOptions& opts) {
   // never be stale; re-validating them on every mtime change would only
   // throw away good pages.
   want(conn, FUSE_CAP_AUTO_INVAL_DATA, false);
-  // Not claimed: export support promises lookups of "." and ".." by node
-  // id (for NFS and open_by_handle_at), which the engine doesn't offer;
-  // unclaimed, the kernel refuses file handles with the errno callers expect.
-  want(conn, FUSE_CAP_EXPORT_SUPPORT, false);
+  // File handles (open_by_handle_at, NFS export): node ids are inode
+  // numbers, stable across mounts and guarded by a generation, and the
+  // engine answers LOOKUP of "." by node id for any file type and of ".."
+  // in any directory, so the kernel can rebuild an inode it forgot.
+  want(conn, FUSE_CAP_EXPORT_SUPPORT, true);
   // The kernel clears suid/sgid itself (by sending a mode change), which
   // keeps that rule out of the engine.
   want(conn, FUSE_CAP_HANDLE_KILLPRIV, false);
