@@ -59,6 +59,7 @@ Status MountedFs::set_acl(uint64_t ino, std::string_view name, std::string_view 
     bool equivalent = false;
     uint32_t bits = acl_mode_bits(acl, &equivalent);
     n.disk.mode = (n.disk.mode & ~0777u) | bits;
+    if (flags & kSetxattrAclKillSgid) n.disk.mode &= ~uint32_t(S_ISGID);
     if (equivalent) stored.reset();
   }
   SFS_TRY(store_one_xattr(h, n, name, stored));

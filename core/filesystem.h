@@ -101,6 +101,12 @@ struct DirListEntry {
   uint64_t cookie = 0;  // pass back as `after` to continue after this entry
 };
 
+// setxattr flag for system.posix_acl_access, as the kernel's
+// FUSE_SETXATTR_ACL_KILL_SGID: the caller is outside the file's group and
+// lacks CAP_FSETID, so the mode the ACL sets loses setgid (the VFS's
+// posix_acl_update_mode rule).
+inline constexpr int kSetxattrAclKillSgid = 1 << 8;
+
 class Filesystem {
  public:
   virtual ~Filesystem() = default;
@@ -185,7 +191,8 @@ class Filesystem {
   virtual Status fsyncdir(uint64_t ino, bool datasync) = 0;
 
   // ---- Extended attributes ----
-  // flags: 0, XATTR_CREATE or XATTR_REPLACE.
+  // flags: 0, XATTR_CREATE or XATTR_REPLACE, and for the access ACL
+  // kSetxattrAclKillSgid.
   virtual Status setxattr(uint64_t ino, std::string_view name, std::string_view value,
                           int flags) = 0;
   virtual Result<std::string> getxattr(uint64_t ino, std::string_view name) = 0;

@@ -127,5 +127,27 @@ TEST_F(PosixAcl, TheKernelEnforcesANamedUserEntry) {
   EXPECT_EQ(as_nobody([&] { return open_errno(f, O_RDONLY); }), EACCES) << "after setfacl -b";
 }
 
+// The VFS rule for chmod holds for the mode an access ACL sets: an owner
+// outside the file's group loses setgid (xfstests generic/375).
+TEST_F(PosixAcl, SetfaclByAnOwnerOutsideTheGroupClearsSetgid) {
+  std::string f = path("f");
+  ASSERT_EQ(write_file(f, "data", 0644), 0);
+  ASSERT_EQ(chown(f.c_str(), kNobody, 0), 0);
+  ASSERT_EQ(chmod(f.c_str(), 02755), 0);
+  auto setfacl_as_nobody = [&] {
+    return as_nobody([&] {
+      execlp("setfacl", "setfacl", "-m", "u::rwx,g::rwx,o::rwx", f.c_str(), (char*)nullptr);
+      return 127;
+    });
+  };
+  ASSERT_EQ(setfacl_as_nobody(), 0);
+  EXPECT_EQ(mode_of(f), 0777u);
+  // A member of the group (here: the group is nobody's own) keeps it.
+  ASSERT_EQ(chown(f.c_str(), kNobody, kNobody), 0);
+  ASSERT_EQ(chmod(f.c_str(), 02755), 0);
+  ASSERT_EQ(setfacl_as_nobody(), 0);
+  EXPECT_EQ(mode_of(f), 02777u);
+}
+
 }  // namespace
 }  // namespace stablefs::integ

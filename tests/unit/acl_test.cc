@@ -197,5 +197,18 @@ TEST_F(AclEngine, RemovingAnAclKeepsTheModeAndAbsentOnesAreNoError) {
   EXPECT_TRUE(fs_->removexattr(f, kAclDefaultXattr).ok());
 }
 
+TEST_F(AclEngine, KillSgidDropsSetgidFromTheModeTheAclSets) {
+  mount();
+  uint64_t f = create("f");
+  SetAttr sa;
+  sa.mode = 02755;
+  ASSERT_TRUE(fs_->setattr(f, sa).ok());
+  ASSERT_TRUE(fs_->setxattr(f, kAclAccessXattr, encode_acl(named_user_acl()), 0).ok());
+  EXPECT_EQ(mode_of(f), 02750u) << "without the flag setgid stays";
+  ASSERT_TRUE(
+      fs_->setxattr(f, kAclAccessXattr, encode_acl(base_acl(0777)), kSetxattrAclKillSgid).ok());
+  EXPECT_EQ(mode_of(f), 0777u);
+}
+
 }  // namespace
 }  // namespace stablefs
