@@ -42,29 +42,27 @@ Status MountedFs::set_acl(uint64_t ino, std::string_view name, std::string_view 
     if (!decoded.ok()) return Error{decoded.error()};
     acl = std::move(*decoded);
   }
-  auto nr = get_inode(ino);
-  if (!nr.ok()) return Error{nr.error()};
-  Inode& n = **nr;
-  std::unique_lock op(n.op);
-  Handle h = journal_->start();
-  std::lock_guard lk(n.mu);
-  const bool is_default = name == kAclDefaultXattr;
-  // Only directories have a default ACL; removing one elsewhere is a no-op.
-  if (is_default && !n.is_dir()) return acl.empty() ? Status::Ok() : Status(err(EACCES));
-  SFS_TRY(load_xattrs(*cache_, n));
-  SFS_TRY(check_xattr_flags(*n.xattrs, name, flags));
-  std::optional<std::string> stored;
-  if (!acl.empty()) stored = encode_acl(acl);
-  if (!is_default && !acl.empty()) {
-    bool equivalent = false;
-    uint32_t bits = acl_mode_bits(acl, &equivalent);
-    n.disk.mode = (n.disk.mode & ~0777u) | bits;
-    if (flags & kSetxattrAclKillSgid) n.disk.mode &= ~uint32_t(S_ISGID);
-    if (equivalent) stored.reset();
-  }
-  SFS_TRY(store_one_xattr(h, n, name, stored));
-  n.disk.ctime = now();
-  return store_inode(h, n);
+  return change_inode(ino, [&](Handle& h, Inode& n) -> Status {
+    const bool is_default = name == kAclDefaultXattr;
+    // Only directories have a default ACL; removing one elsewhere is a no-op.
+    if (is_default && !n.is_dir()) return acl.empty() ? Status::Ok() : Status(err(EACCES));
+    SFS_TRY(load_xattrs(*cache_, n));
+    SFS_TRY(check_xattr_flags(*n.xattrs, name, flags));
+    std::optional<std::string> stored;
+    if (!acl.empty()) stored = encode_acl(acl);
+    uint32_t mode = n.disk.mode;
+    if (!is_default && !acl.empty()) {
+      bool equivalent = false;
+      mode = (mode & ~0777u) | acl_mode_bits(acl, &equivalent);
+      if (flags & kSetxattrAclKillSgid) mode &= ~uint32_t(S_ISGID);
+      if (equivalent) stored.reset();
+    }
+    // The mode changes only once the xattr block holds the ACL it follows.
+    SFS_TRY(store_one_xattr(h, n, name, stored));
+    n.disk.mode = mode;
+    n.disk.ctime = now();
+    return store_inode(h, n);
+  });
 }
 
 Status MountedFs::chmod_acl_locked(Handle& h, Inode& n) {

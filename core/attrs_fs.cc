@@ -22,6 +22,7 @@ Result<Attr> MountedFs::getattr(uint64_t ino) {
 
 Result<Attr> MountedFs::setattr(uint64_t ino, const SetAttr& sa) {
   if (read_only_) return err(EROFS);
+  SFS_TRY(check_inode_flags(ino, FlagCheck::kAttrs));
   auto nr = get_inode(ino);
   if (!nr.ok()) return Error{nr.error()};
   Inode& n = **nr;
@@ -71,6 +72,11 @@ Status MountedFs::open(uint64_t ino, int flags) {
   std::lock_guard lk((*nr)->mu);
   if ((*nr)->is_dir() && (flags & O_ACCMODE) != O_RDONLY) return err(EISDIR);
   if (read_only_ && (flags & O_ACCMODE) != O_RDONLY) return err(EROFS);
+  // chattr +i: no writer; +a: writers only with O_APPEND (as may_open).
+  if ((flags & O_ACCMODE) != O_RDONLY) {
+    FlagCheck what = (flags & O_APPEND) && !(flags & O_TRUNC) ? FlagCheck::kAppend : FlagCheck::kWrite;
+    if (int e = flags_forbid((*nr)->disk.flags, what)) return err(e);
+  }
   return Status::Ok();
 }
 
@@ -162,6 +168,7 @@ Status MountedFs::setxattr(uint64_t ino, std::string_view name, std::string_view
   if (name.size() > 255) return err(ERANGE);
   if (!supported_namespace(name)) return err(EOPNOTSUPP);
   if (value.size() > 65536) return err(E2BIG);
+  SFS_TRY(check_inode_flags(ino, FlagCheck::kAttrs));
   if (is_posix_acl_name(name)) return set_acl(ino, name, value, flags);
   auto nr = get_inode(ino);
   if (!nr.ok()) return Error{nr.error()};
@@ -259,6 +266,7 @@ Status MountedFs::kill_privileges(uint64_t ino, bool suidgid) {
 
 Status MountedFs::removexattr(uint64_t ino, std::string_view name) {
   if (read_only_) return err(EROFS);
+  SFS_TRY(check_inode_flags(ino, FlagCheck::kAttrs));
   if (is_posix_acl_name(name)) return set_acl(ino, name, {}, 0);
   auto nr = get_inode(ino);
   if (!nr.ok()) return Error{nr.error()};

@@ -190,6 +190,13 @@ class Filesystem {
                          const std::function<bool(const DirListEntry&)>& emit) = 0;
   virtual Status fsyncdir(uint64_t ino, bool datasync) = 0;
 
+  // ---- Inode flags (chattr: FS_IOC_GETFLAGS / FS_IOC_SETFLAGS) ----
+  // FS_*_FL values. Only FS_IMMUTABLE_FL, FS_APPEND_FL, FS_NODUMP_FL and
+  // FS_NOATIME_FL exist; setting any other is EOPNOTSUPP. The caller has
+  // checked that the change is allowed (the kernel does, before the ioctl).
+  virtual Result<uint32_t> get_inode_flags(uint64_t /*ino*/) { return err(ENOTTY); }
+  virtual Status set_inode_flags(uint64_t /*ino*/, uint32_t /*fs_flags*/) { return err(ENOTTY); }
+
   // ---- Extended attributes ----
   // flags: 0, XATTR_CREATE or XATTR_REPLACE, and for the access ACL
   // kSetxattrAclKillSgid.

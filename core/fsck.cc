@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <unordered_map>
@@ -70,6 +71,7 @@ class Checker {
   void check_inode(uint64_t ino, const DiskInode& d);
   void check_block_count(const std::string& who, const DiskInode& d, uint64_t mapped);
   void check_xattr_block(uint64_t ino, const DiskInode& d);
+  void check_flag_bits(const std::string& who, const DiskInode& d);
   void check_acl_xattr(const std::string& at, const DiskInode& d, std::string_view name,
                        std::string_view value);
   void check_directory(uint64_t ino, const DiskInode& d, const ExtentMap& map);
@@ -237,6 +239,7 @@ void Checker::check_inode(uint64_t ino, const DiskInode& d) {
     return;
   }
   if (d.xattr_block) check_xattr_block(ino, d);
+  check_flag_bits(who, d);
   if (d.flags & kInodeInlineData) {
     check_block_count(who, d, 0);
     if (d.size > kInodeRootSize) problem(who + ": inline data larger than the inode");
@@ -349,6 +352,17 @@ void Checker::check_acl_xattr(const std::string& at, const DiskInode& d, std::st
   }
   if (name == kAclAccessXattr && acl_mode_bits(*acl, nullptr) != (d.mode & 0777))
     problem(what + ": its permissions disagree with the mode");
+}
+
+// The inode's flags word holds only bits the format defines (inline data
+// and the chattr flags): anything else was written by something that is
+// not stablefs, or is corruption the inode's checksum did not catch.
+void Checker::check_flag_bits(const std::string& who, const DiskInode& d) {
+  if (uint32_t unknown = d.flags & ~uint32_t(kInodeKnownFlags)) {
+    char hex[16];
+    std::snprintf(hex, sizeof hex, "%#x", unknown);
+    problem(who + ": unknown inode flag bits " + hex);
+  }
 }
 
 void Checker::check_directory(uint64_t ino, const DiskInode& d, const ExtentMap& map) {

@@ -112,6 +112,7 @@ Result<Attr> MountedFs::create_node(uint64_t parent, std::string_view name, uint
   if (read_only_) return err(EROFS);
   SFS_TRY(check_name(name));
   if (is_dot(name)) return err(EEXIST);
+  SFS_TRY(check_inode_flags(parent, FlagCheck::kAddEntry));
   auto dirr = get_inode(parent);
   if (!dirr.ok()) return Error{dirr.error()};
   Inode& dir = **dirr;
@@ -270,6 +271,8 @@ Result<Attr> MountedFs::link(uint64_t ino, uint64_t new_parent, std::string_view
   if (read_only_) return err(EROFS);
   SFS_TRY(check_name(new_name));
   if (is_dot(new_name)) return err(EEXIST);
+  SFS_TRY(check_inode_flags(ino, FlagCheck::kUnlink));
+  SFS_TRY(check_inode_flags(new_parent, FlagCheck::kAddEntry));
   auto dirr = get_inode(new_parent);
   if (!dirr.ok()) return Error{dirr.error()};
   auto nr = get_inode(ino);
@@ -320,6 +323,7 @@ Result<InodeRef> MountedFs::child_of(Inode& dir, std::string_view name) {
 Status MountedFs::unlink(uint64_t parent, std::string_view name) {
   if (read_only_) return err(EROFS);
   if (name.size() > kMaxNameLen) return err(ENAMETOOLONG);
+  SFS_TRY(check_entry_removable(parent, name));
   auto dirr = get_inode(parent);
   if (!dirr.ok()) return Error{dirr.error()};
   Inode& dir = **dirr;
@@ -350,6 +354,7 @@ Status MountedFs::rmdir(uint64_t parent, std::string_view name) {
   if (read_only_) return err(EROFS);
   if (name.size() > kMaxNameLen) return err(ENAMETOOLONG);
   if (name == ".") return err(EINVAL);
+  SFS_TRY(check_entry_removable(parent, name));
   if (name == "..") return err(ENOTEMPTY);
   auto dirr = get_inode(parent);
   if (!dirr.ok()) return Error{dirr.error()};
@@ -390,6 +395,10 @@ Status MountedFs::rename(uint64_t parent, std::string_view name, uint64_t new_pa
   if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) return err(EINVAL);
   if (name.size() > kMaxNameLen || new_name.size() > kMaxNameLen) return err(ENAMETOOLONG);
   SFS_TRY(check_name(new_name));
+  // The source leaves its directory, the target (if any) is replaced.
+  SFS_TRY(check_entry_removable(parent, name));
+  SFS_TRY(check_inode_flags(new_parent, FlagCheck::kAddEntry));
+  SFS_TRY(check_entry_removable(new_parent, new_name));
   if (is_dot(name) || is_dot(new_name)) return err(EBUSY);
   std::lock_guard rename_lock(rename_mu_);
   auto srcr = get_inode(parent);

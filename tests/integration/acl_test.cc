@@ -50,12 +50,6 @@ class PosixAcl : public MountedFs {
 
   // Runs fn as uid/gid nobody in a child; fn returns 0 or an errno.
   int as_nobody(const std::function<int()>& fn) { return run_as_user(kNobody, fn); }
-  static int open_errno(const std::string& p, int flags) {
-    int fd = ::open(p.c_str(), flags);
-    if (fd < 0) return errno;
-    ::close(fd);
-    return 0;
-  }
 };
 
 TEST_F(PosixAcl, SetfaclSetsTheModeAndSurvivesRemount) {

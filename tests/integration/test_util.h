@@ -130,6 +130,14 @@ bool wait_until(Pred ready, std::chrono::milliseconds deadline) {
   }
 }
 
+// 0 if `p` opens with `flags`, else the errno.
+inline int open_errno(const std::string& p, int flags) {
+  int fd = ::open(p.c_str(), flags);
+  if (fd < 0) return errno;
+  ::close(fd);
+  return 0;
+}
+
 // Runs fn in a forked child that has become uid/gid `id` with no
 // supplementary groups; fn returns 0 or an errno. -1 if the child died.
 inline int run_as_user(uid_t id, const std::function<int()>& fn) {
