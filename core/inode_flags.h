@@ -22,7 +22,8 @@ inline constexpr uint32_t kUserFlagBits =
 enum class FlagCheck {
   kWrite,       // data at an offset below the size (append-only allows EOF)
   kAppend,      // data at or past EOF
-  kAttrs,       // mode, owner, size, times, xattrs
+  kAttrs,       // mode, owner, size, xattrs
+  kTimes,       // only timestamps (utimes, touch): append-only allows it
   kUnlink,      // remove or rename its name, or link it elsewhere
   kAddEntry,    // a directory: add a name
   kRemoveEntry, // a directory: remove a name
@@ -86,6 +87,7 @@ inline int flags_forbid(uint32_t disk_flags, FlagCheck what) {
   if (!(disk_flags & kInodeAppend)) return 0;
   switch (what) {
     case FlagCheck::kAppend:
+    case FlagCheck::kTimes:
     case FlagCheck::kAddEntry: return 0;
     default: return EPERM;
   }

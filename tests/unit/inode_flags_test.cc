@@ -92,6 +92,9 @@ TEST_F(InodeFlags, AppendOnlyAllowsOnlyAppending) {
   EXPECT_EQ(fs_->rename(kRootIno, "f", kRootIno, "g", 0).error(), EPERM);
   EXPECT_EQ(fs_->link(f, kRootIno, "h").error(), EPERM);
   EXPECT_EQ(read_back("f"), "0123456789ab");
+  SetAttr touch;
+  touch.atime = touch.mtime = Timespec{1000, 0};
+  EXPECT_TRUE(fs_->setattr(f, touch).ok()) << "times alone are allowed (utime(NULL), touch)";
 }
 
 TEST_F(InodeFlags, DirectoriesGuardTheirNames) {
