@@ -20,11 +20,10 @@ Result<Attr> MountedFs::getattr(uint64_t ino) {
   return to_attr(**n);
 }
 
-// utimes/touch: append-only allows them. ext4 refuses explicit times
-// (ATTR_TIMES_SET) there; by the time a SetAttr reaches the engine "now"
-// and explicit times look alike, so both are allowed.
+// touch, utimes(NULL): setting the times to "now" is allowed on an
+// append-only inode; explicit times are not (as ext4 and the VFS).
 static bool only_times(const SetAttr& sa) {
-  return !sa.mode && !sa.uid && !sa.gid && !sa.size && !sa.kill_suidgid;
+  return !sa.mode && !sa.uid && !sa.gid && !sa.size && !sa.kill_suidgid && !sa.explicit_times;
 }
 
 Result<Attr> MountedFs::setattr(uint64_t ino, const SetAttr& sa) {

@@ -79,6 +79,9 @@ struct SetAttr {
   // VFS: setuid, setgid when group-executable, and file capabilities
   // (FATTR_KILL_SUIDGID, sent under FUSE_HANDLE_KILLPRIV_V2).
   bool kill_suidgid = false;
+  // atime or mtime were given by the caller (utimes with times, the VFS's
+  // ATTR_TIMES_SET), not "now": an append-only inode refuses that.
+  bool explicit_times = false;
 };
 
 struct Creds {

@@ -30,6 +30,8 @@ SetAttr translate_setattr(const struct stat& attr, int to_set, Timespec now) {
   else if (to_set & FUSE_SET_ATTR_ATIME) sa.atime = to_timespec(attr.st_atim);
   if (to_set & FUSE_SET_ATTR_MTIME_NOW) sa.mtime = now;
   else if (to_set & FUSE_SET_ATTR_MTIME) sa.mtime = to_timespec(attr.st_mtim);
+  sa.explicit_times = ((to_set & FUSE_SET_ATTR_ATIME) && !(to_set & FUSE_SET_ATTR_ATIME_NOW)) ||
+                      ((to_set & FUSE_SET_ATTR_MTIME) && !(to_set & FUSE_SET_ATTR_MTIME_NOW));
   // Only with writeback_cache does the kernel own ctime and send it; the
   // engine stamps ctime itself otherwise.
   if (to_set & FUSE_SET_ATTR_CTIME) sa.ctime = to_timespec(attr.st_ctim);

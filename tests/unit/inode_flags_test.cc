@@ -94,7 +94,9 @@ TEST_F(InodeFlags, AppendOnlyAllowsOnlyAppending) {
   EXPECT_EQ(read_back("f"), "0123456789ab");
   SetAttr touch;
   touch.atime = touch.mtime = Timespec{1000, 0};
-  EXPECT_TRUE(fs_->setattr(f, touch).ok()) << "times alone are allowed (utime(NULL), touch)";
+  EXPECT_TRUE(fs_->setattr(f, touch).ok()) << "times set to now are allowed (utime(NULL), touch)";
+  touch.explicit_times = true;
+  EXPECT_EQ(fs_->setattr(f, touch).error(), EPERM) << "explicit times are not";
 }
 
 TEST_F(InodeFlags, DirectoriesGuardTheirNames) {
