@@ -25,7 +25,8 @@ sfs_reexec_in_private_ns() {
 # that mount.fuse3 finds. With WAIT_SECONDS > 0 it first waits for the
 # image's lock, so a mount issued right after an umount does not fail
 # while the previous daemon is still writing back (see README: "remount
-# right after umount").
+# right after umount"). A block device (loop mode) has no such lock: the
+# daemon opens it O_EXCL, so the shim waits until no process has it open.
 sfs_write_daemon_shim() {
 	local out=$1 daemon=$2 wait=$3
 	if [[ "$wait" -gt 0 ]]; then
@@ -35,7 +36,15 @@ sfs_write_daemon_shim() {
 # A remount starts no daemon: the running one holds the lock, so don't wait.
 case "\$*" in
 *remount*) ;;
-*) [ -f "\$1" ] && flock -w $wait "\$1" true ;;
+*) if [ -b "\$1" ]; then
+	n=0
+	while fuser -s "\$1" 2>/dev/null && [ \$n -lt $((wait * 10)) ]; do
+		sleep 0.1
+		n=\$((n + 1))
+	done
+   elif [ -f "\$1" ]; then
+	flock -w $wait "\$1" true
+   fi ;;
 esac
 exec $daemon "\$@"
 SHIM
