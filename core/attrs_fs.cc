@@ -8,6 +8,8 @@
 #include "core/base/endian.h"
 #include "core/base/log.h"
 #include "core/mounted_fs.h"
+#include "core/posix_acl.h"
+#include "core/xattr_block.h"
 
 namespace stablefs {
 
@@ -18,8 +20,15 @@ Result<Attr> MountedFs::getattr(uint64_t ino) {
   return to_attr(**n);
 }
 
+// touch, utimes(NULL): setting the times to "now" is allowed on an
+// append-only inode; explicit times are not (as ext4 and the VFS).
+static bool only_times(const SetAttr& sa) {
+  return !sa.mode && !sa.uid && !sa.gid && !sa.size && !sa.kill_suidgid && !sa.explicit_times;
+}
+
 Result<Attr> MountedFs::setattr(uint64_t ino, const SetAttr& sa) {
   if (read_only_) return err(EROFS);
+  SFS_TRY(check_inode_flags(ino, only_times(sa) ? FlagCheck::kTimes : FlagCheck::kAttrs));
   auto nr = get_inode(ino);
   if (!nr.ok()) return Error{nr.error()};
   Inode& n = **nr;
@@ -40,6 +49,7 @@ Result<Attr> MountedFs::setattr(uint64_t ino, const SetAttr& sa) {
   Timespec t = now();
   DiskInode next = n.disk;
   if (sa.mode) next.mode = (next.mode & S_IFMT) | (*sa.mode & 07777);
+  if (sa.mode) SFS_TRY(chmod_acl_locked(h, n, next));
   if (sa.uid) next.uid = *sa.uid;
   if (sa.gid) next.gid = *sa.gid;
   if (sa.atime) next.atime = *sa.atime;
@@ -71,6 +81,11 @@ Status MountedFs::open(uint64_t ino, int flags) {
   std::lock_guard lk((*nr)->mu);
   if ((*nr)->is_dir() && (flags & O_ACCMODE) != O_RDONLY) return err(EISDIR);
   if (read_only_ && (flags & O_ACCMODE) != O_RDONLY) return err(EROFS);
+  // chattr +i: no writer; +a: writers only with O_APPEND (as may_open).
+  if ((flags & O_ACCMODE) != O_RDONLY) {
+    FlagCheck what = (flags & O_APPEND) && !(flags & O_TRUNC) ? FlagCheck::kAppend : FlagCheck::kWrite;
+    if (int e = flags_forbid((*nr)->disk.flags, what)) return err(e);
+  }
   return Status::Ok();
 }
 
@@ -78,6 +93,7 @@ Status MountedFs::open(uint64_t ino, int flags) {
 namespace {
 
 bool supported_namespace(std::string_view name) {
+  if (is_posix_acl_name(name)) return true;
   for (std::string_view p : {"user.", "trusted.", "security."})
     if (name.size() > p.size() && name.substr(0, p.size()) == p) return true;
   return false;
@@ -91,7 +107,9 @@ size_t encoded_size(const std::map<std::string, std::string>& xs) {
 
 }  // namespace
 
-static Status load_xattrs(BufferCache& cache, Inode& n) {
+bool xattrs_fit(const XattrMap& xs) { return encoded_size(xs) <= kMetaPayload; }
+
+Status load_xattrs(BufferCache& cache, Inode& n) {
   if (n.xattrs) return Status::Ok();
   auto xs = std::make_unique<std::map<std::string, std::string>>();
   if (n.disk.xattr_block) {
@@ -120,8 +138,8 @@ static Status load_xattrs(BufferCache& cache, Inode& n) {
 // itself). The caller stores `d` and makes `xs` the inode's map only once
 // both succeeded, so get/list never answer with a value that was not
 // stored. The inode's mu held.
-static Status store_xattrs(Handle& h, BufferCache& cache, Allocator& alloc, uint64_t ino,
-                           DiskInode& d, const std::map<std::string, std::string>& xs) {
+Status store_xattrs(Handle& h, BufferCache& cache, Allocator& alloc, uint64_t ino, DiskInode& d,
+                    const XattrMap& xs) {
   if (xs.empty()) {
     if (d.xattr_block) {
       h.revoke(d.xattr_block);
@@ -179,6 +197,8 @@ Status MountedFs::setxattr(uint64_t ino, std::string_view name, std::string_view
   if (name.size() > 255) return err(ERANGE);
   if (!supported_namespace(name)) return err(EOPNOTSUPP);
   if (value.size() > 65536) return err(E2BIG);
+  SFS_TRY(check_inode_flags(ino, FlagCheck::kAttrs));
+  if (is_posix_acl_name(name)) return set_acl(ino, name, value, flags);
   auto nr = get_inode(ino);
   if (!nr.ok()) return Error{nr.error()};
   Inode& n = **nr;
@@ -186,10 +206,8 @@ Status MountedFs::setxattr(uint64_t ino, std::string_view name, std::string_view
   Handle h = journal_->start();
   std::lock_guard lk(n.mu);
   SFS_TRY(load_xattrs(*cache_, n));
+  SFS_TRY(check_xattr_flags(*n.xattrs, name, flags));
   std::string key(name);
-  auto it = n.xattrs->find(key);
-  if ((flags & XATTR_CREATE) && it != n.xattrs->end()) return err(EEXIST);
-  if ((flags & XATTR_REPLACE) && it == n.xattrs->end()) return err(ENODATA);
   auto updated = *n.xattrs;
   updated[key] = std::string(value);
   if (encoded_size(updated) > kMetaPayload) return err(ENOSPC);
@@ -275,6 +293,8 @@ Status MountedFs::kill_privileges(uint64_t ino, bool suidgid) {
 
 Status MountedFs::removexattr(uint64_t ino, std::string_view name) {
   if (read_only_) return err(EROFS);
+  SFS_TRY(check_inode_flags(ino, FlagCheck::kAttrs));
+  if (is_posix_acl_name(name)) return set_acl(ino, name, {}, 0);
   auto nr = get_inode(ino);
   if (!nr.ok()) return Error{nr.error()};
   Inode& n = **nr;

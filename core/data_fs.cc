@@ -272,6 +272,7 @@ void MountedFs::touch_atime(Inode& n) {
   if (read_only_ || opts_.atime == AtimeMode::kNoatime) return;
   Timespec t = now();
   std::lock_guard lk(n.mu);
+  if (n.disk.flags & kInodeNoatime) return;  // chattr +A
   if (opts_.nodiratime && n.is_dir()) return;
   auto before = [](const Timespec& a, const Timespec& b) {
     return a.sec < b.sec || (a.sec == b.sec && a.nsec <= b.nsec);
@@ -329,6 +330,7 @@ Result<PageRef> MountedFs::grab_stable_page(Inode& n, uint64_t idx, bool fill) {
 
 Result<size_t> MountedFs::write(uint64_t ino, uint64_t off, const char* data, size_t size) {
   if (read_only_) return err(EROFS);
+  SFS_TRY(check_inode_flags(ino, FlagCheck::kWrite, off));
   auto nr = get_inode(ino);
   if (!nr.ok()) return Error{nr.error()};
   Inode& n = **nr;
@@ -497,6 +499,8 @@ Status MountedFs::fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) 
   if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE)) return err(EOPNOTSUPP);
   if (len == 0) return err(EINVAL);
   if (off + len > kMaxFileSize || off + len < off) return err(EFBIG);
+  // Append-only allows only reserving space (KEEP_SIZE), as vfs_fallocate.
+  SFS_TRY(check_inode_flags(ino, mode == FALLOC_FL_KEEP_SIZE ? FlagCheck::kAppend : FlagCheck::kWrite));
   auto nr = get_inode(ino);
   if (!nr.ok()) return Error{nr.error()};
   Inode& n = **nr;

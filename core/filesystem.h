@@ -93,6 +93,9 @@ struct SetAttr {
   // VFS: setuid, setgid when group-executable, and file capabilities
   // (FATTR_KILL_SUIDGID, sent under FUSE_HANDLE_KILLPRIV_V2).
   bool kill_suidgid = false;
+  // atime or mtime were given by the caller (utimes with times, the VFS's
+  // ATTR_TIMES_SET), not "now": an append-only inode refuses that.
+  bool explicit_times = false;
 };
 
 struct Creds {
@@ -114,6 +117,12 @@ struct DirListEntry {
   uint32_t type = 0;    // DT_* value
   uint64_t cookie = 0;  // pass back as `after` to continue after this entry
 };
+
+// setxattr flag for system.posix_acl_access, as the kernel's
+// FUSE_SETXATTR_ACL_KILL_SGID: the caller is outside the file's group and
+// lacks CAP_FSETID, so the mode the ACL sets loses setgid (the VFS's
+// posix_acl_update_mode rule).
+inline constexpr int kSetxattrAclKillSgid = 1 << 8;
 
 class Filesystem {
  public:
@@ -202,8 +211,16 @@ class Filesystem {
                          const std::function<bool(const DirListEntry&)>& emit) = 0;
   virtual Status fsyncdir(uint64_t ino, bool datasync) = 0;
 
+  // ---- Inode flags (chattr: FS_IOC_GETFLAGS / FS_IOC_SETFLAGS) ----
+  // FS_*_FL values. Only FS_IMMUTABLE_FL, FS_APPEND_FL, FS_NODUMP_FL and
+  // FS_NOATIME_FL exist; setting any other is EOPNOTSUPP. The caller has
+  // checked that the change is allowed (the kernel does, before the ioctl).
+  virtual Result<uint32_t> get_inode_flags(uint64_t /*ino*/) { return err(ENOTTY); }
+  virtual Status set_inode_flags(uint64_t /*ino*/, uint32_t /*fs_flags*/) { return err(ENOTTY); }
+
   // ---- Extended attributes ----
-  // flags: 0, XATTR_CREATE or XATTR_REPLACE.
+  // flags: 0, XATTR_CREATE or XATTR_REPLACE, and for the access ACL
+  // kSetxattrAclKillSgid.
   virtual Status setxattr(uint64_t ino, std::string_view name, std::string_view value,
                           int flags) = 0;
   virtual Result<std::string> getxattr(uint64_t ino, std::string_view name) = 0;

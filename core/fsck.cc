@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -29,6 +30,7 @@
 #include "core/base/format.h"
 #include "core/fsck_checker.h"
 #include "core/io/overlay_device.h"
+#include "core/posix_acl.h"
 #include "core/unreplayed_commit.h"
 
 namespace stablefs {
@@ -201,6 +203,7 @@ void Checker::check_inode(uint64_t ino, const DiskInode& d) {
   mode_[ino] = d.mode;
   nlink_[ino] = d.nlink;
   if (d.xattr_block) check_xattr_block(ino, d);
+  check_flag_bits(who, d);
   if (d.flags & kInodeInlineData) {
     check_block_count(ino, d, 0);
     if (d.size > kInodeRootSize) problem(who + ": inline data larger than the inode");
@@ -276,10 +279,16 @@ void Checker::check_xattr_block(uint64_t ino, const DiskInode& d) {
       problem(at + " runs past the end of the block");
       return;
     }
-    dec.skip(vl);
+    std::string value(vl, '\0');
+    dec.bytes(value.data(), vl);
     if (nl == 0) {
       problem(at + " has an empty name");
       return;
+    }
+    if (is_posix_acl_name(name)) {
+      check_acl_xattr(at, d, name, value);
+      names.push_back(std::move(name));
+      continue;
     }
     bool known = false;
     for (std::string_view p : {"user.", "trusted.", "security."})
@@ -291,6 +300,38 @@ void Checker::check_xattr_block(uint64_t ino, const DiskInode& d) {
   std::sort(names.begin(), names.end());
   if (std::adjacent_find(names.begin(), names.end()) != names.end())
     problem(who + ": a name appears twice");
+}
+
+// A POSIX ACL (system.posix_acl_access / _default): a valid ACL in the
+// kernel's xattr format, never an empty one (the engine removes the
+// xattr instead), a default ACL only on a directory, and an access ACL
+// whose owner, mask-or-group and other entries agree with the mode (the
+// engine keeps them in step on chmod and setxattr).
+void Checker::check_acl_xattr(const std::string& at, const DiskInode& d, std::string_view name,
+                              std::string_view value) {
+  std::string what = at + " (" + std::string(name) + ")";
+  auto acl = decode_acl(value);
+  if (!acl.ok() || acl->empty()) {
+    problem(what + ": not a valid POSIX ACL");
+    return;
+  }
+  if (name == kAclDefaultXattr && !S_ISDIR(d.mode)) {
+    problem(what + ": a default ACL on an inode that is not a directory");
+    return;
+  }
+  if (name == kAclAccessXattr && acl_mode_bits(*acl, nullptr) != (d.mode & 0777))
+    problem(what + ": its permissions disagree with the mode");
+}
+
+// The inode's flags word holds only bits the format defines (inline data
+// and the chattr flags): anything else was written by something that is
+// not stablefs, or is corruption the inode's checksum did not catch.
+void Checker::check_flag_bits(const std::string& who, const DiskInode& d) {
+  if (uint32_t unknown = d.flags & ~uint32_t(kInodeKnownFlags)) {
+    char hex[16];
+    std::snprintf(hex, sizeof hex, "%#x", unknown);
+    problem(who + ": unknown inode flag bits " + hex);
+  }
 }
 
 Result<uint64_t> Checker::recorded_checksum(uint64_t phys) {

@@ -108,6 +108,9 @@ class Checker {
   void check_inode(uint64_t ino, const DiskInode& d);
   void check_block_count(uint64_t ino, const DiskInode& d, uint64_t mapped);
   void check_xattr_block(uint64_t ino, const DiskInode& d);
+  void check_flag_bits(const std::string& who, const DiskInode& d);
+  void check_acl_xattr(const std::string& at, const DiskInode& d, std::string_view name,
+                       std::string_view value);
   void check_directory(uint64_t ino, const DiskInode& d, const ExtentMap& map);
   void check_entries();
   void check_links();

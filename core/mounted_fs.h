@@ -34,6 +34,7 @@
 #include "core/checksum_table.h"
 #include "core/filesystem.h"
 #include "core/inode.h"
+#include "core/inode_flags.h"
 #include "core/inode_table.h"
 #include "core/page_cache.h"
 #include "core/stats/live_counters.h"
@@ -93,6 +94,9 @@ class MountedFs final : public Filesystem {
                  const std::function<bool(const DirListEntry&)>& emit) override;
   Status fsyncdir(uint64_t ino, bool datasync) override;
 
+  Result<uint32_t> get_inode_flags(uint64_t ino) override;
+  Status set_inode_flags(uint64_t ino, uint32_t fs_flags) override;
+
   Status setxattr(uint64_t ino, std::string_view name, std::string_view value,
                   int flags) override;
   Result<std::string> getxattr(uint64_t ino, std::string_view name) override;
@@ -140,9 +144,47 @@ class MountedFs final : public Filesystem {
   Status evict_inode(const InodeRef& n);
   void maybe_evict(const InodeRef& n);
 
+  // ---- acl_fs.cc (POSIX ACLs; the rules are in its header comment) ----
+  // set/removexattr of an ACL name; an empty value removes it.
+  Status set_acl(uint64_t ino, std::string_view name, std::string_view value, int flags);
+  // After a chmod of n: the access ACL follows the new mode. n.mu held.
+  Status chmod_acl_locked(Handle& h, Inode& n, DiskInode& next);  // n.mu held
+  // What a new node under `dir` inherits; applies the default ACL or else
+  // the umask to *mode. dir.mu held.
+  struct InheritedAcls {
+    std::optional<std::string> access_acl, default_acl;
+  };
+  Result<InheritedAcls> inherit_acls_locked(Inode& dir, uint32_t* mode, uint32_t umask);
+  Status store_inherited_acls(Handle& h, Inode& n, const InheritedAcls& acls);  // n.mu held
+  Status store_one_xattr(Handle& h, Inode& n, DiskInode& next, std::string_view name,
+                         const std::optional<std::string>& value);  // n.mu held
+
+  // The frame of a change to one inode's metadata: `change(h, n)` runs
+  // with n.op held exclusively, a journal handle h started, then n.mu held.
+  template <class Fn>
+  Status change_inode(uint64_t ino, Fn&& change) {
+    auto nr = get_inode(ino);
+    if (!nr.ok()) return Error{nr.error()};
+    Inode& n = **nr;
+    std::unique_lock op(n.op);
+    Handle h = journal_->start();
+    std::lock_guard lk(n.mu);
+    return change(h, n);
+  }
+
+  // ---- flags_fs.cc (chattr flags; enforcement is in its header comment) ----
+  // EPERM when ino's flags forbid `what` (0 when ino is not there: the
+  // call itself reports that). With `write_at`, a write at that offset,
+  // which append-only allows at or past EOF.
+  Status check_inode_flags(uint64_t ino, FlagCheck what,
+                           std::optional<uint64_t> write_at = std::nullopt);
+  // Removing (or renaming away) dir/name: the directory and the child.
+  Status check_entry_removable(uint64_t dir, std::string_view name);
+
   // ---- names_fs.cc ----
   Result<Attr> create_node(uint64_t parent, std::string_view name, uint32_t mode,
                            uint64_t rdev, const Creds& c, std::string_view symlink_target);
+  Result<Attr> lookup_by_id(uint64_t ino);  // "." by node id, any file type
   Result<InodeRef> child_of(Inode& dir, std::string_view name);
   Status drop_link(Handle& h, Inode& n);
   Status store_symlink_target(Handle& h, Inode& n, std::string_view target);  // n.mu held

@@ -63,6 +63,7 @@ class InodeLocks {
 
 Result<Attr> MountedFs::lookup(uint64_t parent, std::string_view name) {
   if (name.size() > kMaxNameLen) return err(ENAMETOOLONG);
+  if (name == ".") return lookup_by_id(parent);
   auto dir = get_inode(parent);
   if (!dir.ok()) return Error{dir.error()};
   std::shared_lock op((*dir)->op);
@@ -88,6 +89,21 @@ Result<Attr> MountedFs::lookup(uint64_t parent, std::string_view name) {
     return err(EUCLEAN);
   }
   std::lock_guard lk((*n)->mu);
+  (*n)->lookups++;
+  return to_attr(**n);
+}
+
+// LOOKUP of "." under export support (fs/capabilities.cc): the kernel
+// asks for an inode it no longer holds by node id alone (open_by_handle_at,
+// NFS), for any file type, and compares the generation we answer with the
+// one in the handle. An inode whose last link is gone is not handed out
+// again (ENOENT, which the kernel turns into ESTALE); a free slot is
+// ENOENT from get_inode, a reused one carries a newer generation.
+Result<Attr> MountedFs::lookup_by_id(uint64_t ino) {
+  auto n = get_inode(ino);
+  if (!n.ok()) return Error{n.error()};
+  std::lock_guard lk((*n)->mu);
+  if ((*n)->disk.nlink == 0 || (*n)->freed) return err(ENOENT);
   (*n)->lookups++;
   return to_attr(**n);
 }
@@ -121,11 +137,13 @@ Result<Attr> MountedFs::create_node(uint64_t parent, std::string_view name, uint
   if (read_only_) return err(EROFS);
   if (is_dot(name)) return err(EEXIST);
   SFS_TRY(Directory::check_name(name));
+  SFS_TRY(check_inode_flags(parent, FlagCheck::kAddEntry));
   auto dirr = get_inode(parent);
   if (!dirr.ok()) return Error{dirr.error()};
   Inode& dir = **dirr;
   std::unique_lock op(dir.op);
   uint32_t gid = c.gid;
+  InheritedAcls acls;
   {
     std::lock_guard lk(dir.mu);
     if (!dir.is_dir()) return err(ENOTDIR);
@@ -138,6 +156,9 @@ Result<Attr> MountedFs::create_node(uint64_t parent, std::string_view name, uint
       gid = dir.disk.gid;
       if (S_ISDIR(mode)) mode |= S_ISGID;
     }
+    auto inherited = inherit_acls_locked(dir, &mode, c.umask);
+    if (!inherited.ok()) return Error{inherited.error()};
+    acls = std::move(*inherited);
   }
   Handle h = journal_->start();
   {
@@ -154,6 +175,7 @@ Result<Attr> MountedFs::create_node(uint64_t parent, std::string_view name, uint
     std::lock_guard lk(n.mu);
     n.lookups++;
     if (S_ISLNK(mode)) added = store_symlink_target(h, n, symlink_target);
+    if (added.ok()) added = store_inherited_acls(h, n, acls);
     if (added.ok()) added = store_inode(h, n);
   }
   if (added.ok()) {
@@ -280,6 +302,8 @@ Result<Attr> MountedFs::link(uint64_t ino, uint64_t new_parent, std::string_view
   if (read_only_) return err(EROFS);
   if (is_dot(new_name)) return err(EEXIST);
   SFS_TRY(Directory::check_name(new_name));
+  SFS_TRY(check_inode_flags(ino, FlagCheck::kUnlink));
+  SFS_TRY(check_inode_flags(new_parent, FlagCheck::kAddEntry));
   auto dirr = get_inode(new_parent);
   if (!dirr.ok()) return Error{dirr.error()};
   auto nr = get_inode(ino);
@@ -332,6 +356,7 @@ Result<InodeRef> MountedFs::child_of(Inode& dir, std::string_view name) {
 Status MountedFs::unlink(uint64_t parent, std::string_view name) {
   if (read_only_) return err(EROFS);
   if (name.size() > kMaxNameLen) return err(ENAMETOOLONG);
+  SFS_TRY(check_entry_removable(parent, name));
   auto dirr = get_inode(parent);
   if (!dirr.ok()) return Error{dirr.error()};
   Inode& dir = **dirr;
@@ -364,6 +389,7 @@ Status MountedFs::rmdir(uint64_t parent, std::string_view name) {
   if (read_only_) return err(EROFS);
   if (name.size() > kMaxNameLen) return err(ENAMETOOLONG);
   if (name == ".") return err(EINVAL);
+  SFS_TRY(check_entry_removable(parent, name));
   if (name == "..") return err(ENOTEMPTY);
   auto dirr = get_inode(parent);
   if (!dirr.ok()) return Error{dirr.error()};
@@ -408,6 +434,10 @@ Status MountedFs::rename(uint64_t parent, std::string_view name, uint64_t new_pa
   if (name.size() > kMaxNameLen || new_name.size() > kMaxNameLen) return err(ENAMETOOLONG);
   if (is_dot(name) || is_dot(new_name)) return err(EBUSY);
   SFS_TRY(Directory::check_name(new_name));
+  // The source leaves its directory, the target (if any) is replaced.
+  SFS_TRY(check_entry_removable(parent, name));
+  SFS_TRY(check_inode_flags(new_parent, FlagCheck::kAddEntry));
+  SFS_TRY(check_entry_removable(new_parent, new_name));
   std::lock_guard rename_lock(rename_mu_);
   auto srcr = get_inode(parent);
   if (!srcr.ok()) return Error{srcr.error()};

@@ -38,17 +38,22 @@ void negotiate_capabilities(fuse_conn_info* conn, const MountOptions& opts) {
   // never be stale; re-validating them on every mtime change would only
   // throw away good pages.
   want(conn, FUSE_CAP_AUTO_INVAL_DATA, false);
-  // Not claimed: export support promises lookups of "." and ".." by node
-  // id (for NFS and open_by_handle_at), which the engine doesn't offer;
-  // unclaimed, the kernel refuses file handles with the errno callers expect.
-  want(conn, FUSE_CAP_EXPORT_SUPPORT, false);
+  // File handles (open_by_handle_at, NFS export): node ids are inode
+  // numbers, stable across mounts and guarded by a generation, and the
+  // engine answers LOOKUP of "." by node id for any file type and of ".."
+  // in any directory, so the kernel can rebuild an inode it forgot.
+  want(conn, FUSE_CAP_EXPORT_SUPPORT, true);
   // The kernel clears suid/sgid itself (by sending a mode change), which
   // keeps that rule out of the engine.
   want(conn, FUSE_CAP_HANDLE_KILLPRIV, false);
-  // No ACLs: default_permissions checks mode bits only.
-  want(conn, FUSE_CAP_POSIX_ACL, false);
-  // Kernel applies the umask before sending the mode, as for local fs.
-  want(conn, FUSE_CAP_DONT_MASK, false);
+  // POSIX ACLs: the kernel enforces them (default_permissions reads them
+  // through getxattr and caches them); the engine stores them and keeps
+  // mode and ACL in step on setxattr, chmod and create (core/acl_fs.cc).
+  want(conn, FUSE_CAP_POSIX_ACL, true);
+  // With ACLs the umask is the filesystem's to apply: it is ignored under
+  // a directory with a default ACL. Without this flag the kernel would
+  // strip it from the mode before we could tell (fs/fuse/dir.c).
+  want(conn, FUSE_CAP_DONT_MASK, true);
   // ioctls on directories reach us too: FS_IOC_SHUTDOWN is issued on the
   // mount point (fs/ops_attrs.cc).
   want(conn, FUSE_CAP_IOCTL_DIR, true);

@@ -79,6 +79,13 @@ class MountContext {
   // Called at the start of every request that dirties `ino`'s pages.
   void note_data_written(uint64_t ino);
 
+  // The session, for notifications; set once it exists (null in tests).
+  void set_session(fuse_session* se) { session_.store(se); }
+  // Makes the kernel drop the attributes it caches for `ino`: for the one
+  // change whose reply carries none and after which the kernel keeps them,
+  // an ioctl that sets inode flags (and the ctime with them).
+  void invalidate_attrs(uint64_t ino);
+
   static constexpr double kRecentWriteTimeout = 1.0;  // the old fixed timeout
   // A flusher pass writing back a full page cache fits in this.
   static constexpr std::chrono::seconds kDirtyWindow{10};
@@ -110,6 +117,7 @@ class MountContext {
   std::array<std::atomic<int64_t>, kWriteSlots> last_write_ns_{};
   std::mutex open_files_mu_;  // protects open_files_; a leaf lock
   std::unordered_map<OpenFile*, std::unique_ptr<OpenFile>> open_files_;
+  std::atomic<fuse_session*> session_{nullptr};
   std::once_flag unmount_once_;
   Status unmount_status_;  // written once, under unmount_once_
 };

@@ -30,6 +30,8 @@ SetAttr translate_setattr(const struct stat& attr, int to_set, Timespec now) {
   else if (to_set & FUSE_SET_ATTR_ATIME) sa.atime = to_timespec(attr.st_atim);
   if (to_set & FUSE_SET_ATTR_MTIME_NOW) sa.mtime = now;
   else if (to_set & FUSE_SET_ATTR_MTIME) sa.mtime = to_timespec(attr.st_mtim);
+  sa.explicit_times = ((to_set & FUSE_SET_ATTR_ATIME) && !(to_set & FUSE_SET_ATTR_ATIME_NOW)) ||
+                      ((to_set & FUSE_SET_ATTR_MTIME) && !(to_set & FUSE_SET_ATTR_MTIME_NOW));
   // Only with writeback_cache does the kernel own ctime and send it; the
   // engine stamps ctime itself otherwise.
   if (to_set & FUSE_SET_ATTR_CTIME) sa.ctime = to_timespec(attr.st_ctim);
@@ -81,15 +83,21 @@ void op_statfs(fuse_req_t req, fuse_ino_t /*ino*/) {
 // Any other ioctl is not ours: ENOTTY, as the kernel answers itself.
 constexpr unsigned kFsIocShutdown = _IOR('X', 125, uint32_t);
 
-void op_ioctl(fuse_req_t req, fuse_ino_t /*ino*/, unsigned int cmd, void* /*arg*/,
-              fuse_file_info* /*fi*/, unsigned /*flags*/, const void* /*in_buf*/,
-              size_t /*in_bufsz*/, size_t /*out_bufsz*/) {
+void shutdown_ioctl(fuse_req_t req) {
+  if (fuse_req_ctx(req)->uid != 0) return (void)fuse_reply_err(req, EPERM);
+  Status s = mount_of(req).fs().shutdown();
+  if (!s.ok()) return (void)reply_error(req, s.error());
+  fuse_reply_ioctl(req, 0, nullptr, 0);
+}
+
+void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void* /*arg*/,
+              fuse_file_info* /*fi*/, unsigned /*flags*/, const void* in_buf, size_t in_bufsz,
+              size_t out_bufsz) {
   guarded(req, RequestOp::kIoctl, [&] {
-    if (cmd != kFsIocShutdown) return (void)fuse_reply_err(req, ENOTTY);
-    if (fuse_req_ctx(req)->uid != 0) return (void)fuse_reply_err(req, EPERM);
-    Status s = mount_of(req).fs().shutdown();
-    if (!s.ok()) return (void)reply_error(req, s.error());
-    fuse_reply_ioctl(req, 0, nullptr, 0);
+    if (cmd == kFsIocShutdown) return shutdown_ioctl(req);
+    if (is_inode_flags_ioctl(cmd))
+      return inode_flags_ioctl(req, ino, cmd, in_buf, in_bufsz, out_bufsz);
+    fuse_reply_err(req, ENOTTY);
   });
 }
 

@@ -1,8 +1,12 @@
 // Extended attributes, with getxattr/listxattr's two-step protocol: a
 // size of 0 asks only how big the value is; a buffer too small is ERANGE.
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <string>
 #include <string_view>
 
+#include "core/posix_acl.h"
 #include "fs/request.h"
 
 namespace stablefs {
@@ -15,10 +19,30 @@ void reply_sized(fuse_req_t req, const Result<std::string>& r, size_t size) {
   fuse_reply_buf(req, r->data(), r->size());
 }
 
+// Setting an access ACL sets the mode, and the VFS drops setgid from it
+// when the caller is outside the file's group and lacks CAP_FSETID
+// (posix_acl_update_mode). The kernel says so to a FUSE daemon only
+// through FUSE_SETXATTR_EXT, which libfuse 3.14 cannot negotiate, so the
+// rule is applied here from the caller's ids: uid 0 stands for CAP_FSETID.
+bool acl_kills_sgid(fuse_req_t req, Filesystem& fs, fuse_ino_t ino, const char* name) {
+  if (std::string_view(name) != kAclAccessXattr) return false;
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  if (ctx->uid == 0) return false;
+  auto a = fs.getattr(ino);
+  if (!a.ok() || !(a->mode & S_ISGID) || a->gid == ctx->gid) return false;
+  gid_t groups[256];
+  int n = fuse_req_getgroups(req, 256, groups);
+  for (int i = 0; i < std::min(n, 256); i++)
+    if (groups[i] == a->gid) return false;
+  return true;
+}
+
 void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
                  int flags) {
   guarded(req, RequestOp::kSetxattr, [&] {
-    reply_status(req, mount_of(req).fs().setxattr(ino, name, std::string_view(value, size), flags));
+    Filesystem& fs = mount_of(req).fs();
+    if (acl_kills_sgid(req, fs, ino, name)) flags |= kSetxattrAclKillSgid;
+    reply_status(req, fs.setxattr(ino, name, std::string_view(value, size), flags));
   });
 }
 

@@ -40,6 +40,14 @@ void MountContext::note_data_written(uint64_t ino) {
   last_write_ns_[ino % kWriteSlots].store(steady_ns(), std::memory_order_relaxed);
 }
 
+void MountContext::invalidate_attrs(uint64_t ino) {
+  // A negative offset invalidates attributes only: the kernel takes no
+  // inode or page lock for it, so it is safe while the request that
+  // changed them is still unanswered.
+  if (fuse_session* se = session_.load())
+    (void)fuse_lowlevel_notify_inval_inode(se, fuse_ino_t(ino), -1, 0);
+}
+
 double MountContext::attr_timeout(const Attr& a) const {
   const double longest = opts_.attr_timeout;
   if (!S_ISREG(a.mode) || longest <= kRecentWriteTimeout) return longest;

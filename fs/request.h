@@ -140,6 +140,12 @@ void guarded_forget(fuse_req_t req, RequestOp op, Body&& body) noexcept {
   fuse_reply_none(req);
 }
 
+// fs/ops_flags.cc: the four inode-flag ioctls (chattr, xfs_io chattr),
+// answered in full (reply or error) by inode_flags_ioctl.
+bool is_inode_flags_ioctl(unsigned cmd);
+void inode_flags_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned cmd, const void* in_buf,
+                       size_t in_bufsz, size_t out_bufsz);
+
 // Each file fills in its family of operations.
 void add_name_ops(fuse_lowlevel_ops& ops);
 void add_attr_ops(fuse_lowlevel_ops& ops);

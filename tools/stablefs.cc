@@ -347,6 +347,7 @@ int serve(MountContext& ctx, const CommandLine& cl, const std::string& mountpoin
     return kExitFailure;
   }
   KernelMount kernel_mount{se.get()};
+  ctx.set_session(se.get());
   // Best effort: without the hooks the mount works as libfuse negotiates
   // it, with a GETXATTR before every write.
   if (int e = install_kernel_channel(se.get()); e != 0)

@@ -76,6 +76,13 @@ constexpr uint32_t kInodeRootSize = kInodeSize - kInodeRootOffset;  // 144
 
 enum InodeFlags : uint32_t {
   kInodeInlineData = 1u << 0,  // root area holds the file bytes (short symlinks)
+  // The user-visible inode flags (chattr; core/inode_flags.h maps them to
+  // FS_*_FL and FS_XFLAG_*). Images from before them hold 0 here.
+  kInodeImmutable = 1u << 1,  // no change at all: data, attributes, names
+  kInodeAppend = 1u << 2,     // data only appended; not removed or renamed
+  kInodeNodump = 1u << 3,     // dump(8) skips it; stored only
+  kInodeNoatime = 1u << 4,    // reads never update atime
+  kInodeKnownFlags = (1u << 5) - 1,
 };
 
 // Decoded inode (in-memory form of the 256-byte record).

@@ -46,16 +46,7 @@ class Privileges : public RealMount {
   }
 
   // Runs fn as uid/gid nobody in a child; fn returns 0 or an errno.
-  int as_nobody(const std::function<int()>& fn) {
-    pid_t pid = fork();
-    if (pid == 0) {
-      if (setgroups(0, nullptr) != 0 || setgid(kNobody) != 0 || setuid(kNobody) != 0) _exit(100);
-      _exit(fn());
-    }
-    int status = 0;
-    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
-    return WEXITSTATUS(status);
-  }
+  int as_nobody(const std::function<int()>& fn) { return run_as_user(kNobody, fn); }
 
   static int write_at_start(const std::string& p) {
     int fd = ::open(p.c_str(), O_WRONLY);

@@ -4,8 +4,10 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,6 +15,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -138,6 +141,27 @@ bool wait_until(Pred ready, std::chrono::milliseconds deadline) {
     if (std::chrono::steady_clock::now() >= end) return false;
     ::usleep(2000);
   }
+}
+
+// 0 if `p` opens with `flags`, else the errno.
+inline int open_errno(const std::string& p, int flags) {
+  int fd = ::open(p.c_str(), flags);
+  if (fd < 0) return errno;
+  ::close(fd);
+  return 0;
+}
+
+// Runs fn in a forked child that has become uid/gid `id` with no
+// supplementary groups; fn returns 0 or an errno. -1 if the child died.
+inline int run_as_user(uid_t id, const std::function<int()>& fn) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (setgroups(0, nullptr) != 0 || setgid(id) != 0 || setuid(id) != 0) _exit(100);
+    _exit(fn());
+  }
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+  return WEXITSTATUS(status);
 }
 
 // errno of a call that is expected to fail (0 if it succeeded).

@@ -8,7 +8,9 @@
 
 #include <gtest/gtest.h>
 
+#include "core/base/format.h"
 #include "core/fsck.h"
+#include "core/posix_acl.h"
 #include "tests/unit/engine_fixture.h"
 
 namespace stablefs {
@@ -111,6 +113,64 @@ TEST_F(FsckTest, BlockCountsOfEverythingTheEngineMakesCheckClean) {
   EXPECT_EQ(r.errors, 0u) << lines;
   EXPECT_EQ(r.checksum_mismatches, 0u) << lines;
   EXPECT_EQ(r.corrections_skipped, 0u) << lines;
+}
+
+// A stored ACL must be a valid one, and the access ACL's owner, mask and
+// other entries must agree with the mode: fsck reads the xattr block's
+// ACL values (a sealed block, so only the ACL check can object).
+class FsckAclTest : public FsckTest {
+ protected:
+  // Mounts, gives `f` an access ACL (user:1000 beside the base entries),
+  // unmounts; returns f's xattr block.
+  uint64_t file_with_acl() {
+    mount();
+    uint64_t f = create("f");
+    Acl acl = {{kAclUserObj, 7, kAclUndefinedId}, {kAclUser, 5, 1000},
+               {kAclGroupObj, 4, kAclUndefinedId}, {kAclMask, 5, kAclUndefinedId},
+               {kAclOther, 0, kAclUndefinedId}};
+    EXPECT_TRUE(fs_->setxattr(f, kAclAccessXattr, encode_acl(acl), 0).ok());
+    unmount();
+    for (uint64_t b = 0; b < dev_.block_count(); b++) {
+      auto blk = dev_.durable_block(b);
+      MetaHeader h = decode_meta_header(blk.data());
+      if (h.magic == kMagicXattr && h.owner == f &&
+          verify_meta_block(blk.data(), b, kMagicXattr, nullptr).ok())
+        return b;
+    }
+    ADD_FAILURE() << "no xattr block for inode " << f;
+    return 0;
+  }
+  // Sets byte `at` of the (only) ACL value to v and reseals the block.
+  void poke_acl_value(uint64_t block, size_t at, uint8_t v) {
+    const size_t value = kMetaHeaderSize + 2 + 3 + kAclAccessXattr.size();
+    auto blk = dev_.durable_block(block);
+    blk[value + at] = v;
+    seal_meta_block(blk.data(), block, decode_meta_header(blk.data()).txid);
+    for (size_t i = 0; i < blk.size(); i++)
+      if (blk[i] != dev_.durable_block(block)[i]) dev_.poke(block, i, blk[i]);
+  }
+};
+
+TEST_F(FsckAclTest, AStoredAclChecksClean) {
+  file_with_acl();
+  std::string lines;
+  EXPECT_EQ(fsck(true, &lines).errors, 0u) << lines;
+}
+
+TEST_F(FsckAclTest, AnInvalidAclIsAnError) {
+  uint64_t b = file_with_acl();
+  poke_acl_value(b, 0, 3);  // version 3
+  std::string lines;
+  EXPECT_EQ(fsck(true, &lines).errors, 1u) << lines;
+  EXPECT_NE(lines.find("not a valid POSIX ACL"), std::string::npos) << lines;
+}
+
+TEST_F(FsckAclTest, AnAccessAclThatDisagreesWithTheModeIsAnError) {
+  uint64_t b = file_with_acl();
+  poke_acl_value(b, 4 + 2, 6);  // user::rw- while the mode says rwx
+  std::string lines;
+  EXPECT_EQ(fsck(true, &lines).errors, 1u) << lines;
+  EXPECT_NE(lines.find("disagree with the mode"), std::string::npos) << lines;
 }
 
 }  // namespace

@@ -274,14 +274,22 @@ TEST(Capabilities, NeverWantsWhatTheKernelLacks) {
   EXPECT_FALSE(c.want & FUSE_CAP_PARALLEL_DIROPS);
 }
 
-TEST(Capabilities, TruncateSpliceExportAndKillprivStayWithTheKernel) {
+TEST(Capabilities, TruncateSpliceAndKillprivStayWithTheKernel) {
   fuse_conn_info c = kernel_offering_everything();
   negotiate_capabilities(&c, MountOptions{});
   for (unsigned cap : {FUSE_CAP_ATOMIC_O_TRUNC, FUSE_CAP_SPLICE_READ, FUSE_CAP_SPLICE_WRITE,
-                       FUSE_CAP_SPLICE_MOVE, FUSE_CAP_EXPORT_SUPPORT, FUSE_CAP_HANDLE_KILLPRIV,
-                       FUSE_CAP_POSIX_ACL, FUSE_CAP_AUTO_INVAL_DATA, FUSE_CAP_DONT_MASK})
+                       FUSE_CAP_SPLICE_MOVE, FUSE_CAP_HANDLE_KILLPRIV, FUSE_CAP_AUTO_INVAL_DATA})
     EXPECT_FALSE(c.want & cap) << std::hex << cap;
   for (unsigned cap : {FUSE_CAP_ASYNC_READ, FUSE_CAP_PARALLEL_DIROPS, FUSE_CAP_READDIRPLUS})
+    EXPECT_TRUE(c.want & cap) << std::hex << cap;
+}
+
+// ACLs (stored and kept in step with the mode by the engine, with the
+// umask applied there: DONT_MASK) and file handles (export support).
+TEST(Capabilities, AclsAndExportSupportAreClaimed) {
+  fuse_conn_info c = kernel_offering_everything();
+  negotiate_capabilities(&c, MountOptions{});
+  for (unsigned cap : {FUSE_CAP_POSIX_ACL, FUSE_CAP_DONT_MASK, FUSE_CAP_EXPORT_SUPPORT})
     EXPECT_TRUE(c.want & cap) << std::hex << cap;
 }
 
@@ -421,6 +429,7 @@ TEST(SetattrTranslation, NowFlagsResolveToTheGivenClock) {
   EXPECT_EQ(sa.atime->nsec, 567u);
   EXPECT_EQ(sa.mtime->sec, 1234);
   EXPECT_FALSE(sa.ctime);
+  EXPECT_FALSE(sa.explicit_times) << "now is not an explicit time (append-only allows it)";
 }
 
 TEST(SetattrTranslation, ExplicitTimesKeepNanoseconds) {
@@ -432,6 +441,7 @@ TEST(SetattrTranslation, ExplicitTimesKeepNanoseconds) {
   EXPECT_EQ(sa.atime->nsec, 5u);
   EXPECT_EQ(sa.mtime->sec, 200);
   EXPECT_EQ(sa.mtime->nsec, 999999999u);
+  EXPECT_TRUE(sa.explicit_times);
 }
 
 TEST(SetattrTranslation, OnlyTheFieldsTheKernelNamesAreSet) {

@@ -21,23 +21,41 @@ sfs_reexec_in_private_ns() {
 	exec unshare --mount --propagation private -- "$@"
 }
 
-# sfs_write_daemon_shim OUT DAEMON WAIT_SECONDS: OUT becomes the `stablefs`
+# sfs_write_daemon_shim OUT DAEMON WAIT_SECONDS [LOG]: OUT becomes the `stablefs`
 # that mount.fuse3 finds. With WAIT_SECONDS > 0 it first waits for the
 # image's lock, so a mount issued right after an umount does not fail
 # while the previous daemon is still writing back (see README: "remount
-# right after umount").
+# right after umount"). A block device (loop mode) has no such lock: the
+# daemon opens it O_EXCL, so the shim waits until no process has it open.
+# With LOG, the daemon's stderr (its log lines: shutdown, replay, errors)
+# is appended to LOG instead of going where mount(8)'s stderr goes, which
+# under xfstests is the test's output: a kernel filesystem says such
+# things in the kernel log, never in the output of the program that
+# mounted it.
 sfs_write_daemon_shim() {
-	local out=$1 daemon=$2 wait=$3
-	if [[ "$wait" -gt 0 ]]; then
+	local out=$1 daemon=$2 wait=$3 log=${4:-}
+	local redirect=""
+	[[ -n "$log" ]] && redirect="2>>$log"
+	if [[ "$wait" -gt 0 || -n "$log" ]]; then
 		cat > "$out" <<SHIM
 #!/bin/sh
 # Written by xfstests-glue/run; lives only inside its mount namespace.
 # A remount starts no daemon: the running one holds the lock, so don't wait.
 case "\$*" in
 *remount*) ;;
-*) [ -f "\$1" ] && flock -w $wait "\$1" true ;;
+*) if [ $wait -eq 0 ]; then
+	:
+   elif [ -b "\$1" ]; then
+	n=0
+	while fuser -s "\$1" 2>/dev/null && [ \$n -lt $((wait * 10)) ]; do
+		sleep 0.1
+		n=\$((n + 1))
+	done
+   elif [ -f "\$1" ]; then
+	flock -w $wait "\$1" true
+   fi ;;
 esac
-exec $daemon "\$@"
+exec $daemon "\$@" $redirect
 SHIM
 		chmod 755 "$out"
 	else
@@ -45,12 +63,12 @@ SHIM
 	fi
 }
 
-# sfs_install_daemon_on_mount_path SBIN_DIR DAEMON WAIT_SECONDS: populate
+# sfs_install_daemon_on_mount_path SBIN_DIR DAEMON WAIT_SECONDS [LOG]: populate
 # SBIN_DIR and bind it over /usr/local/sbin (SBIN_DIR.orig keeps the
 # original reachable). Only inside a private mount
 # namespace: outside one, this would change the host for everybody.
 sfs_install_daemon_on_mount_path() {
-	local sbin=$1 daemon=$2 wait=$3 f
+	local sbin=$1 daemon=$2 wait=$3 log=${4:-} f
 	if ! sfs_in_private_mount_ns; then
 		echo "xfstests-glue: refusing to bind over /usr/local/sbin outside a private mount namespace" >&2
 		return 1
@@ -62,7 +80,7 @@ sfs_install_daemon_on_mount_path() {
 	for f in "$sbin.orig"/* "$sbin.orig"/.[!.]*; do
 		[[ -e "$f" || -L "$f" ]] && ln -sfn "$f" "$sbin/"
 	done
-	sfs_write_daemon_shim "$sbin/stablefs" "$daemon" "$wait" || return 1
+	sfs_write_daemon_shim "$sbin/stablefs" "$daemon" "$wait" "$log" || return 1
 	mount --bind "$sbin" /usr/local/sbin || return 1
 	# What mount.fuse3 will actually run, resolved the way it resolves it.
 	local found

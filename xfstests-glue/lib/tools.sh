@@ -36,17 +36,24 @@ sfs_check_xfstests() {
 	fi
 }
 
-sfs_check_host() {
-	local missing=() t
-	[[ $(id -u) -eq 0 ]] || { echo "xfstests-glue: xfstests must run as root" >&2; return 1; }
-	[[ -c /dev/fuse ]] || { echo "xfstests-glue: /dev/fuse is missing (modprobe fuse)" >&2; return 1; }
-	for t in unshare mount umount findmnt flock mount.fuse3; do
+# sfs_require_tools HINT TOOL...: fails, naming the missing ones and HINT
+# (how to install them), unless every TOOL is on PATH.
+sfs_require_tools() {
+	local hint=$1 missing=() t
+	shift
+	for t in "$@"; do
 		command -v "$t" >/dev/null 2>&1 || missing+=("$t")
 	done
 	if ((${#missing[@]})); then
-		echo "xfstests-glue: missing tools: ${missing[*]} (apt-get install util-linux fuse3)" >&2
+		echo "xfstests-glue: missing tools: ${missing[*]} ($hint)" >&2
 		return 1
 	fi
+}
+
+sfs_check_host() {
+	[[ $(id -u) -eq 0 ]] || { echo "xfstests-glue: xfstests must run as root" >&2; return 1; }
+	[[ -c /dev/fuse ]] || { echo "xfstests-glue: /dev/fuse is missing (modprobe fuse)" >&2; return 1; }
+	sfs_require_tools "apt-get install util-linux fuse3" unshare mount umount findmnt flock mount.fuse3
 }
 
 # Tests that switch to the fsgqa users are "not run" without them; say so
