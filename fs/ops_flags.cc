@@ -21,7 +21,7 @@ bool fsxattr_is_flags_only(const fsxattr& fa) {
 
 void reply_flags(fuse_req_t req, Filesystem& fs, fuse_ino_t ino, unsigned cmd, size_t out_bufsz) {
   auto flags = fs.get_inode_flags(ino);
-  if (!flags.ok()) return (void)fuse_reply_err(req, flags.error());
+  if (!flags.ok()) return reply_error(req, flags.error());
   if (cmd == FS_IOC_GETFLAGS) {
     uint32_t word = *flags;
     if (out_bufsz < sizeof word) return (void)fuse_reply_err(req, EINVAL);
@@ -66,7 +66,7 @@ void inode_flags_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned cmd, const void*
   auto want = requested_fs_flags(cmd, in_buf, in_bufsz);
   if (!want.ok()) return (void)fuse_reply_err(req, want.error());
   Status s = fs.set_inode_flags(ino, *want);
-  if (!s.ok()) return (void)fuse_reply_err(req, s.error());
+  if (!s.ok()) return reply_status(req, s);
   // The kernel keeps the attributes it cached across the ioctl; the ctime
   // just moved (chattr is a change, xfstests generic/277).
   mount_of(req).invalidate_attrs(ino);
