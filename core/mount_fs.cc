@@ -275,14 +275,22 @@ void MountedFs::flusher_main() {
 
 Status MountedFs::shutdown() {
   if (shut_down_.exchange(true)) return Status::Ok();
-  // As `godown -f` (the kernel cannot pass the ioctl's flags to a FUSE
-  // daemon): what handles already recorded is committed; nothing after.
-  Status s = read_only_ ? Status::Ok() : journal_->commit();
+  // As godown's default, FS_GOING_DOWN_FULLSYNC (the kernel cannot pass
+  // the ioctl's flags to a FUSE daemon, so pick the one that loses nothing
+  // accepted): dirty data is written back and everything committed; from
+  // here on every request is refused. Writing back first also keeps a size
+  // that an earlier store recorded from pointing at blocks never written.
+  Status s;
+  if (!read_only_) {
+    Status w = write_back_everything();
+    s = journal_->commit();
+    if (s.ok()) s = w;
+  }
   read_only_ = true;
   journal_->abort(ESHUTDOWN);
   SFS_LOG("shut down (FS_IOC_SHUTDOWN)%s: every request fails with EIO until the filesystem is "
           "mounted again, which replays the journal",
-          s.ok() ? " after committing the journal" : ", the last commit failed");
+          s.ok() ? " after writing back and committing" : ", the last writeback or commit failed");
   return s;
 }
 

@@ -224,6 +224,8 @@ class MountedFs final : public Filesystem {
   // journals their new mappings; waits for the I/O.
   Status writeback_inode(Inode& n, size_t max_pages);
   Status writeback_all();
+  // writeback_all's work, also during a shutdown (which refuses the rest).
+  Status write_back_everything();
   // writeback_all, a commit and a checkpoint: every block home, the log
   // empty (what unmount leaves, minus the unmount).
   Status checkpoint() {

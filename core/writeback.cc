@@ -385,6 +385,10 @@ Status MountedFs::writeback_all() {
   // Nothing reaches the disk after a shutdown (and the flusher must not
   // retry, and log, every second).
   if (shut_down_) return err(EIO);
+  return write_back_everything();
+}
+
+Status MountedFs::write_back_everything() {
   Status first;
   for (uint64_t ino : pages_->dirty_inodes()) {
     auto n = get_inode(ino);
