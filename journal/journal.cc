@@ -555,7 +555,10 @@ void Journal::Impl::commit_thread() {
       continue;
     }
     if (now >= running->expires) running->expires = now + opts.commit_interval;
-    commit_cv.wait_until(lk, running->expires);
+    // A copy: a commit() caller may commit meanwhile and free `running`,
+    // and wait_until reads its deadline again after every wakeup.
+    const Clock::time_point deadline = running->expires;
+    commit_cv.wait_until(lk, deadline);
   }
   // The journal aborted: nothing more can be committed. Tell the owner
   // (outside the lock) so it can stop accepting changes.
