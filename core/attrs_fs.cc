@@ -199,19 +199,14 @@ Status MountedFs::setxattr(uint64_t ino, std::string_view name, std::string_view
   if (value.size() > 65536) return err(E2BIG);
   SFS_TRY(check_inode_flags(ino, FlagCheck::kAttrs));
   if (is_posix_acl_name(name)) return set_acl(ino, name, value, flags);
-  auto nr = get_inode(ino);
-  if (!nr.ok()) return Error{nr.error()};
-  Inode& n = **nr;
-  std::unique_lock op(n.op);
-  Handle h = journal_->start();
-  std::lock_guard lk(n.mu);
-  SFS_TRY(load_xattrs(*cache_, n));
-  SFS_TRY(check_xattr_flags(*n.xattrs, name, flags));
-  std::string key(name);
-  auto updated = *n.xattrs;
-  updated[key] = std::string(value);
-  if (encoded_size(updated) > kMetaPayload) return err(ENOSPC);
-  return store_xattr_map(h, n, std::move(updated), n.disk);
+  return change_inode(ino, [&](Handle& h, Inode& n) -> Status {
+    SFS_TRY(load_xattrs(*cache_, n));
+    SFS_TRY(check_xattr_flags(*n.xattrs, name, flags));
+    auto updated = *n.xattrs;
+    updated[std::string(name)] = std::string(value);
+    if (encoded_size(updated) > kMetaPayload) return err(ENOSPC);
+    return store_xattr_map(h, n, std::move(updated), n.disk);
+  });
 }
 
 Result<std::string> MountedFs::getxattr(uint64_t ino, std::string_view name) {
@@ -295,16 +290,12 @@ Status MountedFs::removexattr(uint64_t ino, std::string_view name) {
   if (read_only_) return err(EROFS);
   SFS_TRY(check_inode_flags(ino, FlagCheck::kAttrs));
   if (is_posix_acl_name(name)) return set_acl(ino, name, {}, 0);
-  auto nr = get_inode(ino);
-  if (!nr.ok()) return Error{nr.error()};
-  Inode& n = **nr;
-  std::unique_lock op(n.op);
-  Handle h = journal_->start();
-  std::lock_guard lk(n.mu);
-  SFS_TRY(load_xattrs(*cache_, n));
-  auto updated = *n.xattrs;
-  if (updated.erase(std::string(name)) == 0) return err(ENODATA);
-  return store_xattr_map(h, n, std::move(updated), n.disk);
+  return change_inode(ino, [&](Handle& h, Inode& n) -> Status {
+    SFS_TRY(load_xattrs(*cache_, n));
+    auto updated = *n.xattrs;
+    if (updated.erase(std::string(name)) == 0) return err(ENODATA);
+    return store_xattr_map(h, n, std::move(updated), n.disk);
+  });
 }
 
 }  // namespace stablefs

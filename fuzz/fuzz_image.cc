@@ -12,7 +12,6 @@
 #include <cstring>
 #include <map>
 #include <mutex>
-#include <shared_mutex>
 #include <string>
 
 #include "core/base/checksum.h"
@@ -25,31 +24,6 @@
 
 namespace stablefs::fuzz {
 namespace {
-
-// Forwards to a MemDevice the caller keeps; cut() is the power going out
-// for this mount: from then on its I/O fails and reaches nothing, so the
-// image keeps exactly what was flushed before.
-class CuttableDevice : public BlockDevice {
- public:
-  explicit CuttableDevice(MemDevice& d) : d_(d), blocks_(d.block_count()) {}
-  uint64_t block_count() const override { return blocks_; }
-  uint32_t sector_size() const override { return 512; }
-  Status submit_and_wait(std::span<IoRequest*> r) override {
-    std::shared_lock lk(mu_);
-    if (dead_) return err(EIO);
-    return d_.submit_and_wait(r);
-  }
-  void cut() {
-    std::unique_lock lk(mu_);
-    dead_ = true;
-  }
-
- private:
-  MemDevice& d_;
-  const uint64_t blocks_;
-  std::shared_mutex mu_;  // in-flight I/O holds it shared, cut() exclusive
-  bool dead_ = false;
-};
 
 [[noreturn]] void die(const char* what, int error) {
   std::fprintf(stderr, "fuzz_image: cannot build the base image: %s (errno %d)\n", what, error);
@@ -125,8 +99,8 @@ std::unique_ptr<MemDevice> make_image(BaseImage kind) {
   must_ok(make_filesystem(*dev, {}), "mkfs");
   MountOptions o;
   o.cache_bytes = 4 << 20;
-  auto cut = std::make_unique<CuttableDevice>(*dev);
-  CuttableDevice* live = cut.get();
+  auto cut = std::make_unique<SharedDevice>(*dev);
+  SharedDevice* live = cut.get();
   auto fs = must(Filesystem::mount(std::move(cut), o), "mount");
   populate(*fs);
   if (kind == BaseImage::kCrashed) {

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <mutex>
+#include <shared_mutex>
 #include <vector>
 
 #include "core/io/block_device.h"
@@ -35,6 +36,35 @@ class MemDevice : public BlockDevice {
   std::map<uint64_t, std::vector<uint8_t>> volatile_;  // blocknr -> bytes
   uint64_t flushes_ = 0;
   uint64_t writes_ = 0;
+};
+
+// A MemDevice that outlives every mount of it (mount takes ownership of a
+// forwarding wrapper, not of the device). cut() simulates the power going
+// out for that mount: from then on its I/O fails and reaches nothing.
+class SharedDevice : public BlockDevice {
+ public:
+  // The geometry is copied: a crashed mount's threads outlive the test
+  // (and its MemDevice) and may still ask, but never reach d_ after cut().
+  explicit SharedDevice(MemDevice& d)
+      : d_(d), blocks_(d.block_count()), sector_(d.sector_size()) {}
+  uint64_t block_count() const override { return blocks_; }
+  uint32_t sector_size() const override { return sector_; }
+  Status submit_and_wait(std::span<IoRequest*> r) override {
+    std::shared_lock lk(mu_);
+    if (dead_) return err(EIO);
+    return d_.submit_and_wait(r);
+  }
+  void cut() {
+    std::unique_lock lk(mu_);
+    dead_ = true;
+  }
+
+ private:
+  MemDevice& d_;
+  const uint64_t blocks_;
+  const uint32_t sector_;
+  std::shared_mutex mu_;  // in-flight I/O holds it shared; cut() exclusive
+  bool dead_ = false;
 };
 
 }  // namespace stablefs

@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 
 #include <cstring>
-#include <shared_mutex>
 
 #include <gtest/gtest.h>
 
@@ -16,35 +15,6 @@
 #include "core/mounted_fs.h"
 
 namespace stablefs {
-
-// A MemDevice that outlives every mount of it (mount takes ownership of a
-// forwarding wrapper, not of the device). cut() simulates the power going
-// out for that mount: from then on its I/O fails and reaches nothing.
-class SharedDevice : public BlockDevice {
- public:
-  // The geometry is copied: a crashed mount's threads outlive the test
-  // (and its MemDevice) and may still ask, but never reach d_ after cut().
-  explicit SharedDevice(MemDevice& d)
-      : d_(d), blocks_(d.block_count()), sector_(d.sector_size()) {}
-  uint64_t block_count() const override { return blocks_; }
-  uint32_t sector_size() const override { return sector_; }
-  Status submit_and_wait(std::span<IoRequest*> r) override {
-    std::shared_lock lk(mu_);
-    if (dead_) return err(EIO);
-    return d_.submit_and_wait(r);
-  }
-  void cut() {
-    std::unique_lock lk(mu_);
-    dead_ = true;
-  }
-
- private:
-  MemDevice& d_;
-  const uint64_t blocks_;
-  const uint32_t sector_;
-  std::shared_mutex mu_;  // in-flight I/O holds it shared; cut() exclusive
-  bool dead_ = false;
-};
 
 class EngineTest : public ::testing::Test {
  protected:
