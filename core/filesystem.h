@@ -44,6 +44,10 @@ struct MountOptions {
   // Longer runs stream better to new blocks (one write, no second copy).
   static constexpr uint32_t kJournalDataPages = 16;
   uint32_t journal_data_pages = kJournalDataPages;
+  // journal_deltas=on|off: a metadata block already in the log since the
+  // last checkpoint is logged as the bytes that changed (journal/FORMAT.md,
+  // "Deltas").
+  bool journal_deltas = true;
   bool writeback_cache = false;      // FUSE writeback cache (fs/ negotiates it)
   uint32_t commit_seconds = 5;       // commit=
   // writeback_delay=: how long dirty pages may sit before the background

@@ -52,6 +52,7 @@ void MountedFs::publish_gauges() {
   c_->metadata_evictions = cache_->evictions();
   JournalStats js = journal_->stats();
   c_->shadow_metadata_copies = js.shadow_copies;
+  c_->journal_deltas = js.deltas_logged;
   c_->read_only = read_only_ ? 1 : 0;
   c_->heartbeat++;
 }
@@ -171,6 +172,7 @@ Status MountedFs::start(std::string* why) {
   // and replay would discard an fsync'd transaction for it; there the
   // ordered commit keeps the mismatch for the reader to find.
   jo.async_commit = opts_.stable_pages != StablePages::kOff;
+  jo.delta_logging = opts_.journal_deltas;
   jo.persist_tail = [this](JournalPosition t) { return persist_tail(t); };
   jo.on_commit = [this](uint64_t txid) {
     alloc_->release_committed(txid);

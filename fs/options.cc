@@ -141,6 +141,14 @@ Status parse_journal_data(std::string_view v, MountOptions& fs, std::string* why
   return Status::Ok();
 }
 
+Status parse_on_off(std::string_view key, std::string_view v, bool* out, std::string* why) {
+  if (v != "on" && v != "off")
+    return fail(why, "invalid value for " + std::string(key) + ": '" + std::string(v) +
+                         "' (expected on or off)");
+  *out = v == "on";
+  return Status::Ok();
+}
+
 Status parse_writeback_delay(std::string_view v, MountOptions& fs, std::string* why) {
   auto n = parse_uint(v);
   if (!n.ok() || *n > kMaxWritebackDelayMs)
@@ -181,6 +189,8 @@ Status parse_one(const std::string& opt, ParsedMountOptions& out, std::string* w
   if (key == "commit" && has_value) return parse_commit(value, fs, why);
   if (key == "writeback_delay" && has_value) return parse_writeback_delay(value, fs, why);
   if (key == "journal_data" && has_value) return parse_journal_data(value, fs, why);
+  if (key == "journal_deltas" && has_value)
+    return parse_on_off(key, value, &fs.journal_deltas, why);
   if (key == "entry_timeout" && has_value) return parse_timeout(key, value, &fs.entry_timeout, why);
   if (key == "attr_timeout" && has_value) return parse_timeout(key, value, &fs.attr_timeout, why);
   if (key == "negative_timeout" && has_value)
@@ -189,7 +199,7 @@ Status parse_one(const std::string& opt, ParsedMountOptions& out, std::string* w
   if (opt == "writeback_cache") return fs.writeback_cache = true, Status::Ok();
   if (key == "stable_pages" || key == "errors" || key == "cache_size" || key == "commit" ||
       key == "writeback_delay" || key == "meta_cache" || key == "entry_timeout" ||
-      key == "journal_data" ||
+      key == "journal_data" || key == "journal_deltas" ||
       key == "attr_timeout" || key == "negative_timeout")
     return fail(why, "mount option '" + std::string(key) + "' needs a value");
 

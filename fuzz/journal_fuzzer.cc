@@ -25,6 +25,7 @@
 #include "fuzz/fuzz_check.h"
 #include "fuzz/fuzz_input.h"
 #include "journal/buffer.h"
+#include "journal/delta.h"
 #include "journal/format.h"
 #include "journal/journal.h"
 
@@ -81,7 +82,7 @@ bool home_in_range(uint64_t home) {
 }
 bool copy_home_in_range(uint64_t home) { return home > 0 && home_in_range(home); }
 
-// One transaction: { descriptor, copies } revoke? tags? commit.
+// One transaction: { descriptor, copies } deltas? revoke? tags? commit.
 Written write_transaction(fuzz::Input& in, MemDevice& dev, LogWriter& log, uint64_t txid) {
   Written w;
   const uint8_t shape = in.u8();
@@ -117,6 +118,30 @@ Written write_transaction(fuzz::Input& in, MemDevice& dev, LogWriter& log, uint6
       b[kMetaHeaderSize] = in.u8();
       seal_meta_block(b, home, txid);
       append(b);
+    }
+  }
+  if (shape & 0x80) {
+    // Delta records of small changes to blocks that may or may not have a
+    // logged version to apply to: replay may accept the transaction, or
+    // refuse the log (EUCLEAN) when a delta does not rebuild its version.
+    w.open = true;
+    DeltaWriter deltas;
+    for (uint32_t i = 0, k = 1 + in.u8() % 2; i < k; i++) {
+      AlignedBlock base, next;
+      MetaHeader h;
+      h.magic = kMagicDirectory;
+      encode_meta_header(base.data(), h);
+      const uint64_t home = pick_home(in);
+      base.data()[kMetaHeaderSize] = in.u8();
+      seal_meta_block(base.data(), home, txid - 1);
+      std::memcpy(next.data(), base.data(), kBlockSize);
+      for (int j = 0, m = in.u8() % 4; j < m; j++) next.data()[in.u16() % kBlockSize] = in.u8();
+      seal_meta_block(next.data(), home, txid);
+      (void)deltas.add(home, base.data(), next.data());
+    }
+    for (AlignedBlock& d : deltas.blocks()) {
+      seal_meta_block(d.data(), log.blocknr(), txid);
+      append(d.data());
     }
   }
   if (revokes > 0) {

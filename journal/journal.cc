@@ -12,6 +12,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "journal/delta.h"
 #include "journal/format.h"
 #include "journal/retired_versions.h"
 
@@ -85,6 +86,7 @@ constexpr size_t kMaxDataTags = 2048;
 struct CheckpointCopy {
   FrozenBlock block;
   uint64_t txid = 0;
+  bool metadata = true;  // false: a journaled data block (raw bytes)
 };
 
 }  // namespace
@@ -134,7 +136,8 @@ struct Journal::Impl {
                            const std::map<uint64_t, uint64_t>& data_tags,
                            const std::map<uint64_t, DataImage>& data_blocks);
   void seal(FrozenTransaction& ft);
-  Status write_transaction(const FrozenTransaction& ft);
+  void plan_deltas(const FrozenTransaction& ft, std::vector<size_t>* whole, DeltaWriter* deltas) const;
+  Status write_transaction(const FrozenTransaction& ft, uint64_t* deltas_logged);
   void file_for_checkpoint(FrozenTransaction&& ft);
   Status checkpoint_now();
 
@@ -623,7 +626,8 @@ void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
 
   if (opts.on_frozen) opts.on_frozen(txid);
   seal(ft);
-  Status s = write_transaction(ft);
+  uint64_t deltas = 0;
+  Status s = write_transaction(ft, &deltas);
   uint64_t logged = ft.blocks.size() + ft.data_blocks.size();
   uint64_t data_logged = ft.data_blocks.size();
   if (s.ok()) file_for_checkpoint(std::move(ft));
@@ -646,6 +650,7 @@ void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
   if (async) stats.async_commits++;
   stats.blocks_logged += logged;
   stats.data_blocks_logged += data_logged;
+  stats.deltas_logged += deltas;
   done_cv.notify_all();
   if (log_used() <= geo.blocks / 2) return;
   if (std::this_thread::get_id() != thread.get_id()) {
@@ -715,13 +720,45 @@ void Journal::Impl::seal(FrozenTransaction& ft) {
 // no fsync had yet promised: fsync returns after the flush). Older
 // transactions need no such check: each commit starts after the previous
 // one's flush has returned.
-Status Journal::Impl::write_transaction(const FrozenTransaction& ft) {
-  const uint64_t need = txn_log_blocks(ft.blocks.size(), ft.revokes.size()) +
-                        data_tag_blocks(ft.data_tags.size()) +
-                        journaled_data_blocks(ft.data_blocks.size());
+// Which frozen blocks can go to the log as deltas: those whose previous
+// version the checkpoint list holds, so it is in the log since the tail
+// (every checkpoint empties the list and moves the tail to the head) and
+// replay finds it there to apply the delta to. A block revoked since then
+// has left the list, so a reused block is logged whole again.
+void Journal::Impl::plan_deltas(const FrozenTransaction& ft, std::vector<size_t>* whole,
+                                DeltaWriter* deltas) const {
+  for (size_t i = 0; i < ft.blocks.size(); i++) {
+    if (opts.delta_logging) {
+      auto it = checkpoint_list.find(ft.homes[i]);
+      if (it != checkpoint_list.end() && it->second.metadata &&
+          it->second.block.data() != ft.blocks[i].data() &&
+          deltas->add(ft.homes[i], it->second.block.data(), ft.blocks[i].data()))
+        continue;
+    }
+    whole->push_back(i);
+  }
+}
+
+Status Journal::Impl::write_transaction(const FrozenTransaction& ft, uint64_t* deltas_logged) {
+  std::vector<size_t> whole;
+  DeltaWriter deltas;
+  plan_deltas(ft, &whole, &deltas);
+  auto log_blocks = [&] {
+    return txn_log_blocks(whole.size(), ft.revokes.size()) + deltas.blocks().size() +
+           data_tag_blocks(ft.data_tags.size()) + journaled_data_blocks(ft.data_blocks.size());
+  };
+  uint64_t need = log_blocks();
+  if (need > log_free()) {
+    // The checkpoint empties the list: every block goes whole after it.
+    SFS_TRY(checkpoint_now());
+    whole.clear();
+    deltas = DeltaWriter();
+    plan_deltas(ft, &whole, &deltas);
+    need = log_blocks();
+  }
   if (need > geo.blocks - 1) return err(EIO);
-  if (need > log_free()) SFS_TRY(checkpoint_now());
   assert(need <= log_free());
+  *deltas_logged = deltas.entries();
 
   const uint64_t start = head.pos;
   uint64_t off = 0;
@@ -730,14 +767,20 @@ Status Journal::Impl::write_transaction(const FrozenTransaction& ft) {
   std::vector<BlockWrite> writes;
   writes.reserve(need);
 
-  for (size_t first = 0; first < ft.blocks.size(); first += kJournalListCapacity) {
-    uint32_t n = uint32_t(std::min<size_t>(kJournalListCapacity, ft.blocks.size() - first));
+  std::vector<uint64_t> homes;
+  for (size_t first = 0; first < whole.size(); first += kJournalListCapacity) {
+    uint32_t n = uint32_t(std::min<size_t>(kJournalListCapacity, whole.size() - first));
+    homes.clear();
+    for (uint32_t i = 0; i < n; i++) homes.push_back(ft.homes[whole[first + i]]);
     AlignedBlock& d = records.emplace_back();
-    encode_journal_list(d.data(), kMagicJournalDescriptor, abs_block(off), ft.txid,
-                        &ft.homes[first], n);
+    encode_journal_list(d.data(), kMagicJournalDescriptor, abs_block(off), ft.txid, homes.data(), n);
     writes.push_back({abs_block(off++), d.data()});
     for (uint32_t i = 0; i < n; i++)
-      writes.push_back({abs_block(off++), ft.blocks[first + i].data()});
+      writes.push_back({abs_block(off++), ft.blocks[whole[first + i]].data()});
+  }
+  for (AlignedBlock& d : deltas.blocks()) {
+    seal_meta_block(d.data(), abs_block(off), ft.txid);
+    writes.push_back({abs_block(off++), d.data()});
   }
   for (size_t first = 0; first < ft.revokes.size(); first += kJournalListCapacity) {
     uint32_t n = uint32_t(std::min<size_t>(kJournalListCapacity, ft.revokes.size() - first));
@@ -798,11 +841,13 @@ void Journal::Impl::file_for_checkpoint(FrozenTransaction&& ft) {
     CheckpointCopy& cp = checkpoint_list[ft.homes[i]];
     cp.block = std::move(ft.blocks[i]);
     cp.txid = ft.txid;
+    cp.metadata = true;
   }
   for (size_t i = 0; i < ft.data_blocks.size(); i++) {
     CheckpointCopy& cp = checkpoint_list[ft.data_homes[i].blocknr];
     cp.block = std::move(ft.data_blocks[i]);
     cp.txid = ft.txid;
+    cp.metadata = false;
   }
   // A freed data block's images are dead once its revoke is durable (the
   // block becomes reusable only after this commit).

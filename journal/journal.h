@@ -103,6 +103,11 @@ struct JournalOptions {
   // flushed once; replay verifies the tagged data blocks of the newest
   // transaction. Off: flush before and after the commit block.
   bool async_commit = false;
+  // Log a metadata block that the log already holds a version of (since
+  // the last checkpoint) as the bytes that changed (journal/FORMAT.md,
+  // "Deltas"). The first version after a checkpoint always goes whole, so
+  // a checkpoint torn at home is repaired by replay as before.
+  bool delta_logging = false;
   // Persists the log tail (both superblocks). Called after a checkpoint has
   // made every transaction before `tail` durable at its home location.
   std::function<Status(JournalPosition tail)> persist_tail;
@@ -131,6 +136,7 @@ struct JournalStats {
   uint64_t checkpoints = 0;
   uint64_t shadow_copies = 0;  // versions cloned by get_write_access()
   uint64_t data_blocks_logged = 0;  // journaled data blocks committed
+  uint64_t deltas_logged = 0;       // metadata blocks logged as deltas
   uint64_t handles = 0;
 };
 

@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "core/base/checksum.h"
+#include "journal/delta.h"
 #include "journal/format.h"
 #include "journal/journal.h"
 
@@ -93,6 +94,7 @@ struct LoggedCopy {
 struct ScannedTransaction {
   uint64_t txid = 0;
   std::vector<LoggedCopy> copies;
+  std::vector<DeltaEntry> deltas;
   std::vector<uint64_t> revokes;
   std::vector<DataTag> data_tags;
   bool async = false;   // committed with one flush: data tags to verify
@@ -183,6 +185,17 @@ class Scanner {
           hash = txn_hash_step(hash, *raw);
           n++;
         }
+      } else if (magic == kMagicJournalDelta) {
+        std::string v;
+        size_t before = t->deltas.size();
+        if (!decode_delta_block(b, &t->deltas, &v)) return where(v);
+        for (size_t i = before; i < t->deltas.size(); i++) {
+          if (!home_ok(t->deltas[i].home))
+            return where("bad delta home block " + std::to_string(t->deltas[i].home));
+          t->deltas[i].txid = txid;
+        }
+        hash = txn_hash_step(hash, b);
+        n++;
       } else if (magic == kMagicJournalDataTags) {
         std::string v;
         size_t before = t->data_tags.size();
@@ -240,22 +253,29 @@ Result<bool> data_reached_disk(BlockDevice& dev, const ScannedTransaction& t, st
   return true;
 }
 
-// Reads the chosen copies from the log (re-verifying them) and writes them
-// home, in batches.
+// The newest whole copy of a block in the log, and the deltas logged after
+// it, oldest first.
+struct ChosenCopy {
+  LoggedCopy copy;
+  std::vector<const DeltaEntry*> deltas;
+};
+
+// Reads the chosen copies from the log (re-verifying them), applies their
+// deltas, and writes them home, in batches.
 Status write_home(BlockDevice& dev, JournalGeometry geo,
-                  const std::map<uint64_t, LoggedCopy>& copies) {
+                  const std::map<uint64_t, ChosenCopy>& copies) {
   constexpr size_t kBatch = IoRequest::kMaxSegments;
   std::vector<AlignedBlock> bufs(kBatch);
   auto it = copies.begin();
   while (it != copies.end()) {
     std::vector<IoRequest> reads;
     std::vector<BlockWrite> writes;
-    std::vector<const LoggedCopy*> kinds;
+    std::vector<const ChosenCopy*> kinds;
     reads.reserve(kBatch);
     for (size_t i = 0; i < kBatch && it != copies.end(); i++, ++it) {
       IoRequest& r = reads.emplace_back();
       r.op = IoOp::kRead;
-      r.blocknr = geo.start + it->second.off;
+      r.blocknr = geo.start + it->second.copy.off;
       r.add(bufs[i].data(), kBlockSize);
       writes.push_back({it->first, bufs[i].data()});
       kinds.push_back(&it->second);
@@ -266,10 +286,14 @@ Status write_home(BlockDevice& dev, JournalGeometry geo,
     // The scan verified these; a block that changed since is a device fault.
     for (size_t i = 0; i < writes.size(); i++) {
       const BlockWrite& w = writes[i];
-      bool good = kinds[i]->data
-                      ? block_checksum(w.blocknr, w.data, kBlockSize) == kinds[i]->checksum
-                      : verify_meta_block(w.data, w.blocknr, 0).ok();
+      const LoggedCopy& c = kinds[i]->copy;
+      bool good = c.data ? block_checksum(w.blocknr, w.data, kBlockSize) == c.checksum
+                         : verify_meta_block(w.data, w.blocknr, 0).ok();
       if (!good) return err(EIO);
+      // Each delta must rebuild exactly the version its transaction sealed
+      // (the scan checked the records, not what they apply to).
+      for (const DeltaEntry* d : kinds[i]->deltas)
+        if (!apply_delta(const_cast<uint8_t*>(w.data), *d)) return err(EUCLEAN);
     }
     SFS_TRY(write_block_runs(dev, writes));
   }
@@ -328,13 +352,23 @@ Result<ReplayResult> replay_journal(BlockDevice& dev, JournalGeometry geo, Journ
       r = std::max(r, t.txid);
     }
 
-  // Pass 2: the newest surviving copy of each block goes home.
-  std::map<uint64_t, LoggedCopy> chosen;  // by home
+  // Pass 2: the newest surviving copy of each block, with the deltas
+  // logged after it, goes home.
+  std::map<uint64_t, ChosenCopy> chosen;  // by home
+  auto live = [&](uint64_t home, uint64_t txid) {
+    auto r = revoked.find(home);
+    return r == revoked.end() || r->second < txid;
+  };
   for (const ScannedTransaction& t : txns) {
-    for (const LoggedCopy& c : t.copies) {
-      auto r = revoked.find(c.home);
-      if (r != revoked.end() && r->second >= t.txid) continue;
-      chosen[c.home] = c;
+    for (const LoggedCopy& c : t.copies)
+      if (live(c.home, t.txid)) chosen[c.home] = ChosenCopy{c, {}};
+    for (const DeltaEntry& d : t.deltas) {
+      if (!live(d.home, t.txid)) continue;
+      // The commit logs a delta only against a metadata version it logged
+      // since the tail and that no later revoke killed.
+      auto it = chosen.find(d.home);
+      if (it == chosen.end() || it->second.copy.data) return err(EUCLEAN);
+      it->second.deltas.push_back(&d);
     }
   }
   if (!chosen.empty()) {

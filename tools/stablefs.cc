@@ -66,6 +66,8 @@ void print_usage(FILE* out) {
       "  verify_writes                   read every data block back and verify its checksum\n"
       "  journal_data=PAGES              write runs of up to PAGES rewritten pages through\n"
       "                                  the journal (default 16; 0 = never)\n"
+      "  journal_deltas=on|off           log metadata blocks as the bytes that changed\n"
+      "                                  since their last logged version (default on)\n"
       "  writeback_cache                 let the kernel cache writes (FUSE writeback cache)\n"
       "  commit=SECONDS                  journal commit interval (default 5)\n"
       "  writeback_delay=MS              start background writeback of dirty pages after\n"

@@ -140,7 +140,7 @@ void print_requests_text(const stablefs::RequestCounters& rc) {
     print_stat_row("  of which security.capability", rc.getxattr_security_capability);
 }
 
-constexpr size_t kCounterCount = 23;
+constexpr size_t kCounterCount = 24;
 using Snapshots = std::array<Snapshot, kCounterCount>;
 
 Snapshots snapshot(const stablefs::LiveCounters& c) {
@@ -175,6 +175,8 @@ Snapshots snapshot(const stablefs::LiveCounters& c) {
        "metadata blocks copied because the committing transaction was writing them"},
       {"journaled_data_blocks", c.journaled_data_blocks, K::kTotal,
        "rewritten data blocks written back through the journal (journal_data=)"},
+      {"journal_deltas", c.journal_deltas, K::kTotal,
+       "metadata blocks logged as the bytes that changed (journal_deltas=)"},
       {"replayed_transactions", c.replayed_transactions, K::kTotal,
        "journal transactions replayed at mount"},
       {"journal_aborted", c.journal_aborted, K::kGauge,

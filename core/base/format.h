@@ -44,6 +44,7 @@ enum BlockMagic : uint32_t {
   kMagicJournalRevoke = 0x4B56524A,      // "JRVK"
   kMagicJournalDataTags = 0x5441444A,    // "JDAT"
   kMagicJournalDataBlocks = 0x4B42444A,  // "JDBK"
+  kMagicJournalDelta = 0x544C444A,       // "JDLT"
 };
 
 struct MetaHeader {
@@ -172,10 +173,16 @@ enum IncompatFeatures : uint32_t {
   // data"), which a binary that does not know them would stop at, losing
   // every transaction from there on. Same lifecycle as kIncompatAsyncCommit.
   kIncompatJournalData = 1u << 1,
+  // The log may hold delta records (journal/FORMAT.md, "Deltas"): metadata
+  // blocks logged as the bytes changed since their previous logged version.
+  // Same lifecycle as kIncompatAsyncCommit.
+  kIncompatJournalDeltas = 1u << 3,
 };
-constexpr uint32_t kIncompatSupported = kIncompatAsyncCommit | kIncompatJournalData;
+constexpr uint32_t kIncompatSupported =
+    kIncompatAsyncCommit | kIncompatJournalData | kIncompatJournalDeltas;
 // The bits that only say what the log may hold: cleared once it is empty.
-constexpr uint32_t kIncompatLogFeatures = kIncompatAsyncCommit | kIncompatJournalData;
+constexpr uint32_t kIncompatLogFeatures =
+    kIncompatAsyncCommit | kIncompatJournalData | kIncompatJournalDeltas;
 
 struct Superblock {
   uint32_t version = kFormatVersion;

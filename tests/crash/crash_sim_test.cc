@@ -37,6 +37,8 @@ struct RecordedRun {
   WorkloadStats stats;
   uint64_t metadata_evictions = 0;  // the recorded run re-read evicted metadata
   uint64_t journaled_data_blocks = 0;  // rewrites committed through the log
+  uint64_t deltas_logged = 0;  // metadata blocks logged as deltas (journal_deltas=on)
+  uint64_t checkpoints = 0;
 };
 
 MountOptions sim_mount_options(uint32_t journal_data_pages) {
@@ -74,7 +76,10 @@ void record_workload(uint64_t seed, int ops, RecordedRun* out,
   e = w.verify_all();
   ASSERT_EQ(e, "") << "seed " << seed;
   out->metadata_evictions = static_cast<MountedFs&>(**m).metadata_evictions();
-  out->journaled_data_blocks = static_cast<MountedFs&>(**m).journal_stats().data_blocks_logged;
+  const JournalStats js = static_cast<MountedFs&>(**m).journal_stats();
+  out->journaled_data_blocks = js.data_blocks_logged;
+  out->deltas_logged = js.deltas_logged;
+  out->checkpoints = js.checkpoints;
   ASSERT_TRUE((*m)->unmount().ok());
   m->reset();
 
@@ -125,13 +130,15 @@ void report(const char* name, const RecordedRun& run, const Summary& s) {
       "[crash-sim] %s: %llu ops, log %zu entries (%llu writes, %llu flushes), %zu promises; "
       "%llu crash images (%llu flush boundaries, %llu torn/dropped); %llu inconsistent, "
       "%llu with lost fsync'd data; %llu durable pairs / %llu bytes verified; %llu txns "
-      "replayed by fsck; %llu images with one torn superblock copy (counted, not failed)\n",
+      "replayed by fsck; %llu images with one torn superblock copy (counted, not failed); "
+      "%llu blocks logged as deltas, %llu checkpoints\n",
       name, (unsigned long long)run.stats.total, run.log.size(), (unsigned long long)writes,
       (unsigned long long)flushes, run.expectations.size(), (unsigned long long)s.images,
       (unsigned long long)s.boundaries, (unsigned long long)s.torn,
       (unsigned long long)s.inconsistent, (unsigned long long)s.lost,
       (unsigned long long)s.pairs, (unsigned long long)s.bytes, (unsigned long long)s.replayed,
-      (unsigned long long)s.damaged_sb);
+      (unsigned long long)s.damaged_sb, (unsigned long long)run.deltas_logged,
+      (unsigned long long)run.checkpoints);
   std::fflush(stdout);
   ::testing::Test::RecordProperty("crash_images", std::to_string(s.images));
 }
@@ -223,6 +230,7 @@ TEST(CrashSim, EveryFlushBoundaryOfA500OpWorkload) {
   Summary s = check_points(run, points);
   report("500-op workload, every flush boundary", run, s);
   EXPECT_GT(run.journaled_data_blocks, 0u) << "no rewrite went through the journal";
+  EXPECT_GT(run.deltas_logged, 0u) << "no metadata block was logged as a delta";
   EXPECT_GT(s.pairs, 0u);
   EXPECT_EQ(s.inconsistent, 0u) << s.failures;
   EXPECT_EQ(s.lost, 0u) << s.failures;
@@ -300,6 +308,8 @@ TEST(CrashSim, EveryFlushBoundaryOfA2000OpWorkload) {
   Summary s = check_points(run, points);
   report("2000-op workload, every flush boundary", run, s);
   EXPECT_GE(run.stats.total, 2000u);
+  EXPECT_GT(run.deltas_logged, 0u) << "no metadata block was logged as a delta";
+  EXPECT_GT(run.checkpoints, 1u) << "deltas across checkpoints are not exercised";
   EXPECT_GT(run.journaled_data_blocks, 0u) << "no rewrite went through the journal";
   EXPECT_GT(run.metadata_evictions, 0u);
   EXPECT_GT(s.pairs, 0u);

@@ -77,6 +77,17 @@ TEST(MountOptions, JournalDataTakesAPageCount) {
   }
 }
 
+TEST(MountOptions, JournalDeltasIsOnOrOff) {
+  EXPECT_TRUE(parse("rw").opts.fs.journal_deltas);
+  EXPECT_FALSE(parse("journal_deltas=off").opts.fs.journal_deltas);
+  EXPECT_TRUE(parse("journal_deltas=off,journal_deltas=on").opts.fs.journal_deltas);
+  for (const char* bad : {"journal_deltas", "journal_deltas=", "journal_deltas=1", "journal_deltas=yes"}) {
+    Parsed p = parse(bad);
+    EXPECT_EQ(p.status.error(), EINVAL) << bad;
+    EXPECT_NE(p.why.find("journal_deltas"), std::string::npos) << p.why;
+  }
+}
+
 TEST(MountOptions, ParsesEveryStablefsOption) {
   Parsed p = parse(
       "cache_size=64M,stable_pages=shadow,verify_writes,writeback_cache,commit=30,"
