@@ -28,6 +28,11 @@ struct IoRequest {
   uint64_t blocknr = 0;
   iovec iov[kMaxSegments];
   int iov_count = 0;
+  // kWrite only: Forced Unit Access. The write is durable when the request
+  // completes, with no flush needed for it (it orders nothing else). Every
+  // device honours it; has_native_fua() says whether that is cheaper than
+  // the write plus a flush.
+  bool fua = false;
   int result = 0;  // out: 0 or positive errno
 
   void add(void* buf, size_t len) { iov[iov_count++] = iovec{buf, len}; }
@@ -59,6 +64,12 @@ class BlockDevice {
   // result is filled in. Returns the first error, or ok when all succeeded.
   // Safe to call from many threads at once.
   virtual Status submit_and_wait(std::span<IoRequest*> requests) = 0;
+
+  // True when a FUA write costs the device no more than a plain write (an
+  // NBD server that advertises FUA: the durability rides on the write's own
+  // reply, where a flush would be one more round trip). False where FUA is
+  // emulated by a flush, so callers prefer a batch of writes and one flush.
+  virtual bool has_native_fua() const { return false; }
 
   // Convenience wrappers over submit_and_wait.
   Status read(uint64_t blocknr, void* buf, size_t len);

@@ -6,7 +6,8 @@
 
 namespace stablefs {
 
-MemDevice::MemDevice(uint64_t blocks) : blocks_(blocks), durable_(blocks * kBlockSize, 0) {}
+MemDevice::MemDevice(uint64_t blocks, bool native_fua)
+    : blocks_(blocks), native_fua_(native_fua), durable_(blocks * kBlockSize, 0) {}
 
 Status MemDevice::submit_and_wait(std::span<IoRequest*> requests) {
   std::lock_guard lk(mu_);
@@ -20,6 +21,7 @@ Status MemDevice::submit_and_wait(std::span<IoRequest*> requests) {
       flushes_++;
       continue;
     }
+    if (r->op == IoOp::kWrite && r->fua) fua_writes_++;
     size_t len = r->bytes();
     if (len % kBlockSize != 0 || r->blocknr + len / kBlockSize > blocks_) {
       r->result = EINVAL;
@@ -30,7 +32,11 @@ Status MemDevice::submit_and_wait(std::span<IoRequest*> requests) {
     for (int i = 0; i < r->iov_count; i++) {
       auto* p = static_cast<uint8_t*>(r->iov[i].iov_base);
       for (size_t off = 0; off < r->iov[i].iov_len; off += kBlockSize, b++) {
-        if (r->op == IoOp::kWrite) {
+        if (r->op == IoOp::kWrite && r->fua) {
+          volatile_.erase(b);
+          std::memcpy(durable_.data() + b * kBlockSize, p + off, kBlockSize);
+          writes_++;
+        } else if (r->op == IoOp::kWrite) {
           volatile_[b].assign(p + off, p + off + kBlockSize);
           writes_++;
         } else if (auto it = volatile_.find(b); it != volatile_.end()) {
@@ -69,6 +75,11 @@ uint64_t MemDevice::flush_count() const {
 uint64_t MemDevice::write_count() const {
   std::lock_guard lk(mu_);
   return writes_;
+}
+
+uint64_t MemDevice::fua_write_count() const {
+  std::lock_guard lk(mu_);
+  return fua_writes_;
 }
 
 }  // namespace stablefs

@@ -111,6 +111,7 @@ Result<std::unique_ptr<NbdDevice>> NbdDevice::open(const Config& cfg, std::strin
   dev->block_count_ = uint64_t(size) / kBlockSize;
   dev->sector_size_ = uint32_t(std::clamp<int64_t>(min, 512, kBlockSize));
   dev->max_command_bytes_ = max_command;
+  dev->fua_ = !cfg.read_only && nbd_can_fua(dev->handle_) == 1;
   dev->io_ = std::make_unique<IoThread>(*dev);
   if (!dev->io_->allocate_bounce_buffers()) return err(ENOMEM);
   dev->thread_ = std::thread([d = dev.get()] { d->io_->run(); });
@@ -154,21 +155,39 @@ Status NbdDevice::submit_and_wait(std::span<IoRequest*> requests) {
     bool flush = requests[i]->op == IoOp::kFlush;
     if (!flush)
       while (j < requests.size() && requests[j]->op != IoOp::kFlush) j++;
-    Group g;
-    g.requests = requests.subspan(i, j - i);
-    g.is_flush = flush;
-    if (lost_.load(std::memory_order_acquire)) {
-      for (IoRequest* r : g.requests)
-        if (r->result == 0) r->result = EIO;
-    } else {
-      enqueue(g);
-      wait_for(g);
+    auto group = requests.subspan(i, j - i);
+    run_group(group, flush);
+    // FUA the server cannot do: a flush after the writes completed makes
+    // them just as durable before the caller hears of them.
+    bool emulate_fua = false;
+    for (IoRequest* r : group) emulate_fua |= r->op == IoOp::kWrite && r->fua && r->result == 0;
+    if (emulate_fua && !fua_) {
+      IoRequest f;
+      f.op = IoOp::kFlush;
+      IoRequest* fs[] = {&f};
+      run_group(fs, true);
+      if (f.result != 0)
+        for (IoRequest* r : group)
+          if (r->op == IoOp::kWrite && r->fua && r->result == 0) r->result = f.result;
     }
     i = j;
   }
   for (IoRequest* r : requests)
     if (r->result != 0) return err(r->result);
   return Status::Ok();
+}
+
+void NbdDevice::run_group(std::span<IoRequest*> requests, bool is_flush) {
+  if (lost_.load(std::memory_order_acquire)) {
+    for (IoRequest* r : requests)
+      if (r->result == 0) r->result = EIO;
+    return;
+  }
+  Group g;
+  g.requests = requests;
+  g.is_flush = is_flush;
+  enqueue(g);
+  wait_for(g);
 }
 
 void NbdDevice::enqueue(Group& g) {

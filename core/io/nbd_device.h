@@ -42,8 +42,13 @@
 // per command: if that fails, the request fails with ENOMEM, a device error
 // to the engine (the one place the writeback path can meet an allocation).
 //
-// FUA is not used: the device interface has no per-write durability flag,
-// and the journal's commit protocol is correct with flushes alone.
+// FUA. A write request with `fua` goes out with NBD_CMD_FLAG_FUA when the
+// server advertises it (nbd_can_fua): the server replies only once that
+// write is on stable storage, so the durability costs no extra round trip
+// (has_native_fua() is then true, and the journal lets the commit ride on
+// it). A server without FUA gets the writes plain and then a flush, issued
+// after all of the batch's writes completed: as durable, one round trip
+// more.
 //
 // Failure. A lost connection (EOF, a reset, a server killed) fails every
 // command in flight, every queued one and every later one with EIO, logged
@@ -124,6 +129,8 @@ class NbdDevice : public BlockDevice {
   // read-only device), then runs the rest as described above. Safe from
   // many threads at once.
   Status submit_and_wait(std::span<IoRequest*> requests) override;
+  // The server advertised FUA (and the export is writable).
+  bool has_native_fua() const override { return fua_; }
   // The largest command this device sends (the server's maximum, rounded
   // down to whole blocks, or kDefaultMaxCommandBytes).
   uint32_t max_command_bytes() const { return max_command_bytes_; }
@@ -143,12 +150,15 @@ class NbdDevice : public BlockDevice {
   // thread, and waits until its last command completed.
   void enqueue(Group& g);
   void wait_for(Group& g);
+  // Runs one group of `requests` (or fails them when the connection is gone).
+  void run_group(std::span<IoRequest*> requests, bool is_flush);
 
   Config cfg_;
   nbd_handle* const handle_;  // used only by the I/O thread after open
   uint64_t block_count_ = 0;
   uint32_t sector_size_ = 512;
   uint32_t max_command_bytes_ = kDefaultMaxCommandBytes;
+  bool fua_ = false;
   int wake_fd_ = -1;  // eventfd: a group arrived or the device is closing
 
   // Protects incoming_head_/incoming_tail_, stopping_ and every Group's

@@ -192,7 +192,9 @@ void NbdDevice::IoThread::issue(Group& g, IoRequest* r, uint64_t offset, uint64_
                                 .free = nullptr};
   int64_t cookie;
   if (flush) cookie = nbd_aio_flush(h_, cb, 0);
-  else if (write) cookie = nbd_aio_pwrite(h_, buf, length, offset, cb, 0);
+  else if (write)
+    cookie = nbd_aio_pwrite(h_, buf, length, offset, cb,
+                            r->fua && dev_.fua_ ? LIBNBD_CMD_FLAG_FUA : 0);
   else cookie = nbd_aio_pread(h_, buf, length, offset, cb, 0);
   // -1 means the command was never queued and its callback will not run
   // (unless libnbd already retired it while failing the connection).

@@ -23,11 +23,14 @@ Status RecordingDevice::submit_and_wait(std::span<IoRequest*> requests) {
   // Requests in one batch are unordered with respect to each other; logging
   // them in batch order is one of the orders the device may have used.
   std::lock_guard lk(log_->mu_);
+  const uint64_t batch = ++log_->batches_;
   for (IoRequest* r : requests) {
     if (r->result != 0 || r->op == IoOp::kRead) continue;
     RecordedIo e;
     e.op = r->op;
     e.blocknr = r->blocknr;
+    e.fua = r->op == IoOp::kWrite && r->fua;
+    e.batch = batch;
     if (r->op == IoOp::kWrite) {
       e.bytes.resize(r->bytes());
       size_t at = 0;

@@ -18,6 +18,10 @@ struct RecordedIo {
   IoOp op = IoOp::kWrite;      // kWrite or kFlush (reads are not recorded)
   uint64_t blocknr = 0;        // first block of a write
   std::vector<uint8_t> bytes;  // a write's bytes, a multiple of kBlockSize
+  bool fua = false;            // a FUA write: durable once its batch completed
+  // Entries with one batch number came from one submit_and_wait: they
+  // completed in any order, and all of them before any later batch began.
+  uint64_t batch = 0;
 };
 
 // The log itself, shared between the device (which appends) and the test
@@ -33,6 +37,7 @@ class WriteLog {
   friend class RecordingDevice;
   mutable std::mutex mu_;  // protects entries_; leaf lock
   std::vector<RecordedIo> entries_;
+  uint64_t batches_ = 0;
 };
 
 class RecordingDevice : public BlockDevice {
@@ -46,6 +51,7 @@ class RecordingDevice : public BlockDevice {
   // are serialised so the log order is the order the target executed them
   // in: a flush in the log covers exactly the writes logged before it.
   Status submit_and_wait(std::span<IoRequest*> requests) override;
+  bool has_native_fua() const override { return target_.has_native_fua(); }
 
   const std::shared_ptr<WriteLog>& log() const { return log_; }
 

@@ -161,6 +161,9 @@ void UringDevice::run_group(Ring& r, std::span<IoRequest*> requests, const Compl
         break;
       case IoOp::kWrite:
         io_uring_prep_writev(sqe, fd_, q->iov, unsigned(q->iov_count), offset);
+        // pwritev2's RWF_DSYNC: the write and an fdatasync of its range in
+        // one operation (the kernel sets FUA on the bio where it can).
+        if (q->fua) sqe->rw_flags = RWF_DSYNC;
         break;
       case IoOp::kFlush:
         io_uring_prep_fsync(sqe, fd_, IORING_FSYNC_DATASYNC);

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "tests/integration/mount_fixture.h"
+#include "tests/integration/nbd_mount.h"
 #include "tests/integration/nbd_server.h"
 #include "tests/integration/process.h"
 #include "tests/integration/test_util.h"
@@ -26,66 +27,13 @@
 namespace stablefs::integ {
 namespace {
 
-std::string pattern(size_t bytes, char seed) {
-  std::string s(bytes, '\0');
-  for (size_t i = 0; i < bytes; i++) s[i] = char(seed + i * 7 + i / 4096);
-  return s;
-}
-
-// Writes the whole file and fsyncs it; returns 0 or the errno of the first
-// failing step (open, write, fsync, close).
-int write_and_fsync(const std::string& path, const std::string& data) {
-  UniqueFd fd = open_fd(path, O_WRONLY | O_CREAT | O_TRUNC);
-  if (!fd.ok()) return errno;
-  if (::write(fd.get(), data.data(), data.size()) != ssize_t(data.size())) return errno;
-  if (::fsync(fd.get()) != 0) return errno;
-  return ::close(fd.release()) == 0 ? 0 : errno;
-}
-
-class NbdFaults : public RealMount {
+class NbdFaults : public NbdMount {
  protected:
-  std::string image_size() const override { return "64M"; }
-  bool mount_in_setup() const override { return false; }
-
-  void TearDown() override {
-    RealMount::TearDown();  // unmounts and reaps the daemon first
-    server_.reset();
-  }
-
   std::string trigger() const { return dir() + "/fail-now"; }
 
-  // Serves image() with nbdkit `args` (their plugin takes the image).
-  void serve(const std::vector<std::string>& args) {
-    std::string why;
-    server_ = NbdServer::nbdkit(dir(), args, &why);
-    ASSERT_NE(server_, nullptr) << why;
-  }
   void serve_with_error_filter(const std::string& which) {
     serve({"--filter=error", "file", image(), "error=EIO", which + "-rate=1",
            which + "-file=" + trigger()});
-  }
-
-  void mount_nbd(const std::vector<std::string>& extra_args = {}) {
-    DaemonLaunch l = launch_daemon(server_->uri(), mnt(), extra_args);
-    ASSERT_TRUE(l.mounted) << "stablefs " << server_->uri() << " did not mount: "
-                           << describe_wait_status(l.status) << "\n" << l.log
-                           << "\n--- server log ---\n" << server_->log();
-    pid_ = l.pid;
-    log_path_ = l.log_path;
-  }
-  // Unmounts; returns the daemon's wait status.
-  int unmount_nbd() {
-    int status = stop_daemon(pid_, mnt());
-    pid_ = -1;
-    return status;
-  }
-  std::string log() const { return read_file(log_path_); }
-
-  CommandResult fsck(const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {fsck_bin()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    argv.push_back(server_->uri());
-    return run_command(argv, std::chrono::seconds(120));
   }
 
   void set_trigger(bool on) {
@@ -105,10 +53,6 @@ class NbdFaults : public RealMount {
     c = fsck({"--scrub"});
     EXPECT_TRUE(c.ok()) << "fsck --scrub: " << c.describe() << "\n" << c.output;
   }
-
-  std::unique_ptr<NbdServer> server_;
-  pid_t pid_ = -1;
-  std::string log_path_;
 };
 
 // Over NBD, short rewrites go through the journal (journal_data=, one

@@ -1,0 +1,134 @@
+// What a mounted stablefs puts on the NBD wire, read from nbdkit's log
+// filter, which writes one line per request the server receives (and one
+// per reply) in the order it handles them.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/integration/nbd_mount.h"
+
+namespace stablefs::integ {
+namespace {
+
+// One line of the log filter: a request ("connection=1 Write id=4
+// offset=0x2000 count=0x1000 fua=1 ...") or its reply ("connection=1
+// ...Write id=4 return=0").
+struct WireLine {
+  std::string op;  // Write, Flush, Trim, Read, ...
+  bool reply = false;
+  uint64_t offset = 0, count = 0;
+  bool fua = false;
+};
+
+std::vector<WireLine> parse_wire_log(const std::string& text) {
+  std::vector<WireLine> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto at = line.find(" connection=");
+    if (at == std::string::npos) continue;
+    std::istringstream words(line.substr(at + 1));
+    std::string conn, op;
+    words >> conn >> op;
+    WireLine w;
+    w.reply = op.rfind("...", 0) == 0;
+    w.op = w.reply ? op.substr(3) : op;
+    std::string field;
+    while (words >> field) {
+      if (field.rfind("offset=", 0) == 0) w.offset = std::stoull(field.substr(7), nullptr, 16);
+      if (field.rfind("count=", 0) == 0) w.count = std::stoull(field.substr(6), nullptr, 16);
+      if (field == "fua=1") w.fua = true;
+    }
+    out.push_back(w);
+  }
+  return out;
+}
+
+struct CommandCount {
+  int writes = 0, fua_writes = 0, flushes = 0, trims = 0;
+};
+
+CommandCount count_requests(const std::vector<WireLine>& lines) {
+  CommandCount c;
+  for (const WireLine& w : lines) {
+    if (w.reply) continue;
+    if (w.op == "Write") c.writes++, c.fua_writes += w.fua;
+    if (w.op == "Flush") c.flushes++;
+    if (w.op == "Trim") c.trims++;
+  }
+  return c;
+}
+
+class NbdProtocol : public NbdMount {
+ protected:
+  std::string wire_log_path() const { return dir() + "/wire.log"; }
+  // The log since byte `from` of the file.
+  std::vector<WireLine> wire_since(size_t from) const {
+    std::string all = read_file(wire_log_path());
+    return parse_wire_log(from < all.size() ? all.substr(from) : std::string());
+  }
+  size_t wire_size() const { return read_file(wire_log_path()).size(); }
+
+  // nbdkit file over image() with the log filter outermost (it sees what
+  // the client sends) and `filters` inside it.
+  void serve_logged(const std::vector<std::string>& filters) {
+    std::vector<std::string> args = {"--filter=log"};
+    args.insert(args.end(), filters.begin(), filters.end());
+    args.insert(args.end(), {"file", image(), "logfile=" + wire_log_path()});
+    ASSERT_NO_FATAL_FAILURE(serve(args));
+  }
+
+  // The requests one fsync of a rewritten page sends: a page of a file
+  // fsync'd before, so with journal_data= the commit carries the page in the
+  // log and references no data block written outside it.
+  CommandCount fsync_of_a_rewrite() {
+    mount_nbd({"-o", "commit=3600,noatime"});
+    if (HasFatalFailure()) return {};
+    EXPECT_EQ(write_and_fsync(path("f"), pattern(64 * 1024, 'w')), 0);
+    UniqueFd fd = open_fd(path("f"), O_WRONLY);
+    EXPECT_TRUE(fd.ok()) << strerror(errno);
+    std::string page = pattern(4096, 'p');
+    EXPECT_EQ(::pwrite(fd.get(), page.data(), page.size(), 8192), ssize_t(page.size()));
+    size_t from = wire_size();
+    EXPECT_EQ(::fsync(fd.get()), 0) << strerror(errno);
+    CommandCount c = count_requests(wire_since(from));
+    fd.reset();
+    EXPECT_EQ(WEXITSTATUS(unmount_nbd()), 0) << log();
+    server_.reset();
+    return c;
+  }
+};
+
+// With FUA advertised, the commit of an fsync'd rewrite is its log writes
+// sent with FUA and no flush: one round trip. The same server with FUA
+// hidden (nbdkit's fua filter in its default mode) gets the same writes plain and
+// then a flush: two round trips.
+TEST_F(NbdProtocol, CommitCostsOneRoundTripLessWhenTheServerHasFua) {
+  ASSERT_NO_FATAL_FAILURE(serve_logged({}));
+  CommandCount fua = fsync_of_a_rewrite();
+  ASSERT_FALSE(HasFatalFailure());
+  // The fua filter's default mode hides FUA (1.32 refuses its name, none).
+  ASSERT_NO_FATAL_FAILURE(serve_logged({"--filter=fua"}));
+  CommandCount plain = fsync_of_a_rewrite();
+  ASSERT_FALSE(HasFatalFailure());
+  std::printf("[nbd wire] fsync of a rewrite: with FUA %d writes (%d FUA), %d flushes; "
+              "without %d writes, %d flushes\n",
+              fua.writes, fua.fua_writes, fua.flushes, plain.writes, plain.flushes);
+
+  EXPECT_GE(fua.writes, 1);
+  EXPECT_EQ(fua.fua_writes, fua.writes);
+  EXPECT_EQ(fua.flushes, 0);
+  EXPECT_EQ(plain.fua_writes, 0);
+  EXPECT_EQ(plain.writes, fua.writes);
+  EXPECT_EQ(plain.flushes, 1);
+  CommandResult c = run_command({fsck_bin(), "--scrub", image()}, std::chrono::seconds(120));
+  EXPECT_TRUE(c.ok()) << c.describe() << "\n" << c.output;
+}
+
+}  // namespace
+}  // namespace stablefs::integ
