@@ -186,6 +186,8 @@ Status parse_one(const std::string& opt, ParsedMountOptions& out, std::string* w
   if (key == "negative_timeout" && has_value)
     return parse_timeout(key, value, &fs.negative_timeout, why);
   if (opt == "verify_writes") return fs.verify_writes = true, Status::Ok();
+  if (opt == "discard") return fs.discard = true, Status::Ok();
+  if (opt == "nodiscard") return fs.discard = false, Status::Ok();
   if (opt == "writeback_cache") return fs.writeback_cache = true, Status::Ok();
   if (key == "stable_pages" || key == "errors" || key == "cache_size" || key == "commit" ||
       key == "writeback_delay" || key == "meta_cache" || key == "entry_timeout" ||

@@ -64,6 +64,8 @@ void print_usage(FILE* out) {
       "  stable_pages=wait|shadow|bounce|off\n"
       "                                  how pages under writeback stay stable (default wait)\n"
       "  verify_writes                   read every data block back and verify its checksum\n"
+      "  discard                         release freed blocks in the backing store (NBD trim,\n"
+      "                                  punched holes) once their free is committed\n"
       "  journal_data=PAGES              write runs of up to PAGES rewritten pages through\n"
       "                                  the journal (default 16; 0 = never)\n"
       "  writeback_cache                 let the kernel cache writes (FUSE writeback cache)\n"

@@ -14,6 +14,7 @@ class BorrowedDevice : public BlockDevice {
   uint32_t sector_size() const override { return d_.sector_size(); }
   Status submit_and_wait(std::span<IoRequest*> r) override { return d_.submit_and_wait(r); }
   bool has_native_fua() const override { return d_.has_native_fua(); }
+  bool can_discard() const override { return d_.can_discard(); }
 
  private:
   BlockDevice& d_;

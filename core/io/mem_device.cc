@@ -21,6 +21,17 @@ Status MemDevice::submit_and_wait(std::span<IoRequest*> requests) {
       flushes_++;
       continue;
     }
+    if (r->op == IoOp::kDiscard) {
+      if (r->blocknr + r->discard_blocks > blocks_) {
+        r->result = EINVAL;
+        if (first.ok()) first = err(EINVAL);
+        continue;
+      }
+      for (uint64_t b = r->blocknr; b < r->blocknr + r->discard_blocks; b++) volatile_.erase(b);
+      std::memset(durable_.data() + r->blocknr * kBlockSize, 0, r->discard_blocks * kBlockSize);
+      discarded_ += r->discard_blocks;
+      continue;
+    }
     if (r->op == IoOp::kWrite && r->fua) fua_writes_++;
     size_t len = r->bytes();
     if (len % kBlockSize != 0 || r->blocknr + len / kBlockSize > blocks_) {
@@ -75,6 +86,11 @@ uint64_t MemDevice::flush_count() const {
 uint64_t MemDevice::write_count() const {
   std::lock_guard lk(mu_);
   return writes_;
+}
+
+uint64_t MemDevice::discarded_blocks() const {
+  std::lock_guard lk(mu_);
+  return discarded_;
 }
 
 uint64_t MemDevice::fua_write_count() const {

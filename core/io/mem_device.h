@@ -23,6 +23,9 @@ class MemDevice : public BlockDevice {
   uint32_t sector_size() const override { return 512; }
   Status submit_and_wait(std::span<IoRequest*> requests) override;
   bool has_native_fua() const override { return native_fua_; }
+  // A discard zeroes the blocks at once, cached and durable: the most
+  // a store may do with one.
+  bool can_discard() const override { return true; }
 
   // Drops every write not made durable by a flush.
   void crash();
@@ -33,6 +36,7 @@ class MemDevice : public BlockDevice {
   uint64_t flush_count() const;
   uint64_t write_count() const;
   uint64_t fua_write_count() const;
+  uint64_t discarded_blocks() const;
 
  private:
   uint64_t blocks_;
@@ -43,6 +47,7 @@ class MemDevice : public BlockDevice {
   uint64_t flushes_ = 0;
   uint64_t writes_ = 0;
   uint64_t fua_writes_ = 0;
+  uint64_t discarded_ = 0;
 };
 
 // A MemDevice that outlives every mount of it (mount takes ownership of a
@@ -62,6 +67,7 @@ class SharedDevice : public BlockDevice {
     return d_.submit_and_wait(r);
   }
   bool has_native_fua() const override { return native_fua_; }
+  bool can_discard() const override { return true; }
   void cut() {
     std::unique_lock lk(mu_);
     dead_ = true;

@@ -112,6 +112,7 @@ Result<std::unique_ptr<NbdDevice>> NbdDevice::open(const Config& cfg, std::strin
   dev->sector_size_ = uint32_t(std::clamp<int64_t>(min, 512, kBlockSize));
   dev->max_command_bytes_ = max_command;
   dev->fua_ = !cfg.read_only && nbd_can_fua(dev->handle_) == 1;
+  dev->trim_ = !cfg.read_only && nbd_can_trim(dev->handle_) == 1;
   dev->io_ = std::make_unique<IoThread>(*dev);
   if (!dev->io_->allocate_bounce_buffers()) return err(ENOMEM);
   dev->thread_ = std::thread([d = dev.get()] { d->io_->run(); });

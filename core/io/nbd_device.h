@@ -131,6 +131,9 @@ class NbdDevice : public BlockDevice {
   Status submit_and_wait(std::span<IoRequest*> requests) override;
   // The server advertised FUA (and the export is writable).
   bool has_native_fua() const override { return fua_; }
+  // The server advertised NBD_CMD_TRIM (and the export is writable). On a
+  // server without it a discard completes without a command.
+  bool can_discard() const override { return trim_; }
   // The largest command this device sends (the server's maximum, rounded
   // down to whole blocks, or kDefaultMaxCommandBytes).
   uint32_t max_command_bytes() const { return max_command_bytes_; }
@@ -159,6 +162,7 @@ class NbdDevice : public BlockDevice {
   uint32_t sector_size_ = 512;
   uint32_t max_command_bytes_ = kDefaultMaxCommandBytes;
   bool fua_ = false;
+  bool trim_ = false;
   int wake_fd_ = -1;  // eventfd: a group arrived or the device is closing
 
   // Protects incoming_head_/incoming_tail_, stopping_ and every Group's

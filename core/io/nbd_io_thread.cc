@@ -112,6 +112,11 @@ bool NbdDevice::IoThread::issue_from(Group& g) {
       cur_req_++;
       continue;
     }
+    if (r->op == IoOp::kDiscard) {
+      if (!issue_discard(g, r)) return false;
+      if (lost_) return false;
+      continue;
+    }
     if (cur_req_off_ == 0) {
       bool handled = false;
       if (!issue_bounced(g, r, &handled)) return false;
@@ -163,6 +168,24 @@ bool NbdDevice::IoThread::issue_bounced(Group& g, IoRequest* r, bool* handled) {
   return true;
 }
 
+// NBD_CMD_TRIM in commands of at most max_command_bytes_ (the server's
+// maximum applies to trims too, for some servers), each ordered against
+// overlapping commands like a write. A server without trim gets nothing.
+bool NbdDevice::IoThread::issue_discard(Group& g, IoRequest* r) {
+  const uint64_t total = r->discard_blocks * kBlockSize;
+  while (dev_.trim_ && cur_req_off_ < total) {
+    uint64_t length = std::min<uint64_t>(total - cur_req_off_, dev_.max_command_bytes_);
+    uint64_t offset = r->blocknr * kBlockSize + cur_req_off_;
+    if (free_count_ == 0 || conflicts(offset, length, true)) return false;
+    issue(g, r, offset, length, nullptr, true, false);
+    if (lost_) return false;
+    cur_req_off_ += length;
+  }
+  cur_req_off_ = 0;
+  cur_req_++;
+  return true;
+}
+
 bool NbdDevice::IoThread::conflicts(uint64_t offset, uint64_t length, bool write) const {
   for (const Command& c : cmds_) {
     if (!c.busy || c.length == 0 || !(write || c.write)) continue;
@@ -192,6 +215,7 @@ void NbdDevice::IoThread::issue(Group& g, IoRequest* r, uint64_t offset, uint64_
                                 .free = nullptr};
   int64_t cookie;
   if (flush) cookie = nbd_aio_flush(h_, cb, 0);
+  else if (r->op == IoOp::kDiscard) cookie = nbd_aio_trim(h_, length, offset, cb, 0);
   else if (write)
     cookie = nbd_aio_pwrite(h_, buf, length, offset, cb,
                             r->fua && dev_.fua_ ? LIBNBD_CMD_FLAG_FUA : 0);

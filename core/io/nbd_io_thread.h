@@ -85,6 +85,8 @@ class NbdDevice::IoThread {
   // several segments that fit one; returns false when it must wait (no
   // slot, no bounce buffer, a conflict). Sets *handled when it applied.
   bool issue_bounced(Group& g, IoRequest* r, bool* handled);
+  // Issues discard request `r` as trims; false when it must wait.
+  bool issue_discard(Group& g, IoRequest* r);
   bool conflicts(uint64_t offset, uint64_t length, bool write) const;
   void issue(Group& g, IoRequest* r, uint64_t offset, uint64_t length, void* buf, bool write,
              bool flush, int bounce = -1);

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "core/base/format.h"
+
 namespace stablefs {
 
 size_t WriteLog::size() const {
@@ -31,7 +33,11 @@ Status RecordingDevice::submit_and_wait(std::span<IoRequest*> requests) {
     e.blocknr = r->blocknr;
     e.fua = r->op == IoOp::kWrite && r->fua;
     e.batch = batch;
-    if (r->op == IoOp::kWrite) {
+    if (r->op == IoOp::kDiscard) {
+      e.op = IoOp::kWrite;
+      e.discard = true;
+      e.bytes.assign(r->discard_blocks * kBlockSize, 0);
+    } else if (r->op == IoOp::kWrite) {
       e.bytes.resize(r->bytes());
       size_t at = 0;
       for (int i = 0; i < r->iov_count; i++) {

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -21,8 +23,9 @@ namespace {
 struct WireLine {
   std::string op;  // Write, Flush, Trim, Read, ...
   bool reply = false;
+  uint64_t id = 0;  // pairs a reply with its request
   uint64_t offset = 0, count = 0;
-  bool fua = false;
+  bool fua = false;  // requests only
 };
 
 std::vector<WireLine> parse_wire_log(const std::string& text) {
@@ -42,6 +45,7 @@ std::vector<WireLine> parse_wire_log(const std::string& text) {
     while (words >> field) {
       if (field.rfind("offset=", 0) == 0) w.offset = std::stoull(field.substr(7), nullptr, 16);
       if (field.rfind("count=", 0) == 0) w.count = std::stoull(field.substr(6), nullptr, 16);
+      if (field.rfind("id=", 0) == 0) w.id = std::stoull(field.substr(3));
       if (field == "fua=1") w.fua = true;
     }
     out.push_back(w);
@@ -86,6 +90,8 @@ class NbdProtocol : public NbdMount {
   // The requests one fsync of a rewritten page sends: a page of a file
   // fsync'd before, so with journal_data= the commit carries the page in the
   // log and references no data block written outside it.
+  std::vector<WireLine> unlink_of_a_file(const std::string& mount_opts);
+
   CommandCount fsync_of_a_rewrite() {
     mount_nbd({"-o", "commit=3600,noatime"});
     if (HasFatalFailure()) return {};
@@ -126,6 +132,78 @@ TEST_F(NbdProtocol, CommitCostsOneRoundTripLessWhenTheServerHasFua) {
   EXPECT_EQ(plain.fua_writes, 0);
   EXPECT_EQ(plain.writes, fua.writes);
   EXPECT_EQ(plain.flushes, 1);
+  CommandResult c = run_command({fsck_bin(), "--scrub", image()}, std::chrono::seconds(120));
+  EXPECT_TRUE(c.ok()) << c.describe() << "\n" << c.output;
+}
+
+// The requests an fsync'd unlink of a 1 MiB file sends (the file was
+// written and fsync'd first), with `mount_opts`.
+std::vector<WireLine> NbdProtocol::unlink_of_a_file(const std::string& mount_opts) {
+  mount_nbd({"-o", mount_opts});
+  if (HasFatalFailure()) return {};
+  EXPECT_EQ(write_and_fsync(path("big"), pattern(1 << 20, 'b')), 0);
+  UniqueFd dirfd = open_fd(mnt(), O_RDONLY | O_DIRECTORY);
+  EXPECT_TRUE(dirfd.ok()) << strerror(errno);
+  size_t from = wire_size();
+  uint64_t free_before = free_bytes(mnt());
+  EXPECT_EQ(::unlink(path("big").c_str()), 0) << strerror(errno);
+  EXPECT_TRUE(wait_for_freed(mnt(), free_before, 1 << 20)) << "the blocks were never freed";
+  EXPECT_EQ(::fsync(dirfd.get()), 0) << strerror(errno);
+  std::vector<WireLine> lines = wire_since(from);
+  dirfd.reset();
+  EXPECT_EQ(WEXITSTATUS(unmount_nbd()), 0) << log();
+  return lines;
+}
+
+// mount -o discard: freed blocks are trimmed, and only once the commit
+// that freed them is durable. On the wire: before the first Trim, every
+// write sent (the freeing commit's among them) has been made durable (a
+// flush replied after it, or it was a FUA write and replied). The trims
+// cover at least the file's 1 MiB. Without the option nothing is trimmed.
+TEST_F(NbdProtocol, TrimIsSentOnlyAfterTheFreeingCommitIsDurable) {
+  ASSERT_NO_FATAL_FAILURE(serve_logged({}));
+  std::vector<WireLine> lines = unlink_of_a_file("commit=3600,discard");
+  ASSERT_FALSE(HasFatalFailure());
+  size_t first_trim = lines.size();
+  uint64_t trimmed = 0;
+  for (size_t i = 0; i < lines.size(); i++) {
+    if (lines[i].reply || lines[i].op != "Trim") continue;
+    first_trim = std::min(first_trim, i);
+    trimmed += lines[i].count;
+  }
+  ASSERT_LT(first_trim, lines.size()) << "no trim after the unlink";
+  EXPECT_GE(trimmed, uint64_t(1) << 20);
+  // Walk up to the first trim. A write is durable once it replied with FUA,
+  // or once a flush replied that was sent after the write replied (NBD: a
+  // flush covers the writes completed before it).
+  std::map<uint64_t, bool> not_durable;  // write id -> replied
+  std::map<uint64_t, std::vector<uint64_t>> flush_covers;
+  std::set<uint64_t> fua_ids;
+  int writes = 0;
+  for (size_t i = 0; i < first_trim; i++) {
+    const WireLine& w = lines[i];
+    if (w.op == "Write" && !w.reply) {
+      writes++;
+      not_durable[w.id] = false;
+      if (w.fua) fua_ids.insert(w.id);
+    } else if (w.op == "Write") {
+      if (fua_ids.count(w.id)) not_durable.erase(w.id);
+      else not_durable[w.id] = true;
+    } else if (w.op == "Flush" && !w.reply) {
+      for (auto [id, replied] : not_durable)
+        if (replied) flush_covers[w.id].push_back(id);
+    } else if (w.op == "Flush") {
+      for (uint64_t id : flush_covers[w.id]) not_durable.erase(id);
+    }
+  }
+  EXPECT_GE(writes, 1) << "the freeing commit wrote nothing before the trims";
+  EXPECT_TRUE(not_durable.empty())
+      << not_durable.size() << " writes not yet durable when the first trim went out";
+
+  server_.reset();
+  ASSERT_NO_FATAL_FAILURE(serve_logged({}));
+  EXPECT_EQ(count_requests(unlink_of_a_file("commit=3600")).trims, 0)
+      << "trims without the discard option";
   CommandResult c = run_command({fsck_bin(), "--scrub", image()}, std::chrono::seconds(120));
   EXPECT_TRUE(c.ok()) << c.describe() << "\n" << c.output;
 }
