@@ -23,6 +23,7 @@ namespace {
 struct WireLine {
   std::string op;  // Write, Flush, Trim, Read, ...
   bool reply = false;
+  int connection = 0;
   uint64_t id = 0;  // pairs a reply with its request
   uint64_t offset = 0, count = 0;
   bool fua = false;  // requests only
@@ -39,6 +40,7 @@ std::vector<WireLine> parse_wire_log(const std::string& text) {
     std::string conn, op;
     words >> conn >> op;
     WireLine w;
+    if (conn.rfind("connection=", 0) == 0) w.connection = std::stoi(conn.substr(11));
     w.reply = op.rfind("...", 0) == 0;
     w.op = w.reply ? op.substr(3) : op;
     std::string field;
@@ -206,6 +208,31 @@ TEST_F(NbdProtocol, TrimIsSentOnlyAfterTheFreeingCommitIsDurable) {
       << "trims without the discard option";
   CommandResult c = run_command({fsck_bin(), "--scrub", image()}, std::chrono::seconds(120));
   EXPECT_TRUE(c.ok()) << c.describe() << "\n" << c.output;
+}
+
+// nbdkit's file plugin advertises multi-conn: the daemon opens 4
+// connections by default and its requests use them all; nbd_conns=1 keeps
+// it on one.
+TEST_F(NbdProtocol, DaemonSpreadsOverFourConnectionsUnlessToldOtherwise) {
+  auto connections_used = [&](const std::vector<std::string>& args) {
+    size_t from = wire_size();
+    mount_nbd(args);
+    EXPECT_EQ(write_and_fsync(path("f"), pattern(4 << 20, 'c')), 0);
+    EXPECT_EQ(WEXITSTATUS(unmount_nbd()), 0) << log();
+    int used = 0;
+    for (int c = 1; c <= 8; c++) {
+      bool wrote = false;
+      for (const WireLine& w : wire_since(from))
+        wrote |= w.connection == c && w.op == "Write" && !w.reply;
+      used += wrote;
+    }
+    return used;
+  };
+  ASSERT_NO_FATAL_FAILURE(serve_logged({}));
+  EXPECT_EQ(connections_used({}), 4);
+  server_.reset();
+  ASSERT_NO_FATAL_FAILURE(serve_logged({}));
+  EXPECT_EQ(connections_used({"-o", "nbd_conns=1"}), 1);
 }
 
 }  // namespace
