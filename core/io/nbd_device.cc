@@ -22,6 +22,10 @@ namespace {
 // server that holds the handshake (qemu-nbd with a client already on).
 int connect_with_deadline(nbd_handle* h, const std::string& uri, uint32_t timeout_ms,
                           std::string* why) {
+  // The URI comes from whoever mounts (a command line, fstab), not from
+  // the server: let it name local files, which TLS needs
+  // (tls-psk-file=, tls-certificates=).
+  nbd_set_uri_allow_local_file(h, true);
   if (nbd_aio_connect_uri(h, uri.c_str()) != 0) {
     *why = nbd_get_error();
     int e = nbd_get_errno();

@@ -211,6 +211,53 @@ TEST_F(NbdFaults, ServerKilledGivesErrorsNotAHangAndRemountIsConsistent) {
   ASSERT_NO_FATAL_FAILURE(expect_recovered("kept", kept));
 }
 
+// The server dies: data writes fail at once (the fsync says EIO), and the
+// journal aborts at its next commit, as for any device error: the fsync of
+// a change made after the loss fails, and the mount is read-only from then
+// on (EROFS). A change made before that commit lives only in memory and is
+// lost with the mount, which no fsync had promised otherwise. Once the
+// server is back, a plain remount, with no fsck first, replays the log
+// itself and finds every fsync'd byte; the image then scrubs clean.
+TEST_F(NbdFaults, ServerKilledTurnsTheMountReadOnlyAndARemountReplaysIt) {
+  ASSERT_NO_FATAL_FAILURE(serve({"file", image()}));
+  ASSERT_NO_FATAL_FAILURE(mount_nbd({"-o", "commit=3600"}));
+  const std::string kept = pattern(200 * 1024, 'q');
+  ASSERT_EQ(write_and_fsync(path("kept"), kept), 0);
+  // Committed (fsync) but not checkpointed: only the log holds it.
+  ASSERT_EQ(::mkdir(path("dir").c_str(), 0755), 0);
+  UniqueFd d = open_fd(path("dir"), O_RDONLY | O_DIRECTORY);
+  ASSERT_EQ(::fsync(d.get()), 0) << strerror(errno);
+  d.reset();
+
+  server_->kill_hard();
+  CommandResult dd = run_command({"dd", "if=/dev/zero", "of=" + path("new"), "bs=64k", "count=4",
+                                  "conv=fsync", "status=none"},
+                                 std::chrono::seconds(30));
+  EXPECT_FALSE(dd.timed_out);
+  EXPECT_FALSE(dd.ok());
+  ASSERT_EQ(::mkdir(path("d2").c_str(), 0755), 0) << "no commit has failed yet";
+  UniqueFd root = open_fd(mnt(), O_RDONLY | O_DIRECTORY);
+  EXPECT_NE(::fsync(root.get()), 0) << "a commit succeeded with the server gone";
+  root.reset();
+  int last = 0;
+  EXPECT_TRUE(wait_until(
+      [&] { return (last = SFS_ERRNO_OF(::mkdir(path("d3").c_str(), 0755))) == EROFS; },
+      std::chrono::seconds(10)))
+      << "mkdir after the failed commit: " << strerror(last) << "\n" << log();
+  (void)unmount_nbd();
+
+  std::string why;
+  ASSERT_TRUE(server_->restart(&why)) << why;
+  ASSERT_NO_FATAL_FAILURE(mount_nbd());
+  EXPECT_NE(log().find("replayed"), std::string::npos) << log();
+  EXPECT_TRUE(same_bytes(slurp(path("kept")), kept));
+  EXPECT_TRUE(S_ISDIR(stat_of(path("dir")).st_mode));
+  EXPECT_NE(::access(path("d2").c_str(), F_OK), 0) << "a change no commit made durable came back";
+  EXPECT_EQ(WEXITSTATUS(unmount_nbd()), 0) << log();
+  CommandResult c = fsck({"--scrub"});
+  EXPECT_TRUE(c.ok()) << "fsck --scrub: " << c.describe() << "\n" << c.output;
+}
+
 // Two daemons on one export from one host: the second finds the host lock
 // taken and reports the export in use.
 TEST_F(NbdFaults, SecondMountOfTheSameExportIsRefused) {

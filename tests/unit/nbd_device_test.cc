@@ -3,6 +3,7 @@
 // each started by the test on a unix socket in a temp dir and stopped by
 // pid (tests/integration/nbd_server.h).
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -10,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -400,6 +402,66 @@ TEST_F(NbdDeviceTest, MultiConnServerGetsSeveralConnectionsAndOneFlushCoversThem
   Blocks r(kBlocks);
   ASSERT_TRUE(again->read(100, r.data(), r.bytes()).ok());
   EXPECT_TRUE(r.same(w));
+}
+
+// A FUA write request is durable when it completes on every server: sent
+// with NBD_CMD_FLAG_FUA where the server advertises FUA, as a plain write
+// and then a flush where it does not (nbdkit's fua filter hides it).
+TEST_F(NbdDeviceTest, FuaWriteIsTheFlagOrAWriteAndAFlush) {
+  const std::string wire = dir_ + "/wire.log";
+  for (bool hidden : {false, true}) {
+    std::vector<std::string> args = {"--filter=log"};
+    if (hidden) args.push_back("--filter=fua");
+    args.insert(args.end(), {"memory", "64M", "logfile=" + wire});
+    ASSERT_NO_FATAL_FAILURE(serve(args));
+    auto dev = connect();
+    ASSERT_NE(dev, nullptr);
+    EXPECT_EQ(dev->has_native_fua(), !hidden);
+    Blocks w(2);
+    w.fill(4, 1);
+    IoRequest r;
+    r.op = IoOp::kWrite;
+    r.blocknr = 4;
+    r.fua = true;
+    r.add(w.data(), w.bytes());
+    IoRequest* rs[] = {&r};
+    ASSERT_TRUE(dev->submit_and_wait(rs).ok());
+    dev.reset();
+    server_.reset();
+    std::string log = integ::read_file(wire);
+    EXPECT_EQ(log.find(" Write id=1 offset=0x4000 count=0x2000 fua=1") != std::string::npos,
+              !hidden) << log;
+    EXPECT_EQ(log.find(" Flush id=2") != std::string::npos, hidden) << log;
+    ::unlink(wire.c_str());
+  }
+}
+
+// TLS with a pre-shared key: nbdkit --tls=require --tls-psk=FILE, and the
+// URI nbds+unix://USER@/?socket=S&tls-psk-file=FILE. The device reads back
+// what it wrote; a plain nbd+unix:// URI is refused by the server.
+TEST_F(NbdDeviceTest, TlsWithAPreSharedKeyWorksAndPlainTextIsRefused) {
+  const std::string psk = dir_ + "/keys.psk";
+  std::ofstream(psk) << "alice:0123456789abcdef0123456789abcdef\n";
+  ASSERT_EQ(::chmod(psk.c_str(), 0600), 0) << psk;
+  ASSERT_NO_FATAL_FAILURE(serve({"--tls=require", "--tls-psk=" + psk, "memory", "64M"}));
+  NbdDevice::Config cfg;
+  cfg.uri = "nbds+unix://alice@/?socket=" + server_->socket_path() + "&tls-psk-file=" + psk;
+  std::string why;
+  auto dev = NbdDevice::open(cfg, &why);
+  ASSERT_TRUE(dev.ok()) << std::strerror(dev.error()) << ": " << why << "\n" << server_->log();
+  Blocks w(8), r(8);
+  w.fill(40, 9);
+  ASSERT_TRUE((*dev)->write(40, w.data(), w.bytes()).ok());
+  ASSERT_TRUE((*dev)->flush().ok());
+  ASSERT_TRUE((*dev)->read(40, r.data(), r.bytes()).ok());
+  EXPECT_TRUE(r.same(w));
+  dev->reset();
+
+  NbdDevice::Config plain;
+  plain.uri = server_->uri();
+  auto refused = NbdDevice::open(plain, &why);
+  EXPECT_FALSE(refused.ok()) << "plain text accepted by a --tls=require server";
+  EXPECT_NE(why.find("TLS"), std::string::npos) << why;
 }
 
 // Without multi-conn (nbdkit's multi-conn filter hides it) one connection
