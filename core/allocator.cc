@@ -246,6 +246,14 @@ void Allocator::release_committed(uint64_t txid) {
   }
 }
 
+std::vector<PhysRange> Allocator::frees_committed_by(uint64_t txid) const {
+  std::lock_guard lk(mu_);
+  std::vector<PhysRange> out;
+  for (auto it = pending_blocks_.begin(); it != pending_blocks_.end() && it->first <= txid; ++it)
+    out.insert(out.end(), it->second.begin(), it->second.end());
+  return out;
+}
+
 uint64_t Allocator::free_block_count() const {
   std::lock_guard lk(mu_);
   return blocks_->size() - blocks_->used();

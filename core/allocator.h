@@ -60,6 +60,10 @@ class Allocator {
 
   // Makes everything freed by transactions <= txid allocatable again.
   void release_committed(uint64_t txid);
+  // The block ranges release_committed(txid) would make allocatable: free
+  // on stable storage, and still out of the allocator's reach, so nothing
+  // can be written to them until release_committed (the time to discard).
+  std::vector<PhysRange> frees_committed_by(uint64_t txid) const;
 
   uint64_t free_block_count() const;
   uint64_t free_inode_count() const;

@@ -38,6 +38,11 @@ struct MountOptions {
   uint64_t meta_cache_bytes = 128ull << 20;
   StablePages stable_pages = StablePages::kWait;
   bool verify_writes = false;
+  // discard: blocks whose free is committed are discarded (NBD_CMD_TRIM, a
+  // hole punched in an image file) before they can be allocated again.
+  // Off by default, as on ext4: each commit that frees blocks waits for the
+  // discards.
+  bool discard = false;
   // journal_data=: a run of at most this many consecutive dirty pages whose
   // blocks are already written is written back through the journal
   // (journal/FORMAT.md, "Journaled data") instead of to new blocks; 0 never.

@@ -107,6 +107,33 @@ Status MountedFs::persist_tail(JournalPosition tail) {
   return write_superblocks();
 }
 
+// mount -o discard, on the journal's on_commit: discards what transactions
+// <= txid freed. Their frees are durable, so no crash can bring back a tree
+// that refers to these blocks; and release_committed has not yet run, so
+// nothing can be allocated there, written, or still in flight (the
+// allocator's contract) until the discards completed. A failed discard
+// loses nothing, the blocks are free either way: logged once, then ignored.
+void MountedFs::discard_committed_frees(uint64_t txid) {
+  constexpr size_t kBatch = 64;
+  std::vector<PhysRange> ranges = alloc_->frees_committed_by(txid);
+  for (size_t first = 0; first < ranges.size(); first += kBatch) {
+    size_t n = std::min(kBatch, ranges.size() - first);
+    std::vector<IoRequest> reqs(n);
+    std::vector<IoRequest*> ptrs;
+    for (size_t i = 0; i < n; i++) {
+      reqs[i].op = IoOp::kDiscard;
+      reqs[i].blocknr = ranges[first + i].start;
+      reqs[i].discard_blocks = ranges[first + i].count;
+      ptrs.push_back(&reqs[i]);
+    }
+    Status s = dev_->submit_and_wait(ptrs);
+    if (!s.ok() && !discard_failure_logged_.exchange(true))
+      SFS_LOG("discard of freed blocks failed (%s); freed blocks stay allocated in the backing "
+              "store, nothing else is affected",
+              std::strerror(s.error()));
+  }
+}
+
 Status MountedFs::start(std::string* why) {
   SFS_TRY(read_superblock(why));
   bool unclean = sb_.state == kStateMounted;
@@ -175,6 +202,7 @@ Status MountedFs::start(std::string* why) {
   jo.delta_logging = opts_.journal_deltas;
   jo.persist_tail = [this](JournalPosition t) { return persist_tail(t); };
   jo.on_commit = [this](uint64_t txid) {
+    if (opts_.discard && dev_->can_discard()) discard_committed_frees(txid);
     alloc_->release_committed(txid);
     c_->journal_commits++;
   };

@@ -109,6 +109,7 @@ class MountedFs final : public Filesystem {
   Status mount_failed(int code, std::string reason, std::string* why);
   Status write_superblocks();  // caller holds sb_mu_
   Status persist_tail(JournalPosition tail);
+  void discard_committed_frees(uint64_t txid);
   Status cleanup_orphans();
   void flusher_main();
 
@@ -323,6 +324,7 @@ class MountedFs final : public Filesystem {
   std::thread stats_thread_;  // refreshes gauges every 50 ms; stops with the flusher
   std::atomic<bool> read_only_{false};
   std::atomic<bool> shut_down_{false};
+  std::atomic<bool> discard_failure_logged_{false};
   // Set once by metadata_corruption_found(): the errors= action was taken
   // (and logged); with remount-ro, read_only_ is set too, and unmount
   // still writes back and commits what was accepted before, but leaves the

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <limits>
 
+#include "core/io/nbd_device.h"
+
 namespace stablefs {
 namespace {
 
@@ -173,6 +175,16 @@ Status parse_timeout(std::string_view key, std::string_view v, double* out, std:
   return Status::Ok();
 }
 
+// nbd_conns=N: 1 to NbdDevice::kMaxConnections.
+Status parse_nbd_conns(std::string_view v, ParsedMountOptions& out, std::string* why) {
+  auto n = parse_uint(v);
+  if (!n.ok() || *n < 1 || *n > uint64_t(NbdDevice::kMaxConnections))
+    return fail(why, "invalid value for nbd_conns: '" + std::string(v) + "' (expected 1 to " +
+                         std::to_string(NbdDevice::kMaxConnections) + ")");
+  out.nbd_connections = int(*n);
+  return Status::Ok();
+}
+
 Status parse_one(const std::string& opt, ParsedMountOptions& out, std::string* why) {
   auto eq = opt.find('=');
   std::string_view key = std::string_view(opt).substr(0, eq);
@@ -196,10 +208,13 @@ Status parse_one(const std::string& opt, ParsedMountOptions& out, std::string* w
   if (key == "negative_timeout" && has_value)
     return parse_timeout(key, value, &fs.negative_timeout, why);
   if (opt == "verify_writes") return fs.verify_writes = true, Status::Ok();
+  if (opt == "discard") return fs.discard = true, Status::Ok();
+  if (key == "nbd_conns" && has_value) return parse_nbd_conns(value, out, why);
+  if (opt == "nodiscard") return fs.discard = false, Status::Ok();
   if (opt == "writeback_cache") return fs.writeback_cache = true, Status::Ok();
   if (key == "stable_pages" || key == "errors" || key == "cache_size" || key == "commit" ||
       key == "writeback_delay" || key == "meta_cache" || key == "entry_timeout" ||
-      key == "journal_data" || key == "journal_deltas" ||
+      key == "journal_data" || key == "journal_deltas" || key == "nbd_conns" ||
       key == "attr_timeout" || key == "negative_timeout")
     return fail(why, "mount option '" + std::string(key) + "' needs a value");
 

@@ -27,6 +27,11 @@ constexpr double kMaxCacheTimeoutSeconds = 86400;
 
 struct ParsedMountOptions {
   MountOptions fs;
+  // nbd_conns=: connections to an NBD server that advertises multi-conn
+  // (the device's, not the engine's). 4 by default: nbdkit serves 16
+  // commands per connection at once, and 4 connections carried 2.3x (reads)
+  // to 3.2x (writes) the 4 KiB IOPS of one on a 1 ms-latency export.
+  int nbd_connections = 4;
   // Options for fuse_session_new's `-o`, in order, without duplicates.
   // Always holds default_permissions (the kernel checks permissions; the
   // engine trusts the caller) and, unless the user gave their own,

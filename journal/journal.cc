@@ -706,20 +706,6 @@ void Journal::Impl::seal(FrozenTransaction& ft) {
   ft.bufs.clear();
 }
 
-// Ordered commit: writes descriptors + copies + revoke blocks, flushes,
-// writes the commit block, flushes. The first flush also orders the data
-// blocks the transaction refers to: their writes completed before they
-// were recorded.
-//
-// Async commit: writes all of that, the data tags and the commit block in
-// one batch, then flushes once. Nothing orders the commit block after the
-// rest on a device with a volatile cache, so replay checks both halves:
-// the commit's hash covers every log block (a missing one fails it), and
-// the data tags of the newest transaction are read back and verified (a
-// data block that did not reach the disk discards the transaction, which
-// no fsync had yet promised: fsync returns after the flush). Older
-// transactions need no such check: each commit starts after the previous
-// one's flush has returned.
 // Which frozen blocks can go to the log as deltas: those whose previous
 // version the checkpoint list holds, so it is in the log since the tail
 // (every checkpoint empties the list and moves the tail to the head) and
@@ -739,6 +725,36 @@ void Journal::Impl::plan_deltas(const FrozenTransaction& ft, std::vector<size_t>
   }
 }
 
+// Ordered commit: writes descriptors + copies + revoke blocks, flushes,
+// writes the commit block, flushes. The first flush also orders the data
+// blocks the transaction refers to: their writes completed before they
+// were recorded.
+//
+// Async commit: writes all of that, the data tags and the commit block in
+// one batch, then flushes once. Nothing orders the commit block after the
+// rest on a device with a volatile cache, so replay checks both halves:
+// the commit's hash covers every log block (a missing one fails it), and
+// the data tags of the newest transaction are read back and verified (a
+// data block that did not reach the disk discards the transaction, which
+// no fsync had yet promised: fsync returns after the flush). Older
+// transactions need no such check: each commit starts after the previous
+// one's flush (or FUA writes) returned.
+//
+// On a device with native FUA (an NBD server that advertises it) each form
+// saves its last round trip, and stays safe on a volatile write cache:
+// - ordered: the commit block is a FUA write instead of a write and a
+//   flush. The flush before it already made everything else durable, and a
+//   FUA reply means the commit block is too; the trailing flush made
+//   nothing else durable that anyone waits for (the next commit flushes
+//   before its own commit block).
+// - async with no data tags (only metadata and journaled data, all of it
+//   in this batch): every log write, commit block included, is a FUA write,
+//   and there is no flush. The commit is durable once every write of the
+//   batch replied; a power cut before that keeps any subset of them, which
+//   the transaction hash rejects exactly as it rejects a subset kept by a
+//   cache that was never flushed. A transaction with data tags keeps its
+//   flush: its data blocks were written earlier, without FUA, and only a
+//   flush covers them.
 Status Journal::Impl::write_transaction(const FrozenTransaction& ft, uint64_t* deltas_logged) {
   std::vector<size_t> whole;
   DeltaWriter deltas;
@@ -815,15 +831,17 @@ Status Journal::Impl::write_transaction(const FrozenTransaction& ft, uint64_t* d
   encode_commit_block(commit_block.data(), abs_block(off), c);
   assert(off + 1 == need);
 
+  const bool fua = dev.has_native_fua();
   if (ft.async) {
     writes.push_back({abs_block(off), commit_block.data()});
-    SFS_TRY(write_block_runs(dev, writes));
-    SFS_TRY(dev.flush());
+    const bool self_contained = fua && ft.data_tags.empty();
+    SFS_TRY(write_block_runs(dev, writes, self_contained));
+    if (!self_contained) SFS_TRY(dev.flush());
   } else {
     SFS_TRY(write_block_runs(dev, writes));
     SFS_TRY(dev.flush());
-    SFS_TRY(dev.write(abs_block(off), commit_block.data(), kBlockSize));
-    SFS_TRY(dev.flush());
+    SFS_TRY(write_block_runs(dev, {{abs_block(off), commit_block.data()}}, fua));
+    if (!fua) SFS_TRY(dev.flush());
   }
 
   std::lock_guard lk(mu);

@@ -269,7 +269,9 @@ struct BlockWrite {
 };
 // Writes the blocks in the given order as few multi-segment requests as
 // possible (a request is one run of consecutive block numbers, at most
-// IoRequest::kMaxSegments segments). No flush.
-Status write_block_runs(BlockDevice& dev, const std::vector<BlockWrite>& writes);
+// IoRequest::kMaxSegments segments). No flush; with `fua` every request is
+// a FUA write, durable when this returns ok.
+Status write_block_runs(BlockDevice& dev, const std::vector<BlockWrite>& writes,
+                        bool fua = false);
 
 }  // namespace stablefs

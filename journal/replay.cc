@@ -18,7 +18,7 @@
 
 namespace stablefs {
 
-Status write_block_runs(BlockDevice& dev, const std::vector<BlockWrite>& writes) {
+Status write_block_runs(BlockDevice& dev, const std::vector<BlockWrite>& writes, bool fua) {
   // Bounded batches keep the request array small however many blocks, and
   // large enough that a checkpoint's scattered home writes keep the device
   // busy (the device keeps up to a ring's depth in flight).
@@ -41,6 +41,7 @@ Status write_block_runs(BlockDevice& dev, const std::vector<BlockWrite>& writes)
       IoRequest& r = reqs.emplace_back();
       r.op = IoOp::kWrite;
       r.blocknr = w.blocknr;
+      r.fua = fua;
     }
     reqs.back().add(const_cast<uint8_t*>(w.data), kBlockSize);
   }

@@ -28,6 +28,9 @@ class CountingDevice : public BlockDevice {
     return s;
   }
 
+  bool has_native_fua() const override { return base_.has_native_fua(); }
+  bool can_discard() const override { return base_.can_discard(); }
+
   uint64_t bytes_transferred() const { return bytes_.load(std::memory_order_relaxed); }
 
  private:

@@ -64,6 +64,9 @@ void print_usage(FILE* out) {
       "  stable_pages=wait|shadow|bounce|off\n"
       "                                  how pages under writeback stay stable (default wait)\n"
       "  verify_writes                   read every data block back and verify its checksum\n"
+      "  nbd_conns=N                     connections to an NBD server with multi-conn (1-8, 4)\n"
+      "  discard                         release freed blocks in the backing store (NBD trim,\n"
+      "                                  punched holes) once their free is committed\n"
       "  journal_data=PAGES              write runs of up to PAGES rewritten pages through\n"
       "                                  the journal (default 16; 0 = never)\n"
       "  journal_deltas=on|off           log metadata blocks as the bytes that changed\n"
@@ -392,6 +395,7 @@ int run(const CommandLine& cl, const std::string& target, const std::string& mou
     oo.busy_wait_ms = mounted ? 0 : 30000;
   }
   oo.read_only = mo.fs.read_only;
+  oo.nbd_connections = mo.nbd_connections;
   auto dev = open_device(target, oo);
   if (!dev.ok()) {
     std::fprintf(stderr, "stablefs: cannot open %s: %s\n", target.c_str(),

@@ -22,6 +22,12 @@ int check_request_shape(const IoRequest& r, uint64_t device_blocks) {
 
 int validate_request(const IoRequest& r, uint64_t device_blocks, bool read_only) {
   if (r.op == IoOp::kFlush) return 0;
+  if (r.op == IoOp::kDiscard) {
+    if (read_only) return EROFS;
+    bool inside = r.discard_blocks > 0 && r.blocknr <= device_blocks &&
+                  r.discard_blocks <= device_blocks - r.blocknr;
+    return inside && r.iov_count == 0 ? 0 : EINVAL;
+  }
   if (r.op != IoOp::kRead && r.op != IoOp::kWrite) return EINVAL;
   if (r.op == IoOp::kWrite && read_only) return EROFS;
   return check_request_shape(r, device_blocks);
@@ -41,6 +47,15 @@ Status BlockDevice::write(uint64_t blocknr, const void* buf, size_t len) {
   r.op = IoOp::kWrite;
   r.blocknr = blocknr;
   r.add(const_cast<void*>(buf), len);
+  IoRequest* rs[] = {&r};
+  return submit_and_wait(rs);
+}
+
+Status BlockDevice::discard(uint64_t blocknr, uint64_t count) {
+  IoRequest r;
+  r.op = IoOp::kDiscard;
+  r.blocknr = blocknr;
+  r.discard_blocks = count;
   IoRequest* rs[] = {&r};
   return submit_and_wait(rs);
 }

@@ -1,7 +1,7 @@
 // The backing store, seen as an array of kBlockSize blocks.
 //
 // A request is one unit: a read or write of one contiguous run of blocks
-// (any number of segments), or a flush. Implementations submit each request
+// (any number of segments), a flush, or a discard of a run of blocks. Implementations submit each request
 // whole and, on a transient error (EAGAIN, EINTR, a short transfer), retry
 // the whole request, so no segment is ever lost or written twice out of
 // order. Ordering is explicit: only flush() is a barrier; requests in one
@@ -17,7 +17,7 @@
 
 namespace stablefs {
 
-enum class IoOp : uint8_t { kRead, kWrite, kFlush };
+enum class IoOp : uint8_t { kRead, kWrite, kFlush, kDiscard };
 
 // Caller-owned request. Buffers must be kBlockSize-aligned and their total
 // length a multiple of kBlockSize (O_DIRECT rules). The device never
@@ -28,6 +28,15 @@ struct IoRequest {
   uint64_t blocknr = 0;
   iovec iov[kMaxSegments];
   int iov_count = 0;
+  // kWrite only: Forced Unit Access. The write is durable when the request
+  // completes, with no flush needed for it (it orders nothing else). Every
+  // device honours it; has_native_fua() says whether that is cheaper than
+  // the write plus a flush.
+  bool fua = false;
+  // kDiscard only (no segments): blocks [blocknr, blocknr + discard_blocks)
+  // hold nothing anyone will read; the store may release them. Afterwards
+  // they read as anything (zeroes, or the old bytes).
+  uint64_t discard_blocks = 0;
   int result = 0;  // out: 0 or positive errno
 
   void add(void* buf, size_t len) { iov[iov_count++] = iovec{buf, len}; }
@@ -44,8 +53,9 @@ struct IoRequest {
 int check_request_shape(const IoRequest& r, uint64_t device_blocks);
 
 // 0 when a request may be submitted to a device of `device_blocks`, else
-// the errno it fails with: EINVAL for an unknown op or a bad shape, EROFS
-// for a write to a read-only device. Flushes always pass.
+// the errno it fails with: EINVAL for an unknown op, a bad shape or a
+// discard outside the device, EROFS for a write or discard on a read-only
+// device. Flushes always pass.
 int validate_request(const IoRequest& r, uint64_t device_blocks, bool read_only);
 
 class BlockDevice {
@@ -60,10 +70,21 @@ class BlockDevice {
   // Safe to call from many threads at once.
   virtual Status submit_and_wait(std::span<IoRequest*> requests) = 0;
 
+  // True when a FUA write costs the device no more than a plain write (an
+  // NBD server that advertises FUA: the durability rides on the write's own
+  // reply, where a flush would be one more round trip). False where FUA is
+  // emulated by a flush, so callers prefer a batch of writes and one flush.
+  virtual bool has_native_fua() const { return false; }
+  // True when a discard can release blocks in the store (an NBD server with
+  // NBD_CMD_TRIM, a file that can punch holes). Elsewhere a discard
+  // completes doing nothing.
+  virtual bool can_discard() const { return false; }
+
   // Convenience wrappers over submit_and_wait.
   Status read(uint64_t blocknr, void* buf, size_t len);
   Status write(uint64_t blocknr, const void* buf, size_t len);
   Status flush();
+  Status discard(uint64_t blocknr, uint64_t count);
 };
 
 }  // namespace stablefs

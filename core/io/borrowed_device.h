@@ -13,6 +13,8 @@ class BorrowedDevice : public BlockDevice {
   uint64_t block_count() const override { return d_.block_count(); }
   uint32_t sector_size() const override { return d_.sector_size(); }
   Status submit_and_wait(std::span<IoRequest*> r) override { return d_.submit_and_wait(r); }
+  bool has_native_fua() const override { return d_.has_native_fua(); }
+  bool can_discard() const override { return d_.can_discard(); }
 
  private:
   BlockDevice& d_;

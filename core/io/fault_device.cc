@@ -122,7 +122,7 @@ Status FaultDevice::submit_and_wait(std::span<IoRequest*> requests) {
 }
 
 FaultDevice::Verdict FaultDevice::decide(const IoRequest& r, size_t* keep_bytes) {
-  if (r.op == IoOp::kFlush) return Verdict::kForward;
+  if (r.op == IoOp::kFlush || r.op == IoOp::kDiscard) return Verdict::kForward;
   BlockRange range = range_of(r);
   std::lock_guard lk(mu_);
   for (auto it = find_in(bad_blocks_, range); it != bad_blocks_.end() && it->first < range.end;

@@ -43,6 +43,8 @@ class FaultDevice : public BlockDevice {
   uint64_t block_count() const override { return inner_.block_count(); }
   uint32_t sector_size() const override { return inner_.sector_size(); }
   Status submit_and_wait(std::span<IoRequest*> requests) override;
+  bool has_native_fua() const override { return inner_.has_native_fua(); }
+  bool can_discard() const override { return inner_.can_discard(); }
 
   // Every request touching blocknr (of the given kind) fails with EIO until
   // heal_block or clear_faults.

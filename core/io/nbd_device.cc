@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "core/base/format.h"
+#include "core/base/log.h"
 #include "core/io/nbd_io_thread.h"
 
 namespace stablefs {
@@ -21,6 +22,10 @@ namespace {
 // server that holds the handshake (qemu-nbd with a client already on).
 int connect_with_deadline(nbd_handle* h, const std::string& uri, uint32_t timeout_ms,
                           std::string* why) {
+  // The URI comes from whoever mounts (a command line, fstab), not from
+  // the server: let it name local files, which TLS needs
+  // (tls-psk-file=, tls-certificates=).
+  nbd_set_uri_allow_local_file(h, true);
   if (nbd_aio_connect_uri(h, uri.c_str()) != 0) {
     *why = nbd_get_error();
     int e = nbd_get_errno();
@@ -55,13 +60,33 @@ int connect_with_deadline(nbd_handle* h, const std::string& uri, uint32_t timeou
 struct HandleCloser {
   void operator()(nbd_handle* h) const { nbd_close(h); }
 };
+using UniqueHandle = std::unique_ptr<nbd_handle, HandleCloser>;
+
+// Up to `more` extra connections to a multi-conn server. A connection the
+// server refuses or holds (a client limit) ends the attempt: the device
+// runs on what it has, and says so.
+std::vector<UniqueHandle> extra_connections(const NbdDevice::Config& cfg, int more) {
+  std::vector<UniqueHandle> out;
+  for (int i = 0; i < more; i++) {
+    UniqueHandle h(nbd_create());
+    std::string why;
+    if (!h || connect_with_deadline(h.get(), cfg.uri, 2000, &why) != 0) {
+      SFS_LOG("NBD %s: the server advertises multi-conn but refused connection %d (%s); "
+              "going on with %d",
+              cfg.uri.c_str(), i + 2, why.c_str(), i + 1);
+      break;
+    }
+    out.push_back(std::move(h));
+  }
+  return out;
+}
 
 }  // namespace
 
 Result<std::unique_ptr<NbdDevice>> NbdDevice::open(const Config& cfg, std::string* why) {
   std::string ignored;
   if (why == nullptr) why = &ignored;
-  std::unique_ptr<nbd_handle, HandleCloser> h(nbd_create());
+  UniqueHandle h(nbd_create());
   if (!h) {
     *why = nbd_get_error();
     return err(ENOMEM);
@@ -104,20 +129,29 @@ Result<std::unique_ptr<NbdDevice>> NbdDevice::open(const Config& cfg, std::strin
     }
   }
 
+  std::vector<UniqueHandle> extra;
+  int want = std::clamp(cfg.connections, 1, kMaxConnections);
+  if (want > 1 && nbd_can_multi_conn(h.get()) == 1) extra = extra_connections(cfg, want - 1);
+
   int wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake < 0) return err(errno);
-  auto dev = std::make_unique<NbdDevice>(Key{}, cfg, h.release());
+  std::vector<nbd_handle*> handles = {h.release()};
+  for (UniqueHandle& e : extra) handles.push_back(e.release());
+  auto dev = std::make_unique<NbdDevice>(Key{}, cfg, std::move(handles));
   dev->wake_fd_ = wake;
   dev->block_count_ = uint64_t(size) / kBlockSize;
   dev->sector_size_ = uint32_t(std::clamp<int64_t>(min, 512, kBlockSize));
   dev->max_command_bytes_ = max_command;
+  dev->fua_ = !cfg.read_only && nbd_can_fua(dev->handles_[0]) == 1;
+  dev->trim_ = !cfg.read_only && nbd_can_trim(dev->handles_[0]) == 1;
   dev->io_ = std::make_unique<IoThread>(*dev);
   if (!dev->io_->allocate_bounce_buffers()) return err(ENOMEM);
   dev->thread_ = std::thread([d = dev.get()] { d->io_->run(); });
   return dev;
 }
 
-NbdDevice::NbdDevice(Key, const Config& cfg, nbd_handle* h) : cfg_(cfg), handle_(h) {}
+NbdDevice::NbdDevice(Key, const Config& cfg, std::vector<nbd_handle*> handles)
+    : cfg_(cfg), handles_(std::move(handles)) {}
 
 NbdDevice::~NbdDevice() {
   if (thread_.joinable()) {
@@ -129,17 +163,19 @@ NbdDevice::~NbdDevice() {
     (void)!::write(wake_fd_, &one, sizeof(one));
     thread_.join();
   }
-  // A polite NBD_CMD_DISC, so the server sees a clean end, then close. The
-  // I/O thread is gone, so this thread may use the handle now.
-  if (!lost_.load() && nbd_aio_is_ready(handle_)) {
-    if (nbd_shutdown(handle_, 0) == 0) {
-      auto deadline = Clock::now() + std::chrono::seconds(2);
-      while (!nbd_aio_is_closed(handle_) && !nbd_aio_is_dead(handle_) &&
-             Clock::now() < deadline)
-        if (nbd_poll(handle_, 100) < 0) break;
+  // A polite NBD_CMD_DISC on each connection, so the server sees a clean
+  // end, then close. The I/O thread is gone, so this thread may use the
+  // handles now.
+  for (nbd_handle* h : handles_) {
+    if (!lost_.load() && nbd_aio_is_ready(h)) {
+      if (nbd_shutdown(h, 0) == 0) {
+        auto deadline = Clock::now() + std::chrono::seconds(2);
+        while (!nbd_aio_is_closed(h) && !nbd_aio_is_dead(h) && Clock::now() < deadline)
+          if (nbd_poll(h, 100) < 0) break;
+      }
     }
+    nbd_close(h);
   }
-  nbd_close(handle_);
   if (wake_fd_ >= 0) ::close(wake_fd_);
   // Only now may another process connect in our place.
   cfg_.lock.reset();
@@ -154,21 +190,39 @@ Status NbdDevice::submit_and_wait(std::span<IoRequest*> requests) {
     bool flush = requests[i]->op == IoOp::kFlush;
     if (!flush)
       while (j < requests.size() && requests[j]->op != IoOp::kFlush) j++;
-    Group g;
-    g.requests = requests.subspan(i, j - i);
-    g.is_flush = flush;
-    if (lost_.load(std::memory_order_acquire)) {
-      for (IoRequest* r : g.requests)
-        if (r->result == 0) r->result = EIO;
-    } else {
-      enqueue(g);
-      wait_for(g);
+    auto group = requests.subspan(i, j - i);
+    run_group(group, flush);
+    // FUA the server cannot do: a flush after the writes completed makes
+    // them just as durable before the caller hears of them.
+    bool emulate_fua = false;
+    for (IoRequest* r : group) emulate_fua |= r->op == IoOp::kWrite && r->fua && r->result == 0;
+    if (emulate_fua && !fua_) {
+      IoRequest f;
+      f.op = IoOp::kFlush;
+      IoRequest* fs[] = {&f};
+      run_group(fs, true);
+      if (f.result != 0)
+        for (IoRequest* r : group)
+          if (r->op == IoOp::kWrite && r->fua && r->result == 0) r->result = f.result;
     }
     i = j;
   }
   for (IoRequest* r : requests)
     if (r->result != 0) return err(r->result);
   return Status::Ok();
+}
+
+void NbdDevice::run_group(std::span<IoRequest*> requests, bool is_flush) {
+  if (lost_.load(std::memory_order_acquire)) {
+    for (IoRequest* r : requests)
+      if (r->result == 0) r->result = EIO;
+    return;
+  }
+  Group g;
+  g.requests = requests;
+  g.is_flush = is_flush;
+  enqueue(g);
+  wait_for(g);
 }
 
 void NbdDevice::enqueue(Group& g) {

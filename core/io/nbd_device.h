@@ -1,15 +1,26 @@
 // The backing store on an NBD server, reached through libnbd's
 // asynchronous API (nbd_aio_pread/pwrite/flush with completion callbacks).
 //
-// Threads. One connection, and one I/O thread that owns its libnbd handle:
-// no other thread ever calls into libnbd after open. A submitter wraps its
+// Threads. One I/O thread owns the libnbd handles: no other thread ever
+// calls into libnbd after open. A submitter wraps its
 // requests in a Group on its own stack, appends it to `incoming_` under
 // `mu_`, wakes the I/O thread through an eventfd and sleeps on the group's
 // condition variable. The I/O thread issues commands, polls the socket and
 // runs the completion callbacks; when a group's last command completes it
 // marks the group done under `mu_` and notifies. So completions are reaped
 // by a thread that never waits for a submitter (seed 003), and submitters
-// never hold a lock while the server works. A handle's own lock is held for
+// never hold a lock while the server works.
+//
+// Connections. One, or up to Config::connections when the server
+// advertises multi-conn (nbd_can_multi_conn): the NBD promise that a flush
+// on any connection covers every write completed on all of them, which is
+// what keeps one NBD_CMD_FLUSH a barrier. The I/O thread spreads commands
+// over them round-robin; the overlap rule below spans all connections (one
+// command table). Servers serve a bounded number of commands per
+// connection at once (nbdkit: 16 threads), so on a slow server more
+// connections mean more commands served at once. A server that refuses an
+// extra connection (nbdkit --filter=limit) leaves the device on those it
+// accepted. Losing any connection is losing the device. A handle's own lock is held for
 // the whole of a blocking libnbd call, which is why the handle is not
 // shared between submitting threads.
 //
@@ -42,8 +53,13 @@
 // per command: if that fails, the request fails with ENOMEM, a device error
 // to the engine (the one place the writeback path can meet an allocation).
 //
-// FUA is not used: the device interface has no per-write durability flag,
-// and the journal's commit protocol is correct with flushes alone.
+// FUA. A write request with `fua` goes out with NBD_CMD_FLAG_FUA when the
+// server advertises it (nbd_can_fua): the server replies only once that
+// write is on stable storage, so the durability costs no extra round trip
+// (has_native_fua() is then true, and the journal lets the commit ride on
+// it). A server without FUA gets the writes plain and then a flush, issued
+// after all of the batch's writes completed: as durable, one round trip
+// more.
 //
 // Failure. A lost connection (EOF, a reset, a server killed) fails every
 // command in flight, every queued one and every later one with EIO, logged
@@ -67,6 +83,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "core/io/block_device.h"
 #include "core/io/host_lock.h"
@@ -86,6 +103,8 @@ class NbdDevice : public BlockDevice {
   // The largest command sent to a server that advertises no maximum: the
   // NBD protocol's recommended limit.
   static constexpr uint32_t kDefaultMaxCommandBytes = 32u << 20;
+  // The most connections one device opens.
+  static constexpr int kMaxConnections = 8;
 
   struct Config {
     std::string uri;
@@ -97,6 +116,9 @@ class NbdDevice : public BlockDevice {
     // A command older than this means the server stalled: the connection is
     // dropped and everything fails with EIO.
     uint32_t io_timeout_ms = 60000;
+    // Connections to open when the server advertises multi-conn (1 to
+    // kMaxConnections); one otherwise.
+    int connections = 1;
     // This host's lock on the export (see open_device), or null. The
     // device lets go of it only after closing the connection, so the next
     // holder never finds us still connected.
@@ -113,7 +135,7 @@ class NbdDevice : public BlockDevice {
   struct Key {};
 
  public:
-  NbdDevice(Key, const Config& cfg, nbd_handle* h);
+  NbdDevice(Key, const Config& cfg, std::vector<nbd_handle*> handles);
   ~NbdDevice() override;
   NbdDevice(const NbdDevice&) = delete;
   NbdDevice& operator=(const NbdDevice&) = delete;
@@ -124,6 +146,11 @@ class NbdDevice : public BlockDevice {
   // read-only device), then runs the rest as described above. Safe from
   // many threads at once.
   Status submit_and_wait(std::span<IoRequest*> requests) override;
+  // The server advertised FUA (and the export is writable).
+  bool has_native_fua() const override { return fua_; }
+  // The server advertised NBD_CMD_TRIM (and the export is writable). On a
+  // server without it a discard completes without a command.
+  bool can_discard() const override { return trim_; }
   // The largest command this device sends (the server's maximum, rounded
   // down to whole blocks, or kDefaultMaxCommandBytes).
   uint32_t max_command_bytes() const { return max_command_bytes_; }
@@ -131,6 +158,8 @@ class NbdDevice : public BlockDevice {
   uint64_t commands_issued() const { return commands_issued_.load(std::memory_order_relaxed); }
   // Most commands that were ever in flight at once.
   int max_in_flight_seen() const { return max_in_flight_seen_.load(std::memory_order_relaxed); }
+  // Connections open (1 unless multi-conn).
+  int connections() const { return int(handles_.size()); }
   // True once the connection is gone; every request then fails with EIO.
   bool connection_lost() const { return lost_.load(std::memory_order_acquire); }
 
@@ -143,12 +172,18 @@ class NbdDevice : public BlockDevice {
   // thread, and waits until its last command completed.
   void enqueue(Group& g);
   void wait_for(Group& g);
+  // Runs one group of `requests` (or fails them when the connection is gone).
+  void run_group(std::span<IoRequest*> requests, bool is_flush);
 
   Config cfg_;
-  nbd_handle* const handle_;  // used only by the I/O thread after open
+  // Used only by the I/O thread after open; the first is the one
+  // negotiated with, the others were added for multi-conn.
+  const std::vector<nbd_handle*> handles_;
   uint64_t block_count_ = 0;
   uint32_t sector_size_ = 512;
   uint32_t max_command_bytes_ = kDefaultMaxCommandBytes;
+  bool fua_ = false;
+  bool trim_ = false;
   int wake_fd_ = -1;  // eventfd: a group arrived or the device is closing
 
   // Protects incoming_head_/incoming_tail_, stopping_ and every Group's

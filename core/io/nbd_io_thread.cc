@@ -61,9 +61,9 @@ void NbdDevice::IoThread::run() {
       SFS_LOG("NBD %s: poll failed: %s; the device fails every request", dev_.cfg_.uri.c_str(),
               std::strerror(errno));
       lost_ = true;
-      // Nobody reads the socket from now on, so no late reply can land in
+      // Nobody reads the sockets from now on, so no late reply can land in
       // a buffer whose request check_connection is about to fail.
-      if (int fd = nbd_aio_get_fd(h_); fd >= 0) ::shutdown(fd, SHUT_RDWR);
+      shut_down_sockets();
     }
     check_connection();
     check_stall();
@@ -110,6 +110,11 @@ bool NbdDevice::IoThread::issue_from(Group& g) {
     IoRequest* r = g.requests[cur_req_];
     if (r->result != 0 && cur_req_off_ == 0) {  // refused by validation: never sent
       cur_req_++;
+      continue;
+    }
+    if (r->op == IoOp::kDiscard) {
+      if (!issue_discard(g, r)) return false;
+      if (lost_) return false;
       continue;
     }
     if (cur_req_off_ == 0) {
@@ -163,6 +168,24 @@ bool NbdDevice::IoThread::issue_bounced(Group& g, IoRequest* r, bool* handled) {
   return true;
 }
 
+// NBD_CMD_TRIM in commands of at most max_command_bytes_ (the server's
+// maximum applies to trims too, for some servers), each ordered against
+// overlapping commands like a write. A server without trim gets nothing.
+bool NbdDevice::IoThread::issue_discard(Group& g, IoRequest* r) {
+  const uint64_t total = r->discard_blocks * kBlockSize;
+  while (dev_.trim_ && cur_req_off_ < total) {
+    uint64_t length = std::min<uint64_t>(total - cur_req_off_, dev_.max_command_bytes_);
+    uint64_t offset = r->blocknr * kBlockSize + cur_req_off_;
+    if (free_count_ == 0 || conflicts(offset, length, true)) return false;
+    issue(g, r, offset, length, nullptr, true, false);
+    if (lost_) return false;
+    cur_req_off_ += length;
+  }
+  cur_req_off_ = 0;
+  cur_req_++;
+  return true;
+}
+
 bool NbdDevice::IoThread::conflicts(uint64_t offset, uint64_t length, bool write) const {
   for (const Command& c : cmds_) {
     if (!c.busy || c.length == 0 || !(write || c.write)) continue;
@@ -190,14 +213,20 @@ void NbdDevice::IoThread::issue(Group& g, IoRequest* r, uint64_t offset, uint64_
 
   nbd_completion_callback cb = {.callback = &IoThread::on_complete, .user_data = &c,
                                 .free = nullptr};
+  // With multi-conn a flush on any connection covers the writes completed
+  // on all of them (the server promised so by advertising it).
+  nbd_handle* h = hs_[next_handle_++ % hs_.size()];
   int64_t cookie;
-  if (flush) cookie = nbd_aio_flush(h_, cb, 0);
-  else if (write) cookie = nbd_aio_pwrite(h_, buf, length, offset, cb, 0);
-  else cookie = nbd_aio_pread(h_, buf, length, offset, cb, 0);
+  if (flush) cookie = nbd_aio_flush(h, cb, 0);
+  else if (r->op == IoOp::kDiscard) cookie = nbd_aio_trim(h, length, offset, cb, 0);
+  else if (write)
+    cookie = nbd_aio_pwrite(h, buf, length, offset, cb,
+                            r->fua && dev_.fua_ ? LIBNBD_CMD_FLAG_FUA : 0);
+  else cookie = nbd_aio_pread(h, buf, length, offset, cb, 0);
   // -1 means the command was never queued and its callback will not run
   // (unless libnbd already retired it while failing the connection).
   if (cookie < 0 && c.busy) {
-    if (nbd_aio_is_dead(h_) || nbd_aio_is_closed(h_)) {
+    if (nbd_aio_is_dead(h) || nbd_aio_is_closed(h)) {
       if (nbd_get_error() != nullptr) failure_ = nbd_get_error();
       lost_ = true;  // the run loop's check_connection fails the rest
       finish(c, EIO);
@@ -259,16 +288,18 @@ void NbdDevice::IoThread::complete_group(Group& g) {
 }
 
 int NbdDevice::IoThread::poll_once() {
-  pollfd fds[2] = {{dev_.wake_fd_, POLLIN, 0}, {-1, 0, 0}};
-  int nfds = 1;
-  int fd = lost_ ? -1 : nbd_aio_get_fd(h_);
-  if (fd >= 0) {
-    unsigned dir = nbd_aio_get_direction(h_);
+  // fds[0] is the wake eventfd, fds[1 + i] connection i (fd -1, ignored by
+  // poll, once the device is lost).
+  std::array<pollfd, 1 + kMaxConnections> fds{};
+  fds[0] = {dev_.wake_fd_, POLLIN, 0};
+  const int nfds = 1 + int(hs_.size());
+  for (size_t i = 0; i < hs_.size(); i++) {
+    int fd = lost_ ? -1 : nbd_aio_get_fd(hs_[i]);
+    unsigned dir = fd >= 0 ? nbd_aio_get_direction(hs_[i]) : 0;
     short events = 0;
     if (dir & LIBNBD_AIO_DIRECTION_READ) events |= POLLIN;
     if (dir & LIBNBD_AIO_DIRECTION_WRITE) events |= POLLOUT;
-    fds[1] = {fd, events, 0};
-    nfds = 2;
+    fds[1 + i] = {fd, events, 0};
   }
   int timeout_ms = -1;
   if (in_flight_ > 0) {
@@ -280,13 +311,15 @@ int NbdDevice::IoThread::poll_once() {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     timeout_ms = int(std::clamp<int64_t>(left.count() + 1, 0, 60000));
   }
-  int n = ::poll(fds, nfds, timeout_ms);
+  int n = ::poll(fds.data(), nfds_t(nfds), timeout_ms);
   if (n < 0) return errno == EINTR ? 0 : -1;
-  if (nfds == 2 && fds[1].revents != 0) {
+  for (size_t i = 0; i < hs_.size(); i++) {
+    short revents = fds[1 + i].revents;
+    if (fds[1 + i].fd < 0 || revents == 0) continue;
     // Readable, or hung up / failed: reading is how libnbd learns of EOF.
     int rc = 0;
-    if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) rc = nbd_aio_notify_read(h_);
-    else if (fds[1].revents & POLLOUT) rc = nbd_aio_notify_write(h_);
+    if (revents & (POLLIN | POLLHUP | POLLERR)) rc = nbd_aio_notify_read(hs_[i]);
+    else if (revents & POLLOUT) rc = nbd_aio_notify_write(hs_[i]);
     // libnbd's message is per thread and per call: keep it for the log.
     if (rc < 0 && nbd_get_error() != nullptr) failure_ = nbd_get_error();
   }
@@ -307,19 +340,32 @@ void NbdDevice::IoThread::check_stall() {
             dev_.cfg_.uri.c_str(), dev_.cfg_.io_timeout_ms);
     stall_reported_ = true;
     failure_ = "dropped by us: the server stalled";
-    int fd = nbd_aio_get_fd(h_);
-    if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
+    shut_down_sockets();
     return;
   }
 }
 
+void NbdDevice::IoThread::shut_down_sockets() {
+  for (nbd_handle* h : hs_)
+    if (int fd = nbd_aio_get_fd(h); fd >= 0) ::shutdown(fd, SHUT_RDWR);
+}
+
+bool NbdDevice::IoThread::any_connection_dead() const {
+  for (nbd_handle* h : hs_)
+    if (nbd_aio_is_dead(h) || nbd_aio_is_closed(h)) return true;
+  return false;
+}
+
+// One connection lost is the device lost: what was in flight on it may or
+// may not have reached the server, so nothing later may be trusted to
+// land after it (and a flush on another connection could not tell).
 void NbdDevice::IoThread::check_connection() {
-  const bool dead = nbd_aio_is_dead(h_) || nbd_aio_is_closed(h_);
+  const bool dead = any_connection_dead();
   if (!lost_ && !dead) return;
-  // Lost by our own verdict (a stall, ESHUTDOWN, a poll failure) while
-  // libnbd still holds a socket: nothing will read it again.
-  if (!dead)
-    if (int fd = nbd_aio_get_fd(h_); fd >= 0) ::shutdown(fd, SHUT_RDWR);
+  // Lost by our own verdict (a stall, ESHUTDOWN, a poll failure) or on one
+  // connection of several, while libnbd still holds sockets: nothing will
+  // read them again.
+  shut_down_sockets();
   dev_.lost_.store(true, std::memory_order_release);
   if (!loss_logged_) {
     loss_logged_ = true;

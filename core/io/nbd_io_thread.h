@@ -12,6 +12,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "core/base/format.h"
 #include "core/io/nbd_device.h"
@@ -53,7 +54,7 @@ struct NbdDevice::Command {
 // Everything the I/O thread owns. Only that thread touches it.
 class NbdDevice::IoThread {
  public:
-  explicit IoThread(NbdDevice& dev) : dev_(dev), h_(dev.handle_) {
+  explicit IoThread(NbdDevice& dev) : dev_(dev), hs_(dev.handles_) {
     for (int i = 0; i < kMaxInFlight; i++) {
       cmds_[i].io = this;
       free_[i] = i;
@@ -85,6 +86,8 @@ class NbdDevice::IoThread {
   // several segments that fit one; returns false when it must wait (no
   // slot, no bounce buffer, a conflict). Sets *handled when it applied.
   bool issue_bounced(Group& g, IoRequest* r, bool* handled);
+  // Issues discard request `r` as trims; false when it must wait.
+  bool issue_discard(Group& g, IoRequest* r);
   bool conflicts(uint64_t offset, uint64_t length, bool write) const;
   void issue(Group& g, IoRequest* r, uint64_t offset, uint64_t length, void* buf, bool write,
              bool flush, int bounce = -1);
@@ -94,11 +97,19 @@ class NbdDevice::IoThread {
   void complete_group(Group& g);
   int poll_once();
   void check_stall();
+  // Shuts every connection's socket down: libnbd then fails what is in
+  // flight through the callbacks, and nothing reads a socket again.
+  void shut_down_sockets();
+  bool any_connection_dead() const;
   void check_connection();
   void fail_all_pending();
 
   NbdDevice& dev_;
-  nbd_handle* const h_;
+  // The connections (one unless the server advertises multi-conn). Commands
+  // go round-robin; cmds_ spans all of them, so the overlap rule holds
+  // across connections too.
+  const std::vector<nbd_handle*> hs_;
+  size_t next_handle_ = 0;
   std::array<Command, kMaxInFlight> cmds_{};
   std::array<int, kMaxInFlight> free_{};
   int free_count_ = 0;

@@ -63,6 +63,7 @@ Result<std::unique_ptr<BlockDevice>> open_nbd(const std::string& uri, const Open
   NbdDevice::Config cfg;
   cfg.uri = uri;
   cfg.read_only = opts.read_only;
+  cfg.connections = opts.nbd_connections;
   // A server that admits one client at a time holds us in the handshake
   // while a daemon finishing its unmount is still connected.
   cfg.connect_timeout_ms = 10000 + opts.busy_wait_ms;

@@ -19,6 +19,8 @@ struct OpenOptions {
   // EBUSY: an unmount returns before the old daemon has written back and
   // let go of the image, and `umount && mount` must still work.
   uint32_t busy_wait_ms = 0;
+  // An NBD server that advertises multi-conn gets this many connections.
+  int nbd_connections = 1;
 };
 
 // Opens path with io_uring. Image files use O_DIRECT when the host

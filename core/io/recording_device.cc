@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "core/base/format.h"
+
 namespace stablefs {
 
 size_t WriteLog::size() const {
@@ -23,12 +25,19 @@ Status RecordingDevice::submit_and_wait(std::span<IoRequest*> requests) {
   // Requests in one batch are unordered with respect to each other; logging
   // them in batch order is one of the orders the device may have used.
   std::lock_guard lk(log_->mu_);
+  const uint64_t batch = ++log_->batches_;
   for (IoRequest* r : requests) {
     if (r->result != 0 || r->op == IoOp::kRead) continue;
     RecordedIo e;
     e.op = r->op;
     e.blocknr = r->blocknr;
-    if (r->op == IoOp::kWrite) {
+    e.fua = r->op == IoOp::kWrite && r->fua;
+    e.batch = batch;
+    if (r->op == IoOp::kDiscard) {
+      e.op = IoOp::kWrite;
+      e.discard = true;
+      e.bytes.assign(r->discard_blocks * kBlockSize, 0);
+    } else if (r->op == IoOp::kWrite) {
       e.bytes.resize(r->bytes());
       size_t at = 0;
       for (int i = 0; i < r->iov_count; i++) {

@@ -15,9 +15,18 @@
 namespace stablefs {
 
 struct RecordedIo {
-  IoOp op = IoOp::kWrite;      // kWrite or kFlush (reads are not recorded)
+  // kWrite or kFlush (reads are not recorded). A discard is logged as a
+  // write of zeroes, the most a store may do with it: durable or not, like
+  // any other write, so a crash image can hold it too early if it was sent
+  // too early.
+  IoOp op = IoOp::kWrite;
   uint64_t blocknr = 0;        // first block of a write
   std::vector<uint8_t> bytes;  // a write's bytes, a multiple of kBlockSize
+  bool fua = false;            // a FUA write: durable once its batch completed
+  bool discard = false;        // a discard, logged as this write of zeroes
+  // Entries with one batch number came from one submit_and_wait: they
+  // completed in any order, and all of them before any later batch began.
+  uint64_t batch = 0;
 };
 
 // The log itself, shared between the device (which appends) and the test
@@ -33,6 +42,7 @@ class WriteLog {
   friend class RecordingDevice;
   mutable std::mutex mu_;  // protects entries_; leaf lock
   std::vector<RecordedIo> entries_;
+  uint64_t batches_ = 0;
 };
 
 class RecordingDevice : public BlockDevice {
@@ -46,6 +56,8 @@ class RecordingDevice : public BlockDevice {
   // are serialised so the log order is the order the target executed them
   // in: a flush in the log covers exactly the writes logged before it.
   Status submit_and_wait(std::span<IoRequest*> requests) override;
+  bool has_native_fua() const override { return target_.has_native_fua(); }
+  bool can_discard() const override { return target_.can_discard(); }
 
   const std::shared_ptr<WriteLog>& log() const { return log_; }
 

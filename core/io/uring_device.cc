@@ -1,6 +1,8 @@
 #include "core/io/uring_device.h"
 
+#include <fcntl.h>
 #include <liburing.h>
+#include <linux/falloc.h>
 #include <unistd.h>
 
 #include <cassert>
@@ -161,9 +163,19 @@ void UringDevice::run_group(Ring& r, std::span<IoRequest*> requests, const Compl
         break;
       case IoOp::kWrite:
         io_uring_prep_writev(sqe, fd_, q->iov, unsigned(q->iov_count), offset);
+        // pwritev2's RWF_DSYNC: the write and an fdatasync of its range in
+        // one operation (the kernel sets FUA on the bio where it can).
+        if (q->fua) sqe->rw_flags = RWF_DSYNC;
         break;
       case IoOp::kFlush:
         io_uring_prep_fsync(sqe, fd_, IORING_FSYNC_DATASYNC);
+        break;
+      case IoOp::kDiscard:
+        // On an image file the host filesystem frees the range; on a block
+        // device the kernel turns it into a zeroing that unmaps where the
+        // device can (EOPNOTSUPP where it cannot).
+        io_uring_prep_fallocate(sqe, fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset,
+                                q->discard_blocks * kBlockSize);
         break;
     }
     io_uring_sqe_set_data64(sqe, slot);
@@ -174,7 +186,7 @@ void UringDevice::run_group(Ring& r, std::span<IoRequest*> requests, const Compl
     Ring::Slot& s = r.slots[slot];
     IoRequest* q = s.req;
     if (hook) res = (*hook)(*q, res);
-    int64_t expected = q->op == IoOp::kFlush ? 0 : int64_t(q->bytes());
+    int64_t expected = q->op == IoOp::kRead || q->op == IoOp::kWrite ? int64_t(q->bytes()) : 0;
     bool transient = res == -EAGAIN || res == -EINTR || (res >= 0 && res < expected);
     if (transient && s.attempts < kMaxRetries) {
       // The whole request again, at the same offset: idempotent.

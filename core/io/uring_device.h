@@ -66,6 +66,8 @@ class UringDevice : public BlockDevice {
   // every earlier request of the batch completed, and later requests start
   // only after the flush completed.
   Status submit_and_wait(std::span<IoRequest*> requests) override;
+  // Discards punch holes (fallocate PUNCH_HOLE | KEEP_SIZE).
+  bool can_discard() const override { return !cfg_.read_only; }
 
   void set_completion_hook(CompletionHook hook);
   bool direct_io() const { return cfg_.direct_io; }

@@ -18,6 +18,12 @@ size_t durable_prefix(const std::vector<RecordedIo>& log, size_t pos) {
   return 0;
 }
 
+// True when the FUA write log[i] is durable for a crash before log entry
+// `pos`: its whole batch completed below pos.
+bool fua_durable(const std::vector<RecordedIo>& log, size_t i, size_t pos) {
+  return log[i].fua && (pos >= log.size() || log[pos].batch != log[i].batch);
+}
+
 }  // namespace
 
 std::string CrashPoint::describe() const {
@@ -36,8 +42,13 @@ void order_for_building(const std::vector<RecordedIo>& log, std::vector<CrashPoi
 
 std::vector<CrashPoint> flush_boundaries(const std::vector<RecordedIo>& log) {
   std::vector<CrashPoint> out{{0}};
-  for (size_t i = 0; i < log.size(); i++)
-    if (log[i].op == IoOp::kFlush) out.push_back({i + 1});
+  for (size_t i = 0; i < log.size(); i++) {
+    bool batch_ends = i + 1 == log.size() || log[i + 1].batch != log[i].batch;
+    bool fua_batch = false;
+    for (size_t j = i + 1; j > 0 && log[j - 1].batch == log[i].batch && batch_ends; j--)
+      fua_batch |= log[j - 1].fua;
+    if (log[i].op == IoOp::kFlush || fua_batch) out.push_back({i + 1});
+  }
   if (out.back().pos != log.size()) out.push_back({log.size()});
   return out;
 }
@@ -120,17 +131,20 @@ std::unique_ptr<CrashImage> CrashImageBuilder::build(const CrashPoint& p) {
   struct Unit {
     uint64_t blocknr;
     const uint8_t* bytes;
+    bool durable;  // a FUA write whose batch completed: never lost or torn
   };
   std::vector<Unit> units;
   for (size_t i = durable; i < p.pos; i++) {
     const RecordedIo& e = log_[i];
     if (e.op != IoOp::kWrite) continue;
+    bool fua = fua_durable(log_, i, p.pos);
     for (size_t b = 0; b < e.bytes.size() / kBlockSize; b++)
-      units.push_back({e.blocknr + b, e.bytes.data() + b * kBlockSize});
+      units.push_back({e.blocknr + b, e.bytes.data() + b * kBlockSize, fua});
   }
   size_t torn = units.empty() || rng() % 2 ? SIZE_MAX : rng() % units.size();
+  if (torn != SIZE_MAX && units[torn].durable) torn = SIZE_MAX;
   for (size_t u = 0; u < units.size(); u++) {
-    bool keep = u == torn || rng() % 2 == 0;
+    bool keep = u == torn || units[u].durable || rng() % 2 == 0;
     if (!keep) continue;
     auto [it, fresh] = tail.try_emplace(units[u].blocknr);
     if (fresh)

@@ -6,6 +6,9 @@
 // flush sat in the volatile cache: a "clean" point applies all of them, a
 // "torn" point applies a random subset, block by block, in log order, and
 // may tear one of the kept blocks (only its first sectors reach the media).
+// A FUA write whose batch completed below x is durable like a flushed one:
+// always applied whole. One whose batch was still in flight at x (x falls
+// inside the batch) is as unflushed as any other write.
 #pragma once
 
 #include <cstdint>
@@ -31,8 +34,8 @@ size_t durable_position(const std::vector<RecordedIo>& log, const CrashPoint& p)
 // Sorts points into the order CrashImageBuilder::build needs.
 void order_for_building(const std::vector<RecordedIo>& log, std::vector<CrashPoint>& points);
 
-// Every flush boundary (the position just after each flush), plus 0 and
-// the end of the log.
+// Every flush boundary (the position just after each flush, and just after
+// each batch that holds a FUA write), plus 0 and the end of the log.
 std::vector<CrashPoint> flush_boundaries(const std::vector<RecordedIo>& log);
 // `n` points strictly between flushes, with unflushed writes dropped/torn.
 std::vector<CrashPoint> sampled_torn_points(const std::vector<RecordedIo>& log, size_t n,

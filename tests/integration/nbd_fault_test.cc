@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "tests/integration/mount_fixture.h"
+#include "tests/integration/nbd_mount.h"
 #include "tests/integration/nbd_server.h"
 #include "tests/integration/process.h"
 #include "tests/integration/test_util.h"
@@ -26,66 +27,13 @@
 namespace stablefs::integ {
 namespace {
 
-std::string pattern(size_t bytes, char seed) {
-  std::string s(bytes, '\0');
-  for (size_t i = 0; i < bytes; i++) s[i] = char(seed + i * 7 + i / 4096);
-  return s;
-}
-
-// Writes the whole file and fsyncs it; returns 0 or the errno of the first
-// failing step (open, write, fsync, close).
-int write_and_fsync(const std::string& path, const std::string& data) {
-  UniqueFd fd = open_fd(path, O_WRONLY | O_CREAT | O_TRUNC);
-  if (!fd.ok()) return errno;
-  if (::write(fd.get(), data.data(), data.size()) != ssize_t(data.size())) return errno;
-  if (::fsync(fd.get()) != 0) return errno;
-  return ::close(fd.release()) == 0 ? 0 : errno;
-}
-
-class NbdFaults : public RealMount {
+class NbdFaults : public NbdMount {
  protected:
-  std::string image_size() const override { return "64M"; }
-  bool mount_in_setup() const override { return false; }
-
-  void TearDown() override {
-    RealMount::TearDown();  // unmounts and reaps the daemon first
-    server_.reset();
-  }
-
   std::string trigger() const { return dir() + "/fail-now"; }
 
-  // Serves image() with nbdkit `args` (their plugin takes the image).
-  void serve(const std::vector<std::string>& args) {
-    std::string why;
-    server_ = NbdServer::nbdkit(dir(), args, &why);
-    ASSERT_NE(server_, nullptr) << why;
-  }
   void serve_with_error_filter(const std::string& which) {
     serve({"--filter=error", "file", image(), "error=EIO", which + "-rate=1",
            which + "-file=" + trigger()});
-  }
-
-  void mount_nbd(const std::vector<std::string>& extra_args = {}) {
-    DaemonLaunch l = launch_daemon(server_->uri(), mnt(), extra_args);
-    ASSERT_TRUE(l.mounted) << "stablefs " << server_->uri() << " did not mount: "
-                           << describe_wait_status(l.status) << "\n" << l.log
-                           << "\n--- server log ---\n" << server_->log();
-    pid_ = l.pid;
-    log_path_ = l.log_path;
-  }
-  // Unmounts; returns the daemon's wait status.
-  int unmount_nbd() {
-    int status = stop_daemon(pid_, mnt());
-    pid_ = -1;
-    return status;
-  }
-  std::string log() const { return read_file(log_path_); }
-
-  CommandResult fsck(const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {fsck_bin()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    argv.push_back(server_->uri());
-    return run_command(argv, std::chrono::seconds(120));
   }
 
   void set_trigger(bool on) {
@@ -105,10 +53,6 @@ class NbdFaults : public RealMount {
     c = fsck({"--scrub"});
     EXPECT_TRUE(c.ok()) << "fsck --scrub: " << c.describe() << "\n" << c.output;
   }
-
-  std::unique_ptr<NbdServer> server_;
-  pid_t pid_ = -1;
-  std::string log_path_;
 };
 
 // Over NBD, short rewrites go through the journal (journal_data=, one
@@ -265,6 +209,53 @@ TEST_F(NbdFaults, ServerKilledGivesErrorsNotAHangAndRemountIsConsistent) {
   std::string why;
   ASSERT_TRUE(server_->restart(&why)) << why;
   ASSERT_NO_FATAL_FAILURE(expect_recovered("kept", kept));
+}
+
+// The server dies: data writes fail at once (the fsync says EIO), and the
+// journal aborts at its next commit, as for any device error: the fsync of
+// a change made after the loss fails, and the mount is read-only from then
+// on (EROFS). A change made before that commit lives only in memory and is
+// lost with the mount, which no fsync had promised otherwise. Once the
+// server is back, a plain remount, with no fsck first, replays the log
+// itself and finds every fsync'd byte; the image then scrubs clean.
+TEST_F(NbdFaults, ServerKilledTurnsTheMountReadOnlyAndARemountReplaysIt) {
+  ASSERT_NO_FATAL_FAILURE(serve({"file", image()}));
+  ASSERT_NO_FATAL_FAILURE(mount_nbd({"-o", "commit=3600"}));
+  const std::string kept = pattern(200 * 1024, 'q');
+  ASSERT_EQ(write_and_fsync(path("kept"), kept), 0);
+  // Committed (fsync) but not checkpointed: only the log holds it.
+  ASSERT_EQ(::mkdir(path("dir").c_str(), 0755), 0);
+  UniqueFd d = open_fd(path("dir"), O_RDONLY | O_DIRECTORY);
+  ASSERT_EQ(::fsync(d.get()), 0) << strerror(errno);
+  d.reset();
+
+  server_->kill_hard();
+  CommandResult dd = run_command({"dd", "if=/dev/zero", "of=" + path("new"), "bs=64k", "count=4",
+                                  "conv=fsync", "status=none"},
+                                 std::chrono::seconds(30));
+  EXPECT_FALSE(dd.timed_out);
+  EXPECT_FALSE(dd.ok());
+  ASSERT_EQ(::mkdir(path("d2").c_str(), 0755), 0) << "no commit has failed yet";
+  UniqueFd root = open_fd(mnt(), O_RDONLY | O_DIRECTORY);
+  EXPECT_NE(::fsync(root.get()), 0) << "a commit succeeded with the server gone";
+  root.reset();
+  int last = 0;
+  EXPECT_TRUE(wait_until(
+      [&] { return (last = SFS_ERRNO_OF(::mkdir(path("d3").c_str(), 0755))) == EROFS; },
+      std::chrono::seconds(10)))
+      << "mkdir after the failed commit: " << strerror(last) << "\n" << log();
+  (void)unmount_nbd();
+
+  std::string why;
+  ASSERT_TRUE(server_->restart(&why)) << why;
+  ASSERT_NO_FATAL_FAILURE(mount_nbd());
+  EXPECT_NE(log().find("replayed"), std::string::npos) << log();
+  EXPECT_TRUE(same_bytes(slurp(path("kept")), kept));
+  EXPECT_TRUE(S_ISDIR(stat_of(path("dir")).st_mode));
+  EXPECT_NE(::access(path("d2").c_str(), F_OK), 0) << "a change no commit made durable came back";
+  EXPECT_EQ(WEXITSTATUS(unmount_nbd()), 0) << log();
+  CommandResult c = fsck({"--scrub"});
+  EXPECT_TRUE(c.ok()) << "fsck --scrub: " << c.describe() << "\n" << c.output;
 }
 
 // Two daemons on one export from one host: the second finds the host lock

@@ -7,6 +7,7 @@
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -144,6 +145,21 @@ bool wait_until(Pred ready, std::chrono::milliseconds deadline) {
 }
 
 // 0 if `p` opens with `flags`, else the errno.
+// Bytes statfs counts free (f_bfree) on the filesystem holding `path`.
+inline uint64_t free_bytes(const std::string& path) {
+  struct statvfs s {};
+  if (::statvfs(path.c_str(), &s) != 0) return 0;
+  return uint64_t(s.f_bfree) * s.f_frsize;
+}
+
+// An unlinked file's blocks are freed when the kernel forgets the inode
+// (FORGET comes asynchronously after the unlink), in whatever transaction
+// is running then. Waits until statfs counts `bytes` more free than
+// `before`, so that a commit after it carries the free.
+inline bool wait_for_freed(const std::string& mnt, uint64_t before, uint64_t bytes) {
+  return wait_until([&] { return free_bytes(mnt) >= before + bytes; }, std::chrono::seconds(10));
+}
+
 inline int open_errno(const std::string& p, int flags) {
   int fd = ::open(p.c_str(), flags);
   if (fd < 0) return errno;

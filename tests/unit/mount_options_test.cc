@@ -88,6 +88,23 @@ TEST(MountOptions, JournalDeltasIsOnOrOff) {
   }
 }
 
+TEST(MountOptions, NbdConnsTakesOneToEightAndDefaultsToFour) {
+  EXPECT_EQ(parse("").opts.nbd_connections, 4);
+  EXPECT_EQ(parse("nbd_conns=1").opts.nbd_connections, 1);
+  EXPECT_EQ(parse("nbd_conns=8").opts.nbd_connections, 8);
+  for (const char* bad : {"nbd_conns=0", "nbd_conns=9", "nbd_conns=", "nbd_conns", "nbd_conns=x"}) {
+    Parsed p = parse(bad);
+    EXPECT_EQ(p.status.error(), EINVAL) << bad;
+    EXPECT_NE(p.why.find("nbd_conns"), std::string::npos) << p.why;
+  }
+}
+
+TEST(MountOptions, DiscardIsOffUnlessAsked) {
+  EXPECT_FALSE(parse("").opts.fs.discard);
+  EXPECT_TRUE(parse("discard").opts.fs.discard);
+  EXPECT_FALSE(parse("discard,nodiscard").opts.fs.discard);
+}
+
 TEST(MountOptions, ParsesEveryStablefsOption) {
   Parsed p = parse(
       "cache_size=64M,stable_pages=shadow,verify_writes,writeback_cache,commit=30,"
