@@ -108,6 +108,7 @@ class MountedFs final : public Filesystem {
   Status read_superblock(std::string* why);
   Status mount_failed(int code, std::string reason, std::string* why);
   Status write_superblocks();  // caller holds sb_mu_
+  Result<ReplayResult> replay_log(JournalGeometry geo);
   Status persist_tail(JournalPosition tail);
   Status cleanup_orphans();
   void flusher_main();
