@@ -329,7 +329,7 @@ class UnusedFilesystem : public Filesystem {
   Status open(uint64_t, int) override { return err(ENOSYS); }
   Result<size_t> read(uint64_t, uint64_t, size_t, char*) override { return err(ENOSYS); }
   Result<size_t> write(uint64_t, uint64_t, const char*, size_t) override { return err(ENOSYS); }
-  Status kill_privileges(uint64_t, bool) override { return err(ENOSYS); }
+  Result<bool> kill_privileges(uint64_t, PrivilegeCaller&) override { return err(ENOSYS); }
   uint64_t sample_write_errors(uint64_t) override { return 0; }
   Status flush(uint64_t, uint64_t*) override { return err(ENOSYS); }
   Status fsync(uint64_t, bool, uint64_t*) override { return err(ENOSYS); }
