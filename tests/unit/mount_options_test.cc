@@ -7,6 +7,7 @@
 #include "fs/fuse_adapter.h"
 #include "fs/options.h"
 #include "fs/request.h"
+#include "fs/request_caller.h"
 
 namespace stablefs {
 namespace {
@@ -465,6 +466,24 @@ TEST(SetattrTranslation, CtimeOnlyWhenTheKernelSendsIt) {
   SetAttr sa = translate_setattr(st, FUSE_SET_ATTR_CTIME, Timespec{});
   ASSERT_TRUE(sa.ctime);
   EXPECT_EQ(sa.ctime->sec, 300);
+}
+
+// What RequestCaller needs of /proc/<pid>/status: the effective
+// capabilities (hex) and the supplementary groups.
+TEST(ProcStatus, ReadsEffectiveCapabilitiesAndGroups) {
+  const std::string text =
+      "Name:\txfs_io\nUid:\t1001\t1001\t1001\t1001\nGid:\t1001\t1001\t1001\t1001\n"
+      "Groups:\t27 1001 65534 \nCapInh:\t0000000000000000\nCapEff:\t00000000a80425fb\n";
+  ProcStatus st = parse_proc_status(text);
+  EXPECT_EQ(st.effective_caps, 0xa80425fbull);
+  EXPECT_EQ(st.groups, (std::vector<uint32_t>{27, 1001, 65534}));
+}
+
+TEST(ProcStatus, MissingOrGarbledFieldsMeanNoCapabilityAndNoGroup) {
+  ProcStatus st = parse_proc_status("Groups:\t\nCapEff:\tzz\n");
+  EXPECT_EQ(st.effective_caps, 0u);
+  EXPECT_TRUE(st.groups.empty());
+  EXPECT_EQ(parse_proc_status("").effective_caps, 0u);
 }
 
 }  // namespace
