@@ -13,6 +13,27 @@
 
 namespace stablefs {
 
+namespace {
+constexpr std::string_view kCapabilityXattr = "security.capability";
+
+// The setid bits of `mode` that a truncate or chown by a caller without
+// CAP_FSETID drops (FATTR_KILL_SUIDGID).
+uint32_t setid_of_unprivileged(uint32_t mode) {
+  uint32_t bits = mode & S_ISUID;
+  if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) bits |= S_ISGID;
+  return bits;
+}
+
+// The setid bits of n that a data change by `caller` drops: the VFS's
+// should_remove_suid and setattr_should_drop_sgid. n.mu held.
+uint32_t setid_dropped_for(const Inode& n, PrivilegeCaller& caller) {
+  const uint32_t mode = n.disk.mode;
+  uint32_t bits = mode & S_ISUID;
+  if ((mode & S_ISGID) && ((mode & S_IXGRP) || !caller.in_group(n.disk.gid))) bits |= S_ISGID;
+  return bits && !caller.has_fsetid() ? bits : 0;
+}
+}  // namespace
+
 Result<Attr> MountedFs::getattr(uint64_t ino) {
   auto n = get_inode(ino);
   if (!n.ok()) return Error{n.error()};
@@ -56,7 +77,7 @@ Result<Attr> MountedFs::setattr(uint64_t ino, const SetAttr& sa) {
   if (sa.mtime) next.mtime = *sa.mtime;
   if (sa.size && !sa.mtime) next.mtime = t;
   next.ctime = sa.ctime ? *sa.ctime : t;
-  if (sa.kill_suidgid) SFS_TRY(kill_privileges_locked(h, n, next, true));
+  if (sa.kill_suidgid) SFS_TRY(kill_privileges_locked(h, n, next, setid_of_unprivileged(next.mode)));
   else SFS_TRY(store_inode(h, n, next));
   return to_attr(n);
 }
@@ -235,29 +256,22 @@ Result<std::string> MountedFs::listxattr(uint64_t ino) {
   return out;
 }
 
-namespace {
-constexpr std::string_view kCapabilityXattr = "security.capability";
-}  // namespace
 
-bool MountedFs::has_privileges_to_kill(const Inode& n, bool suidgid) {
+bool MountedFs::has_privileges_to_kill(const Inode& n, uint32_t setid) {
   if (n.is_dir()) return false;
-  if (suidgid && ((n.disk.mode & S_ISUID) || (n.disk.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)))
-    return true;
+  if (n.disk.mode & setid) return true;
   // A file capability needs an xattr block, and most files have none.
   if (!n.disk.xattr_block) return false;
   return !n.xattrs || n.xattrs->count(std::string(kCapabilityXattr));
 }
 
 // Stores `next` as n's attributes without the privileges a change by an
-// unprivileged writer drops: a file capability and, with `suidgid`,
-// setuid and group-executable setgid. n.mu held.
-Status MountedFs::kill_privileges_locked(Handle& h, Inode& n, DiskInode next, bool suidgid) {
+// unprivileged writer drops: a file capability and the `setid` bits.
+// n.mu held.
+Status MountedFs::kill_privileges_locked(Handle& h, Inode& n, DiskInode next, uint32_t setid) {
   if (n.is_dir()) return store_inode(h, n, next);
   const uint32_t mode = next.mode;
-  if (suidgid) {
-    next.mode &= ~uint32_t(S_ISUID);
-    if (next.mode & S_IXGRP) next.mode &= ~uint32_t(S_ISGID);
-  }
+  next.mode &= ~setid;
   if (n.disk.xattr_block) {
     SFS_TRY(load_xattrs(*cache_, n));
     if (n.xattrs->count(std::string(kCapabilityXattr))) {
@@ -270,20 +284,22 @@ Status MountedFs::kill_privileges_locked(Handle& h, Inode& n, DiskInode next, bo
   return store_inode(h, n, next);
 }
 
-Status MountedFs::kill_privileges(uint64_t ino, bool suidgid) {
+Result<bool> MountedFs::kill_privileges(uint64_t ino, PrivilegeCaller& caller) {
   auto nr = get_inode(ino);
   if (!nr.ok()) return Error{nr.error()};
   Inode& n = **nr;
   {
     std::lock_guard lk(n.mu);
-    if (!has_privileges_to_kill(n, suidgid)) return Status::Ok();
+    if (!has_privileges_to_kill(n, setid_dropped_for(n, caller))) return false;
   }
   if (read_only_) return err(EROFS);
   std::unique_lock op(n.op);
   Handle h = journal_->start();
   std::lock_guard lk(n.mu);
-  if (!has_privileges_to_kill(n, suidgid)) return Status::Ok();
-  return kill_privileges_locked(h, n, n.disk, suidgid);
+  const uint32_t setid = setid_dropped_for(n, caller);
+  if (!has_privileges_to_kill(n, setid)) return false;
+  SFS_TRY(kill_privileges_locked(h, n, n.disk, setid));
+  return true;
 }
 
 Status MountedFs::removexattr(uint64_t ino, std::string_view name) {

@@ -133,6 +133,18 @@ struct DirListEntry {
 // posix_acl_update_mode rule).
 inline constexpr int kSetxattrAclKillSgid = 1 << 8;
 
+// The caller of a request that changes a file's data, as the VFS asks
+// about it when it drops setuid/setgid. Asked lazily: most files have no
+// such bit, and then nothing is asked.
+class PrivilegeCaller {
+ public:
+  virtual ~PrivilegeCaller() = default;
+  // CAP_FSETID: a change keeps setuid and setgid.
+  virtual bool has_fsetid() = 0;
+  // `gid` is the caller's filesystem gid or one of its supplementary groups.
+  virtual bool in_group(uint32_t gid) = 0;
+};
+
 class Filesystem {
  public:
   virtual ~Filesystem() = default;
@@ -179,12 +191,15 @@ class Filesystem {
   virtual Status open(uint64_t ino, int flags) = 0;
   virtual Result<size_t> read(uint64_t ino, uint64_t off, size_t size, char* out) = 0;
   virtual Result<size_t> write(uint64_t ino, uint64_t off, const char* data, size_t size) = 0;
-  // What the VFS's file_remove_privs does before a write(2), for the
-  // filesystem that handles it itself (FUSE_HANDLE_KILLPRIV_V2): drops the
-  // file capability (security.capability) and, with `suidgid` (the writer
-  // lacks CAP_FSETID), setuid and the setgid bit of a group-executable
-  // file. Costs no journal handle when there is nothing to drop.
-  virtual Status kill_privileges(uint64_t ino, bool suidgid) = 0;
+  // What the VFS's file_remove_privs does before a write(2) or an
+  // fallocate, for the filesystem that handles it itself
+  // (FUSE_HANDLE_KILLPRIV_V2): drops the file capability
+  // (security.capability) and, unless the caller has CAP_FSETID, setuid,
+  // and setgid when the file is group-executable or the caller is outside
+  // its group. True when it dropped something (the kernel's cached mode is
+  // then stale). Costs no journal handle, and asks `caller` nothing, when
+  // there is nothing to drop.
+  virtual Result<bool> kill_privileges(uint64_t ino, PrivilegeCaller& caller) = 0;
 
   // ---- Shutdown (FS_IOC_SHUTDOWN) ----
   // Commits what the journal holds, then stops: nothing more reaches the

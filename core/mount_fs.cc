@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/base/log.h"
+#include "core/io/overlay_device.h"
 #include "core/mounted_fs.h"
 #include "core/unreplayed_commit.h"
 
@@ -134,18 +135,36 @@ void MountedFs::discard_committed_frees(uint64_t txid) {
   }
 }
 
+// A read-write mount replays the journal onto the device. A read-only one
+// writes nothing to the device, the replay included: the device may be
+// read-only (opened O_RDONLY for `ro`, a read-only loop device or NBD
+// export), and `ro` promises the image stays as it was. It replays into
+// an overlay in memory that the mount then reads through, so it shows the
+// filesystem the replay leaves, and the image keeps its journal for the
+// next read-write mount or fsck. (ext4 refuses a read-only device that
+// needs recovery and replays onto a writable one; both of ours mount.)
+Result<ReplayResult> MountedFs::replay_log(JournalGeometry geo) {
+  const JournalPosition tail{sb_.journal_tail, sb_.journal_tail_txid};
+  if (read_only_) dev_ = std::make_unique<OverlayDevice>(std::move(dev_));
+  auto replay = replay_journal(*dev_, geo, tail);
+  if (replay.ok() && (replay->transactions > 0 || replay->discarded > 0))
+    SFS_LOG("replayed %llu journal transactions (%llu blocks)%s; %s",
+            (unsigned long long)replay->transactions, (unsigned long long)replay->blocks,
+            read_only_ ? " in memory only (read-only mount: the image keeps its journal until a "
+                         "read-write mount or fsck.stablefs replays it)"
+                       : "",
+            replay->stop_reason.c_str());
+  return replay;
+}
+
 Status MountedFs::start(std::string* why) {
   SFS_TRY(read_superblock(why));
   bool unclean = sb_.state == kStateMounted;
   JournalGeometry geo{sb_.journal_start, sb_.journal_blocks};
-  auto replay = replay_journal(*dev_, geo, {sb_.journal_tail, sb_.journal_tail_txid});
+  auto replay = replay_log(geo);
   if (!replay.ok())
     return mount_failed(replay.error(),
                         std::string("journal replay failed: ") + std::strerror(replay.error()), why);
-  if (replay->transactions > 0 || replay->discarded > 0)
-    SFS_LOG("replayed %llu journal transactions (%llu blocks); %s",
-            (unsigned long long)replay->transactions, (unsigned long long)replay->blocks,
-            replay->stop_reason.c_str());
   // Replay stopped inside a transaction or at one that started at the
   // head: if its commit block is further on, say that it was dropped.
   const bool inside = replay->stop_reason.find("end of log") == std::string::npos;

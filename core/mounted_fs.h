@@ -77,7 +77,7 @@ class MountedFs final : public Filesystem {
   Status open(uint64_t ino, int flags) override;
   Result<size_t> read(uint64_t ino, uint64_t off, size_t size, char* out) override;
   Result<size_t> write(uint64_t ino, uint64_t off, const char* data, size_t size) override;
-  Status kill_privileges(uint64_t ino, bool suidgid) override;
+  Result<bool> kill_privileges(uint64_t ino, PrivilegeCaller& caller) override;
   Status shutdown() override;
   bool shut_down() const override { return shut_down_.load(std::memory_order_relaxed); }
   void metadata_corruption_found() override;
@@ -108,6 +108,7 @@ class MountedFs final : public Filesystem {
   Status read_superblock(std::string* why);
   Status mount_failed(int code, std::string reason, std::string* why);
   Status write_superblocks();  // caller holds sb_mu_
+  Result<ReplayResult> replay_log(JournalGeometry geo);
   Status persist_tail(JournalPosition tail);
   void discard_committed_frees(uint64_t txid);
   Status cleanup_orphans();
@@ -128,9 +129,9 @@ class MountedFs final : public Filesystem {
   // of several steps pins the inodes it will store before its first step.
   Status pin_inode(Handle& h, Inode& n) { return store_inode(h, n); }  // n.mu held
   // ---- attrs_fs.cc ----
-  // Whether kill_privileges_locked would change anything (n.mu held).
-  static bool has_privileges_to_kill(const Inode& n, bool suidgid);
-  Status kill_privileges_locked(Handle& h, Inode& n, DiskInode next, bool suidgid);
+  // Whether kill_privileges_locked(setid) would change anything (n.mu held).
+  static bool has_privileges_to_kill(const Inode& n, uint32_t setid);
+  Status kill_privileges_locked(Handle& h, Inode& n, DiskInode next, uint32_t setid);
   Status store_xattr_map(Handle& h, Inode& n, std::map<std::string, std::string> xs,
                          DiskInode next);  // n.mu held
   Attr to_attr(const Inode& n) const;        // n.mu held

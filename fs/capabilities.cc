@@ -43,8 +43,9 @@ void negotiate_capabilities(fuse_conn_info* conn, const MountOptions& opts) {
   // engine answers LOOKUP of "." by node id for any file type and of ".."
   // in any directory, so the kernel can rebuild an inode it forgot.
   want(conn, FUSE_CAP_EXPORT_SUPPORT, true);
-  // The kernel clears suid/sgid itself (by sending a mode change), which
-  // keeps that rule out of the engine.
+  // HANDLE_KILLPRIV (v1) stays off: the daemon takes KILLPRIV_V2, which
+  // libfuse 3.14 cannot ask for (fs/kernel_channel.h), and drops setuid,
+  // setgid and file capabilities itself.
   want(conn, FUSE_CAP_HANDLE_KILLPRIV, false);
   // POSIX ACLs: the kernel enforces them (default_permissions reads them
   // through getxattr and caches them); the engine stores them and keeps

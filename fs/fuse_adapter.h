@@ -81,9 +81,10 @@ class MountContext {
 
   // The session, for notifications; set once it exists (null in tests).
   void set_session(fuse_session* se) { session_.store(se); }
-  // Makes the kernel drop the attributes it caches for `ino`: for the one
-  // change whose reply carries none and after which the kernel keeps them,
-  // an ioctl that sets inode flags (and the ctime with them).
+  // Makes the kernel drop the attributes it caches for `ino`: for the
+  // changes whose reply carries none and after which the kernel keeps them,
+  // an ioctl that sets inode flags (and the ctime with them), and setuid or
+  // setgid dropped on a WRITE or FALLOCATE.
   void invalidate_attrs(uint64_t ino);
 
   static constexpr double kRecentWriteTimeout = 1.0;  // the old fixed timeout

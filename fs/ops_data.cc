@@ -11,6 +11,7 @@
 
 #include "fs/kernel_channel.h"
 #include "fs/request.h"
+#include "fs/request_caller.h"
 
 namespace stablefs {
 namespace {
@@ -97,6 +98,16 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
   });
 }
 
+// kill_privileges, then, when it dropped something, the kernel's cached
+// attributes go: no reply of ours carries the new mode, and a statx that
+// asks only for the mode (stat -c %A) would be answered from the cache.
+Status drop_privileges(MountContext& m, fuse_ino_t ino, PrivilegeCaller& caller) {
+  auto dropped = m.fs().kill_privileges(ino, caller);
+  if (!dropped.ok()) return Error{dropped.error()};
+  if (*dropped) m.invalidate_attrs(ino);
+  return Status::Ok();
+}
+
 void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off,
               fuse_file_info* fi) {
   guarded(req, RequestOp::kWrite, [&] {
@@ -107,8 +118,9 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off
     // that is ours. Page writeback (mmap, writeback_cache) is not a
     // write(2) and drops nothing, as in the VFS.
     if (killpriv_v2_active() && !(fi && fi->writepage)) {
-      Status s = m.fs().kill_privileges(ino, write_kills_suidgid(ino));
-      if (!s.ok()) return (void)reply_error(req, s.error());
+      RequestCaller caller(req, !write_kills_suidgid(ino));
+      if (Status s = drop_privileges(m, ino, caller); !s.ok())
+        return (void)reply_error(req, s.error());
     }
     m.note_data_written(ino);
     auto r = m.fs().write(ino, uint64_t(off), data, size);
@@ -145,6 +157,14 @@ void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len
   guarded(req, RequestOp::kFallocate, [&] {
     if (off < 0 || len <= 0) return (void)fuse_reply_err(req, EINVAL);
     MountContext& m = mount_of(req);
+    // The kernel's fallocate calls file_modified, whose privilege drop
+    // fuse_setattr leaves to the filesystem under KILLPRIV_V2 and sends
+    // none of (no FUSE_WRITE_KILL_SUIDGID here): the caller's capability
+    // comes from /proc.
+    if (killpriv_v2_active()) {
+      RequestCaller caller(req);
+      if (Status s = drop_privileges(m, ino, caller); !s.ok()) return (void)reply_error(req, s.error());
+    }
     m.note_data_written(ino);  // zeroed edges are written back like data
     reply_status(req, m.fs().fallocate(ino, mode, uint64_t(off), uint64_t(len)));
   });

@@ -8,6 +8,7 @@
 
 #include "core/posix_acl.h"
 #include "fs/request.h"
+#include "fs/request_caller.h"
 
 namespace stablefs {
 namespace {
@@ -23,18 +24,13 @@ void reply_sized(fuse_req_t req, const Result<std::string>& r, size_t size) {
 // when the caller is outside the file's group and lacks CAP_FSETID
 // (posix_acl_update_mode). The kernel says so to a FUSE daemon only
 // through FUSE_SETXATTR_EXT, which libfuse 3.14 cannot negotiate, so the
-// rule is applied here from the caller's ids: uid 0 stands for CAP_FSETID.
+// rule is applied here from what /proc says of the caller.
 bool acl_kills_sgid(fuse_req_t req, Filesystem& fs, fuse_ino_t ino, const char* name) {
   if (std::string_view(name) != kAclAccessXattr) return false;
-  const fuse_ctx* ctx = fuse_req_ctx(req);
-  if (ctx->uid == 0) return false;
   auto a = fs.getattr(ino);
-  if (!a.ok() || !(a->mode & S_ISGID) || a->gid == ctx->gid) return false;
-  gid_t groups[256];
-  int n = fuse_req_getgroups(req, 256, groups);
-  for (int i = 0; i < std::min(n, 256); i++)
-    if (groups[i] == a->gid) return false;
-  return true;
+  if (!a.ok() || !(a->mode & S_ISGID)) return false;
+  RequestCaller caller(req);
+  return !caller.in_group(a->gid) && !caller.has_fsetid();
 }
 
 void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,

@@ -3,10 +3,12 @@
 // holds the block and from the wrapped device elsewhere; a flush does
 // nothing. `fsck.stablefs -n` replays the journal into one, so every check
 // sees the replayed filesystem while the image stays byte for byte as it
-// was.
+// was. A read-only mount replays into one that owns the image's device
+// (core/mount_fs.cc).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -19,6 +21,9 @@ class OverlayDevice : public BlockDevice {
  public:
   // `base` must outlive this device; it only ever sees reads.
   explicit OverlayDevice(BlockDevice& base) : base_(base) {}
+  // The same over a device it owns.
+  explicit OverlayDevice(std::unique_ptr<BlockDevice> base)
+      : owned_base_(std::move(base)), base_(*owned_base_) {}
 
   uint64_t block_count() const override { return base_.block_count(); }
   uint32_t sector_size() const override { return base_.sector_size(); }
@@ -31,6 +36,7 @@ class OverlayDevice : public BlockDevice {
   size_t blocks_held() const;
 
  private:
+  std::unique_ptr<BlockDevice> owned_base_;  // null when base_ is borrowed
   BlockDevice& base_;
   mutable std::mutex mu_;  // protects blocks_; leaf lock
   std::unordered_map<uint64_t, std::vector<uint8_t>> blocks_;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -48,15 +49,56 @@ class Privileges : public RealMount {
   // Runs fn as uid/gid nobody in a child; fn returns 0 or an errno.
   int as_nobody(const std::function<int()>& fn) { return run_as_user(kNobody, fn); }
 
-  static int write_at_start(const std::string& p) {
-    int fd = ::open(p.c_str(), O_WRONLY);
+  // fn(fd) on p opened with `flags`: 0 or the errno of the step that failed.
+  static int on_open_file(const std::string& p, int flags, const std::function<int(int)>& fn) {
+    int fd = ::open(p.c_str(), flags);
     if (fd < 0) return errno;
-    int e = pwrite(fd, "xy", 2, 0) == 2 ? 0 : errno;
+    int e = fn(fd);
     ::close(fd);
     return e;
   }
 
+  static int write_at_start(const std::string& p) {
+    return on_open_file(p, O_WRONLY, [](int fd) { return pwrite(fd, "xy", 2, 0) == 2 ? 0 : errno; });
+  }
+
   mode_t mode_of(const std::string& p) { return stat_of(p).st_mode & 07777; }
+
+  // The mode as `stat -c %A` reads it: a statx asking for STATX_MODE
+  // alone, which the kernel answers from its attribute cache when it holds
+  // the mode (a write invalidates only size and times).
+  static mode_t cached_mode_of(const std::string& p) {
+    struct statx sx {};
+    if (statx(AT_FDCWD, p.c_str(), 0, STATX_MODE, &sx) != 0) return 0177777;
+    return sx.stx_mode & 07777;
+  }
+
+  static int direct_write_at_start(const std::string& p) {
+    return on_open_file(p, O_WRONLY | O_DIRECT, [](int fd) {
+      void* buf = nullptr;
+      if (posix_memalign(&buf, 4096, 4096) != 0) return ENOMEM;
+      std::memset(buf, 'd', 4096);
+      int e = pwrite(fd, buf, 4096, 0) == 4096 ? 0 : errno;
+      std::free(buf);
+      return e;
+    });
+  }
+
+  static int fallocate_at_start(const std::string& p, int mode) {
+    return on_open_file(p, O_WRONLY, [mode](int fd) {
+      return ::fallocate(fd, mode, 0, 64 << 10) == 0 ? 0 : errno;
+    });
+  }
+
+  // A file of root's (group root), writable by everyone, with `mode`:
+  // nobody is outside its group.
+  std::string root_file(const char* name, mode_t mode) {
+    std::string p = path(name);
+    EXPECT_EQ(write_file(p, std::string(128 << 10, 'r')), 0);
+    EXPECT_EQ(chmod(p.c_str(), mode), 0);
+    EXPECT_EQ(mode_of(p), mode) << "setup";
+    return p;
+  }
 };
 
 TEST_F(Privileges, UnprivilegedWriteDropsSetuidAndGroupExecutableSetgid) {
@@ -73,6 +115,54 @@ TEST_F(Privileges, UnprivilegedWriteKeepsSetgidOfAFileThatIsNotGroupExecutable) 
   std::string p = nobody_file("f", 02764);
   ASSERT_EQ(as_nobody([&] { return write_at_start(p); }), 0);
   EXPECT_EQ(mode_of(p), 02764u);
+}
+
+// The kernel learns of the drop at once, also through O_DIRECT (xfstests
+// generic/355: `stat -c %A` right after the write showed the old mode).
+TEST_F(Privileges, UnprivilegedDirectWriteDropsSetuidAndTheKernelSeesItAtOnce) {
+  std::string p = nobody_file("f", 06775);
+  ASSERT_EQ(cached_mode_of(p), 06775u) << "setup";
+  ASSERT_EQ(as_nobody([&] { return direct_write_at_start(p); }), 0);
+  EXPECT_EQ(cached_mode_of(p), 0775u);
+  EXPECT_EQ(mode_of(p), 0775u);
+}
+
+TEST_F(Privileges, UnprivilegedWriteDropsSetuidAndTheKernelSeesItAtOnce) {
+  std::string p = nobody_file("f", 04755);
+  ASSERT_EQ(cached_mode_of(p), 04755u) << "setup";
+  ASSERT_EQ(as_nobody([&] { return write_at_start(p); }), 0);
+  EXPECT_EQ(cached_mode_of(p), 0755u);
+}
+
+// The VFS drops setgid without group-exec for a writer outside the file's
+// group (setattr_should_drop_sgid), and so do we.
+TEST_F(Privileges, WriteByANonMemberDropsSetgidThatIsNotGroupExecutable) {
+  std::string p = root_file("f", 02666);
+  ASSERT_EQ(as_nobody([&] { return write_at_start(p); }), 0);
+  EXPECT_EQ(cached_mode_of(p), 0666u);
+  ASSERT_NO_FATAL_FAILURE(remount());
+  EXPECT_EQ(mode_of(p), 0666u) << "the drop was journalled";
+}
+
+// fallocate drops privileges like a write (xfstests generic/683-685: under
+// KILLPRIV_V2 the kernel sends no request that drops them).
+TEST_F(Privileges, FallocateByANonMemberDropsSetuidAndSetgid) {
+  for (int mode : {0, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, FALLOC_FL_ZERO_RANGE}) {
+    SCOPED_TRACE("fallocate mode " + std::to_string(mode));
+    std::string p = root_file("f", 06666);
+    ASSERT_EQ(as_nobody([&] { return fallocate_at_start(p, mode); }), 0);
+    EXPECT_EQ(cached_mode_of(p), 0666u);
+    ASSERT_EQ(unlink(p.c_str()), 0);
+  }
+  std::string p = root_file("gx", 06676);
+  ASSERT_EQ(as_nobody([&] { return fallocate_at_start(p, 0); }), 0);
+  EXPECT_EQ(cached_mode_of(p), 0676u);
+}
+
+TEST_F(Privileges, FallocateByRootKeepsSetuidAndSetgid) {
+  std::string p = root_file("f", 06676);
+  ASSERT_EQ(fallocate_at_start(p, 0), 0);  // CAP_FSETID
+  EXPECT_EQ(mode_of(p), 06676u);
 }
 
 TEST_F(Privileges, WriteByRootKeepsSetuidAndSetgid) {

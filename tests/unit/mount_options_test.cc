@@ -7,6 +7,7 @@
 #include "fs/fuse_adapter.h"
 #include "fs/options.h"
 #include "fs/request.h"
+#include "fs/request_caller.h"
 
 namespace stablefs {
 namespace {
@@ -357,7 +358,7 @@ class UnusedFilesystem : public Filesystem {
   Status open(uint64_t, int) override { return err(ENOSYS); }
   Result<size_t> read(uint64_t, uint64_t, size_t, char*) override { return err(ENOSYS); }
   Result<size_t> write(uint64_t, uint64_t, const char*, size_t) override { return err(ENOSYS); }
-  Status kill_privileges(uint64_t, bool) override { return err(ENOSYS); }
+  Result<bool> kill_privileges(uint64_t, PrivilegeCaller&) override { return err(ENOSYS); }
   uint64_t sample_write_errors(uint64_t) override { return 0; }
   Status flush(uint64_t, uint64_t*) override { return err(ENOSYS); }
   Status fsync(uint64_t, bool, uint64_t*) override { return err(ENOSYS); }
@@ -493,6 +494,24 @@ TEST(SetattrTranslation, CtimeOnlyWhenTheKernelSendsIt) {
   SetAttr sa = translate_setattr(st, FUSE_SET_ATTR_CTIME, Timespec{});
   ASSERT_TRUE(sa.ctime);
   EXPECT_EQ(sa.ctime->sec, 300);
+}
+
+// What RequestCaller needs of /proc/<pid>/status: the effective
+// capabilities (hex) and the supplementary groups.
+TEST(ProcStatus, ReadsEffectiveCapabilitiesAndGroups) {
+  const std::string text =
+      "Name:\txfs_io\nUid:\t1001\t1001\t1001\t1001\nGid:\t1001\t1001\t1001\t1001\n"
+      "Groups:\t27 1001 65534 \nCapInh:\t0000000000000000\nCapEff:\t00000000a80425fb\n";
+  ProcStatus st = parse_proc_status(text);
+  EXPECT_EQ(st.effective_caps, 0xa80425fbull);
+  EXPECT_EQ(st.groups, (std::vector<uint32_t>{27, 1001, 65534}));
+}
+
+TEST(ProcStatus, MissingOrGarbledFieldsMeanNoCapabilityAndNoGroup) {
+  ProcStatus st = parse_proc_status("Groups:\t\nCapEff:\tzz\n");
+  EXPECT_EQ(st.effective_caps, 0u);
+  EXPECT_TRUE(st.groups.empty());
+  EXPECT_EQ(parse_proc_status("").effective_caps, 0u);
 }
 
 }  // namespace
