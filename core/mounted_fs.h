@@ -109,6 +109,9 @@ class MountedFs final : public Filesystem {
   Status mount_failed(int code, std::string reason, std::string* why);
   Status write_superblocks();  // caller holds sb_mu_
   Status persist_tail(JournalPosition tail);
+  // The allocator's Allocator::RaiseMarks: initialises what the new marks
+  // cover, then writes them to the superblocks (core/lazy_init.h).
+  Status raise_marks(uint64_t inode_hwm, uint64_t block_hwm);
   Status cleanup_orphans();
   void flusher_main();
 
