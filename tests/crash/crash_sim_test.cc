@@ -37,6 +37,7 @@ struct RecordedRun {
   WorkloadStats stats;
   uint64_t metadata_evictions = 0;  // the recorded run re-read evicted metadata
   uint64_t journaled_data_blocks = 0;  // rewrites committed through the log
+  Superblock final_sb;  // after the clean unmount
 };
 
 MountOptions sim_mount_options(uint32_t journal_data_pages) {
@@ -54,9 +55,10 @@ MountOptions sim_mount_options(uint32_t journal_data_pages) {
 // clean unmount (whose writes are in the log too).
 // Short rewrites go through the journal unless journal_data_pages is 0.
 void record_workload(uint64_t seed, int ops, RecordedRun* out,
-                     uint32_t journal_data_pages = MountOptions::kJournalDataPages) {
+                     uint32_t journal_data_pages = MountOptions::kJournalDataPages,
+                     const MkfsOptions& mkfs = {}) {
   MemDevice dev(kDeviceBlocks);
-  ASSERT_TRUE(make_filesystem(dev, {}).ok());
+  ASSERT_TRUE(make_filesystem(dev, mkfs).ok());
   ASSERT_TRUE(dev.flush().ok());
   out->initial.resize(kDeviceBlocks * kBlockSize);
   ASSERT_TRUE(dev.read(0, out->initial.data(), out->initial.size()).ok());
@@ -83,6 +85,8 @@ void record_workload(uint64_t seed, int ops, RecordedRun* out,
   auto r = check_filesystem(dev, fo);
   ASSERT_TRUE(r.ok());
   ASSERT_EQ(r->errors, 0u) << "the workload's own clean image is inconsistent";
+  std::vector<uint8_t> sb = dev.durable_block(kSuperblockA);
+  out->final_sb = decode_superblock(sb.data(), kSuperblockA, kDeviceBlocks, nullptr).value();
 
   out->log = log->snapshot();
   out->expectations = w.oracle().expectations();
@@ -223,6 +227,30 @@ TEST(CrashSim, EveryFlushBoundaryOfA500OpWorkload) {
   Summary s = check_points(run, points);
   report("500-op workload, every flush boundary", run, s);
   EXPECT_GT(run.journaled_data_blocks, 0u) << "no rewrite went through the journal";
+  EXPECT_GT(s.pairs, 0u);
+  EXPECT_EQ(s.inconsistent, 0u) << s.failures;
+  EXPECT_EQ(s.lost, 0u) << s.failures;
+}
+
+// Lazy initialisation (core/lazy_init.h) with marks so low that the
+// workload's creates and writes raise both: a crash at every flush of the
+// raises (initialised blocks, then each superblock copy) and at torn points
+// between them must leave a consistent image with every fsync'd byte.
+TEST(CrashSim, EveryFlushBoundaryWhileTheHighWaterMarksRise) {
+  MkfsOptions mo;
+  mo.initial_inodes = kInodesPerBlock;
+  mo.initial_data_blocks = 64;
+  RecordedRun run;
+  ASSERT_NO_FATAL_FAILURE(
+      record_workload(0x5eed0003, 300, &run, MountOptions::kJournalDataPages, mo));
+  ASSERT_TRUE(run.final_sb.incompat & kIncompatLazyInit);
+  EXPECT_GT(run.final_sb.inode_hwm, uint64_t(kInodesPerBlock)) << "no inode raise happened";
+  EXPECT_GT(run.final_sb.block_hwm, run.final_sb.data_start + 64) << "no block raise happened";
+  auto points = flush_boundaries(run.log);
+  auto torn = sampled_torn_points(run.log, 100, 0x7043);
+  points.insert(points.end(), torn.begin(), torn.end());
+  Summary s = check_points(run, points);
+  report("300-op workload with low high-water marks, every flush boundary", run, s);
   EXPECT_GT(s.pairs, 0u);
   EXPECT_EQ(s.inconsistent, 0u) << s.failures;
   EXPECT_EQ(s.lost, 0u) << s.failures;
