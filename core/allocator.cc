@@ -4,43 +4,83 @@
 #include <cstdio>
 
 #include "core/base/endian.h"
+#include "core/lazy_init.h"
 
 namespace stablefs {
 
-// One bitmap: the in-memory "in use" bits plus the on-disk blocks.
+// One bitmap: the in-memory "in use" bits plus the on-disk blocks, of
+// which only those under the high-water mark (`limit_` bits) are loaded:
+// every bit at or above it is free.
 class Bitmap {
  public:
-  Bitmap(uint64_t bits, uint64_t first_disk_block, uint32_t magic)
-      : bits_(bits), words_((bits + 63) / 64, 0), first_(first_disk_block), magic_(magic) {}
+  Bitmap(uint64_t bits, uint64_t limit, uint64_t first_disk_block, uint32_t magic)
+      : bits_(bits), first_(first_disk_block), magic_(magic) {
+    limit_ = std::min(limit, bits);
+  }
 
-  Status load(BufferCache& cache) {
-    uint64_t nblocks = (bits_ + kBitsPerBitmapBlock - 1) / kBitsPerBitmapBlock;
-    for (uint64_t i = 0; i < nblocks; i++) {
-      auto buf = cache.read(first_ + i, magic_);
+  Status load(BufferCache& cache) { return grow(cache, limit_, 0); }
+
+  // Moves the mark to new_limit, reading the bitmap blocks it now covers
+  // and taking in their bits from old_limit on (a block the old mark cut
+  // through is loaded already; its bits above the mark are taken now).
+  Status grow(BufferCache& cache, uint64_t new_limit, uint64_t old_limit) {
+    limit_ = std::min(new_limit, bits_);
+    words_.resize((limit_ + 63) / 64, 0);
+    uint64_t nblocks = (limit_ + kBitsPerBitmapBlock - 1) / kBitsPerBitmapBlock;
+    while (disk_.size() < nblocks) {
+      auto buf = cache.read(first_ + disk_.size(), magic_);
       if (!buf.ok()) return Error{buf.error()};
-      const uint8_t* p = (*buf)->payload();
-      for (uint64_t b = 0; b < kBitsPerBitmapBlock; b++) {
-        uint64_t bit = i * kBitsPerBitmapBlock + b;
-        if (bit >= bits_) break;
+      disk_.push_back(std::move(*buf));
+    }
+    // A byte at a time where it can: a large device's bitmaps hold
+    // millions of bits, and this runs at mount.
+    for (uint64_t bit = old_limit; bit < limit_;) {
+      const uint8_t* p = disk_[bit / kBitsPerBitmapBlock]->payload();
+      const uint64_t block_end = std::min(limit_, (bit / kBitsPerBitmapBlock + 1) * kBitsPerBitmapBlock);
+      for (; bit < block_end; bit++) {
+        uint64_t b = bit % kBitsPerBitmapBlock;
+        if (b % 8 == 0 && bit + 8 <= block_end && (p[b / 8] == 0 || p[b / 8] == 0xff)) {
+          if (p[b / 8] == 0xff) {
+            uint64_t& w = words_[bit / 64];
+            used_ += 8 - uint64_t(std::popcount((w >> (bit % 64)) & 0xff));
+            w |= 0xffull << (bit % 64);
+          }
+          bit += 7;
+          continue;
+        }
         if (p[b / 8] & (1u << (b % 8))) set_mem(bit);
       }
-      disk_.push_back(std::move(*buf));
     }
     return Status::Ok();
   }
 
-  bool test(uint64_t bit) const { return words_[bit / 64] >> (bit % 64) & 1; }
+  bool test(uint64_t bit) const {
+    return bit < limit_ && (words_[bit / 64] >> (bit % 64) & 1);
+  }
+  // Only bits under the mark are ever set (the allocator raises it first).
   void set_mem(uint64_t bit) {
     if (!test(bit)) used_++;
     words_[bit / 64] |= 1ull << (bit % 64);
   }
+  // set_mem for every bit in [0, end), a word at a time (the metadata
+  // region of a large device is millions of bits, and this runs at mount).
+  void set_mem_prefix(uint64_t end) {
+    uint64_t bit = 0;
+    for (; bit < end && bit % 64 != 0; bit++) set_mem(bit);
+    for (; bit + 64 <= end; bit += 64) {
+      used_ += 64 - uint64_t(std::popcount(words_[bit / 64]));
+      words_[bit / 64] = ~0ull;
+    }
+    for (; bit < end; bit++) set_mem(bit);
+  }
   void clear_mem(uint64_t bit) {
     if (test(bit)) used_--;
-    words_[bit / 64] &= ~(1ull << (bit % 64));
+    if (bit < limit_) words_[bit / 64] &= ~(1ull << (bit % 64));
   }
 
   // Sets or clears [start, start+count) in the on-disk bitmap blocks.
   Status set_disk(Handle& h, uint64_t start, uint64_t count, bool value) {
+    if (start + count > limit_) return err(EUCLEAN);
     uint64_t bit = start;
     while (bit < start + count) {
       MetaBuffer& buf = *disk_[bit / kBitsPerBitmapBlock];
@@ -59,31 +99,28 @@ class Bitmap {
     return Status::Ok();
   }
 
-  // First clear bit at or after `from`, wrapping once; bits_ if none.
-  uint64_t find_clear(uint64_t from) const {
-    if (used_ >= bits_) return bits_;
-    for (int pass = 0; pass < 2; pass++) {
-      uint64_t start = pass == 0 ? from : 0;
-      uint64_t end = pass == 0 ? bits_ : std::min(from, bits_);
-      uint64_t bit = start;
-      while (bit < end) {
-        uint64_t w = words_[bit / 64] | ((1ull << (bit % 64)) - 1);
-        if (w != ~0ull) {
-          uint64_t found = (bit & ~63ull) + std::countr_one(w);
-          if (found < end) return found;
-          break;  // only padding bits past `end` were clear: try the next pass
-        }
-        bit = (bit & ~63ull) + 64;
+  // First clear bit in [start, end) (end <= limit); `end` if none.
+  uint64_t find_clear(uint64_t start, uint64_t end) const {
+    uint64_t bit = start;
+    while (bit < end) {
+      uint64_t w = words_[bit / 64] | ((1ull << (bit % 64)) - 1);
+      if (w != ~0ull) {
+        uint64_t found = (bit & ~63ull) + std::countr_one(w);
+        return std::min(found, end);  // a clear padding bit past `end` is no find
       }
+      bit = (bit & ~63ull) + 64;
     }
-    return bits_;
+    return end;
   }
+  bool full_below_limit() const { return used_ >= limit_; }
 
   uint64_t size() const { return bits_; }
+  uint64_t limit() const { return limit_; }
   uint64_t used() const { return used_; }
 
  private:
   uint64_t bits_;
+  uint64_t limit_;
   std::vector<uint64_t> words_;
   uint64_t used_ = 0;
   uint64_t first_;
@@ -101,15 +138,20 @@ constexpr size_t kRecycleCapacity = 1 << 16;
 
 Allocator::~Allocator() = default;
 
-Result<std::unique_ptr<Allocator>> Allocator::load(BufferCache& cache, const Superblock& sb) {
+Result<std::unique_ptr<Allocator>> Allocator::load(BufferCache& cache, const Superblock& sb,
+                                                   RaiseMarks raise) {
   std::unique_ptr<Allocator> a(new Allocator());
-  a->blocks_ = std::make_unique<Bitmap>(sb.total_blocks, sb.block_bitmap_start, kMagicBlockBitmap);
-  a->inodes_ = std::make_unique<Bitmap>(sb.inode_count + 1, sb.inode_bitmap_start, kMagicInodeBitmap);
+  a->cache_ = &cache;
+  a->raise_ = std::move(raise);
+  a->blocks_ = std::make_unique<Bitmap>(sb.total_blocks, sb.block_hwm, sb.block_bitmap_start,
+                                        kMagicBlockBitmap);
+  a->inodes_ = std::make_unique<Bitmap>(sb.inode_count + 1, sb.inode_hwm + 1,
+                                        sb.inode_bitmap_start, kMagicInodeBitmap);
   SFS_TRY(a->blocks_->load(cache));
   SFS_TRY(a->inodes_->load(cache));
   // The metadata regions and inode 0 are never allocatable, whatever the
   // disk says: a corrupt bitmap must not hand out the journal.
-  for (uint64_t b = 0; b < sb.data_start; b++) a->blocks_->set_mem(b);
+  a->blocks_->set_mem_prefix(sb.data_start);
   a->inodes_->set_mem(0);
   a->block_goal_ = sb.data_start;
   a->inode_goal_ = 1;
@@ -126,6 +168,38 @@ Result<PhysRange> Allocator::alloc_blocks(Handle& h, uint64_t goal, uint64_t wan
   return r;
 }
 
+Result<uint64_t> Allocator::find_free(Bitmap& bm, uint64_t from, bool wrap_first) {
+  from = std::min(from, bm.limit());
+  if (!bm.full_below_limit()) {
+    uint64_t hit = bm.find_clear(from, bm.limit());
+    if (hit < bm.limit()) return hit;
+    if (wrap_first && (hit = bm.find_clear(0, from)) < from) return hit;
+  }
+  if (bm.limit() < bm.size()) {
+    uint64_t old_limit = bm.limit();
+    SFS_TRY(raise_mark(bm));
+    return bm.find_clear(old_limit, bm.limit());
+  }
+  if (bm.full_below_limit()) return bm.size();
+  uint64_t hit = bm.find_clear(0, from);
+  return hit < from ? hit : bm.size();
+}
+
+Status Allocator::raise_mark(Bitmap& bm) {
+  if (!raise_) return err(ENOSPC);
+  const bool inodes = &bm == inodes_.get();
+  // Inode n is bit n: the inode mark is the bitmap's limit minus one.
+  uint64_t inode_hwm = inodes_->limit() - 1;
+  uint64_t block_hwm = blocks_->limit();
+  if (inodes)
+    inode_hwm = std::min(inodes_->size() - 1, inode_hwm + kLazyInodeStep);
+  else
+    block_hwm = std::min(blocks_->size(), block_hwm + kLazyBlockStep);
+  SFS_TRY(raise_(inode_hwm, block_hwm));
+  uint64_t old_limit = bm.limit();
+  return bm.grow(*cache_, inodes ? inode_hwm + 1 : block_hwm, old_limit);
+}
+
 Result<PhysRange> Allocator::reserve_blocks(uint64_t goal, uint64_t want) {
   std::lock_guard lk(mu_);
   if (want == 0) want = 1;
@@ -135,10 +209,14 @@ Result<PhysRange> Allocator::reserve_blocks(uint64_t goal, uint64_t want) {
     if (r.count) return r;
   }
   if (goal == 0) goal = block_goal_;
-  uint64_t start = blocks_->find_clear(goal);
+  auto found = find_free(*blocks_, goal, false);
+  if (!found.ok()) return Error{found.error()};
+  uint64_t start = *found;
   if (start >= blocks_->size()) return err(ENOSPC);
+  // A run stops at the mark: streaming writes raise it on the next call.
   uint64_t count = 1;
-  while (count < want && start + count < blocks_->size() && !blocks_->test(start + count)) count++;
+  while (count < want && start + count < blocks_->limit() && !blocks_->test(start + count))
+    count++;
   for (uint64_t b = start; b < start + count; b++) blocks_->set_mem(b);
   block_goal_ = start + count;
   return PhysRange{start, count};
@@ -210,7 +288,9 @@ Status Allocator::unfree_blocks(Handle& h, PhysRange r) {
 
 Result<uint64_t> Allocator::alloc_inode(Handle& h) {
   std::lock_guard lk(mu_);
-  uint64_t ino = inodes_->find_clear(inode_goal_);
+  auto found = find_free(*inodes_, inode_goal_, true);
+  if (!found.ok()) return Error{found.error()};
+  uint64_t ino = *found;
   if (ino >= inodes_->size() || ino == 0) return err(ENOSPC);
   SFS_TRY(inodes_->set_disk(h, ino, 1, true));
   inodes_->set_mem(ino);

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -29,7 +30,17 @@ class Bitmap;
 
 class Allocator {
  public:
-  static Result<std::unique_ptr<Allocator>> load(BufferCache& cache, const Superblock& sb);
+  // Raises the superblock's high-water marks (core/lazy_init.h) to
+  // (inode_hwm, block_hwm): initialises the metadata blocks they newly
+  // cover and makes the new marks durable before it returns. Called with
+  // the allocator's mutex held, so it must take no lock that is ever held
+  // while calling into the allocator (MountedFs::sb_mu_ is a leaf).
+  using RaiseMarks = std::function<Status(uint64_t inode_hwm, uint64_t block_hwm)>;
+
+  // Loads the bitmap blocks under the marks, nothing above them: what is
+  // above is free. Without raise, allocation stops at the marks (ENOSPC).
+  static Result<std::unique_ptr<Allocator>> load(BufferCache& cache, const Superblock& sb,
+                                                 RaiseMarks raise = nullptr);
   ~Allocator();
 
   // Up to `want` contiguous free blocks, starting at or after `goal` when
@@ -72,7 +83,20 @@ class Allocator {
 
  private:
   Allocator() = default;
-  mutable std::mutex mu_;  // protects everything below; a leaf lock
+  // The first free bit of `bm` at or after `from`; when there is none
+  // below the mark, the mark is raised (all above it is free) before the
+  // search wraps to the start, so blocks are handed out in the order they
+  // were before lazy initialisation. With wrap_first the search wraps
+  // before it raises the mark: inode numbers are reused rather than the
+  // table initialised further (a create/unlink churn would otherwise
+  // initialise all of it). bm.size() when all are in use.
+  Result<uint64_t> find_free(Bitmap& bm, uint64_t from, bool wrap_first);
+  Status raise_mark(Bitmap& bm);
+  // Protects everything below. Held across a raise of the marks (I/O, and
+  // MountedFs::sb_mu_ inside it); otherwise a leaf lock.
+  mutable std::mutex mu_;
+  BufferCache* cache_ = nullptr;
+  RaiseMarks raise_;
   std::unique_ptr<Bitmap> blocks_;
   std::unique_ptr<Bitmap> inodes_;
   std::map<uint64_t, std::vector<PhysRange>> pending_blocks_;  // txid -> ranges

@@ -143,16 +143,22 @@ void Checker::claim(uint64_t block, uint64_t ino, const char* what) {
             " is outside the data area");
     return;
   }
-  if (owner_[block] != 0) {
+  if (block >= sb_.block_hwm) {
+    problem("inode " + std::to_string(ino) + ": " + what + " block " + std::to_string(block) +
+            " is above the block high-water mark " + std::to_string(sb_.block_hwm) +
+            " (nothing there can be in use)");
+    return;
+  }
+  if (owner(block) != 0) {
     // Which owner is right is not something fsck can know (e2fsck's pass
     // 1B would clone the block for each); neither claim is freed.
     shared_.insert(block);
     problem("block " + std::to_string(block) + " is claimed by inode " +
-            std::to_string(owner_[block]) + " and inode " + std::to_string(ino) + " (" + what +
+            std::to_string(owner(block)) + " and inode " + std::to_string(ino) + " (" + what +
             ")");
     return;
   }
-  owner_[block] = ino;
+  owner(block) = ino;
 }
 
 void Checker::scrub_file(uint64_t ino, const ExtentMap& map) {
@@ -377,10 +383,10 @@ void Checker::check_symlink(uint64_t ino, const DiskInode& d, const ExtentMap* m
 }
 
 Status Checker::check_checksum_table_blocks() {
-  for (uint64_t i = 0; i < sb_.csum_table_blocks; i++) {
+  const BlockSpan span = initialised_spans(sb_).csum_table;
+  for (uint64_t nr = span.first; nr < span.end(); nr++) {
     AlignedBlock b;
     std::string why;
-    uint64_t nr = sb_.csum_table_start + i;
     SFS_TRY(dev_.read(nr, b.data(), kBlockSize));
     if (!verify_meta_block(b.data(), nr, kMagicChecksumTable, &why).ok())
       problem("checksum table block " + std::to_string(nr) + ": " + why);
@@ -393,10 +399,12 @@ Result<FsckResult> Checker::run() {
   SFS_TRY(replay());
   load_bitmaps();
   SFS_TRY(check_checksum_table_blocks());
-  owner_.assign(sb_.total_blocks, 0);
+  owner_.assign(sb_.block_hwm - sb_.data_start, 0);
   bool root_seen = false;
-  for (uint64_t blk = 0; blk < sb_.inode_table_blocks; blk++) {
-    if (opts_.progress) opts_.progress(blk, sb_.inode_table_blocks);
+  // Only the table under the inode high-water mark was ever written.
+  const uint64_t table_blocks = initialised_spans(sb_).inode_table.count;
+  for (uint64_t blk = 0; blk < table_blocks; blk++) {
+    if (opts_.progress) opts_.progress(blk, table_blocks);
     uint64_t nr = sb_.inode_table_start + blk;
     auto buf = cache_.read(nr, kMagicInodeTable);
     if (!buf.ok()) {
@@ -414,6 +422,9 @@ Result<FsckResult> Checker::run() {
         continue;
       }
       slots_used_.insert(ino);
+      if (ino > sb_.inode_hwm)
+        problem("inode " + std::to_string(ino) + ": in use above the inode high-water mark " +
+                std::to_string(sb_.inode_hwm));
       if (ino == kRootIno) root_seen = (d.mode & S_IFMT) == S_IFDIR;
       check_inode(ino, d);
     }
@@ -423,7 +434,8 @@ Result<FsckResult> Checker::run() {
   check_orphans();
   rebuild_bitmaps();
   check_block_bitmap();
-  if (opts_.progress) opts_.progress(sb_.inode_table_blocks, sb_.inode_table_blocks);
+  check_high_water_marks();
+  if (opts_.progress) opts_.progress(table_blocks, table_blocks);
   SFS_TRY(repair());
   return res_;
 }

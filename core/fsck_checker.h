@@ -116,11 +116,15 @@ class Checker {
   void check_links();
   void check_orphans();
   void check_block_bitmap();
+  void check_high_water_marks();
+  uint64_t first_clear_metadata_bit() const;
   void leak_block(uint64_t b);
   void scrub_file(uint64_t ino, const ExtentMap& map);
   void check_symlink(uint64_t ino, const DiskInode& d, const ExtentMap* map);
   Result<uint64_t> recorded_checksum(uint64_t phys);
+  // Bits in blocks above the high-water marks were never written: free.
   bool bit(const std::vector<std::shared_ptr<MetaBuffer>>& bm, uint64_t n) const {
+    if (n / kBitsPerBitmapBlock >= bm.size()) return false;
     const auto& b = bm[n / kBitsPerBitmapBlock];
     uint64_t i = n % kBitsPerBitmapBlock;
     return b->payload()[i / 8] >> (i % 8) & 1;
@@ -135,7 +139,10 @@ class Checker {
   RepairPlan plan_;
   std::vector<std::string> fixing_;  // the lines of plan_'s fixes
   std::vector<std::shared_ptr<MetaBuffer>> ibmp_, bbmp_;
-  std::vector<uint64_t> owner_;                    // block -> claiming inode (0 free)
+  // Data block b -> claiming inode (0 free), from data_start up to the
+  // block high-water mark: the size of what can be in use, not the device.
+  std::vector<uint64_t> owner_;
+  uint64_t& owner(uint64_t b) { return owner_[b - sb_.data_start]; }
   std::unordered_set<uint64_t> shared_;            // blocks claimed twice: never freed
   // Every directory entry, as (directory, entry); judged once every inode is known.
   std::vector<std::pair<uint64_t, DirEntry>> entries_;

@@ -64,6 +64,10 @@ void Checker::check_entries() {
       std::string why = e.ino == kRootIno ? "names the root directory"
                         : e.ino == 0 || e.ino > sb_.inode_count
                             ? "points to invalid inode " + std::to_string(e.ino)
+                        : e.ino > sb_.inode_hwm
+                            ? "points to inode " + std::to_string(e.ino) +
+                                  ", above the inode high-water mark " +
+                                  std::to_string(sb_.inode_hwm)
                             : "points to free inode " + std::to_string(e.ino);
       if (!fixable_if_complete(at + " " + why, false, [&](RepairPlan& p) {
             p.entries.push_back({dir, e.name, true, 0, 0});

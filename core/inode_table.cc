@@ -4,6 +4,7 @@ namespace stablefs {
 
 Result<DiskInode> InodeTable::read(uint64_t ino) {
   if (!valid(ino)) return err(EINVAL);
+  if (ino > hwm_.load(std::memory_order_acquire)) return DiskInode{};
   auto buf = cache_.read(inode_block(sb_, ino), kMagicInodeTable);
   if (!buf.ok()) return Error{buf.error()};
   uint64_t blk = inode_block(sb_, ino);
@@ -12,7 +13,7 @@ Result<DiskInode> InodeTable::read(uint64_t ino) {
 }
 
 Status InodeTable::write(Handle& h, uint64_t ino, const DiskInode& inode) {
-  if (!valid(ino)) return err(EINVAL);
+  if (!valid(ino) || ino > hwm_.load(std::memory_order_acquire)) return err(EINVAL);
   uint64_t blk = inode_block(sb_, ino);
   auto buf = cache_.read(blk, kMagicInodeTable);
   if (!buf.ok()) return Error{buf.error()};

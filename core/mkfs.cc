@@ -10,50 +10,11 @@
 
 #include "core/base/endian.h"
 #include "core/base/format.h"
+#include "core/lazy_init.h"
 #include "journal/buffer.h"
 
 namespace stablefs {
 namespace {
-
-constexpr uint64_t kChunk = 64;  // blocks per write request
-
-class RegionWriter {
- public:
-  RegionWriter(BlockDevice& dev, const MkfsOptions& opts, uint64_t total)
-      : dev_(dev), opts_(opts), total_(total) {
-    for (auto& b : bufs_) b = std::make_unique<AlignedBlock>();
-  }
-
-  // Writes blocks [start, start+count), each filled by fill(block, blocknr).
-  template <class Fill>
-  Status write_region(uint64_t start, uint64_t count, Fill fill) {
-    for (uint64_t done = 0; done < count;) {
-      uint64_t n = std::min(kChunk, count - done);
-      IoRequest r;
-      r.op = IoOp::kWrite;
-      r.blocknr = start + done;
-      for (uint64_t i = 0; i < n; i++) {
-        uint8_t* p = bufs_[i]->data();
-        std::memset(p, 0, kBlockSize);
-        fill(p, start + done + i);
-        r.add(p, kBlockSize);
-      }
-      IoRequest* rs[] = {&r};
-      SFS_TRY(dev_.submit_and_wait(rs));
-      done += n;
-      written_ += n;
-      if (opts_.progress) opts_.progress(written_, total_);
-    }
-    return Status::Ok();
-  }
-
- private:
-  BlockDevice& dev_;
-  const MkfsOptions& opts_;
-  uint64_t total_;
-  uint64_t written_ = 0;
-  std::unique_ptr<AlignedBlock> bufs_[kChunk];
-};
 
 Timespec now() {
   timespec ts;
@@ -84,20 +45,24 @@ Status make_filesystem(BlockDevice& dev, const MkfsOptions& opts) {
   sb.state = kStateClean;
   sb.mkfs_time = uint64_t(std::chrono::system_clock::to_time_t(std::chrono::system_clock::now()));
 
-  uint64_t total = sb.inode_bitmap_blocks + sb.block_bitmap_blocks + sb.inode_table_blocks +
-                   sb.csum_table_blocks + sb.journal_blocks + 2;
-  RegionWriter w(dev, opts, total);
-
-  auto seal = [](uint8_t* p, uint64_t blocknr, uint32_t magic) {
-    MetaHeader h;
-    h.magic = magic;
-    h.blocknr = blocknr;
-    encode_meta_header(p, h);
-    seal_meta_block(p, blocknr, 0);
-  };
+  if (opts.lazy_init) {
+    // Only what the marks cover is written (core/lazy_init.h); the rest
+    // of the inode table, bitmaps and checksum table is free by definition.
+    sb.incompat |= kIncompatLazyInit;
+    uint64_t inodes = opts.initial_inodes ? opts.initial_inodes : kLazyInodeStep;
+    sb.inode_hwm = std::min(sb.inode_count,
+                            (inodes + kInodesPerBlock - 1) / kInodesPerBlock * kInodesPerBlock);
+    uint64_t blocks = opts.initial_data_blocks ? opts.initial_data_blocks : kLazyBlockStep;
+    sb.block_hwm = std::min(sb.total_blocks, sb.data_start + blocks);
+  }
+  const InitialisedSpans spans = initialised_spans(sb);
+  uint64_t total = spans.inode_bitmap.count + spans.block_bitmap.count +
+                   spans.inode_table.count + spans.csum_table.count + sb.journal_blocks + 2;
+  RegionWriter w(dev, opts.progress, total);
+  auto seal = seal_fresh_block;
 
   // Inode bitmap: bit 0 is reserved, bit 1 is the root directory.
-  SFS_TRY(w.write_region(sb.inode_bitmap_start, sb.inode_bitmap_blocks,
+  SFS_TRY(w.write_region(spans.inode_bitmap.first, spans.inode_bitmap.count,
                          [&](uint8_t* p, uint64_t b) {
                            uint64_t first_bit = (b - sb.inode_bitmap_start) * kBitsPerBitmapBlock;
                            for (uint64_t bit : {uint64_t(0), kRootIno})
@@ -106,7 +71,7 @@ Status make_filesystem(BlockDevice& dev, const MkfsOptions& opts) {
                            seal(p, b, kMagicInodeBitmap);
                          }));
   // Block bitmap: every block before data_start is in use.
-  SFS_TRY(w.write_region(sb.block_bitmap_start, sb.block_bitmap_blocks,
+  SFS_TRY(w.write_region(spans.block_bitmap.first, spans.block_bitmap.count,
                          [&](uint8_t* p, uint64_t b) {
                            uint64_t first_bit = (b - sb.block_bitmap_start) * kBitsPerBitmapBlock;
                            for (uint64_t i = 0; i < kBitsPerBitmapBlock; i++) {
@@ -118,7 +83,7 @@ Status make_filesystem(BlockDevice& dev, const MkfsOptions& opts) {
                          }));
   // Inode table: all free except the root directory.
   Timespec t = now();
-  SFS_TRY(w.write_region(sb.inode_table_start, sb.inode_table_blocks,
+  SFS_TRY(w.write_region(spans.inode_table.first, spans.inode_table.count,
                          [&](uint8_t* p, uint64_t b) {
                            if (b == inode_block(sb, kRootIno)) {
                              DiskInode root;
@@ -131,7 +96,7 @@ Status make_filesystem(BlockDevice& dev, const MkfsOptions& opts) {
                            }
                            seal(p, b, kMagicInodeTable);
                          }));
-  SFS_TRY(w.write_region(sb.csum_table_start, sb.csum_table_blocks,
+  SFS_TRY(w.write_region(spans.csum_table.first, spans.csum_table.count,
                          [&](uint8_t* p, uint64_t b) { seal(p, b, kMagicChecksumTable); }));
   SFS_TRY(w.write_region(sb.journal_start, sb.journal_blocks, [](uint8_t*, uint64_t) {}));
   SFS_TRY(dev.flush());

@@ -5,6 +5,8 @@
 #include "core/base/log.h"
 #include "core/io/overlay_device.h"
 #include "core/mounted_fs.h"
+
+#include "core/lazy_init.h"
 #include "core/unreplayed_commit.h"
 
 namespace stablefs {
@@ -157,6 +159,19 @@ Result<ReplayResult> MountedFs::replay_log(JournalGeometry geo) {
   return replay;
 }
 
+Status MountedFs::raise_marks(uint64_t inode_hwm, uint64_t block_hwm) {
+  std::lock_guard lk(sb_mu_);
+  Superblock next = sb_;
+  next.inode_hwm = std::max(sb_.inode_hwm, inode_hwm);
+  next.block_hwm = std::max(sb_.block_hwm, block_hwm);
+  SFS_TRY(initialise_above_marks(*dev_, sb_, next));
+  sb_.inode_hwm = next.inode_hwm;
+  sb_.block_hwm = next.block_hwm;
+  SFS_TRY(write_superblocks());
+  if (itable_) itable_->set_high_water_mark(sb_.inode_hwm);
+  return Status::Ok();
+}
+
 Status MountedFs::start(std::string* why) {
   SFS_TRY(read_superblock(why));
   bool unclean = sb_.state == kStateMounted;
@@ -188,7 +203,9 @@ Status MountedFs::start(std::string* why) {
   }
 
   cache_ = std::make_unique<BufferCache>(*dev_, std::max<uint64_t>(1, opts_.meta_cache_bytes / kBlockSize));
-  auto alloc = Allocator::load(*cache_, sb_);
+  auto alloc = Allocator::load(*cache_, sb_, [this](uint64_t inodes, uint64_t blocks) {
+    return raise_marks(inodes, blocks);
+  });
   if (!alloc.ok())
     return mount_failed(alloc.error(),
                         std::string("cannot load the allocation bitmaps: ") +
@@ -272,7 +289,8 @@ Status MountedFs::start(std::string* why) {
 // a link count of 0; nothing refers to them any more, so free them now.
 Status MountedFs::cleanup_orphans() {
   uint64_t freed = 0;
-  for (uint64_t blk = 0; blk < sb_.inode_table_blocks; blk++) {
+  // Only the initialised part of the table can hold an inode in use.
+  for (uint64_t blk = 0; blk < initialised_spans(sb_).inode_table.count; blk++) {
     auto buf = cache_->read(sb_.inode_table_start + blk, kMagicInodeTable);
     if (!buf.ok()) return Error{buf.error()};
     for (uint32_t slot = 0; slot < kInodesPerBlock; slot++) {

@@ -111,6 +111,9 @@ class MountedFs final : public Filesystem {
   Result<ReplayResult> replay_log(JournalGeometry geo);
   Status persist_tail(JournalPosition tail);
   void discard_committed_frees(uint64_t txid);
+  // The allocator's Allocator::RaiseMarks: initialises what the new marks
+  // cover, then writes them to the superblocks (core/lazy_init.h).
+  Status raise_marks(uint64_t inode_hwm, uint64_t block_hwm);
   Status cleanup_orphans();
   void flusher_main();
 

@@ -49,6 +49,11 @@ void print_usage(FILE* out) {
       "                   name the filesystem (at most 63 bytes; stablefs-stat and\n"
       "                   stablefs-dump show it)\n"
       "  -U, --uuid UUID  use this UUID (8-4-4-4-12 hex digits), not a random one\n"
+      "  -E lazy_init=0|1 1 (default): write only the start of the inode table,\n"
+      "                   bitmaps and checksum table; the filesystem initialises\n"
+      "                   the rest as it grows (fast on any size). 0: write all\n"
+      "                   of it, the layout that binaries from before the feature\n"
+      "                   mount (core/FORMAT.md)\n"
       "  -q, --quiet      print nothing but errors\n"
       "  -C FD            write progress lines \"1 DONE TOTAL TARGET\" (blocks of\n"
       "                   metadata written) to file descriptor FD, as e2fsck -C\n"
@@ -72,6 +77,7 @@ struct CommandLine {
   int progress_fd = -1;  // -C
   std::string label;
   std::optional<Uuid> uuid;
+  bool lazy_init = true;  // -E lazy_init=
 };
 
 uint64_t parse_size_arg(const std::string& s) {
@@ -118,6 +124,13 @@ CommandLine parse_command_line(int argc, char** argv) {
       cl.uuid = uuid_arg(argv[++i]);
     } else if (a.rfind("--uuid=", 0) == 0) {
       cl.uuid = uuid_arg(a.substr(7));
+    } else if (a == "-E") {
+      if (i + 1 >= argc) cli.usage_error("-E needs an extended option (lazy_init=0 or 1)");
+      std::string e = argv[++i];
+      if (e == "lazy_init=0" || e == "lazy_init=1")
+        cl.lazy_init = e.back() == '1';
+      else
+        cli.usage_error("unknown extended option '" + e + "' (known: lazy_init=0, lazy_init=1)");
     } else if (a == "-q" || a == "--quiet") {
       cl.quiet = true;
     } else if (auto fd = match_progress_option(argc, argv, &i, &why); !fd.ok() || *fd) {
@@ -263,6 +276,7 @@ int make_on(const CommandLine& cl, BlockDevice& dev, bool created) {
   mo.progress = progress.callback();
   mo.label = cl.label;
   mo.uuid = cl.uuid;
+  mo.lazy_init = cl.lazy_init;
   Status s = make_filesystem(counted, mo);
   progress.finish();
   if (!s.ok()) {

@@ -110,6 +110,10 @@ DiskInode decode_inode(const uint8_t* rec) {
   return n;
 }
 
+namespace {
+constexpr size_t kHwmOffset = 272;  // after the label field (208 + 64)
+}  // namespace
+
 void encode_superblock(uint8_t* block, const Superblock& sb, uint64_t blocknr) {
   std::memset(block, 0, kBlockSize);
   Encoder e(block, kBlockSize);
@@ -134,6 +138,10 @@ void encode_superblock(uint8_t* block, const Superblock& sb, uint64_t blocknr) {
   // Longer labels are cut (mkfs refuses them before it gets here); the
   // last byte stays NUL, so a reader never runs off the field.
   e.bytes(sb.label.data(), std::min(sb.label.size(), kLabelMaxBytes));
+  if (sb.incompat & kIncompatLazyInit) {
+    put_le64(block + kHwmOffset, sb.inode_hwm);
+    put_le64(block + kHwmOffset + 8, sb.block_hwm);
+  }
   put_le64(block + kBlockSize - 8, block_checksum(blocknr, block, kBlockSize - 8));
 }
 
@@ -194,7 +202,33 @@ Result<Superblock> decode_superblock(const uint8_t* block, uint64_t blocknr,
       p.data_start != sb.data_start || sb.root_ino != kRootIno)
     return fail("superblock geometry is inconsistent");
   if (sb.journal_tail >= sb.journal_blocks) return fail("journal tail out of range");
+  if (sb.incompat & kIncompatLazyInit) {
+    sb.inode_hwm = get_le64(block + kHwmOffset);
+    sb.block_hwm = get_le64(block + kHwmOffset + 8);
+    if (sb.inode_hwm < kRootIno || sb.inode_hwm > sb.inode_count)
+      return fail("inode high-water mark " + std::to_string(sb.inode_hwm) + " out of range");
+    if (sb.block_hwm < sb.data_start || sb.block_hwm > sb.total_blocks)
+      return fail("block high-water mark " + std::to_string(sb.block_hwm) + " out of range");
+  } else {
+    // An image made before lazy initialisation: all of it was written.
+    sb.inode_hwm = sb.inode_count;
+    sb.block_hwm = sb.total_blocks;
+  }
   return sb;
+}
+
+InitialisedSpans initialised_spans(const Superblock& sb) {
+  auto div_up = [](uint64_t a, uint64_t b) { return (a + b - 1) / b; };
+  InitialisedSpans s;
+  // Bit 0 of the inode bitmap is reserved, so inode n is bit n.
+  s.inode_bitmap = {sb.inode_bitmap_start, div_up(sb.inode_hwm + 1, kBitsPerBitmapBlock)};
+  s.block_bitmap = {sb.block_bitmap_start, div_up(sb.block_hwm, kBitsPerBitmapBlock)};
+  s.inode_table = {sb.inode_table_start, div_up(sb.inode_hwm, kInodesPerBlock)};
+  // Checksum entries of metadata blocks are never used: a lazy table
+  // starts at the entry of data_start. Older images have all of it.
+  uint64_t first = sb.incompat & kIncompatLazyInit ? sb.data_start / kChecksumsPerBlock : 0;
+  s.csum_table = {sb.csum_table_start + first, div_up(sb.block_hwm, kChecksumsPerBlock) - first};
+  return s;
 }
 
 Result<Superblock> plan_layout(uint64_t total_blocks) {
@@ -226,6 +260,10 @@ Result<Superblock> plan_layout(uint64_t total_blocks) {
   sb.journal_blocks = std::clamp<uint64_t>(total_blocks / 64, 1024, 32768);
   next += sb.journal_blocks;
   sb.data_start = next;
+  // Everything initialised: make_filesystem lowers the marks when it sets
+  // kIncompatLazyInit.
+  sb.inode_hwm = sb.inode_count;
+  sb.block_hwm = total_blocks;
   // Leave room for at least a few hundred data blocks.
   if (sb.data_start + 256 > total_blocks) return err(ENOSPC);
   return sb;

@@ -173,13 +173,19 @@ enum IncompatFeatures : uint32_t {
   // data"), which a binary that does not know them would stop at, losing
   // every transaction from there on. Same lifecycle as kIncompatAsyncCommit.
   kIncompatJournalData = 1u << 1,
+  // Lazy initialisation (core/FORMAT.md, "Lazy initialisation"): only the
+  // parts of the inode table, bitmaps and checksum table below the
+  // superblock's high-water marks were ever written; the rest is free by
+  // definition and may hold anything. A binary that does not know this
+  // would read those blocks as corrupt, so the bit stays set for life.
+  kIncompatLazyInit = 1u << 2,
   // The log may hold delta records (journal/FORMAT.md, "Deltas"): metadata
   // blocks logged as the bytes changed since their previous logged version.
   // Same lifecycle as kIncompatAsyncCommit.
   kIncompatJournalDeltas = 1u << 3,
 };
 constexpr uint32_t kIncompatSupported =
-    kIncompatAsyncCommit | kIncompatJournalData | kIncompatJournalDeltas;
+    kIncompatAsyncCommit | kIncompatJournalData | kIncompatLazyInit | kIncompatJournalDeltas;
 // The bits that only say what the log may hold: cleared once it is empty.
 constexpr uint32_t kIncompatLogFeatures =
     kIncompatAsyncCommit | kIncompatJournalData | kIncompatJournalDeltas;
@@ -207,6 +213,11 @@ struct Superblock {
   // Set by mkfs -L; "" when none. Images made before the field existed
   // hold zeros there, which is the empty label (core/FORMAT.md).
   std::string label;
+  // High-water marks (kIncompatLazyInit): inodes 1..inode_hwm and blocks
+  // 0..block_hwm-1 are covered by initialised metadata; everything above is
+  // free. Without the feature the decoder sets them to the whole device.
+  uint64_t inode_hwm = 0;
+  uint64_t block_hwm = 0;
 };
 // The label field: at most 63 bytes, NUL-padded to 64.
 constexpr size_t kLabelMaxBytes = 63;
@@ -217,7 +228,7 @@ constexpr size_t kLabelMaxBytes = 63;
 // 128 journal start | 136 journal blocks | 144 data_start | 152 root_ino
 // 160 journal_tail | 168 journal_tail_txid | 176 sequence | 184 u32 state
 // 188 zero | 192 mkfs_time | 200 mount_count | 208 label[64] (NUL-padded)
-// | ... zero ...
+// 272 inode_hwm | 280 block_hwm (both 0 unless kIncompatLazyInit) | ... zero ...
 // 4088 u64 checksum: XXH3-64 over bytes [0, 4088) seeded with the block number.
 void encode_superblock(uint8_t* block, const Superblock& sb, uint64_t blocknr);
 // Validates magic, version, checksum and geometry (every region inside the
@@ -229,6 +240,18 @@ Result<Superblock> decode_superblock(const uint8_t* block, uint64_t blocknr,
 // Geometry for a new filesystem of total_blocks blocks.
 Result<Superblock> plan_layout(uint64_t total_blocks);
 constexpr uint64_t kMinBlocks = 4096;  // 16 MiB
+
+// The metadata blocks the high-water marks say were initialised, region by
+// region: [first, first + count). Blocks of a region outside its range were
+// never written (kIncompatLazyInit) and are never read.
+struct BlockSpan {
+  uint64_t first = 0, count = 0;
+  uint64_t end() const { return first + count; }
+};
+struct InitialisedSpans {
+  BlockSpan inode_bitmap, block_bitmap, inode_table, csum_table;
+};
+InitialisedSpans initialised_spans(const Superblock& sb);
 
 inline uint64_t inode_block(const Superblock& sb, uint64_t ino) {
   return sb.inode_table_start + (ino - 1) / kInodesPerBlock;

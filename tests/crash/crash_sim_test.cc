@@ -39,6 +39,7 @@ struct RecordedRun {
   uint64_t journaled_data_blocks = 0;  // rewrites committed through the log
   uint64_t deltas_logged = 0;  // metadata blocks logged as deltas (journal_deltas=on)
   uint64_t checkpoints = 0;
+  Superblock final_sb;  // after the clean unmount
 };
 
 MountOptions sim_mount_options(uint32_t journal_data_pages, bool discard) {
@@ -62,9 +63,10 @@ MountOptions sim_mount_options(uint32_t journal_data_pages, bool discard) {
 // log holds each discard as a write of zeroes.
 void record_workload(uint64_t seed, int ops, RecordedRun* out,
                      uint32_t journal_data_pages = MountOptions::kJournalDataPages,
-                     bool native_fua = false, bool discard = false) {
+                     bool native_fua = false, bool discard = false,
+                     const MkfsOptions& mkfs = {}) {
   MemDevice dev(kDeviceBlocks, native_fua);
-  ASSERT_TRUE(make_filesystem(dev, {}).ok());
+  ASSERT_TRUE(make_filesystem(dev, mkfs).ok());
   ASSERT_TRUE(dev.flush().ok());
   out->initial.resize(kDeviceBlocks * kBlockSize);
   ASSERT_TRUE(dev.read(0, out->initial.data(), out->initial.size()).ok());
@@ -94,6 +96,8 @@ void record_workload(uint64_t seed, int ops, RecordedRun* out,
   auto r = check_filesystem(dev, fo);
   ASSERT_TRUE(r.ok());
   ASSERT_EQ(r->errors, 0u) << "the workload's own clean image is inconsistent";
+  std::vector<uint8_t> sb = dev.durable_block(kSuperblockA);
+  out->final_sb = decode_superblock(sb.data(), kSuperblockA, kDeviceBlocks, nullptr).value();
 
   out->log = log->snapshot();
   out->expectations = w.oracle().expectations();
@@ -237,6 +241,30 @@ TEST(CrashSim, EveryFlushBoundaryOfA500OpWorkload) {
   report("500-op workload, every flush boundary", run, s);
   EXPECT_GT(run.journaled_data_blocks, 0u) << "no rewrite went through the journal";
   EXPECT_GT(run.deltas_logged, 0u) << "no metadata block was logged as a delta";
+  EXPECT_GT(s.pairs, 0u);
+  EXPECT_EQ(s.inconsistent, 0u) << s.failures;
+  EXPECT_EQ(s.lost, 0u) << s.failures;
+}
+
+// Lazy initialisation (core/lazy_init.h) with marks so low that the
+// workload's creates and writes raise both: a crash at every flush of the
+// raises (initialised blocks, then each superblock copy) and at torn points
+// between them must leave a consistent image with every fsync'd byte.
+TEST(CrashSim, EveryFlushBoundaryWhileTheHighWaterMarksRise) {
+  MkfsOptions mo;
+  mo.initial_inodes = kInodesPerBlock;
+  mo.initial_data_blocks = 64;
+  RecordedRun run;
+  ASSERT_NO_FATAL_FAILURE(
+      record_workload(0x5eed0003, 300, &run, MountOptions::kJournalDataPages, false, false, mo));
+  ASSERT_TRUE(run.final_sb.incompat & kIncompatLazyInit);
+  EXPECT_GT(run.final_sb.inode_hwm, uint64_t(kInodesPerBlock)) << "no inode raise happened";
+  EXPECT_GT(run.final_sb.block_hwm, run.final_sb.data_start + 64) << "no block raise happened";
+  auto points = flush_boundaries(run.log);
+  auto torn = sampled_torn_points(run.log, 100, 0x7043);
+  points.insert(points.end(), torn.begin(), torn.end());
+  Summary s = check_points(run, points);
+  report("300-op workload with low high-water marks, every flush boundary", run, s);
   EXPECT_GT(s.pairs, 0u);
   EXPECT_EQ(s.inconsistent, 0u) << s.failures;
   EXPECT_EQ(s.lost, 0u) << s.failures;

@@ -40,7 +40,9 @@ expect_status 0 $?
 for page in "$@"; do
 	name=$(basename "$page")
 	found=$(MANPATH="$tmp/prefix/share/man" man -w "${name##*.}" "${name%.*}" 2>&1)
-	expect_eq "$tmp/prefix/share/man/man${name##*.}/$name" "$found"
+	# Installed gzip'd (Debian policy), and man reads it so.
+	expect_eq "$tmp/prefix/share/man/man${name##*.}/$name.gz" "$found"
+	expect_eq "$(cat "$page")" "$(gzip -dc "$found")"
 done
 
 finish

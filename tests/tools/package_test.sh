@@ -85,12 +85,12 @@ files=$(dpkg -L stablefs)
 for b in "${binaries[@]}"; do expect_contains "$files" "/usr/sbin/$b"; done
 for m in man8/stablefs.8 man8/mkfs.stablefs.8 man8/fsck.stablefs.8 man8/stablefs-stat.8 \
 	man8/stablefs-dump.8 man8/stablefs-tune.8 man1/wac.1 man5/stablefs.5; do
-	expect_contains "$files" "/usr/share/man/$m"
+	expect_contains "$files" "/usr/share/man/$m.gz"
 done
 # What mount.fuse3 will run: it looks `stablefs` up with /bin/sh's PATH.
 expect_eq "/usr/sbin/stablefs" "$(env -i /bin/sh -c 'command -v stablefs')"
 expect_eq "stablefs (stablefs) $version" "$(/usr/sbin/stablefs --version | head -1)"
-expect_eq "/usr/share/man/man5/stablefs.5" "$(man -w 5 stablefs 2>&1)"
+expect_eq "/usr/share/man/man5/stablefs.5.gz" "$(man -w 5 stablefs 2>&1)"
 
 begin "InstalledMkfsMakesAFilesystem"
 /usr/sbin/mkfs.stablefs -q --size 64M "$img"

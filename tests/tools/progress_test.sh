@@ -1,13 +1,15 @@
 #!/bin/bash
-# Progress of mkfs.stablefs and fsck.stablefs (--scrub too): on a terminal,
+# Progress of mkfs.stablefs, fsck.stablefs (--scrub too) and wac --reproduce
+# (one line per scenario): on a terminal,
 # one line redrawn in place (percent, MiB/s, ETA) and erased before the
 # result; nothing when stderr is not a terminal; with -C FD, e2fsck's
 # "PHASE DONE TOTAL DEVICE" lines on that descriptor, here a pipe.
 #
-# usage: progress_test.sh MKFS FSCK
+# usage: progress_test.sh MKFS FSCK WAC
 set -u
 mkfs=$1
 fsck=$2
+wac=$3
 here=$(dirname "$(readlink -f "$0")")
 . "$here/../glue/assert.sh"
 
@@ -113,5 +115,20 @@ expect_progress_line "writing metadata" "stablefs created on $img"
 begin "QuietDrawsNothingEvenOnATerminal"
 on_terminal "'$mkfs' -q --force '$img'"
 expect_eq "" "$out"
+
+# wac --reproduce on a plain directory: no mount needed, two short scenarios.
+mkdir "$tmp/wac"
+begin "WacReproduceDrawsALinePerScenarioOnATerminal"
+on_terminal "'$wac' --reproduce --scenarios AB --workers 2 -t 1 '$tmp/wac'"
+expect_progress_line "scenario A (2 write() + sync_file_range)" ""
+expect_contains "$out" "${cr}scenario B ("
+expect_contains "$out" "${cr}${esc}[Kwac --reproduce on $tmp/wac"
+
+begin "WacReproduceIsSilentWhenNotOnATerminal"
+"$wac" --reproduce --scenarios AB --workers 2 -t 1 "$tmp/wac" > "$tmp/wac.out" 2> "$tmp/wac.err"
+expect_status 0 $?
+expect_eq "" "$(cat "$tmp/wac.err")"
+expect_not_contains "$(cat "$tmp/wac.out")" "$cr"
+expect_contains "$(cat "$tmp/wac.out")" "verdict: no integrity error"
 
 finish

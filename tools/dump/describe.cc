@@ -105,6 +105,9 @@ Record describe_filesystem(const ImageReader& r) {
   Record& geo = out.add_record("geometry");
   geo.add("block_size", uint64_t(sb.block_size)).add("total_blocks", sb.total_blocks);
   geo.add("inode_count", sb.inode_count).add("data_blocks", sb.total_blocks - sb.data_start);
+  // Lazy initialisation (core/FORMAT.md): what the metadata covers so far.
+  geo.add("lazy_init", uint64_t(sb.incompat & kIncompatLazyInit ? 1 : 0));
+  geo.add("inode_high_water_mark", sb.inode_hwm).add("block_high_water_mark", sb.block_hwm);
   auto& regions = geo.add_list("regions");
   add_region(regions, "superblocks", kSuperblockA, 2);
   add_region(regions, "inode_bitmap", sb.inode_bitmap_start, sb.inode_bitmap_blocks);

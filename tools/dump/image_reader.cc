@@ -60,6 +60,8 @@ Result<DiskInode> ImageReader::inode(uint64_t ino, std::string* why) {
     return fail(why, EINVAL,
                 "inode " + std::to_string(ino) + " is outside 1.." +
                     std::to_string(copies_.sb.inode_count));
+  // Above the high-water mark the table was never written: the inode is free.
+  if (ino > copies_.sb.inode_hwm) return DiskInode{};
   uint64_t nr = copies_.sb.inode_table_start + (ino - 1) / kInodesPerBlock;
   auto buf = cache_.read(nr, kMagicInodeTable);
   if (!buf.ok())
@@ -71,6 +73,7 @@ Result<DiskInode> ImageReader::inode(uint64_t ino, std::string* why) {
 Result<bool> ImageReader::inode_in_use(uint64_t ino, std::string* why) {
   if (ino == 0 || ino > copies_.sb.inode_count)
     return fail(why, EINVAL, "inode " + std::to_string(ino) + " is out of range");
+  if (ino > copies_.sb.inode_hwm) return false;  // above the mark: free, never written
   uint64_t nr = copies_.sb.inode_bitmap_start + ino / kBitsPerBitmapBlock;
   auto buf = cache_.read(nr, kMagicInodeBitmap);
   if (!buf.ok())

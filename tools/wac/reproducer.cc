@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "tools/progress_display.h"
 #include "tools/wac/stop_signals.h"
 
 namespace stablefs::wac {
@@ -70,13 +71,20 @@ int flush_file(const std::string& path) {
 
 }  // namespace
 
-PolicyResult run_scenarios(const Options& o, const std::string& dir) {
+PolicyResult run_scenarios(const Options& o, const std::string& dir, const std::string& policy) {
   PolicyResult p;
   p.target = dir;
   std::string counters_note, kmsg_note;
   auto probe = CounterProbe::open(dir, &counters_note);
   KernelLogWatch kmsg;
   bool have_kmsg = kmsg.start(&kmsg_note);
+  // One line per scenario on a terminal (stderr), time done and MiB/s
+  // written; nothing into a pipe.
+  uint64_t bytes_written = 0;
+  ProgressDisplay progress(progress_targets(false, -1, dir), [&] { return bytes_written; });
+  const bool show = bool(progress.callback());
+  const uint64_t duration_ms = uint64_t(o.duration_s * 1000);
+  const std::string policy_prefix = policy.empty() ? "" : "policy " + policy + ", ";
 
   for (const Scenario& sc : scenarios_for(o)) {
     if (stop_signal_received()) break;
@@ -105,7 +113,17 @@ PolicyResult run_scenarios(const Options& o, const std::string& dir) {
     }
     (void)kmsg.collect();  // drop what came before this scenario
     IntegritySnapshot before = probe ? probe->snapshot() : IntegritySnapshot{};
-    auto run = run_workers(specs, o.duration_s, &why);
+    bytes_written = 0;
+    progress.start_phase(1, policy_prefix + "scenario " + std::string(1, sc.name) + " (" +
+                                sc.what + ")");
+    RunTick tick;
+    if (show)
+      tick = [&](double elapsed_s, uint64_t bytes) {
+        bytes_written = bytes;
+        progress.update(uint64_t(elapsed_s * 1000), duration_ms);
+      };
+    auto run = run_workers(specs, o.duration_s, &why, tick);
+    progress.clear_line();
     if (run.ok()) {
       r.run = std::move(*run);
       if (!r.run.failure.empty()) r.failure = r.run.failure;
@@ -132,7 +150,7 @@ PolicyResult run_scenarios(const Options& o, const std::string& dir) {
 int reproduce_on_directory(const Options& o) {
   char buf[PATH_MAX];
   std::string dir = realpath(o.target.c_str(), buf) ? buf : o.target;
-  std::vector<PolicyResult> runs{run_scenarios(o, dir)};
+  std::vector<PolicyResult> runs{run_scenarios(o, dir, "")};
   int code = runs[0].verdict();
   if (o.json) print_reproduce_json(stdout, o, runs, code);
   else print_policy_table(stdout, o, runs[0]);
@@ -175,7 +193,7 @@ PolicyResult run_policy(const Options& o, const ToolPaths& tools, const std::str
     p.failure = "mount: " + why;
     return p;
   }
-  PolicyResult ran = run_scenarios(o, mnt);
+  PolicyResult ran = run_scenarios(o, mnt, policy);
   p.target = ran.target;
   p.scenarios = std::move(ran.scenarios);
   std::string uwhy;

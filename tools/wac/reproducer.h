@@ -49,8 +49,10 @@ struct PolicyResult {
   int verdict() const;
 };
 
-// Runs the scenarios in `dir`, one fresh file each.
-PolicyResult run_scenarios(const Options& o, const std::string& dir);
+// Runs the scenarios in `dir`, one fresh file each. On a terminal (stderr)
+// each scenario shows a progress line, which names `policy` when it is not
+// empty.
+PolicyResult run_scenarios(const Options& o, const std::string& dir, const std::string& policy);
 
 // The two entry points; both print the report and return the exit code.
 int reproduce_on_directory(const Options& o);

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -73,7 +74,7 @@ uint64_t RunResult::errors_on(Step step, int errnum) const {
 }
 
 Result<RunResult> run_workers(const std::vector<WorkerSpec>& specs, double duration_s,
-                              std::string* why) {
+                              std::string* why, const RunTick& tick) {
   auto shared = SharedRun::create(specs.size(), why);
   if (!shared.ok()) return err(shared.error());
   SharedRun& run = **shared;
@@ -107,7 +108,15 @@ Result<RunResult> run_workers(const std::vector<WorkerSpec>& specs, double durat
         break;
       }
       if (reap_exited(pids, out) == 0 || Clock::now() >= deadline) break;
-      wait_for_signal(ms_until(deadline));
+      if (tick) {
+        uint64_t bytes = 0;
+        for (size_t i = 0; i < specs.size(); i++)
+          bytes += run.slot(i).bytes.load(std::memory_order_relaxed);
+        tick(std::chrono::duration<double>(Clock::now() - start).count(), bytes);
+      }
+      // A tick wants a wakeup every 100 ms; a signal or the deadline ends
+      // the wait early either way.
+      wait_for_signal(tick ? std::min(ms_until(deadline), 100) : ms_until(deadline));
     }
   }
   run.request_stop();

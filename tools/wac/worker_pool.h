@@ -3,6 +3,7 @@
 // the reproducer.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -44,7 +45,12 @@ struct RunResult {
 // stops them after `duration_s` (or on SIGINT/SIGTERM, or when all have
 // exited), signals each still-running child by PID, reaps exactly those
 // PIDs, and merges their counters. An error only when nothing could run.
+// `tick`, when given, is called about ten times a second while the workers
+// run, with the seconds since the start and the bytes written so far (a
+// relaxed read of slots still being written: a figure for a progress
+// line, not a result).
+using RunTick = std::function<void(double elapsed_s, uint64_t bytes)>;
 Result<RunResult> run_workers(const std::vector<WorkerSpec>& specs, double duration_s,
-                              std::string* why);
+                              std::string* why, const RunTick& tick = nullptr);
 
 }  // namespace stablefs::wac
