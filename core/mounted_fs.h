@@ -19,7 +19,8 @@
 //    the journal, so the half-done change never commits.
 // The lazily stored size and times of write() and atime (attrs_dirty) are
 // the exception, as i_size is in the VFS: they are in memory first, by
-// design, and reach the journal with the next store of the inode.
+// design. The times reach the journal with the next store of the inode;
+// the size only as far as the data under it is stored (Inode::stored_size).
 #pragma once
 
 #include <atomic>
@@ -126,6 +127,17 @@ class MountedFs final : public Filesystem {
   // only once the journal has aborted and nothing commits anyway. A change
   // of several steps pins the inodes it will store before its first step.
   Status pin_inode(Handle& h, Inode& n) { return store_inode(h, n); }  // n.mu held
+  // The size a store of `next` writes for n (see Inode::stored_size).
+  static uint64_t size_to_store(const Inode& n, const DiskInode& next);
+  // store_inode with the record's size given: writeback, once it mapped
+  // data up to some offset, and fsync, once every page is written. n.mu held.
+  Status store_inode_sized(Handle& h, Inode& n, DiskInode next, uint64_t size);
+  // The stored size once data up to `written_end` is mapped. n.mu held.
+  static uint64_t written_size(const Inode& n, uint64_t written_end);
+  // Before an explicit growth of the size (truncate up, fallocate): data
+  // written below the old size and not yet stored is written back first.
+  // n.op held exclusively.
+  Status write_back_below_size(Inode& n);
   // ---- attrs_fs.cc ----
   // Whether kill_privileges_locked would change anything (n.mu held).
   static bool has_privileges_to_kill(const Inode& n, bool suidgid);
@@ -234,7 +246,9 @@ class MountedFs final : public Filesystem {
     return journal_->checkpoint();
   }
  private:
-  Status write_inode_if_dirty(Inode& n);
+  // Stores n's attributes if they changed; `data_written`: its pages were
+  // all written back (fsync), so the whole size may be stored.
+  Status write_inode_if_dirty(Inode& n, bool data_written = false);
   void touch_atime(Inode& n);
   Status verify_written(Inode& n, const std::vector<PendingPage>& batch);
   // Writes back through the journal the pages of `batch` that are in short

@@ -29,6 +29,13 @@
 namespace stablefs {
 namespace {
 constexpr size_t kBatchPages = kWritebackBatchPages;
+
+// The end of the last page of a batch, in bytes.
+uint64_t pages_end(const std::vector<PendingPage>& batch) {
+  uint64_t end = 0;
+  for (const PendingPage& pp : batch) end = std::max(end, (pp.page->index() + 1) * kPageSize);
+  return end;
+}
 // Journaled pages per handle: each also dirties a checksum table block, so
 // this bounds what one handle adds to a transaction (the smallest log is
 // 1024 blocks); beyond it pages take the batch path.
@@ -244,6 +251,7 @@ void MountedFs::journal_rewrites(Inode& n, std::vector<PendingPage>& batch,
     std::lock_guard lk(n.mu);
     Status s = load_map(n);
     size_t journaled = 0;
+    uint64_t written_end = 0;
     for (size_t i = 0; i < batch.size(); i++) {
       PendingPage& pp = batch[i];
       bool take = s.ok() && short_run[i] && journaled < kMaxJournaledPerHandle;
@@ -263,11 +271,17 @@ void MountedFs::journal_rewrites(Inode& n, std::vector<PendingPage>& batch,
         continue;
       }
       h.log_data_block(phys, std::move(image), csum);
+      written_end = std::max(written_end, (pp.page->index() + 1) * kPageSize);
       (void)pages_->end_page_writeback(pp.page);
       pp.page.reset();
       journaled++;
     }
     c_->journaled_data_blocks += journaled;
+    // A rewrite of the last page of a file that grew: the stored size
+    // follows in the same handle. A failure leaves it behind, for the next
+    // writeback or fsync to store.
+    if (uint64_t size = written_size(n, written_end); size != n.stored_size)
+      (void)store_inode_sized(h, n, n.disk, size);
   }
   batch.clear();
 }
@@ -309,7 +323,9 @@ Status MountedFs::record_mapping(Handle& h, Inode& n, WritebackBuffers& wb,
     n.disk.blocks -= gone;
     done.blocks_removed += gone;
   }
-  return store_inode(h, n);
+  // The stored size may now cover the pages mapped here, in the handle
+  // that maps them (as ext4 moves i_disksize when writeback maps blocks).
+  return store_inode_sized(h, n, n.disk, written_size(n, pages_end(batch)));
 }
 
 // Puts batch[0, mapped_pages) back on their old blocks (or holes), gives
