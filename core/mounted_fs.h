@@ -258,6 +258,13 @@ class MountedFs final : public Filesystem {
     return opts_.journal_data_pages > 0 && opts_.stable_pages != StablePages::kOff &&
            !opts_.verify_writes;
   }
+  // The steps of writeback_inode, for one batch (see writeback.cc).
+  void start_writeback(Inode& n, std::span<PageRef> found, WritebackBuffers& wb);
+  Status write_batch(Inode& n, WritebackBuffers& wb);
+  Status reserve_blocks(Inode& n, WritebackBuffers& wb);
+  Status write_pages(Inode& n, WritebackBuffers& wb);
+  Status journal_mapping(Inode& n, WritebackBuffers& wb);
+  void end_writeback(std::vector<PendingPage>& batch, Status s);
   // Journals a batch's new mapping in h (bitmap, extent map, checksums,
   // old blocks freed); take_back_mapping undoes what it recorded. n.mu held.
   Status record_mapping(Handle& h, Inode& n, WritebackBuffers& wb, RecordedMapping& done);
