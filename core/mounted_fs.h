@@ -209,6 +209,7 @@ class MountedFs final : public Filesystem {
   Status apply_rename(Handle& h, const RenamePlan& p, std::string_view name,
                       std::string_view new_name, unsigned flags);
   Status abort_half_done(Status s, uint64_t dir_ino);
+  Status fail_point(std::string_view step) { return step_hook_ ? step_hook_(step) : Status::Ok(); }
   Directory::GrowFn dir_grower(Inode& dir);
 
   // ---- data_fs.cc / writeback.cc ----
@@ -275,6 +276,10 @@ class MountedFs final : public Filesystem {
   // Test hook: runs after the checksums of a writeback batch are computed
   // and before its I/O is submitted (opens the write-after-checksum window).
   std::function<void(uint64_t ino)> writeback_hook_;
+  // Test hook: a namespace change asks it before a step that follows an
+  // earlier stored step (fail_point); an error it returns fails that step,
+  // so a test reaches the undo and abort paths on purpose.
+  std::function<Status(std::string_view step)> step_hook_;
   PageCacheStats page_cache_stats() const { return pages_->stats(); }
   JournalStats journal_stats() const { return journal_->stats(); }
   // Drops cached inodes nobody uses (kernel lookups 0, no InodeRef but the
