@@ -315,6 +315,39 @@ TEST_F(EngineFaultTest, WritebackErrorIsReportedOncePerOpenFile) {
   EXPECT_EQ(read_back("f"), "x" + data.substr(1));
 }
 
+// Copied from a cold source whose third chunk (copy_file_range copies 1 MiB
+// at a time) cannot be read: the call fails with the error. A short count
+// would tell the caller the input ended there (issue 15, item 5).
+TEST_F(EngineFaultTest, CopyFileRangeReportsAnErrorMetAfterTheFirstChunks) {
+  mount();
+  uint64_t src = create("src");
+  create("dst");
+  constexpr size_t kPages = 3 * 256;  // 3 MiB
+  auto page_of = [](size_t i) {
+    std::string p(kPageSize, char('a' + i % 26));
+    std::memcpy(p.data(), &i, sizeof i);  // every page unique
+    return p;
+  };
+  std::string data;
+  for (size_t i = 0; i < kPages; i++) data += page_of(i);
+  ASSERT_EQ(*fs_->write(src, 0, data.data(), data.size()), data.size());
+  ASSERT_TRUE(fs_->fsync(src, false).ok());
+  unmount();
+  int64_t bad = -1;  // the block holding page 600, in the third chunk
+  const std::string page600 = page_of(600);
+  for (uint64_t b = 0; b < dev_.block_count() && bad < 0; b++)
+    if (std::memcmp(dev_.durable_block(b).data(), page600.data(), kPageSize) == 0) bad = int64_t(b);
+  ASSERT_GE(bad, 0);
+  FaultDevice& faults = mount_with_faults();
+  src = fs_->lookup(kRootIno, "src")->ino;
+  uint64_t dst = fs_->lookup(kRootIno, "dst")->ino;
+  faults.fail_block(uint64_t(bad), FaultOn::kRead);
+  auto r = fs_->copy_file_range(src, 0, dst, 0, data.size());
+  ASSERT_FALSE(r.ok()) << "copied " << *r << " of " << data.size() << " bytes with no error";
+  EXPECT_EQ(r.error(), EIO);
+  EXPECT_GT(faults.injected_faults(), 0u);
+}
+
 TEST_F(SymlinkFaultTest, FullFilesystemLeavesNothingBehind) {
   mount_with_faults();
   const uint64_t files_free = fs_->statfs()->files_free;
