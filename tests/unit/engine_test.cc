@@ -145,6 +145,10 @@ TEST_F(EngineFaultTest, FailedWritebackKeepsThePagesDirty) {
   ASSERT_TRUE(layout.ok());
   for (uint64_t b = layout->data_start; b < dev_.block_count(); b++)
     faults.fail_block(b, FaultOn::kWrite);
+  // SEEK_DATA writes back first: it fails, or finds the data; never a hole.
+  auto data_at = fs_->seek_data_hole(ino, 0, SEEK_DATA);
+  if (data_at.ok()) EXPECT_EQ(*data_at, 0u);
+  else EXPECT_NE(data_at.error(), ENXIO) << "SEEK_DATA: no data where the unwritten data is";
   EXPECT_EQ(fs_->fsync(ino, false).error(), EIO);
   EXPECT_EQ(m.page_cache_stats().dirty_pages, 3u) << "the only copy of the data was dropped";
   EXPECT_EQ(fs_->getattr(ino)->blocks512, 0u) << "blocks charged for a failed write";
