@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "core/base/checksum.h"
@@ -373,12 +374,19 @@ Result<size_t> MountedFs::write(uint64_t ino, uint64_t off, const char* data, si
     }
     std::memcpy(p->data() + in_page, data + done, n_bytes);
     (void)pages_->set_page_dirty(p);
-    pages_->unlock_page(p);
     done += n_bytes;
+    {
+      // The size moves before the page is unlocked (as the kernel's
+      // write_end does): writeback, which takes the page through its lock,
+      // then maps it under a size that covers it, or the page is dirty
+      // again when the size has moved.
+      std::lock_guard lk(n.mu);
+      n.disk.size = std::max(n.disk.size, off + done);
+    }
+    pages_->unlock_page(p);
   }
   {
     std::lock_guard lk(n.mu);
-    n.disk.size = std::max(n.disk.size, off + done);
     n.disk.mtime = n.disk.ctime = now();
     if (!n.attrs_dirty) {
       n.attrs_dirty = true;
@@ -427,7 +435,18 @@ Status MountedFs::truncate_locked(const InodeRef& nr, uint64_t size) {
     // must read back as zeros now that they are inside the file.
     SFS_TRY(zero_range_in_cache(n, old, kPageSize - old % kPageSize));
   }
+  if (size > old) SFS_TRY(write_back_below_size(n));
   return store_size(n, size);
+}
+
+Status MountedFs::write_back_below_size(Inode& n) {
+  {
+    std::lock_guard lk(n.mu);
+    if (!n.is_reg() || n.stored_size >= n.disk.size) return Status::Ok();
+  }
+  SFS_TRY(writeback_inode(n, 0));
+  pages_->wait_on_writeback_range(n.ino, 0, UINT64_MAX);
+  return Status::Ok();
 }
 
 // Stores n's new size in a handle of its own; n.disk changes only once the
@@ -461,7 +480,7 @@ Status MountedFs::flush(uint64_t ino, uint64_t* cursor) {
   return unseen_write_error(**nr, cursor);
 }
 
-Status MountedFs::write_inode_if_dirty(Inode& n) {
+Status MountedFs::write_inode_if_dirty(Inode& n, bool data_written) {
   {
     std::lock_guard lk(n.mu);
     if (!n.attrs_dirty || n.freed) return Status::Ok();
@@ -469,7 +488,14 @@ Status MountedFs::write_inode_if_dirty(Inode& n) {
   Handle h = journal_->start();
   std::lock_guard lk(n.mu);
   if (!n.attrs_dirty || n.freed) return Status::Ok();
-  return store_inode(h, n);
+  uint64_t size = size_to_store(n, n.disk);
+  if (data_written && n.is_reg()) {
+    // fsync wrote every page back: the whole size is stored, unless a
+    // page was dirtied since (its writeback will move the size).
+    std::array<PageRef, 1> dirty;
+    if (pages_->find_dirty_pages(n.ino, 0, UINT64_MAX, dirty) == 0) size = n.disk.size;
+  }
+  return store_inode_sized(h, n, n.disk, size);
 }
 
 Status MountedFs::fsync(uint64_t ino, bool datasync, uint64_t* cursor) {
@@ -480,7 +506,7 @@ Status MountedFs::fsync(uint64_t ino, bool datasync, uint64_t* cursor) {
   // Pages another thread was writing back when we looked must be done
   // (and their mappings journalled) before the commit.
   pages_->wait_on_writeback_range(n.ino, 0, UINT64_MAX);
-  if (s.ok()) s = write_inode_if_dirty(n);
+  if (s.ok()) s = write_inode_if_dirty(n, true);
   if (s.ok()) s = journal_->commit();
   std::lock_guard lk(n.mu);
   // A writeback error (this fsync's own, or an earlier one of another
@@ -543,6 +569,7 @@ Status MountedFs::fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) 
       return store_inode(h, n, next);
     }
   }
+  if (!(mode & FALLOC_FL_KEEP_SIZE)) SFS_TRY(write_back_below_size(n));
   // Allocate (as unwritten extents) every hole in the range.
   SFS_TRY(preallocate(n, off / kPageSize, (end + kPageSize - 1) / kPageSize));
   Handle h = journal_->start();

@@ -59,6 +59,13 @@ struct Inode {
   // a handle while holding it); two inodes' mu are taken in ino order.
   std::mutex mu;
   DiskInode disk;
+  // The size the stored record holds (ext4's i_disksize), at most
+  // disk.size. write() moves disk.size at once; the stored size of a
+  // regular file follows only over data that writeback has mapped (in the
+  // same handle), so no store can commit a size over blocks never written
+  // (they would read as zeros nobody wrote). Truncate and fallocate store
+  // their size at once (MountedFs::size_to_store).
+  uint64_t stored_size = 0;
   bool attrs_dirty = false;               // `disk` differs from the journalled copy
   std::unique_ptr<ExtentMap> map;         // loaded on first use
   std::unique_ptr<Directory> dir;         // directories: loaded on first use

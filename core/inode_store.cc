@@ -24,6 +24,7 @@ Result<InodeRef> MountedFs::get_inode(uint64_t ino) {
   if (d->mode == 0) return err(ENOENT);
   auto n = std::make_shared<Inode>(ino);
   n->disk = *d;
+  n->stored_size = d->size;
   std::lock_guard lk(icache_mu_);
   auto [it, inserted] = icache_.emplace(ino, n);
   return it->second;
@@ -73,11 +74,36 @@ Status MountedFs::load_dir(Inode& n) {
 Status MountedFs::store_inode(Handle& h, Inode& n) { return store_inode(h, n, n.disk); }
 
 Status MountedFs::store_inode(Handle& h, Inode& n, DiskInode next) {
+  uint64_t size = size_to_store(n, next);
+  return store_inode_sized(h, n, next, size);
+}
+
+// A regular file's size grown in `next` is an explicit growth (truncate,
+// fallocate): the zeros it adds are what the caller asked for, and the
+// caller wrote back what lies below the old size first
+// (write_back_below_size). Otherwise the record keeps what is stored,
+// and a shrink lowers it.
+uint64_t MountedFs::size_to_store(const Inode& n, const DiskInode& next) {
+  if (!n.is_reg() || next.size > n.disk.size) return next.size;
+  return std::min(next.size, n.stored_size);
+}
+
+Status MountedFs::store_inode_sized(Handle& h, Inode& n, DiskInode next, uint64_t size) {
   if (n.map && !(next.flags & kInodeInlineData)) n.map->store_root(next);
-  SFS_TRY(itable_->write(h, n.ino, next));
+  DiskInode record = next;
+  record.size = size;
+  SFS_TRY(itable_->write(h, n.ino, record));
   n.disk = next;
-  n.attrs_dirty = false;
+  n.stored_size = size;
+  // A stored size behind disk.size keeps the inode cached (trim_inode_cache):
+  // reloaded from its record, it would lose the size of its dirty pages.
+  n.attrs_dirty = size != next.size;
   return Status::Ok();
+}
+
+uint64_t MountedFs::written_size(const Inode& n, uint64_t written_end) {
+  if (!n.is_reg()) return n.disk.size;
+  return std::max(n.stored_size, std::min(n.disk.size, written_end));
 }
 
 Attr MountedFs::to_attr(const Inode& n) const {

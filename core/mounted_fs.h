@@ -19,7 +19,8 @@
 //    the journal, so the half-done change never commits.
 // The lazily stored size and times of write() and atime (attrs_dirty) are
 // the exception, as i_size is in the VFS: they are in memory first, by
-// design, and reach the journal with the next store of the inode.
+// design. The times reach the journal with the next store of the inode;
+// the size only as far as the data under it is stored (Inode::stored_size).
 #pragma once
 
 #include <atomic>
@@ -131,6 +132,17 @@ class MountedFs final : public Filesystem {
   // only once the journal has aborted and nothing commits anyway. A change
   // of several steps pins the inodes it will store before its first step.
   Status pin_inode(Handle& h, Inode& n) { return store_inode(h, n); }  // n.mu held
+  // The size a store of `next` writes for n (see Inode::stored_size).
+  static uint64_t size_to_store(const Inode& n, const DiskInode& next);
+  // store_inode with the record's size given: writeback, once it mapped
+  // data up to some offset, and fsync, once every page is written. n.mu held.
+  Status store_inode_sized(Handle& h, Inode& n, DiskInode next, uint64_t size);
+  // The stored size once data up to `written_end` is mapped. n.mu held.
+  static uint64_t written_size(const Inode& n, uint64_t written_end);
+  // Before an explicit growth of the size (truncate up, fallocate): data
+  // written below the old size and not yet stored is written back first.
+  // n.op held exclusively.
+  Status write_back_below_size(Inode& n);
   // ---- attrs_fs.cc ----
   // Whether kill_privileges_locked(setid) would change anything (n.mu held).
   static bool has_privileges_to_kill(const Inode& n, uint32_t setid);
@@ -202,6 +214,7 @@ class MountedFs final : public Filesystem {
   Status apply_rename(Handle& h, const RenamePlan& p, std::string_view name,
                       std::string_view new_name, unsigned flags);
   Status abort_half_done(Status s, uint64_t dir_ino);
+  Status fail_point(std::string_view step) { return step_hook_ ? step_hook_(step) : Status::Ok(); }
   Directory::GrowFn dir_grower(Inode& dir);
 
   // ---- data_fs.cc / writeback.cc ----
@@ -239,7 +252,9 @@ class MountedFs final : public Filesystem {
     return journal_->checkpoint();
   }
  private:
-  Status write_inode_if_dirty(Inode& n);
+  // Stores n's attributes if they changed; `data_written`: its pages were
+  // all written back (fsync), so the whole size may be stored.
+  Status write_inode_if_dirty(Inode& n, bool data_written = false);
   void touch_atime(Inode& n);
   Status verify_written(Inode& n, const std::vector<PendingPage>& batch);
   // Writes back through the journal the pages of `batch` that are in short
@@ -249,6 +264,13 @@ class MountedFs final : public Filesystem {
     return opts_.journal_data_pages > 0 && opts_.stable_pages != StablePages::kOff &&
            !opts_.verify_writes;
   }
+  // The steps of writeback_inode, for one batch (see writeback.cc).
+  void start_writeback(Inode& n, std::span<PageRef> found, WritebackBuffers& wb);
+  Status write_batch(Inode& n, WritebackBuffers& wb);
+  Status reserve_blocks(Inode& n, WritebackBuffers& wb);
+  Status write_pages(Inode& n, WritebackBuffers& wb);
+  Status journal_mapping(Inode& n, WritebackBuffers& wb);
+  void end_writeback(std::vector<PendingPage>& batch, Status s);
   // Journals a batch's new mapping in h (bitmap, extent map, checksums,
   // old blocks freed); take_back_mapping undoes what it recorded. n.mu held.
   Status record_mapping(Handle& h, Inode& n, WritebackBuffers& wb, RecordedMapping& done);
@@ -259,6 +281,10 @@ class MountedFs final : public Filesystem {
   // Test hook: runs after the checksums of a writeback batch are computed
   // and before its I/O is submitted (opens the write-after-checksum window).
   std::function<void(uint64_t ino)> writeback_hook_;
+  // Test hook: a namespace change asks it before a step that follows an
+  // earlier stored step (fail_point); an error it returns fails that step,
+  // so a test reaches the undo and abort paths on purpose.
+  std::function<Status(std::string_view step)> step_hook_;
   PageCacheStats page_cache_stats() const { return pages_->stats(); }
   JournalStats journal_stats() const { return journal_->stats(); }
   // Drops cached inodes nobody uses (kernel lookups 0, no InodeRef but the

@@ -180,7 +180,8 @@ Result<Attr> MountedFs::create_node(uint64_t parent, std::string_view name, uint
   }
   if (added.ok()) {
     std::lock_guard lk(dir.mu);
-    added = dir.dir->add(h, name, n.ino, dtype_of(mode), dir_grower(dir));
+    added = fail_point("create: add the entry");
+    if (added.ok()) added = dir.dir->add(h, name, n.ino, dtype_of(mode), dir_grower(dir));
     if (added.ok()) {
       DiskInode next = touched(dir.disk, n.disk.ctime);
       if (S_ISDIR(mode)) next.nlink++;
@@ -575,12 +576,15 @@ Status MountedFs::apply_rename(Handle& h, const RenamePlan& p, std::string_view 
   const bool exchange = flags & RENAME_EXCHANGE;
   if (exchange) {
     SFS_TRY(p.srcd->dir->replace(h, name, p.victim->ino, p.de->type));
-    if (Status s = p.dstd->dir->replace(h, new_name, p.moved->ino, p.se.type); !s.ok())
-      return abort_half_done(s, p.dstd->ino);
+    Status s = fail_point("rename: the second entry");
+    if (s.ok()) s = p.dstd->dir->replace(h, new_name, p.moved->ino, p.se.type);
+    if (!s.ok()) return abort_half_done(s, p.dstd->ino);
   } else {
     if (p.victim) SFS_TRY(p.dstd->dir->replace(h, new_name, p.moved->ino, p.se.type));
     else SFS_TRY(p.dstd->dir->add(h, new_name, p.moved->ino, p.se.type, dir_grower(*p.dstd)));
-    if (Status s = p.srcd->dir->remove(h, name); !s.ok()) return abort_half_done(s, p.srcd->ino);
+    Status s = fail_point("rename: the second entry");
+    if (s.ok()) s = p.srcd->dir->remove(h, name);
+    if (!s.ok()) return abort_half_done(s, p.srcd->ino);
   }
 
   // The inodes' new records. A directory that changes parents carries one

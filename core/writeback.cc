@@ -29,21 +29,28 @@
 namespace stablefs {
 namespace {
 constexpr size_t kBatchPages = kWritebackBatchPages;
+
 // Journaled pages per handle: each also dirties a checksum table block, so
 // this bounds what one handle adds to a transaction (the smallest log is
 // 1024 blocks); beyond it pages take the batch path.
 constexpr size_t kMaxJournaledPerHandle = 64;
+
+// The end of the last page of a batch, in bytes.
+uint64_t pages_end(const std::vector<PendingPage>& batch) {
+  uint64_t end = 0;
+  for (const PendingPage& pp : batch) end = std::max(end, (pp.page->index() + 1) * kPageSize);
+  return end;
+}
+
 }  // namespace
 
 Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
   std::array<PageRef, kBatchPages> found;
   auto lease = writeback_buffers_->acquire();
-  std::vector<PendingPage>& batch = lease->batch;
-  std::vector<AlignedBlock>& bounce = lease->bounce;
+  WritebackBuffers& wb = *lease;
   uint64_t next = 0;
   size_t total = 0;
   Status first;
-
   for (;;) {
     size_t want = kBatchPages;
     if (max_pages) want = std::min(want, max_pages - total);
@@ -51,141 +58,10 @@ Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
     size_t nfound = pages_->find_dirty_pages(n.ino, next, UINT64_MAX, std::span(found.data(), want));
     if (nfound == 0) break;
     next = found[nfound - 1]->index() + 1;
-
-    // 1. The handoff: Writeback is set while the page is locked.
-    batch.clear();
-    for (size_t i = 0; i < nfound; i++) {
-      PageRef& p = found[i];
-      pages_->lock_page(p);
-      if (!p->attached() || !p->dirty()) {
-        pages_->unlock_page(p);
-        continue;
-      }
-      // A page dirtied again while its previous write is in flight (only
-      // possible with bounce/off) waits for that write: one I/O per page.
-      (void)pages_->wait_on_page_writeback(p);
-      // With shadow pages the previous write may be in flight from a
-      // detached frame of the same index. Its mapping must land before
-      // ours, or it would map older bytes over newer ones (found by the
-      // spin model, core/page_cache.pml, check 4).
-      pages_->wait_on_writeback_range(n.ino, p->index(), p->index());
-      if (!pages_->test_clear_page_dirty(p)) {
-        pages_->unlock_page(p);
-        continue;
-      }
-      Status s = pages_->set_page_writeback(p);
-      if (!s.ok()) {
-        (void)pages_->set_page_dirty(p);
-        pages_->unlock_page(p);
-        continue;
-      }
-      PendingPage pp;
-      pp.bytes = p->data();
-      if (!bounce.empty()) {
-        // bounce: snapshot now, checksum and write the snapshot.
-        std::memcpy(bounce[batch.size()].data(), p->data(), kPageSize);
-        pp.bytes = bounce[batch.size()].data();
-        c_->bounce_copies++;
-      }
-      pages_->unlock_page(p);
-      pp.page = std::move(p);
-      batch.push_back(std::move(pp));
-    }
-    for (size_t i = 0; i < nfound; i++) found[i].reset();
-    if (batch.empty()) continue;
-    total += batch.size();
-
-    // 1b. Short runs of rewritten pages go whole into the journal.
-    if (journal_data_enabled()) {
-      journal_rewrites(n, batch, lease->rest);
-      batch.swap(lease->rest);
-      if (batch.empty()) continue;
-    }
-
-    // 2. Reserve blocks, contiguous where the pages are.
-    std::vector<PhysRange>& reserved = lease->reserved;
-    reserved.clear();
-    Status s;
-    {
-      uint64_t goal = 0;
-      {
-        std::lock_guard lk(n.mu);
-        s = load_map(n);
-        if (s.ok() && batch[0].page->index() > 0)
-          if (auto e = n.map->find(uint32_t(batch[0].page->index() - 1)))
-            goal = e->physical + (batch[0].page->index() - 1 - e->logical) + 1;
-      }
-      size_t i = 0;
-      while (s.ok() && i < batch.size()) {
-        size_t run = 1;
-        while (i + run < batch.size() &&
-               batch[i + run].page->index() == batch[i].page->index() + run)
-          run++;
-        auto r = alloc_->reserve_blocks(goal, run);
-        if (!r.ok() && r.error() == ENOSPC && alloc_->pending_free_blocks() > 0) {
-          // Blocks freed by the running transaction become allocatable when
-          // it commits (as ext4 retries after a commit). No handle is held.
-          if (Status c = journal_->commit(); c.ok()) r = alloc_->reserve_blocks(goal, run);
-        }
-        if (!r.ok()) {
-          s = Error{r.error()};
-          break;
-        }
-        reserved.push_back(*r);
-        for (uint64_t k = 0; k < r->count; k++) batch[i + k].phys = r->start + k;
-        goal = r->start + r->count;
-        i += r->count;
-      }
-    }
-
-    // 3. Checksum the exact bytes that go out and write them; 4. then
-    // journal the new mapping in one handle. Not while the writes are in
-    // flight: recording may read metadata, and a thread that holds an
-    // io_uring ring while it waits for another deadlocks the ring pool
-    // (16 concurrent fsyncs did, with a cold checksum table).
-    if (s.ok()) {
-      for (PendingPage& pp : batch) pp.checksum = block_checksum(pp.phys, pp.bytes, kPageSize);
-      if (writeback_hook_) writeback_hook_(n.ino);
-      std::vector<IoRequest>& reqs = lease->reqs;
-      reqs.clear();
-      for (size_t i = 0; i < batch.size(); i++) {
-        if (reqs.empty() || batch[i].phys != batch[i - 1].phys + 1 ||
-            reqs.back().iov_count == IoRequest::kMaxSegments) {
-          reqs.emplace_back();
-          reqs.back().op = IoOp::kWrite;
-          reqs.back().blocknr = batch[i].phys;
-        }
-        reqs.back().add(const_cast<uint8_t*>(batch[i].bytes), kPageSize);
-      }
-      std::vector<IoRequest*>& ptrs = lease->ptrs;
-      ptrs.clear();
-      for (auto& r : reqs) ptrs.push_back(&r);
-
-      s = dev_->submit_and_wait(ptrs);
-      if (s.ok() && opts_.verify_writes) s = verify_written(n, batch);
-      if (!s.ok()) {
-        for (const PhysRange& r : reserved) alloc_->unreserve(r);
-      } else {
-        Handle h = journal_->start();
-        std::lock_guard lk(n.mu);
-        RecordedMapping done;
-        s = record_mapping(h, n, *lease, done);
-        if (s.ok()) {
-          c_->blocks_written += batch.size();
-        } else if (journal_->error() == 0) {
-          // A tree node could not be allocated (ENOSPC) part way: take
-          // back what was recorded, so the pages stay dirty and nothing
-          // claims blocks it did not get.
-          if (Status u = take_back_mapping(h, n, *lease, done); !u.ok()) {
-            SFS_LOG("writeback of inode %llu: cannot take back a partial mapping: %s",
-                    (unsigned long long)n.ino, std::strerror(u.error()));
-            journal_->abort(EIO);
-          }
-        }
-      }
-    } else {
-      for (const PhysRange& r : reserved) alloc_->unreserve(r);
-    }
+    start_writeback(n, std::span(found.data(), nfound), wb);
+    if (wb.batch.empty()) continue;
+    total += wb.batch.size();
+    Status s = write_batch(n, wb);
     if (!s.ok()) {
       SFS_LOG("writeback of inode %llu failed: %s", (unsigned long long)n.ino,
               std::strerror(s.error()));
@@ -193,17 +69,168 @@ Status MountedFs::writeback_inode(Inode& n, size_t max_pages) {
       n.write_errors.record(s.error() == ENOSPC ? ENOSPC : EIO);
       if (first.ok()) first = s;
     }
-
-    // 5. Writers waiting on these pages may go on.
-    for (PendingPage& pp : batch) (void)pages_->end_page_writeback(pp.page);
-    // A failed write must not leave the only copy of the data clean: the
-    // pages stay dirty (the next writeback tries again) and nothing claims
-    // the data is on disk. A shadowed page was replaced by its newer,
-    // dirty copy already.
-    if (!s.ok()) redirty_pages(batch);
-    batch.clear();
+    end_writeback(wb.batch, s);
   }
   return first;
+}
+
+// 1. The handoff: Writeback is set while the page is locked. The pages of
+// `found` that are still dirty become wb.batch; `found` is emptied.
+void MountedFs::start_writeback(Inode& n, std::span<PageRef> found, WritebackBuffers& wb) {
+  std::vector<PendingPage>& batch = wb.batch;
+  batch.clear();
+  for (PageRef& p : found) {
+    pages_->lock_page(p);
+    if (!p->attached() || !p->dirty()) {
+      pages_->unlock_page(p);
+      p.reset();
+      continue;
+    }
+    // A page dirtied again while its previous write is in flight (only
+    // possible with bounce/off) waits for that write: one I/O per page.
+    (void)pages_->wait_on_page_writeback(p);
+    // With shadow pages the previous write may be in flight from a
+    // detached frame of the same index. Its mapping must land before
+    // ours, or it would map older bytes over newer ones (found by the
+    // spin model, core/page_cache.pml, check 4).
+    pages_->wait_on_writeback_range(n.ino, p->index(), p->index());
+    if (!pages_->test_clear_page_dirty(p)) {
+      pages_->unlock_page(p);
+      p.reset();
+      continue;
+    }
+    if (!pages_->set_page_writeback(p).ok()) {
+      (void)pages_->set_page_dirty(p);
+      pages_->unlock_page(p);
+      p.reset();
+      continue;
+    }
+    PendingPage pp;
+    pp.bytes = p->data();
+    if (!wb.bounce.empty()) {
+      // bounce: snapshot now, checksum and write the snapshot.
+      std::memcpy(wb.bounce[batch.size()].data(), p->data(), kPageSize);
+      pp.bytes = wb.bounce[batch.size()].data();
+      c_->bounce_copies++;
+    }
+    pages_->unlock_page(p);
+    pp.page = std::move(p);
+    batch.push_back(std::move(pp));
+  }
+}
+
+// Steps 1b-4 for the pages of wb.batch under writeback. On failure the
+// blocks reserved for them are given back (and a partly recorded mapping
+// taken back), so nothing claims the data is on disk.
+Status MountedFs::write_batch(Inode& n, WritebackBuffers& wb) {
+  // 1b. Short runs of rewritten pages go whole into the journal.
+  if (journal_data_enabled()) {
+    journal_rewrites(n, wb.batch, wb.rest);
+    wb.batch.swap(wb.rest);
+    if (wb.batch.empty()) return Status::Ok();
+  }
+  Status s = reserve_blocks(n, wb);
+  if (s.ok()) s = write_pages(n, wb);
+  if (!s.ok()) {
+    for (const PhysRange& r : wb.reserved) alloc_->unreserve(r);
+    return s;
+  }
+  return journal_mapping(n, wb);
+}
+
+// 2. Reserves a new block for each page of wb.batch (pp.phys), contiguous
+// where the pages are and after the block of the page before the first.
+// What was reserved is in wb.reserved, also on failure.
+Status MountedFs::reserve_blocks(Inode& n, WritebackBuffers& wb) {
+  std::vector<PendingPage>& batch = wb.batch;
+  wb.reserved.clear();
+  uint64_t goal = 0;
+  {
+    std::lock_guard lk(n.mu);
+    SFS_TRY(load_map(n));
+    if (batch[0].page->index() > 0)
+      if (auto e = n.map->find(uint32_t(batch[0].page->index() - 1)))
+        goal = e->physical + (batch[0].page->index() - 1 - e->logical) + 1;
+  }
+  for (size_t i = 0; i < batch.size();) {
+    size_t run = 1;
+    while (i + run < batch.size() && batch[i + run].page->index() == batch[i].page->index() + run)
+      run++;
+    auto r = alloc_->reserve_blocks(goal, run);
+    if (!r.ok() && r.error() == ENOSPC && alloc_->pending_free_blocks() > 0) {
+      // Blocks freed by the running transaction become allocatable when
+      // it commits (as ext4 retries after a commit). No handle is held.
+      if (Status c = journal_->commit(); c.ok()) r = alloc_->reserve_blocks(goal, run);
+    }
+    if (!r.ok()) return Error{r.error()};
+    wb.reserved.push_back(*r);
+    for (uint64_t k = 0; k < r->count; k++) batch[i + k].phys = r->start + k;
+    goal = r->start + r->count;
+    i += r->count;
+  }
+  return Status::Ok();
+}
+
+// 3. Checksums the exact bytes that go out and writes them, as few
+// multi-segment requests, and waits (verify_writes: reads them back).
+// The mapping is journalled only afterwards, not while the writes are in
+// flight: recording may read metadata, and a thread that holds an io_uring
+// ring while it waits for another deadlocks the ring pool (16 concurrent
+// fsyncs did, with a cold checksum table).
+Status MountedFs::write_pages(Inode& n, WritebackBuffers& wb) {
+  std::vector<PendingPage>& batch = wb.batch;
+  for (PendingPage& pp : batch) pp.checksum = block_checksum(pp.phys, pp.bytes, kPageSize);
+  if (writeback_hook_) writeback_hook_(n.ino);
+  std::vector<IoRequest>& reqs = wb.reqs;
+  reqs.clear();
+  for (size_t i = 0; i < batch.size(); i++) {
+    if (reqs.empty() || batch[i].phys != batch[i - 1].phys + 1 ||
+        reqs.back().iov_count == IoRequest::kMaxSegments) {
+      reqs.emplace_back();
+      reqs.back().op = IoOp::kWrite;
+      reqs.back().blocknr = batch[i].phys;
+    }
+    reqs.back().add(const_cast<uint8_t*>(batch[i].bytes), kPageSize);
+  }
+  std::vector<IoRequest*>& ptrs = wb.ptrs;
+  ptrs.clear();
+  for (auto& r : reqs) ptrs.push_back(&r);
+  SFS_TRY(dev_->submit_and_wait(ptrs));
+  if (opts_.verify_writes) return verify_written(n, batch);
+  return Status::Ok();
+}
+
+// 4. Journals the new mapping of the written batch in one handle; a
+// mapping that fails part way (ENOSPC for a tree node) is taken back in
+// the same handle, so the pages stay dirty and nothing claims blocks it
+// did not get.
+Status MountedFs::journal_mapping(Inode& n, WritebackBuffers& wb) {
+  Handle h = journal_->start();
+  std::lock_guard lk(n.mu);
+  RecordedMapping done;
+  Status s = record_mapping(h, n, wb, done);
+  if (s.ok()) {
+    c_->blocks_written += wb.batch.size();
+    return s;
+  }
+  if (journal_->error() == 0) {
+    if (Status u = take_back_mapping(h, n, wb, done); !u.ok()) {
+      SFS_LOG("writeback of inode %llu: cannot take back a partial mapping: %s",
+              (unsigned long long)n.ino, std::strerror(u.error()));
+      journal_->abort(EIO);
+    }
+  }
+  return s;
+}
+
+// 5. Writers waiting on these pages may go on. A failed write must not
+// leave the only copy of the data clean: the pages stay dirty (the next
+// writeback tries again) and nothing claims the data is on disk. A
+// shadowed page was replaced by its newer, dirty copy already.
+void MountedFs::end_writeback(std::vector<PendingPage>& batch, Status s) {
+  for (PendingPage& pp : batch) (void)pages_->end_page_writeback(pp.page);
+  if (!s.ok()) redirty_pages(batch);
+  batch.clear();
 }
 
 // Journaled data (journal/FORMAT.md): a page rewritten in a short run
@@ -244,6 +271,7 @@ void MountedFs::journal_rewrites(Inode& n, std::vector<PendingPage>& batch,
     std::lock_guard lk(n.mu);
     Status s = load_map(n);
     size_t journaled = 0;
+    uint64_t written_end = 0;
     for (size_t i = 0; i < batch.size(); i++) {
       PendingPage& pp = batch[i];
       bool take = s.ok() && short_run[i] && journaled < kMaxJournaledPerHandle;
@@ -263,11 +291,17 @@ void MountedFs::journal_rewrites(Inode& n, std::vector<PendingPage>& batch,
         continue;
       }
       h.log_data_block(phys, std::move(image), csum);
+      written_end = std::max(written_end, (pp.page->index() + 1) * kPageSize);
       (void)pages_->end_page_writeback(pp.page);
       pp.page.reset();
       journaled++;
     }
     c_->journaled_data_blocks += journaled;
+    // A rewrite of the last page of a file that grew: the stored size
+    // follows in the same handle. A failure leaves it behind, for the next
+    // writeback or fsync to store.
+    if (uint64_t size = written_size(n, written_end); size != n.stored_size)
+      (void)store_inode_sized(h, n, n.disk, size);
   }
   batch.clear();
 }
@@ -309,7 +343,9 @@ Status MountedFs::record_mapping(Handle& h, Inode& n, WritebackBuffers& wb,
     n.disk.blocks -= gone;
     done.blocks_removed += gone;
   }
-  return store_inode(h, n);
+  // The stored size may now cover the pages mapped here, in the handle
+  // that maps them (as ext4 moves i_disksize when writeback maps blocks).
+  return store_inode_sized(h, n, n.disk, written_size(n, pages_end(batch)));
 }
 
 // Puts batch[0, mapped_pages) back on their old blocks (or holes), gives

@@ -231,6 +231,40 @@ TEST(CrashSim, CheckerDetectsLostFsyncedData) {
   EXPECT_EQ(v.pairs_checked, 1u);
 }
 
+// The checker compares symlink targets and xattrs too: a promise whose
+// target or xattr differs from what the image holds is reported lost.
+TEST(CrashSim, CheckerDetectsAWrongSymlinkTargetOrXattr) {
+  RecordedRun run;
+  ASSERT_NO_FATAL_FAILURE(record_workload(7, 400, &run));
+  auto lost_if = [&](const std::function<bool(Expectation&)>& spoil) -> std::string {
+    for (const Expectation& e : run.expectations) {
+      Expectation claimed = e;
+      if (!spoil(claimed)) continue;
+      CrashImageBuilder builder(run.initial, run.log);  // rolls forward only
+      CrashPoint at{e.from};
+      auto v = check_crash_image([&]() -> std::unique_ptr<BlockDevice> { return builder.build(at); },
+                                 {claimed}, e.from);
+      EXPECT_EQ(v.inconsistency, "");
+      return v.lost.empty() ? "not noticed: " + claimed.path : "";
+    }
+    return "no such promise in the workload";
+  };
+  EXPECT_EQ(lost_if([](Expectation& e) {
+              if (!e.symlink) return false;
+              e.content.back() ^= 1;
+              return true;
+            }),
+            "")
+      << "a wrong symlink target";
+  EXPECT_EQ(lost_if([](Expectation& e) {
+              if (e.symlink) return false;
+              e.xattrs["user.never-set"] = "x";
+              return true;
+            }),
+            "")
+      << "an xattr the file does not have";
+}
+
 TEST(CrashSim, EveryFlushBoundaryOfA500OpWorkload) {
   RecordedRun run;
   ASSERT_NO_FATAL_FAILURE(record_workload(0x5eed0001, 500, &run));

@@ -10,6 +10,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <set>
 #include <string>
 
 #include "tests/integration/image_file.h"
@@ -260,6 +261,47 @@ TEST_F(MetadataCorruption, FlippedByteInDirectoryBlockIsReportedWithoutCrash) {
     if (::stat(path("d/file7").c_str(), &st) == 0) return list_errno(path("d"));
     return errno;
   });
+}
+
+// A listing of a directory whose entries name inodes in an unreadable
+// inode-table block holds every name or fails: readdirplus looks each
+// entry up, and a lookup that fails after the first entry must not end
+// the listing as if that were all (issue 15, item 5). The entries before
+// the bad block fill the first reply; the failing one is first in the
+// next call, which reports the error (or the kernel asks a plain READDIR,
+// which lists the names without looking them up).
+TEST_F(MetadataCorruption, ListingPastAnUnreadableInodeHoldsEveryNameOrFails) {
+  ASSERT_EQ(mkdir(path("d").c_str(), 0755), 0);
+  std::set<std::string> names;
+  for (int i = 0; i < 3 * int(kInodesPerBlock); ++i) {
+    std::string n = "file" + std::to_string(i);
+    ASSERT_EQ(write_file(path("d/" + n), "x"), 0);
+    names.insert(n);
+  }
+  const uint64_t first = stat_of(path("d/file0")).st_ino;
+  ASSERT_NO_FATAL_FAILURE(unmount_only());
+  const Superblock sb = superblock();
+  // The table block after the first file's: its inodes come later in the
+  // listing (entries are listed in the order they were made).
+  const uint64_t bad = inode_block(sb, first) + 1;
+  ASSERT_TRUE(flip_byte(image(), bad * kBlockSize + kMetaHeaderSize + 20));
+  DaemonLaunch l = launch_daemon(image(), mnt(), {});
+  ASSERT_TRUE(l.mounted) << l.log;
+  std::set<std::string> seen;
+  DIR* d = opendir(path("d").c_str());
+  ASSERT_NE(d, nullptr) << strerror(errno);
+  errno = 0;
+  while (dirent* e = readdir(d))
+    if (std::string n = e->d_name; n != "." && n != "..") seen.insert(n);
+  const int error = errno;
+  closedir(d);
+  if (error == 0)
+    EXPECT_EQ(seen, names) << "the listing ended early with no error (" << seen.size() << " of "
+                           << names.size() << " names)";
+  else
+    EXPECT_TRUE(is_integrity_errno(error)) << strerror(error);
+  int status = stop_daemon(l.pid, mnt());
+  EXPECT_TRUE(WIFEXITED(status)) << describe_wait_status(status);
 }
 
 }  // namespace

@@ -145,6 +145,10 @@ TEST_F(EngineFaultTest, FailedWritebackKeepsThePagesDirty) {
   ASSERT_TRUE(layout.ok());
   for (uint64_t b = layout->data_start; b < dev_.block_count(); b++)
     faults.fail_block(b, FaultOn::kWrite);
+  // SEEK_DATA writes back first: it fails, or finds the data; never a hole.
+  auto data_at = fs_->seek_data_hole(ino, 0, SEEK_DATA);
+  if (data_at.ok()) EXPECT_EQ(*data_at, 0u);
+  else EXPECT_NE(data_at.error(), ENXIO) << "SEEK_DATA: no data where the unwritten data is";
   EXPECT_EQ(fs_->fsync(ino, false).error(), EIO);
   EXPECT_EQ(m.page_cache_stats().dirty_pages, 3u) << "the only copy of the data was dropped";
   EXPECT_EQ(fs_->getattr(ino)->blocks512, 0u) << "blocks charged for a failed write";
@@ -313,6 +317,39 @@ TEST_F(EngineFaultTest, WritebackErrorIsReportedOncePerOpenFile) {
   crash();
   mount();
   EXPECT_EQ(read_back("f"), "x" + data.substr(1));
+}
+
+// Copied from a cold source whose third chunk (copy_file_range copies 1 MiB
+// at a time) cannot be read: the call fails with the error. A short count
+// would tell the caller the input ended there (issue 15, item 5).
+TEST_F(EngineFaultTest, CopyFileRangeReportsAnErrorMetAfterTheFirstChunks) {
+  mount();
+  uint64_t src = create("src");
+  create("dst");
+  constexpr size_t kPages = 3 * 256;  // 3 MiB
+  auto page_of = [](size_t i) {
+    std::string p(kPageSize, char('a' + i % 26));
+    std::memcpy(p.data(), &i, sizeof i);  // every page unique
+    return p;
+  };
+  std::string data;
+  for (size_t i = 0; i < kPages; i++) data += page_of(i);
+  ASSERT_EQ(*fs_->write(src, 0, data.data(), data.size()), data.size());
+  ASSERT_TRUE(fs_->fsync(src, false).ok());
+  unmount();
+  int64_t bad = -1;  // the block holding page 600, in the third chunk
+  const std::string page600 = page_of(600);
+  for (uint64_t b = 0; b < dev_.block_count() && bad < 0; b++)
+    if (std::memcmp(dev_.durable_block(b).data(), page600.data(), kPageSize) == 0) bad = int64_t(b);
+  ASSERT_GE(bad, 0);
+  FaultDevice& faults = mount_with_faults();
+  src = fs_->lookup(kRootIno, "src")->ino;
+  uint64_t dst = fs_->lookup(kRootIno, "dst")->ino;
+  faults.fail_block(uint64_t(bad), FaultOn::kRead);
+  auto r = fs_->copy_file_range(src, 0, dst, 0, data.size());
+  ASSERT_FALSE(r.ok()) << "copied " << *r << " of " << data.size() << " bytes with no error";
+  EXPECT_EQ(r.error(), EIO);
+  EXPECT_GT(faults.injected_faults(), 0u);
 }
 
 TEST_F(SymlinkFaultTest, FullFilesystemLeavesNothingBehind) {

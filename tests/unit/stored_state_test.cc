@@ -254,6 +254,77 @@ TEST_F(StoredStateTest, DirectoryGrowthWithoutRoomForItsMapLeaksNothing) {
   expect_fsck_clean();
 }
 
+// Fails the step of a namespace change named `step` with `error`, once.
+void fail_step(Filesystem& fs, std::string step, int error) {
+  static_cast<MountedFs&>(fs).step_hook_ = [step, error, done = false](std::string_view at) mutable {
+    if (done || at != step) return Status::Ok();
+    done = true;
+    return Status(err(error));
+  };
+}
+
+// A rename whose second entry change fails after the first was made can
+// be neither finished nor taken back: the journal aborts, the filesystem
+// turns read-only, and the half-done rename never commits. After the
+// crash both names, the parents and the link counts are as before.
+class HalfDoneRenameTest : public StoredStateTest {
+ protected:
+  void rename_fails_half_done(uint64_t to_dir, const char* to_name, unsigned flags) {
+    mount();
+    root_links_ = fs_->getattr(kRootIno)->nlink;
+    e_links_ = fs_->getattr(e_)->nlink;
+    fail_step(*fs_, "rename: the second entry", EIO);
+    EXPECT_EQ(fs_->rename(kRootIno, "d", to_dir, to_name, flags).error(), EIO);
+    EXPECT_FALSE(fs_->fsyncdir(kRootIno, false).ok()) << "the half-done rename could commit";
+    crash();
+    expect_fsck_clean();
+    mount();
+    auto d = fs_->lookup(kRootIno, "d");
+    ASSERT_TRUE(d.ok()) << "the moved name is gone: errno " << d.error();
+    EXPECT_EQ(d->ino, d_);
+    auto e = fs_->lookup(kRootIno, "e");
+    ASSERT_TRUE(e.ok());
+    EXPECT_EQ(e->ino, e_);
+    EXPECT_EQ(fs_->lookup(e_, "d").error(), ENOENT);
+    EXPECT_EQ(fs_->lookup(d_, "..")->ino, kRootIno) << "d changed parents";
+    EXPECT_EQ(fs_->getattr(kRootIno)->nlink, root_links_);
+    EXPECT_EQ(fs_->getattr(e_)->nlink, e_links_);
+    EXPECT_EQ(fs_->getattr(d_)->nlink, 2u);
+  }
+  uint32_t root_links_ = 0, e_links_ = 0;
+};
+
+TEST_F(HalfDoneRenameTest, MoveIntoAnotherDirectoryNeverCommitsHalfDone) {
+  rename_fails_half_done(e_, "d", 0);
+}
+
+TEST_F(HalfDoneRenameTest, ExchangeNeverCommitsHalfDone) {
+  rename_fails_half_done(kRootIno, "e", RENAME_EXCHANGE);
+}
+
+// A create that fails at its directory entry, after the new inode was
+// stored, takes the inode back: no entry, the parent's link count and the
+// free inode and block counts as before, nothing for fsck to find, and no
+// kernel reference left that would keep the inode.
+TEST_F(StoredStateTest, MkdirFailingAtItsEntryLeavesNothing) {
+  mount();
+  const uint32_t root_links = fs_->getattr(kRootIno)->nlink;
+  const FsStat before = *fs_->statfs();
+  fail_step(*fs_, "create: add the entry", ENOSPC);
+  EXPECT_EQ(fs_->mkdir(kRootIno, "sub", 0755, {}).error(), ENOSPC);
+  EXPECT_EQ(fs_->lookup(kRootIno, "sub").error(), ENOENT);
+  EXPECT_EQ(fs_->getattr(kRootIno)->nlink, root_links);
+  ASSERT_TRUE(fs_->fsyncdir(kRootIno, false).ok());
+  EXPECT_EQ(fs_->statfs()->files_free, before.files_free) << "the new inode was not freed";
+  EXPECT_EQ(fs_->statfs()->blocks_free, before.blocks_free);
+  crash();
+  expect_fsck_clean();
+  mount();
+  EXPECT_EQ(fs_->lookup(kRootIno, "sub").error(), ENOENT);
+  EXPECT_EQ(fs_->getattr(kRootIno)->nlink, root_links);
+  EXPECT_EQ(fs_->statfs()->files_free, before.files_free);
+}
+
 // The last reference to an unlinked file goes while its record cannot be
 // read: nothing is freed (the xattr block used to be freed in the journal
 // while the stored record still named it), and the next mount frees the
