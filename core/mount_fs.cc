@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/base/log.h"
+#include "core/io/counting_device.h"
 #include "core/io/overlay_device.h"
 #include "core/mounted_fs.h"
 
@@ -20,7 +21,10 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::unique_ptr<BlockDevic
 }
 
 MountedFs::MountedFs(std::unique_ptr<BlockDevice> dev, const MountOptions& opts)
-    : dev_(std::move(dev)), opts_(opts) {
+    : opts_(opts) {
+  auto counted = std::make_unique<CountingDevice>(std::move(dev));
+  counted_ = counted.get();
+  dev_ = std::move(counted);
   read_only_ = opts.read_only;
   heap_counters_ = std::make_unique<LiveCounters>();
   c_ = heap_counters_.get();
@@ -56,6 +60,9 @@ void MountedFs::publish_gauges() {
   JournalStats js = journal_->stats();
   c_->shadow_metadata_copies = js.shadow_copies;
   c_->journal_deltas = js.deltas_logged;
+  c_->device_retries = dev_->transient_retries();
+  c_->device_read_errors = counted_->read_errors();
+  c_->device_write_errors = counted_->write_errors();
   c_->read_only = read_only_ ? 1 : 0;
   c_->heartbeat++;
 }

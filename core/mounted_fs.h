@@ -45,6 +45,8 @@
 
 namespace stablefs {
 
+class CountingDevice;
+
 using InodeRef = std::shared_ptr<Inode>;
 
 class MountedFs final : public Filesystem {
@@ -307,6 +309,9 @@ class MountedFs final : public Filesystem {
   Timespec now() const;
 
   std::unique_ptr<BlockDevice> dev_;
+  // dev_ itself, or what an OverlayDevice in dev_ reads through: counts the
+  // requests the backing store failed (publish_gauges).
+  CountingDevice* counted_ = nullptr;
   MountOptions opts_;
   std::mutex sb_mu_;  // protects sb_ writes (superblock updates); leaf lock
   Superblock sb_;

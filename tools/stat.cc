@@ -140,7 +140,7 @@ void print_requests_text(const stablefs::RequestCounters& rc) {
     print_stat_row("  of which security.capability", rc.getxattr_security_capability);
 }
 
-constexpr size_t kCounterCount = 24;
+constexpr size_t kCounterCount = 27;
 using Snapshots = std::array<Snapshot, kCounterCount>;
 
 Snapshots snapshot(const stablefs::LiveCounters& c) {
@@ -177,6 +177,12 @@ Snapshots snapshot(const stablefs::LiveCounters& c) {
        "rewritten data blocks written back through the journal (journal_data=)"},
       {"journal_deltas", c.journal_deltas, K::kTotal,
        "metadata blocks logged as the bytes that changed (journal_deltas=)"},
+      {"device_read_errors", c.device_read_errors, K::kTotal,
+       "reads the backing store failed, data or metadata (after its retries)"},
+      {"device_write_errors", c.device_write_errors, K::kTotal,
+       "writes, flushes and discards the backing store failed (after its retries)"},
+      {"device_retries", c.device_retries, K::kTotal,
+       "requests resubmitted after a transient failure (EAGAIN, EINTR, short transfer)"},
       {"replayed_transactions", c.replayed_transactions, K::kTotal,
        "journal transactions replayed at mount"},
       {"journal_aborted", c.journal_aborted, K::kGauge,

@@ -79,6 +79,9 @@ class BlockDevice {
   // NBD_CMD_TRIM, a file that can punch holes). Elsewhere a discard
   // completes doing nothing.
   virtual bool can_discard() const { return false; }
+  // Requests resubmitted after a transient failure (EAGAIN, EINTR, a short
+  // transfer) since the device was opened; 0 for a device that never retries.
+  virtual uint64_t transient_retries() const { return 0; }
 
   // Convenience wrappers over submit_and_wait.
   Status read(uint64_t blocknr, void* buf, size_t len);

@@ -15,6 +15,7 @@ class BorrowedDevice : public BlockDevice {
   Status submit_and_wait(std::span<IoRequest*> r) override { return d_.submit_and_wait(r); }
   bool has_native_fua() const override { return d_.has_native_fua(); }
   bool can_discard() const override { return d_.can_discard(); }
+  uint64_t transient_retries() const override { return d_.transient_retries(); }
 
  private:
   BlockDevice& d_;

@@ -27,6 +27,7 @@ class OverlayDevice : public BlockDevice {
 
   uint64_t block_count() const override { return base_.block_count(); }
   uint32_t sector_size() const override { return base_.sector_size(); }
+  uint64_t transient_retries() const override { return base_.transient_retries(); }
   // Reads go to the base device in one batch, then the blocks the overlay
   // holds are copied over them. A write is validated as the base would
   // (whole aligned blocks, inside the device) and kept in memory.

@@ -73,6 +73,7 @@ class UringDevice : public BlockDevice {
   bool direct_io() const { return cfg_.direct_io; }
   // Total whole-request resubmissions so far (for tests and statistics).
   uint64_t retry_count() const { return retries_.load(std::memory_order_relaxed); }
+  uint64_t transient_retries() const override { return retry_count(); }
 
  private:
   struct Ring;

@@ -21,8 +21,9 @@ namespace stablefs {
 constexpr uint64_t kCountersMagic = 0x31305443534653ull;  // "SFSCT01"
 // 2: cached_inodes, metadata cache; 3: per-opcode FUSE request counters;
 // 4: journal_aborted; 5: read_only; 6: IOCTL requests; 7: journaled_data_blocks;
-// 8: metadata_errors; 9: journal_deltas
-constexpr uint32_t kCountersVersion = 9;
+// 8: metadata_errors; 9: journal_deltas; 10: device_read_errors,
+// device_write_errors, device_retries
+constexpr uint32_t kCountersVersion = 10;
 
 // Every field is an 8-byte lock-free atomic, so writers and readers in
 // different processes need no lock.
@@ -72,6 +73,12 @@ struct LiveCounters {
   std::atomic<uint64_t> metadata_errors{0};
   // Metadata blocks the journal logged as deltas (journal_deltas=).
   std::atomic<uint64_t> journal_deltas{0};
+  // The backing store (refreshed): requests it failed, reads and writes
+  // (flushes, discards) of data and metadata alike, after its own retries;
+  // and requests it resubmitted after a transient failure.
+  std::atomic<uint64_t> device_read_errors{0};
+  std::atomic<uint64_t> device_write_errors{0};
+  std::atomic<uint64_t> device_retries{0};
   // Bumped by the daemon on every gauge refresh: readers can tell it is alive.
   std::atomic<uint64_t> heartbeat{0};
   // FUSE requests by opcode, counted by the adapter (fs/request.h).

@@ -55,6 +55,21 @@ class NbdFaults : public NbdMount {
   }
 };
 
+// A counter of the live mount, read by another process (stablefs-stat).
+int64_t stat_counter(const std::string& mnt, const std::string& name) {
+  CommandResult st = run_command({STAT_BIN, "--json", mnt}, std::chrono::seconds(20));
+  EXPECT_TRUE(st.ok()) << st.describe() << ": " << st.output;
+  const std::string key = "\"" + name + "\":";
+  auto at = st.output.find(key);
+  EXPECT_NE(at, std::string::npos) << name << " missing from " << st.output;
+  return at == std::string::npos ? -1 : std::stoll(st.output.substr(at + key.size()));
+}
+
+// Waits (bounded) until a refreshed counter reaches at least `min`.
+bool counter_reaches(const std::string& mnt, const std::string& name, int64_t min) {
+  return wait_until([&] { return stat_counter(mnt, name) >= min; }, std::chrono::seconds(5));
+}
+
 // Over NBD, short rewrites go through the journal (journal_data=, one
 // request and a flush per fsync instead of two requests): the counter says
 // so, and a kill -9 right after the fsyncs loses none of it.
@@ -72,11 +87,9 @@ TEST_F(NbdFaults, RewritesGoThroughTheJournalAndSurviveAKill) {
     data.replace(page * 4096, 4096, p);
   }
   fd.reset();
-  CommandResult st = run_command({STAT_BIN, "--json", mnt()}, std::chrono::seconds(20));
-  ASSERT_TRUE(st.ok()) << st.describe() << ": " << st.output;
-  auto at = st.output.find("\"journaled_data_blocks\":");
-  ASSERT_NE(at, std::string::npos) << st.output;
-  EXPECT_GE(std::stoll(st.output.substr(at + 24)), 3) << st.output;
+  EXPECT_GE(stat_counter(mnt(), "journaled_data_blocks"), 3);
+  // Each rewrite's checksum table entry went into the log as a delta.
+  EXPECT_TRUE(counter_reaches(mnt(), "journal_deltas", 3)) << stat_counter(mnt(), "journal_deltas");
 
   ASSERT_EQ(::kill(pid_, SIGKILL), 0);
   int status = 0;
@@ -101,6 +114,7 @@ TEST_F(NbdFaults, ServerReadErrorReachesTheReaderAsEio) {
   std::string buf(data.size(), '\0');
   EXPECT_EQ(SFS_ERRNO_OF(::pread(fd.get(), buf.data(), buf.size(), 0)), EIO);
   ASSERT_NO_FATAL_FAILURE(set_trigger(false));
+  EXPECT_TRUE(counter_reaches(mnt(), "device_read_errors", 1));
   // The error was the server's, of that moment: nothing is poisoned.
   EXPECT_TRUE(same_bytes(slurp(path("f")), data));
   fd.reset();
@@ -118,6 +132,7 @@ TEST_F(NbdFaults, ServerWriteErrorFailsTheNextFsyncAndLosesNothingFsynced) {
   ASSERT_NO_FATAL_FAILURE(set_trigger(true));
   EXPECT_EQ(write_and_fsync(path("lost"), pattern(200 * 1024, 'l')), EIO);
   ASSERT_NO_FATAL_FAILURE(set_trigger(false));
+  EXPECT_TRUE(counter_reaches(mnt(), "device_write_errors", 1));
   (void)unmount_nbd();  // its final write-back may fail: the journal aborted
 
   ASSERT_NO_FATAL_FAILURE(expect_recovered("kept", kept));
