@@ -28,7 +28,7 @@ fi
 status=0
 "$fuzzer" "${opts[@]}" -max_total_time="$seconds" "$work/corpus" \
   "$work/seeds/${name%_fuzzer}" >"$work/run.log" 2>&1 || status=$?
-grep -E '^(stat::|#[0-9]+ +DONE)' "$work/run.log" || true
+grep -E '^(stat::|#[0-9]+[[:space:]]+DONE)' "$work/run.log" || true
 if ((status != 0)); then
   # The report (sanitizer or FUZZ_CHECK), without the engine's log lines.
   grep -v '^stablefs: ' "$work/run.log" | tail -80 >&2

@@ -31,6 +31,7 @@ expect_contains "$out" "uuid:                      0f1e2d3c-4b5a-6978-8796-a5b4c
 expect_contains "$out" "state:                     clean"
 expect_contains "$out" "total_blocks:              16384"
 expect_contains "$out" "primary_copy:              valid"
+expect_contains "$out" "incompat:                  0x00000004 (lazy_init)"
 expect_contains "$out" "transactions_to_replay:    0"
 expect_contains "$out" "region=journal  start="
 

@@ -76,6 +76,7 @@ void describe_superblock(Record& out, const Superblock& sb, const SuperblockCopi
   std::string names;
   if (sb.incompat & kIncompatAsyncCommit) names += " async_commit";
   if (sb.incompat & kIncompatJournalData) names += " journal_data";
+  if (sb.incompat & kIncompatLazyInit) names += " lazy_init";
   if (sb.incompat & kIncompatJournalDeltas) names += " journal_deltas";
   out.add("incompat", hex32(sb.incompat) + (names.empty() ? "" : " (" + names.substr(1) + ")"));
   out.add("primary_copy", c.primary_valid ? "valid" : "INVALID: " + c.primary_problem);
