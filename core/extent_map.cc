@@ -101,7 +101,16 @@ std::vector<Extent> ExtentMap::extents_touching(uint64_t lo, uint64_t hi) const 
   return out;
 }
 
+// The edit split the saved extents and may have merged them with each
+// other, so its pieces lie anywhere in the span the saved extents cover,
+// which can reach past [lo, hi) on both sides (a punch in the middle of one
+// extent leaves a head before lo and a tail after hi). Everything in that
+// whole span is dropped before the saved extents go back.
 void ExtentMap::restore(uint64_t lo, uint64_t hi, const std::vector<Extent>& saved) {
+  if (!saved.empty()) {
+    lo = std::min<uint64_t>(lo, saved.front().logical);
+    hi = std::max(hi, end_of(saved.back()));
+  }
   for (const Extent& e : extents_touching(lo, hi)) extents_.erase(e.logical);
   for (const Extent& e : saved) extents_[e.logical] = e;
 }

@@ -11,6 +11,8 @@
 // Node i lives at block 140 + i, so root pointers 140..147 reach them.
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 #include <string>
@@ -57,6 +59,17 @@ std::vector<Extent> all(const ExtentMap& m) {
   return v;
 }
 
+// SFS_FUZZ_TRACE=1 prints every operation and the map after it, for
+// reading a crash input by hand (the fuzzer itself stays quiet).
+const bool kTrace = std::getenv("SFS_FUZZ_TRACE") != nullptr;
+
+void trace_map(const ExtentMap& m) {
+  if (!kTrace) return;
+  for (const auto& [l, e] : m.extents())
+    std::fprintf(stderr, "  [%u +%u) -> %llu%s\n", e.logical, e.len,
+                 (unsigned long long)e.physical, e.unwritten ? " unwritten" : "");
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -90,6 +103,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   ExtentMap& m = **loaded;
+  if (kTrace) std::fprintf(stderr, "loaded (depth %u):\n", unsigned(inode.map_depth));
+  trace_map(m);
   all(m);
 
   std::set<uint64_t> nodes_live;
@@ -131,6 +146,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
     }
     if (s.ok()) m.store_root(inode);
+    if (kTrace)
+      std::fprintf(stderr, "%s(%u, %u%s%s) -> %s\n",
+                   op % 3 == 0 ? "map" : op % 3 == 1 ? "unmap" : "mark_written", logical, len,
+                   op % 3 == 0 ? (", " + std::to_string(phys)).c_str() : "",
+                   op % 3 == 0 && (op & 8) ? ", unwritten" : "",
+                   s.ok() ? "ok" : std::strerror(s.error()));
+    trace_map(m);
     all(m);
   }
   std::vector<Extent> expect = all(m);

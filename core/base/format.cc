@@ -202,6 +202,9 @@ Result<Superblock> decode_superblock(const uint8_t* block, uint64_t blocknr,
       p.data_start != sb.data_start || sb.root_ino != kRootIno)
     return fail("superblock geometry is inconsistent");
   if (sb.journal_tail >= sb.journal_blocks) return fail("journal tail out of range");
+  // Only these two: a mount decides from it whether orphans need freeing.
+  if (sb.state != kStateClean && sb.state != kStateMounted)
+    return fail("unknown state " + std::to_string(sb.state));
   if (sb.incompat & kIncompatLazyInit) {
     sb.inode_hwm = get_le64(block + kHwmOffset);
     sb.block_hwm = get_le64(block + kHwmOffset + 8);

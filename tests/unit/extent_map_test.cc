@@ -427,6 +427,32 @@ TEST_F(ExtentMapTest, NodeAllocationFailureLeavesTheMapUnchanged) {
   expect_round_trip();
 }
 
+// A punch in the middle of an extent leaves a head before the range and a
+// tail after it; when the split needs a leaf that cannot be had, both
+// pieces must go and the whole extent come back (the fuzzer found the tail
+// left behind, overlapping the restored extent).
+TEST_F(ExtentMapTest, FailedPunchInsideAnExtentLeavesTheMapUnchanged) {
+  for (uint32_t i = 0; i < 8; i++) ASSERT_OK(map(i * 2, 1, 100 + i * 2));
+  ASSERT_OK(map(1000, 2000, 3000));
+  auto before = all(*m_);
+  ASSERT_EQ(before.size(), 9u);
+  fail_alloc_ = true;
+  std::vector<PhysRange> freed;
+  EXPECT_EQ(unmap(1500, 10, &freed).error(), ENOSPC);
+  EXPECT_EQ(all(*m_), before);
+  EXPECT_TRUE(freed.empty());
+  // Mapping over the middle splits the same way.
+  EXPECT_EQ(map(1500, 10, 5000, false, &freed).error(), ENOSPC);
+  EXPECT_EQ(all(*m_), before);
+  EXPECT_TRUE(freed.empty());
+  fail_alloc_ = false;
+  ASSERT_OK(unmap(1500, 10, &freed));
+  ASSERT_EQ(freed.size(), 1u);
+  EXPECT_EQ(freed[0].start, 3500u);
+  EXPECT_EQ(freed[0].count, 10u);
+  expect_round_trip();
+}
+
 TEST_F(ExtentMapTest, InvalidArgumentsAreRejected) {
   EXPECT_EQ(map(5, 1, 0).error(), EINVAL);
   EXPECT_EQ(map(5, 2, UINT64_MAX).error(), EINVAL);

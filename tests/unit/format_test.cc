@@ -249,6 +249,10 @@ TEST(Superblock, ValidlyChecksummedButInconsistentGeometryIsEuclean) {
       {"future version", [](Superblock& s) { s.version = kFormatVersion + 1; }},
       {"unknown incompat feature", [](Superblock& s) { s.incompat = 1u << 31; }},
       {"size below minimum", [](Superblock& s) { s.total_blocks = kMinBlocks - 1; }},
+      // Neither clean nor mounted: a mount that took it for clean would
+      // skip orphan cleanup (the mount fuzzer found this).
+      {"unknown state", [](Superblock& s) { s.state = 0x0002'0000 | kStateMounted; }},
+      {"state zero", [](Superblock& s) { s.state = 0; }},
   };
   for (const Case& c : cases) {
     Superblock sb = sample_superblock(100000);
