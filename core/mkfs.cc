@@ -109,4 +109,32 @@ Status make_filesystem(BlockDevice& dev, const MkfsOptions& opts) {
   return Status::Ok();
 }
 
+Status preallocate_data(BlockDevice& dev, const Superblock& sb,
+                        const std::function<void(uint64_t, uint64_t)>& progress) {
+  // Every segment of every request points at the same zero block; a few
+  // requests in flight keep the device busy.
+  constexpr size_t kInFlight = 16;
+  AlignedBlock zero;
+  std::memset(zero.data(), 0, kBlockSize);
+  const uint64_t total = sb.total_blocks - sb.data_start;
+  std::vector<IoRequest> reqs(kInFlight);
+  std::vector<IoRequest*> ptrs;
+  for (uint64_t done = 0; done < total;) {
+    ptrs.clear();
+    for (size_t i = 0; i < kInFlight && done < total; i++) {
+      IoRequest& r = reqs[i];
+      r = IoRequest{};
+      r.op = IoOp::kWrite;
+      r.blocknr = sb.data_start + done;
+      uint64_t n = std::min<uint64_t>(IoRequest::kMaxSegments, total - done);
+      for (uint64_t k = 0; k < n; k++) r.add(zero.data(), kBlockSize);
+      ptrs.push_back(&r);
+      done += n;
+    }
+    SFS_TRY(dev.submit_and_wait(ptrs));
+    if (progress) progress(done, total);
+  }
+  return dev.flush();
+}
+
 }  // namespace stablefs

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "core/base/format.h"
 #include "core/base/result.h"
 #include "core/io/block_device.h"
 
@@ -34,5 +35,17 @@ struct MkfsOptions {
 // with lazy_init, their starts), an empty journal and the root directory.
 // Uses the whole device.
 Status make_filesystem(BlockDevice& dev, const MkfsOptions& opts);
+
+// mkfs --preallocate: writes zeros over every data block (free space, whose
+// contents nothing reads) and flushes, so that an image file holds all of
+// its blocks on the host. A sparse image makes the host filesystem allocate
+// on the first write of each block, and the fdatasync that ends a commit
+// then also waits for the host's own journal commit of that allocation.
+// Writing unallocated space once up front moves that cost out of fsync.
+// (fallocate would not: the host marks the space unwritten and converts it
+// on first write, which is again a metadata change.) progress gets (blocks
+// written, total) as it goes.
+Status preallocate_data(BlockDevice& dev, const Superblock& sb,
+                        const std::function<void(uint64_t, uint64_t)>& progress);
 
 }  // namespace stablefs
