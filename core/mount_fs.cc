@@ -63,6 +63,12 @@ void MountedFs::publish_gauges() {
   c_->device_retries = dev_->transient_retries();
   c_->device_read_errors = counted_->read_errors();
   c_->device_write_errors = counted_->write_errors();
+  c_->device_flushes = counted_->flushes();
+  c_->device_flush_ns_total = counted_->flush_ns();
+  c_->journal_commit_ns_total = js.commit_ns_total;
+  c_->journal_commit_ns_max = js.commit_ns_max;
+  c_->journal_checkpoints = js.checkpoints;
+  c_->journal_checkpoint_ns_total = js.checkpoint_ns_total;
   c_->read_only = read_only_ ? 1 : 0;
   c_->heartbeat++;
 }

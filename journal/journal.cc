@@ -20,6 +20,12 @@ namespace stablefs {
 
 using Clock = std::chrono::steady_clock;
 
+namespace {
+uint64_t elapsed_ns(Clock::time_point since) {
+  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - since).count());
+}
+}  // namespace
+
 // A journaled data block's image and the checksum it was logged with.
 struct DataImage {
   std::shared_ptr<MetaBlock> image;
@@ -589,6 +595,7 @@ void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
   // The destructor abandons the commit (a crash); an abort() while the
   // handles drained means the transaction must never reach the log.
   if (stopping || error) return;
+  const Clock::time_point started = Clock::now();
 
   if (t.empty()) {
     // Handles came and went without changing anything: no txid is used,
@@ -628,6 +635,7 @@ void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
   seal(ft);
   uint64_t deltas = 0;
   Status s = write_transaction(ft, &deltas);
+  const uint64_t took = elapsed_ns(started);
   uint64_t logged = ft.blocks.size() + ft.data_blocks.size();
   uint64_t data_logged = ft.data_blocks.size();
   if (s.ok()) file_for_checkpoint(std::move(ft));
@@ -651,6 +659,8 @@ void Journal::Impl::commit_running(std::unique_lock<std::mutex>& lk) {
   stats.blocks_logged += logged;
   stats.data_blocks_logged += data_logged;
   stats.deltas_logged += deltas;
+  stats.commit_ns_total += took;
+  stats.commit_ns_max = std::max(stats.commit_ns_max, took);
   done_cv.notify_all();
   if (log_used() <= geo.blocks / 2) return;
   if (std::this_thread::get_id() != thread.get_id()) {
@@ -884,6 +894,7 @@ void Journal::Impl::file_for_checkpoint(FrozenTransaction&& ft) {
 // versions lets the next writer of each buffer modify it in place. Commit
 // thread only.
 Status Journal::Impl::checkpoint_now() {
+  const Clock::time_point started = Clock::now();
   std::vector<BlockWrite> writes;
   writes.reserve(checkpoint_list.size());
   for (const auto& [nr, cp] : checkpoint_list) writes.push_back({nr, cp.block.data()});
@@ -915,6 +926,7 @@ Status Journal::Impl::checkpoint_now() {
   std::lock_guard lk(mu);
   tail = new_tail;
   stats.checkpoints++;
+  stats.checkpoint_ns_total += elapsed_ns(started);
   return Status::Ok();
 }
 

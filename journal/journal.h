@@ -138,6 +138,12 @@ struct JournalStats {
   uint64_t data_blocks_logged = 0;  // journaled data blocks committed
   uint64_t deltas_logged = 0;       // metadata blocks logged as deltas
   uint64_t handles = 0;
+  // Time from a commit's start (its handles drained) until its commit
+  // block is durable, summed and the longest; and the time checkpoints
+  // took (home writes, flush, tail), summed. Steady clock.
+  uint64_t commit_ns_total = 0;
+  uint64_t commit_ns_max = 0;
+  uint64_t checkpoint_ns_total = 0;
 };
 
 class Handle {

@@ -140,7 +140,7 @@ void print_requests_text(const stablefs::RequestCounters& rc) {
     print_stat_row("  of which security.capability", rc.getxattr_security_capability);
 }
 
-constexpr size_t kCounterCount = 27;
+constexpr size_t kCounterCount = 33;
 using Snapshots = std::array<Snapshot, kCounterCount>;
 
 Snapshots snapshot(const stablefs::LiveCounters& c) {
@@ -183,6 +183,18 @@ Snapshots snapshot(const stablefs::LiveCounters& c) {
        "writes, flushes and discards the backing store failed (after its retries)"},
       {"device_retries", c.device_retries, K::kTotal,
        "requests resubmitted after a transient failure (EAGAIN, EINTR, short transfer)"},
+      {"device_flushes", c.device_flushes, K::kTotal,
+       "cache flushes sent to the backing store (commits, checkpoints, superblock writes)"},
+      {"device_flush_ns_total", c.device_flush_ns_total, K::kNanos,
+       "time the backing store took for those flushes"},
+      {"journal_commit_ns_total", c.journal_commit_ns_total, K::kNanos,
+       "time commits took, from their start to a durable commit block (flushes included)"},
+      {"journal_commit_ns_max", c.journal_commit_ns_max, K::kNanosGauge,
+       "longest single commit"},
+      {"journal_checkpoints", c.journal_checkpoints, K::kTotal,
+       "checkpoints: logged blocks written home so the log space can be reused"},
+      {"journal_checkpoint_ns_total", c.journal_checkpoint_ns_total, K::kNanos,
+       "time checkpoints took (home writes, flush, new log tail)"},
       {"replayed_transactions", c.replayed_transactions, K::kTotal,
        "journal transactions replayed at mount"},
       {"journal_aborted", c.journal_aborted, K::kGauge,

@@ -22,8 +22,10 @@ constexpr uint64_t kCountersMagic = 0x31305443534653ull;  // "SFSCT01"
 // 2: cached_inodes, metadata cache; 3: per-opcode FUSE request counters;
 // 4: journal_aborted; 5: read_only; 6: IOCTL requests; 7: journaled_data_blocks;
 // 8: metadata_errors; 9: journal_deltas; 10: device_read_errors,
-// device_write_errors, device_retries
-constexpr uint32_t kCountersVersion = 10;
+// device_write_errors, device_retries; 11: journal_commit_ns_total,
+// journal_commit_ns_max, journal_checkpoints, journal_checkpoint_ns_total,
+// device_flushes, device_flush_ns_total
+constexpr uint32_t kCountersVersion = 11;
 
 // Every field is an 8-byte lock-free atomic, so writers and readers in
 // different processes need no lock.
@@ -79,6 +81,17 @@ struct LiveCounters {
   std::atomic<uint64_t> device_read_errors{0};
   std::atomic<uint64_t> device_write_errors{0};
   std::atomic<uint64_t> device_retries{0};
+  // Where an fsync's time goes (refreshed): commits from their start to a
+  // durable commit block, summed and the longest; checkpoints (writing the
+  // logged blocks home) and their time; the backing store's flushes and
+  // the time it took for them. The journal's share of a commit is
+  // journal_commit_ns less the flushes inside it.
+  std::atomic<uint64_t> journal_commit_ns_total{0};
+  std::atomic<uint64_t> journal_commit_ns_max{0};
+  std::atomic<uint64_t> journal_checkpoints{0};
+  std::atomic<uint64_t> journal_checkpoint_ns_total{0};
+  std::atomic<uint64_t> device_flushes{0};
+  std::atomic<uint64_t> device_flush_ns_total{0};
   // Bumped by the daemon on every gauge refresh: readers can tell it is alive.
   std::atomic<uint64_t> heartbeat{0};
   // FUSE requests by opcode, counted by the adapter (fs/request.h).

@@ -89,6 +89,37 @@ TEST_F(StatsTest, AnotherProcessSeesTheCountersChangeLive) {
   EXPECT_EQ(json_field(after.output, "integrity_errors_read"), 0);
 }
 
+// Where an fsync's time went: the commit is timed from its start to a
+// durable commit block, and the backing store's flush inside it too. These
+// are refreshed with the gauges (every 50 ms), so the reader polls.
+TEST_F(StatsTest, CommitAndFlushTimesMoveWithAnFsync) {
+  CommandResult before = stat_json(mnt());
+  ASSERT_TRUE(before.ok()) << before.output;
+  ASSERT_EQ(json_field(before.output, "journal_commit_ns_total"), 0) << before.output;
+  const long long flushes0 = json_field(before.output, "device_flushes");
+  ASSERT_GE(flushes0, 0) << before.output;
+
+  ASSERT_EQ(write_file(path("f"), std::string(4096, 't')), 0);
+  {
+    UniqueFd fd = open_fd(path("f"), O_RDWR);
+    ASSERT_EQ(fsync(fd.get()), 0);
+  }
+  CommandResult after;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        after = stat_json(mnt());
+        return json_field(after.output, "journal_commit_ns_total") > 0;
+      },
+      std::chrono::seconds(5)))
+      << after.output;
+  EXPECT_GT(json_field(after.output, "device_flushes"), flushes0) << after.output;
+  EXPECT_GT(json_field(after.output, "device_flush_ns_total"), 0) << after.output;
+  const long long commit_ns = json_field(after.output, "journal_commit_ns_total");
+  EXPECT_GT(json_field(after.output, "journal_commit_ns_max"), 0) << after.output;
+  EXPECT_LE(json_field(after.output, "journal_commit_ns_max"), commit_ns) << after.output;
+  EXPECT_EQ(json_field(after.output, "journal_checkpoints"), 0) << "nothing filled the log";
+}
+
 // The daemon's inode cache follows the kernel's: once the kernel forgets
 // inodes (here: drop_caches), the daemon drops them too, and every file
 // reads back intact through reloaded inodes.

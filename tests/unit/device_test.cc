@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/base/format.h"
+#include "core/io/counting_device.h"
 #include "core/io/fault_device.h"
 #include "core/io/mem_device.h"
 #include "core/io/open_device.h"
@@ -604,6 +605,44 @@ TEST(FaultDeviceOverUring, InjectsFaultsInFrontOfARealDevice) {
 }
 
 // ---- MemDevice ----
+
+// A device whose every batch with a flush in it takes 5 ms: the time
+// CountingDevice must attribute to flushes, and only to flush-only calls.
+class SlowFlushDevice : public MemDevice {
+ public:
+  using MemDevice::MemDevice;
+  Status submit_and_wait(std::span<IoRequest*> reqs) override {
+    for (const IoRequest* r : reqs)
+      if (r->op == IoOp::kFlush) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        break;
+      }
+    return MemDevice::submit_and_wait(reqs);
+  }
+};
+
+TEST(CountingDevice, CountsFlushesAndTimesThoseThatRunAlone) {
+  CountingDevice dev(std::make_unique<SlowFlushDevice>(16));
+  EXPECT_EQ(dev.flushes(), 0u);
+  ASSERT_TRUE(dev.flush().ok());
+  ASSERT_TRUE(dev.flush().ok());
+  EXPECT_EQ(dev.flushes(), 2u);
+  const uint64_t timed = dev.flush_ns();
+  EXPECT_GE(timed, 10'000'000u) << "two flushes of 5 ms each";
+  // A flush inside a batch of writes is counted, not timed: the batch's
+  // time is the writes' as much as the flush's.
+  std::vector<uint8_t> block(kBlockSize, 0x5a);
+  IoRequest w, f;
+  w.op = IoOp::kWrite;
+  w.blocknr = 3;
+  w.add(block.data(), kBlockSize);
+  f.op = IoOp::kFlush;
+  IoRequest* batch[] = {&w, &f};
+  ASSERT_TRUE(dev.submit_and_wait(batch).ok());
+  EXPECT_EQ(dev.flushes(), 3u);
+  EXPECT_EQ(dev.flush_ns(), timed);
+  EXPECT_EQ(dev.write_errors(), 0u);
+}
 
 TEST(MemDevice, CrashDropsUnflushedWritesAndKeepsFlushedOnes) {
   MemDevice mem(16);

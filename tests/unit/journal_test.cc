@@ -174,6 +174,10 @@ TEST_F(JournalTest, CommittedTransactionIsReplayedAfterCrash) {
   EXPECT_EQ(st.commits, 1u);
   EXPECT_EQ(st.blocks_logged, 2u);
   EXPECT_EQ(st.handles, 1u);
+  // One commit, timed: the total is that commit, so it is also the longest.
+  EXPECT_GT(st.commit_ns_total, 0u);
+  EXPECT_EQ(st.commit_ns_max, st.commit_ns_total);
+  EXPECT_EQ(st.checkpoint_ns_total, 0u);
 
   auto r = crash_and_replay({0, 1});
   ASSERT_TRUE(r.ok());
@@ -351,6 +355,11 @@ TEST_F(JournalTest, CheckpointWritesHomeAndAdvancesTail) {
   commit_one(kA, 0x77);
   EXPECT_EQ(persist_calls(), 1);
   EXPECT_EQ(journal_->stats().checkpoints, 1u);
+  JournalStats st = journal_->stats();
+  EXPECT_GT(st.checkpoint_ns_total, 0u);
+  EXPECT_EQ(st.commits, 7u);
+  EXPECT_GT(st.commit_ns_max, 0u);
+  EXPECT_LT(st.commit_ns_max, st.commit_ns_total) << "seven commits, one of them the longest";
   EXPECT_EQ(persisted().pos, 132u);
   EXPECT_EQ(persisted().txid, 7u);
   EXPECT_EQ(journal_->log_tail().pos, 132u);
