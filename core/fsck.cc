@@ -206,6 +206,13 @@ void Checker::check_inode(uint64_t ino, const DiskInode& d) {
     fixable(who + ": invalid file type", false, [&](RepairPlan&) { clear_inode(ino); });
     return;
   }
+  if ((d.flags & kInodeInlineData) && type != S_IFLNK) {
+    // Only a short symlink keeps its bytes in the inode: a directory or
+    // file flagged so has neither blocks nor a map anyone can trust.
+    fixable(who + ": inline data on an inode that is not a symlink", false,
+            [&](RepairPlan&) { clear_inode(ino); });
+    return;
+  }
   mode_[ino] = d.mode;
   nlink_[ino] = d.nlink;
   if (d.xattr_block) check_xattr_block(ino, d);

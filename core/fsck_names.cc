@@ -113,8 +113,12 @@ void Checker::check_links() {
       fixable_if_complete(
           who + ": link count " + std::to_string(nlink) + ", should be " + std::to_string(expect),
           true, [&](RepairPlan& p) { p.inodes[ino].nlink = expect; });
-    if (dir && ino != kRootIno && parent_.count(ino) && dotdot_[ino] != parent_[ino])
-      fixable_if_complete(who + ": '..' names " + std::to_string(dotdot_[ino]) +
+    // dotdot_ holds only directories whose entries were read: of one that
+    // could not be, '..' is unknown, not 0 (a repair of it never sticks).
+    auto dd = dotdot_.find(ino);
+    if (dir && ino != kRootIno && parent_.count(ino) && dd != dotdot_.end() &&
+        dd->second != parent_[ino])
+      fixable_if_complete(who + ": '..' names " + std::to_string(dd->second) +
                               " but it lives in " + std::to_string(parent_[ino]),
                           true, [&](RepairPlan& p) { p.inodes[ino].parent = parent_[ino]; });
   }

@@ -33,6 +33,13 @@ Result<InodeRef> MountedFs::get_inode(uint64_t ino) {
 Status MountedFs::load_map(Inode& n) {
   if (n.map) return Status::Ok();
   if (n.disk.flags & kInodeInlineData) {
+    // Only short symlinks keep their bytes in the inode (their target is
+    // read from there, never through a map).
+    if (!S_ISLNK(n.disk.mode)) {
+      SFS_LOG("inode %llu: inline data on an inode that is not a symlink",
+              (unsigned long long)n.ino);
+      return err(EUCLEAN);
+    }
     n.map = std::make_unique<ExtentMap>(n.ino);  // inline data: no extents
     return Status::Ok();
   }

@@ -400,6 +400,34 @@ TEST_F(FsckRepairTest, AnInodeOfAnInvalidTypeIsFreedWithItsEntryAndBlocks) {
   EXPECT_EQ(fs_->lookup(kRootIno, "bad").error(), ENOENT);
 }
 
+// The fsck fuzzer's find: a short symlink whose mode became a directory's.
+// Inline data belongs to symlinks only; the engine refuses such an inode
+// (EUCLEAN) and fsck frees it. Before, fsck took it for a directory whose
+// '..' it never read, "repaired" a '..' of 0, and found it again after.
+TEST_F(FsckRepairTest, InlineDataOnADirectoryIsFreedAndRepairSticks) {
+  mount();
+  make_file("a");
+  auto l = fs_->symlink(kRootIno, "l", "short", {});
+  ASSERT_TRUE(l.ok());
+  unmount();
+  edit_inode(l->ino, [](DiskInode& i) { i.mode = S_IFDIR | 0755; });
+
+  mount();
+  EXPECT_EQ(fs_->readdir(l->ino, 0, [](const DirListEntry&) { return true; }).error(), EUCLEAN);
+  unmount();
+
+  std::string found = expect_found_and_repaired(FsckRepair::kAll);
+  EXPECT_NE(found.find("inode " + std::to_string(l->ino) +
+                       ": inline data on an inode that is not a symlink"),
+            std::string::npos)
+      << found;
+  EXPECT_EQ(inode(l->ino).mode, 0u);
+
+  mount();
+  EXPECT_EQ(read_back("a"), data_);
+  EXPECT_EQ(fs_->lookup(kRootIno, "l").error(), ENOENT);
+}
+
 TEST_F(FsckRepairTest, AnEntryTypeThatDisagreesWithTheModeIsRewritten) {
   mount();
   uint64_t f = make_file("f");
