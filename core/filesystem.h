@@ -176,9 +176,12 @@ class Filesystem {
   virtual Result<Attr> link(uint64_t ino, uint64_t new_parent, std::string_view new_name) = 0;
   virtual Status unlink(uint64_t parent, std::string_view name) = 0;
   virtual Status rmdir(uint64_t parent, std::string_view name) = 0;
-  // flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE (RENAME_WHITEOUT: EINVAL).
+  // flags: 0, RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT or
+  // RENAME_NOREPLACE | RENAME_WHITEOUT. A whiteout (a character device 0:0,
+  // mode 0, as overlayfs expects) takes the source's name in the same
+  // transaction; c owns it.
   virtual Status rename(uint64_t parent, std::string_view name, uint64_t new_parent,
-                        std::string_view new_name, unsigned flags) = 0;
+                        std::string_view new_name, unsigned flags, const Creds& c) = 0;
 
   // ---- Attributes ----
   virtual Result<Attr> getattr(uint64_t ino) = 0;

@@ -71,7 +71,7 @@ class MountedFs final : public Filesystem {
   Status unlink(uint64_t parent, std::string_view name) override;
   Status rmdir(uint64_t parent, std::string_view name) override;
   Status rename(uint64_t parent, std::string_view name, uint64_t new_parent,
-                std::string_view new_name, unsigned flags) override;
+                std::string_view new_name, unsigned flags, const Creds& c) override;
 
   Result<Attr> getattr(uint64_t ino) override;
   Result<Attr> setattr(uint64_t ino, const SetAttr& sa) override;
@@ -208,7 +208,9 @@ class MountedFs final : public Filesystem {
   Status drop_link(Handle& h, Inode& n);
   Status store_symlink_target(Handle& h, Inode& n, std::string_view target);  // n.mu held
   Status rename_locked(InodeRef& src_dir, std::string_view name, InodeRef& dst_dir,
-                       std::string_view new_name, unsigned flags);
+                       std::string_view new_name, unsigned flags, const Creds& c);
+  Result<InodeRef> new_whiteout(Handle& h, Inode& dir, const Creds& c);
+  void abandon_new_inode(Handle& h, const InodeRef& n);
   struct RenamePlan;
   Result<RenamePlan> plan_rename(InodeRef& src_dir, std::string_view name, InodeRef& dst_dir,
                                  std::string_view new_name, unsigned flags);

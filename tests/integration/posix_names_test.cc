@@ -1,10 +1,12 @@
 // POSIX namespace behaviour on a real mount: create, unlink, rename in all
 // its forms, links and link counts, symlinks, name length limits. Each
 // stateful test remounts and checks its state survived.
+#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <string>
@@ -90,6 +92,39 @@ TEST_F(PosixNames, RenameExchangeSwapsTheTwoEntries) {
   ASSERT_NO_FATAL_FAILURE(remount());
   EXPECT_EQ(slurp(path("d")), "contents of a");
   EXPECT_EQ(slurp(path("a/inner")), "inside d");
+}
+
+// RENAME_WHITEOUT (overlayfs's upper layer, xfstests' renameat2 -w): the
+// source name is left to a whiteout, a character device 0:0 of mode 0
+// that readdir reports as DT_CHR.
+TEST_F(PosixNames, RenameWhiteoutLeavesAWhiteoutUnderTheSourceName) {
+  ASSERT_EQ(write_file(path("a"), "contents of a"), 0);
+  ino_t a_ino = stat_of(path("a")).st_ino;
+  ASSERT_EQ(renameat2(AT_FDCWD, path("a").c_str(), AT_FDCWD, path("b").c_str(), RENAME_WHITEOUT),
+            0)
+      << strerror(errno);
+  auto expect_whiteout = [&] {
+    struct stat st = stat_of(path("a"));
+    EXPECT_TRUE(S_ISCHR(st.st_mode));
+    EXPECT_EQ(st.st_mode & 07777, 0u);
+    EXPECT_EQ(st.st_rdev, makedev(0, 0));
+    EXPECT_EQ(st.st_uid, geteuid());
+    EXPECT_EQ(slurp(path("b")), "contents of a");
+    EXPECT_EQ(stat_of(path("b")).st_ino, a_ino);
+    DIR* d = opendir(mnt().c_str());
+    ASSERT_NE(d, nullptr);
+    unsigned char type = DT_UNKNOWN;
+    while (struct dirent* e = readdir(d))
+      if (std::string(e->d_name) == "a") type = e->d_type;
+    closedir(d);
+    EXPECT_EQ(type, DT_CHR);
+  };
+  expect_whiteout();
+  EXPECT_EQ(SFS_ERRNO_OF(renameat2(AT_FDCWD, path("b").c_str(), AT_FDCWD, path("a").c_str(),
+                                   RENAME_WHITEOUT | RENAME_EXCHANGE)),
+            EINVAL);
+  ASSERT_NO_FATAL_FAILURE(remount());
+  expect_whiteout();
 }
 
 TEST_F(PosixNames, RenameDirectoryIntoItsOwnSubdirectoryFailsWithEINVAL) {

@@ -64,10 +64,10 @@ TEST_F(InodeFlags, ImmutableRefusesEveryChangeAndAllowsReading) {
   EXPECT_EQ(fs_->open(f, O_WRONLY | O_APPEND).error(), EPERM);
   EXPECT_EQ(fs_->fallocate(f, FALLOC_FL_KEEP_SIZE, 0, 4096).error(), EPERM);
   EXPECT_EQ(fs_->unlink(kRootIno, "f").error(), EPERM);
-  EXPECT_EQ(fs_->rename(kRootIno, "f", kRootIno, "g", 0).error(), EPERM);
+  EXPECT_EQ(fs_->rename(kRootIno, "f", kRootIno, "g", 0, Creds{}).error(), EPERM);
   EXPECT_EQ(fs_->link(f, kRootIno, "h").error(), EPERM);
   create("victim");
-  EXPECT_EQ(fs_->rename(kRootIno, "victim", kRootIno, "f", 0).error(), EPERM)
+  EXPECT_EQ(fs_->rename(kRootIno, "victim", kRootIno, "f", 0, Creds{}).error(), EPERM)
       << "nor may it be replaced";
   EXPECT_TRUE(fs_->open(f, O_RDONLY).ok());
   EXPECT_EQ(read_back("f"), "0123456789");
@@ -89,7 +89,7 @@ TEST_F(InodeFlags, AppendOnlyAllowsOnlyAppending) {
   EXPECT_TRUE(fs_->fallocate(f, FALLOC_FL_KEEP_SIZE, 0, 8192).ok());
   EXPECT_EQ(fs_->fallocate(f, 0, 0, 8192).error(), EPERM);
   EXPECT_EQ(fs_->unlink(kRootIno, "f").error(), EPERM);
-  EXPECT_EQ(fs_->rename(kRootIno, "f", kRootIno, "g", 0).error(), EPERM);
+  EXPECT_EQ(fs_->rename(kRootIno, "f", kRootIno, "g", 0, Creds{}).error(), EPERM);
   EXPECT_EQ(fs_->link(f, kRootIno, "h").error(), EPERM);
   EXPECT_EQ(read_back("f"), "0123456789ab");
   SetAttr touch;
@@ -112,10 +112,10 @@ TEST_F(InodeFlags, DirectoriesGuardTheirNames) {
   EXPECT_EQ(fs_->mknod(imm->ino, "new", S_IFREG | 0644, 0, {}).error(), EPERM);
   EXPECT_EQ(fs_->unlink(imm->ino, "old").error(), EPERM);
   EXPECT_EQ(fs_->link(outside, imm->ino, "l").error(), EPERM);
-  EXPECT_EQ(fs_->rename(kRootIno, "outside", imm->ino, "moved", 0).error(), EPERM);
+  EXPECT_EQ(fs_->rename(kRootIno, "outside", imm->ino, "moved", 0, Creds{}).error(), EPERM);
   EXPECT_TRUE(fs_->mknod(app->ino, "new", S_IFREG | 0644, 0, {}).ok()) << "append: adding is fine";
   EXPECT_EQ(fs_->unlink(app->ino, "old").error(), EPERM) << "removing is not";
-  EXPECT_EQ(fs_->rename(app->ino, "old", kRootIno, "x", 0).error(), EPERM);
+  EXPECT_EQ(fs_->rename(app->ino, "old", kRootIno, "x", 0, Creds{}).error(), EPERM);
 }
 
 TEST_F(InodeFlags, NoatimeKeepsAtimeAndFlagsSurviveRemount) {

@@ -349,7 +349,8 @@ class UnusedFilesystem : public Filesystem {
   Result<Attr> link(uint64_t, uint64_t, std::string_view) override { return err(ENOSYS); }
   Status unlink(uint64_t, std::string_view) override { return err(ENOSYS); }
   Status rmdir(uint64_t, std::string_view) override { return err(ENOSYS); }
-  Status rename(uint64_t, std::string_view, uint64_t, std::string_view, unsigned) override {
+  Status rename(uint64_t, std::string_view, uint64_t, std::string_view, unsigned,
+                const Creds&) override {
     return err(ENOSYS);
   }
   Result<Attr> getattr(uint64_t) override { return err(ENOSYS); }

@@ -150,7 +150,7 @@ TEST_F(StoredStateTest, RenameThatCannotBeStoredChangesNothing) {
   FaultDevice& faults = mount_small_cache();
   const uint32_t root_links = fs_->getattr(kRootIno)->nlink;
   fail_inode_reads(faults, d_);
-  EXPECT_EQ(fs_->rename(kRootIno, "d", e_, "d", 0).error(), EIO);
+  EXPECT_EQ(fs_->rename(kRootIno, "d", e_, "d", 0, Creds{}).error(), EIO);
   EXPECT_TRUE(fs_->lookup(kRootIno, "d").ok()) << "the entry left its directory";
   EXPECT_EQ(fs_->lookup(e_, "d").error(), ENOENT);
   EXPECT_EQ(fs_->getattr(e_)->nlink, 2u);
@@ -274,7 +274,7 @@ class HalfDoneRenameTest : public StoredStateTest {
     root_links_ = fs_->getattr(kRootIno)->nlink;
     e_links_ = fs_->getattr(e_)->nlink;
     fail_step(*fs_, "rename: the second entry", EIO);
-    EXPECT_EQ(fs_->rename(kRootIno, "d", to_dir, to_name, flags).error(), EIO);
+    EXPECT_EQ(fs_->rename(kRootIno, "d", to_dir, to_name, flags, Creds{}).error(), EIO);
     EXPECT_FALSE(fs_->fsyncdir(kRootIno, false).ok()) << "the half-done rename could commit";
     crash();
     expect_fsck_clean();
