@@ -211,6 +211,14 @@ class Filesystem {
   // the filesystem until it is mounted again, which replays the journal.
   virtual Status shutdown() { return err(ENOTTY); }
   virtual bool shut_down() const { return false; }
+  // ---- FITRIM (fstrim) ----
+  // Discards the free blocks in the device byte range [start, start+len)
+  // that lie in free runs of at least min_len bytes; the bytes discarded.
+  // EINVAL, as ext4: start past the device, len below one block, min_len
+  // above the device. EOPNOTSUPP when the device cannot discard.
+  virtual Result<uint64_t> trim(uint64_t /*start*/, uint64_t /*len*/, uint64_t /*min_len*/) {
+    return err(ENOTTY);
+  }
   // A request failed with EUCLEAN: the engine found a metadata block (or a
   // record in one) that fails verification. Counts it and applies the
   // errors= behaviour; the caller answers the request with EIO.

@@ -144,6 +144,25 @@ void MountedFs::discard_committed_frees(uint64_t txid) {
   }
 }
 
+// FITRIM. The allocator holds back every piece while it is discarded, so
+// no block is written while its discard is in flight; a free block holds
+// nothing a crash could need (its freeing commit is durable, see
+// discard_committed_frees). Blocks count from the start of the device, as
+// ext4's do, so the metadata region is in range and simply never free.
+Result<uint64_t> MountedFs::trim(uint64_t start, uint64_t len, uint64_t min_len) {
+  if (read_only_) return err(EROFS);
+  if (!dev_->can_discard()) return err(EOPNOTSUPP);
+  const uint64_t total = sb_.total_blocks;
+  const uint64_t first = start / kBlockSize;
+  const uint64_t min_run = std::max<uint64_t>(1, min_len / kBlockSize);
+  if (first >= total || len < kBlockSize || min_run > total) return err(EINVAL);
+  const uint64_t end = first + std::min(len / kBlockSize, total - first);
+  auto n = alloc_->discard_free(first, end, min_run,
+                                [&](PhysRange r) { return dev_->discard(r.start, r.count); });
+  if (!n.ok()) return Error{n.error()};
+  return *n * kBlockSize;
+}
+
 // A read-write mount replays the journal onto the device. A read-only one
 // writes nothing to the device, the replay included: the device may be
 // read-only (opened O_RDONLY for `ro`, a read-only loop device or NBD

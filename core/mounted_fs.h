@@ -82,6 +82,7 @@ class MountedFs final : public Filesystem {
   Result<size_t> write(uint64_t ino, uint64_t off, const char* data, size_t size) override;
   Result<bool> kill_privileges(uint64_t ino, PrivilegeCaller& caller) override;
   Status shutdown() override;
+  Result<uint64_t> trim(uint64_t start, uint64_t len, uint64_t min_len) override;
   bool shut_down() const override { return shut_down_.load(std::memory_order_relaxed); }
   void metadata_corruption_found() override;
   uint64_t sample_write_errors(uint64_t ino) override;
