@@ -68,6 +68,11 @@ struct MountOptions {
   double attr_timeout = 60.0;
   double negative_timeout = 60.0;
   bool read_only = false;
+  // norecovery (or noload), ext4's: a read-only mount that leaves the
+  // journal unreplayed, so it shows the home locations as the last
+  // checkpoint left them (possibly inconsistent): for inspection and
+  // rescue. Only with read_only: mount refuses it otherwise (EINVAL).
+  bool norecovery = false;
   ErrorsBehavior errors = ErrorsBehavior::kRemountRo;  // errors=
   AtimeMode atime = AtimeMode::kRelatime;  // noatime / relatime / strictatime
   bool nodiratime = false;

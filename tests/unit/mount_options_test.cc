@@ -106,6 +106,12 @@ TEST(MountOptions, DiscardIsOffUnlessAsked) {
   EXPECT_FALSE(parse("discard,nodiscard").opts.fs.discard);
 }
 
+TEST(MountOptions, NorecoveryAndItsAliasNoloadAreAccepted) {
+  EXPECT_FALSE(parse("ro").opts.fs.norecovery);
+  EXPECT_TRUE(parse("ro,norecovery").opts.fs.norecovery);
+  EXPECT_TRUE(parse("noload,ro").opts.fs.norecovery);
+}
+
 TEST(MountOptions, ParsesEveryStablefsOption) {
   Parsed p = parse(
       "cache_size=64M,stable_pages=shadow,verify_writes,writeback_cache,commit=30,"
