@@ -178,6 +178,13 @@ class Filesystem {
   virtual Result<Attr> symlink(uint64_t parent, std::string_view name,
                                std::string_view target, const Creds& c) = 0;
   virtual Result<std::string> readlink(uint64_t ino) = 0;
+  // O_TMPFILE: a regular file in `parent`'s care (group, default ACL) but
+  // with no name and a link count of 0, freed when its last reference
+  // goes unless link() names it first (linkable: the open had no O_EXCL).
+  virtual Result<Attr> tmpfile(uint64_t /*parent*/, uint32_t /*mode*/, bool /*linkable*/,
+                               const Creds& /*c*/) {
+    return err(EOPNOTSUPP);
+  }
   virtual Result<Attr> link(uint64_t ino, uint64_t new_parent, std::string_view new_name) = 0;
   virtual Status unlink(uint64_t parent, std::string_view name) = 0;
   virtual Status rmdir(uint64_t parent, std::string_view name) = 0;

@@ -67,6 +67,7 @@ class MountedFs final : public Filesystem {
   Result<Attr> symlink(uint64_t parent, std::string_view name, std::string_view target,
                        const Creds& c) override;
   Result<std::string> readlink(uint64_t ino) override;
+  Result<Attr> tmpfile(uint64_t parent, uint32_t mode, bool linkable, const Creds& c) override;
   Result<Attr> link(uint64_t ino, uint64_t new_parent, std::string_view new_name) override;
   Status unlink(uint64_t parent, std::string_view name) override;
   Status rmdir(uint64_t parent, std::string_view name) override;
@@ -202,8 +203,10 @@ class MountedFs final : public Filesystem {
   Status check_entry_removable(uint64_t dir, std::string_view name);
 
   // ---- names_fs.cc ----
+  // An empty name makes an O_TMPFILE inode: no entry, link count 0.
   Result<Attr> create_node(uint64_t parent, std::string_view name, uint32_t mode,
-                           uint64_t rdev, const Creds& c, std::string_view symlink_target);
+                           uint64_t rdev, const Creds& c, std::string_view symlink_target,
+                           bool linkable = false);
   Result<Attr> lookup_by_id(uint64_t ino);  // "." by node id, any file type
   Result<InodeRef> child_of(Inode& dir, std::string_view name);
   Status drop_link(Handle& h, Inode& n);

@@ -133,10 +133,11 @@ Directory::GrowFn MountedFs::dir_grower(Inode& dir) {
 
 Result<Attr> MountedFs::create_node(uint64_t parent, std::string_view name, uint32_t mode,
                                     uint64_t rdev, const Creds& c,
-                                    std::string_view symlink_target) {
+                                    std::string_view symlink_target, bool linkable) {
   if (read_only_) return err(EROFS);
+  const bool tmpfile = name.empty();
   if (is_dot(name)) return err(EEXIST);
-  SFS_TRY(Directory::check_name(name));
+  if (!tmpfile) SFS_TRY(Directory::check_name(name));
   SFS_TRY(check_inode_flags(parent, FlagCheck::kAddEntry));
   auto dirr = get_inode(parent);
   if (!dirr.ok()) return Error{dirr.error()};
@@ -149,7 +150,7 @@ Result<Attr> MountedFs::create_node(uint64_t parent, std::string_view name, uint
     if (!dir.is_dir()) return err(ENOTDIR);
     if (dir.disk.nlink == 0) return err(ENOENT);  // removed while we waited
     SFS_TRY(load_dir(dir));
-    if (dir.dir->lookup(name)) return err(EEXIST);
+    if (!tmpfile && dir.dir->lookup(name)) return err(EEXIST);
     if (S_ISDIR(mode) && dir.disk.nlink >= kMaxLinks) return err(EMLINK);
     // BSD group semantics under a setgid directory, as ext4 does.
     if (dir.disk.mode & S_ISGID) {
@@ -174,11 +175,17 @@ Result<Attr> MountedFs::create_node(uint64_t parent, std::string_view name, uint
   {
     std::lock_guard lk(n.mu);
     n.lookups++;
+    if (tmpfile) {
+      // An orphan from the start: a crash before link() names it leaves
+      // it to the next mount's orphan cleanup, as an unlinked open file.
+      n.disk.nlink = 0;
+      n.linkable = linkable;
+    }
     if (S_ISLNK(mode)) added = store_symlink_target(h, n, symlink_target);
     if (added.ok()) added = store_inherited_acls(h, n, acls);
     if (added.ok()) added = store_inode(h, n);
   }
-  if (added.ok()) {
+  if (added.ok() && !tmpfile) {
     std::lock_guard lk(dir.mu);
     added = fail_point("create: add the entry");
     if (added.ok()) added = dir.dir->add(h, name, n.ino, dtype_of(mode), dir_grower(dir));
@@ -246,6 +253,10 @@ Result<Attr> MountedFs::mknod(uint64_t parent, std::string_view name, uint32_t m
   return create_node(parent, name, mode, rdev, c, {});
 }
 
+Result<Attr> MountedFs::tmpfile(uint64_t parent, uint32_t mode, bool linkable, const Creds& c) {
+  return create_node(parent, {}, S_IFREG | (mode & 07777), 0, c, {}, linkable);
+}
+
 Result<Attr> MountedFs::mkdir(uint64_t parent, std::string_view name, uint32_t mode,
                               const Creds& c) {
   return create_node(parent, name, S_IFDIR | (mode & 07777), 0, c, {});
@@ -311,7 +322,7 @@ Result<Attr> MountedFs::link(uint64_t ino, uint64_t new_parent, std::string_view
     std::scoped_lock lk(dir.mu, n.mu);
     if (!dir.is_dir()) return err(ENOTDIR);
     if (n.is_dir()) return err(EPERM);
-    if (dir.disk.nlink == 0 || n.disk.nlink == 0) return err(ENOENT);
+    if (dir.disk.nlink == 0 || (n.disk.nlink == 0 && !n.linkable)) return err(ENOENT);
     if (n.disk.nlink >= kMaxLinks) return err(EMLINK);
     SFS_TRY(load_dir(dir));
     if (dir.dir->lookup(new_name)) return err(EEXIST);
@@ -327,6 +338,7 @@ Result<Attr> MountedFs::link(uint64_t ino, uint64_t new_parent, std::string_view
   next.nlink++;
   next.ctime = t;
   SFS_TRY(store_inode(h, n, next));
+  n.linkable = false;  // named once; unlinked again, it stays unlinked (as the VFS)
   n.lookups++;
   return to_attr(n);
 }

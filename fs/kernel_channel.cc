@@ -17,6 +17,7 @@ struct LastRequest {
   uint32_t opcode = 0;
   uint64_t nodeid = 0;
   uint32_t write_flags = 0;
+  bool tmpfile = false;  // a FUSE_TMPFILE handed to libfuse as a CREATE
 };
 thread_local LastRequest last_request;
 
@@ -41,6 +42,11 @@ ssize_t channel_read(int fd, void* buf, size_t len, void* /*userdata*/) {
   if (in.opcode == FUSE_WRITE) {
     fuse_write_in w;
     if (read_struct(buf, size_t(n), sizeof in, &w)) last_request.write_flags = w.write_flags;
+  } else if (in.opcode == FUSE_TMPFILE) {
+    in.opcode = FUSE_CREATE;
+    std::memcpy(buf, &in, sizeof in);
+    last_request.opcode = FUSE_CREATE;
+    last_request.tmpfile = true;
   } else if (in.opcode == FUSE_INIT) {
     fuse_init_in init;
     bool offered = read_struct(buf, size_t(n), sizeof in, &init) &&
@@ -81,6 +87,11 @@ int install_kernel_channel(fuse_session* se) {
 }
 
 bool killpriv_v2_active() { return killpriv_v2.load(std::memory_order_relaxed); }
+
+bool creating_tmpfile(uint64_t parent) {
+  const LastRequest& r = last_request;
+  return r.tmpfile && r.opcode == FUSE_CREATE && r.nodeid == parent;
+}
 
 bool write_kills_suidgid(uint64_t ino) {
   const LastRequest& r = last_request;

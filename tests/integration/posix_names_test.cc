@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -27,6 +28,41 @@ TEST_F(PosixNames, CreateThenUnlinkRemovesTheName) {
   EXPECT_EQ(SFS_ERRNO_OF(unlink(path("a").c_str())), ENOENT);
   ASSERT_NO_FATAL_FAILURE(remount());
   EXPECT_EQ(SFS_ERRNO_OF(access(path("a").c_str(), F_OK)), ENOENT);
+}
+
+// O_TMPFILE (FUSE_TMPFILE, which libfuse 3.14 does not know; see
+// fs/kernel_channel.h): a file with no name and no link until linkat names
+// it, keeping what was written before; O_EXCL keeps it nameless, and one
+// closed without a name leaves nothing behind.
+TEST_F(PosixNames, TmpfileHasNoNameUntilLinkedAndKeepsItsData) {
+  struct statvfs before {};
+  ASSERT_EQ(statvfs(mnt().c_str(), &before), 0);
+  UniqueFd fd = open_fd(mnt(), O_TMPFILE | O_RDWR, 0640);
+  ASSERT_TRUE(fd.ok()) << "O_TMPFILE: " << strerror(errno);
+  ASSERT_EQ(pwrite(fd.get(), "nameless", 8, 0), 8);
+  struct stat st {};
+  ASSERT_EQ(fstat(fd.get(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(st.st_nlink, 0u);
+  ASSERT_EQ(linkat(fd.get(), "", AT_FDCWD, path("named").c_str(), AT_EMPTY_PATH), 0)
+      << strerror(errno);
+  EXPECT_EQ(stat_of(path("named")).st_nlink, 1u);
+  EXPECT_EQ(stat_of(path("named")).st_ino, st.st_ino);
+  {
+    UniqueFd excl = open_fd(mnt(), O_TMPFILE | O_RDWR | O_EXCL, 0600);
+    ASSERT_TRUE(excl.ok()) << strerror(errno);
+    EXPECT_EQ(SFS_ERRNO_OF(linkat(excl.get(), "", AT_FDCWD, path("never").c_str(), AT_EMPTY_PATH)),
+              ENOENT);
+    UniqueFd closed_unnamed = open_fd(mnt(), O_TMPFILE | O_RDWR, 0600);
+    ASSERT_TRUE(closed_unnamed.ok()) << strerror(errno);
+  }
+  fd.reset();
+  ASSERT_NO_FATAL_FAILURE(remount());
+  EXPECT_EQ(slurp(path("named")), "nameless");
+  EXPECT_EQ(SFS_ERRNO_OF(access(path("never").c_str(), F_OK)), ENOENT);
+  struct statvfs after {};
+  ASSERT_EQ(statvfs(mnt().c_str(), &after), 0);
+  EXPECT_EQ(after.f_ffree, before.f_ffree - 1) << "a nameless tmpfile kept its inode";
 }
 
 TEST_F(PosixNames, CreateExclusiveOnExistingNameFailsWithEEXIST) {
