@@ -93,14 +93,10 @@ TEST_F(WhiteoutTest, NoreplaceKeepsAnExistingTargetAndLeavesNoWhiteout) {
 
 TEST_F(WhiteoutTest, SetgidDirectoryGivesTheWhiteoutItsGroup) {
   mount();
-  auto d = fs_->mkdir(kRootIno, "sgid", 02775, {});
-  ASSERT_TRUE(d.ok());
-  SetAttr sa;
-  sa.gid = 42;
-  ASSERT_TRUE(fs_->setattr(d->ino, sa).ok());
-  create("f", d->ino);
-  ASSERT_TRUE(fs_->rename(d->ino, "f", d->ino, "g", RENAME_WHITEOUT, kCaller).ok());
-  EXPECT_EQ(fs_->lookup(d->ino, "f")->gid, 42u);
+  uint64_t d = setgid_dir("sgid", 42);
+  create("f", d);
+  ASSERT_TRUE(fs_->rename(d, "f", d, "g", RENAME_WHITEOUT, kCaller).ok());
+  EXPECT_EQ(fs_->lookup(d, "f")->gid, 42u);
 }
 
 // A rename that fails at its first entry change frees the whiteout it

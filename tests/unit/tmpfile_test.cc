@@ -63,12 +63,7 @@ TEST_F(TmpfileTest, UnnamedOneIsFreedByTheNextMountAfterACrash) {
 
 TEST_F(TmpfileTest, SetgidDirectoryGivesItsGroup) {
   mount();
-  auto d = fs_->mkdir(kRootIno, "sgid", 02775, {});
-  ASSERT_TRUE(d.ok());
-  SetAttr sa;
-  sa.gid = 42;
-  ASSERT_TRUE(fs_->setattr(d->ino, sa).ok());
-  auto t = fs_->tmpfile(d->ino, 0600, true, kCaller);
+  auto t = fs_->tmpfile(setgid_dir("sgid", 42), 0600, true, kCaller);
   ASSERT_TRUE(t.ok());
   EXPECT_EQ(t->gid, 42u);
 }
