@@ -397,6 +397,8 @@ Result<size_t> MountedFs::write(uint64_t ino, uint64_t off, const char* data, si
   c_->bytes_written += done;
   if (opts_.writeback_delay_ms == 0 || pages_->dirty_count() * 2 > pages_->capacity_pages())
     kick_flusher();
+  op.unlock();
+  if (done > 0 && has_sync_flag(n)) SFS_TRY(fsync(ino, false));
   return done;
 }
 

@@ -259,8 +259,8 @@ class Filesystem {
   virtual Status fsyncdir(uint64_t ino, bool datasync) = 0;
 
   // ---- Inode flags (chattr: FS_IOC_GETFLAGS / FS_IOC_SETFLAGS) ----
-  // FS_*_FL values. Only FS_IMMUTABLE_FL, FS_APPEND_FL, FS_NODUMP_FL and
-  // FS_NOATIME_FL exist; setting any other is EOPNOTSUPP. The caller has
+  // FS_*_FL values. Only FS_IMMUTABLE_FL, FS_APPEND_FL, FS_NODUMP_FL,
+  // FS_NOATIME_FL and FS_SYNC_FL exist; setting any other is EOPNOTSUPP. The caller has
   // checked that the change is allowed (the kernel does, before the ioctl).
   virtual Result<uint32_t> get_inode_flags(uint64_t /*ino*/) { return err(ENOTTY); }
   virtual Status set_inode_flags(uint64_t /*ino*/, uint32_t /*fs_flags*/) { return err(ENOTTY); }

@@ -201,6 +201,8 @@ class MountedFs final : public Filesystem {
                            std::optional<uint64_t> write_at = std::nullopt);
   // Removing (or renaming away) dir/name: the directory and the child.
   Status check_entry_removable(uint64_t dir, std::string_view name);
+  bool has_sync_flag(Inode& n);  // chattr +S on a non-directory; takes n.mu
+  Result<Attr> setattr_stored(uint64_t ino, const SetAttr& sa);  // setattr without +S's commit
 
   // ---- names_fs.cc ----
   // An empty name makes an O_TMPFILE inode: no entry, link count 0.
