@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "fs/kernel_channel.h"
 #include "fs/request.h"
 
 namespace stablefs {
@@ -121,6 +122,28 @@ void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void* /*arg*/,
 }
 
 }  // namespace
+
+// GETATTR's answer, for a request libfuse never sees: errors as
+// reply_error makes them, and nothing thrown into the channel's read.
+std::function<StatxAttrs(uint64_t)> statx_source_for(MountContext& m) {
+  return [&m](uint64_t ino) noexcept {
+    StatxAttrs out;
+    try {
+      auto r = m.fs().getattr(ino);
+      if (!r.ok()) {
+        if (r.error() == EUCLEAN) m.fs().metadata_corruption_found();
+        out.error = r.error() == EUCLEAN ? EIO : r.error();
+        return out;
+      }
+      out.st = to_stat(*r);
+      out.btime = {time_t(r->btime.sec), long(r->btime.nsec)};
+      out.timeout = m.attr_timeout(*r);
+    } catch (...) {
+      out.error = EIO;
+    }
+    return out;
+  };
+}
 
 void add_attr_ops(fuse_lowlevel_ops& ops) {
   ops.ioctl = op_ioctl;
