@@ -426,7 +426,8 @@ Status MountedFs::truncate_locked(const InodeRef& nr, uint64_t size) {
     // The size is stored first, as ext4 does: a truncate that fails there
     // has dropped no page and zeroed no byte. One that fails later (a read
     // error on the new last page) reports it with the new size stored.
-    SFS_TRY(store_size(n, size));
+    SFS_TRY(write_back_under(n, size));
+    SFS_TRY(store_size(n, size, /*whole=*/true));
     uint64_t first_gone = (size + kPageSize - 1) / kPageSize;
     pages_->truncate_inode_pages(n.ino, first_gone);
     if (size % kPageSize) SFS_TRY(zero_range_in_cache(n, size, kPageSize - size % kPageSize));
@@ -451,13 +452,39 @@ Status MountedFs::write_back_below_size(Inode& n) {
   return Status::Ok();
 }
 
+// Before a truncate down stores its size whole: the data under it that is
+// not yet written is written first. A size stored short of the truncated
+// size would stay short for good when what lies between is a hole, as
+// nothing written there would ever move it (xfstests generic/098: write,
+// append past a hole, truncate into the hole, remount). n.op held
+// exclusively, so no write can dirty that range meanwhile.
+Status MountedFs::write_back_under(Inode& n, uint64_t size) {
+  uint64_t stored;
+  {
+    std::lock_guard lk(n.mu);
+    if (!n.is_reg() || n.stored_size >= size) return Status::Ok();
+    stored = n.stored_size;
+  }
+  const uint64_t first = stored / kPageSize, last = (size - 1) / kPageSize;
+  bool dirty;
+  {
+    std::array<PageRef, 1> found;
+    dirty = pages_->find_dirty_pages(n.ino, first, last, found) != 0;
+  }
+  if (dirty) SFS_TRY(writeback_inode(n, 0));
+  pages_->wait_on_writeback_range(n.ino, first, last);
+  return Status::Ok();
+}
+
 // Stores n's new size in a handle of its own; n.disk changes only once the
-// store succeeded.
-Status MountedFs::store_size(Inode& n, uint64_t size) {
+// store succeeded. whole: all data under `size` is written, so the record
+// takes it as it is (not only as far as stored data goes).
+Status MountedFs::store_size(Inode& n, uint64_t size, bool whole) {
   Handle h = journal_->start();
   std::lock_guard lk(n.mu);
   DiskInode next = n.disk;
   next.size = size;
+  if (whole && n.is_reg()) return store_inode_sized(h, n, next, size);
   return store_inode(h, n, next);
 }
 

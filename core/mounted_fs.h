@@ -242,7 +242,8 @@ class MountedFs final : public Filesystem {
                                           size_t needed);
   static size_t read_run_pages(uint64_t idx, uint64_t last, uint64_t isize);
   Status truncate_locked(const InodeRef& n, uint64_t size);
-  Status store_size(Inode& n, uint64_t size);
+  Status store_size(Inode& n, uint64_t size, bool whole = false);
+  Status write_back_under(Inode& n, uint64_t size);  // before a truncate down; n.op held
   Status zero_range_in_cache(Inode& n, uint64_t off, uint64_t len);
   Result<PageRef> grab_stable_page(Inode& n, uint64_t idx, bool fill);
   Status unmap_range(Inode& n, uint64_t first, uint64_t count);
