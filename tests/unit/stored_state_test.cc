@@ -206,6 +206,24 @@ TEST_F(StoredStateTest, SetxattrThatCannotBeStoredChangesNothing) {
   EXPECT_EQ(fs_->getxattr(fs_->lookup(kRootIno, "f")->ino, "user.k").error(), ENODATA);
 }
 
+// xfstests generic/213 then 214: a fallocate that filled the filesystem,
+// the file removed, and at once another fallocate. The removed file's
+// blocks wait for their freeing commit; the allocation commits to get them
+// (as writeback does) instead of failing with ENOSPC.
+TEST_F(StoredStateTest, FallocateRightAfterAFullFileWentCommitsToReuseItsBlocks) {
+  mount_with_faults();
+  uint64_t big = create("big");
+  ASSERT_EQ(fs_->fallocate(big, 0, 0, dev_.block_count() * kBlockSize).error(), ENOSPC);
+  ASSERT_TRUE(fs_->unlink(kRootIno, "big").ok());
+  fs_->forget(big, 1);
+  ASSERT_GT(fs_->statfs()->blocks_free, 64u) << "statfs counts blocks waiting for a commit as free";
+  uint64_t small = create("small");
+  Status s = fs_->fallocate(small, 0, 0, 64 * kBlockSize);
+  EXPECT_TRUE(s.ok()) << "ENOSPC with the blocks freed but not yet committed: " << s.error();
+  unmount();
+  expect_fsck_clean();
+}
+
 // A directory that must grow when its extent root is full needs a block
 // and a tree node. With one free block, the node cannot be had: the
 // create fails with ENOSPC and the block goes back (it used to stay
