@@ -1,6 +1,7 @@
 #include "fs/kernel_channel.h"
 
 #include <linux/fuse.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/uio.h>
@@ -112,7 +113,15 @@ ssize_t channel_read(int fd, void* buf, size_t len, void* /*userdata*/) {
     n = ::read(fd, buf, len);
     if (n <= 0 || !read_struct(buf, size_t(n), 0, &in)) return n;
     if (in.opcode != kFuseStatx || !statx_source) break;
+    // libfuse's loop enables cancellation only while it receives (it
+    // cancels its workers when the session ends): answering here runs the
+    // engine and writes a log line, which a cancellation must not cut
+    // short with a lock held (a worker cancelled in fprintf left stderr's
+    // lock taken and every other thread waiting for it).
+    int cancel_state;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
     answer_statx(fd, in.unique, in.nodeid);
+    pthread_setcancelstate(cancel_state, nullptr);
   }
   last_request = LastRequest{in.opcode, in.nodeid, 0};
   if (in.opcode == FUSE_WRITE) {
