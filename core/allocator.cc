@@ -112,6 +112,16 @@ class Bitmap {
     }
     return end;
   }
+  // First set bit in [start, end) (end <= limit); `end` if none.
+  uint64_t find_set(uint64_t start, uint64_t end) const {
+    uint64_t bit = start;
+    while (bit < end) {
+      uint64_t w = words_[bit / 64] & ~((1ull << (bit % 64)) - 1);
+      if (w != 0) return std::min<uint64_t>((bit & ~63ull) + std::countr_zero(w), end);
+      bit = (bit & ~63ull) + 64;
+    }
+    return end;
+  }
   bool full_below_limit() const { return used_ >= limit_; }
 
   uint64_t size() const { return bits_; }
@@ -332,6 +342,34 @@ std::vector<PhysRange> Allocator::frees_committed_by(uint64_t txid) const {
   for (auto it = pending_blocks_.begin(); it != pending_blocks_.end() && it->first <= txid; ++it)
     out.insert(out.end(), it->second.begin(), it->second.end());
   return out;
+}
+
+Result<uint64_t> Allocator::discard_free(uint64_t first, uint64_t end, uint64_t min_run,
+                                         const DiscardFn& discard) {
+  uint64_t discarded = 0;
+  uint64_t accepted_end = 0;  // a run found long enough goes on to here
+  for (uint64_t at = first;;) {
+    std::lock_guard lk(mu_);
+    end = std::min(end, blocks_->size());
+    const uint64_t limit = blocks_->limit();
+    uint64_t start = at < limit ? blocks_->find_clear(at, limit) : at;
+    if (start >= end) break;
+    // Above the mark all is free: a run that reaches it goes on to `end`.
+    uint64_t run_end = start < limit ? blocks_->find_set(start, limit) : end;
+    if (run_end >= limit) run_end = end;
+    run_end = std::min(run_end, end);
+    if (start >= accepted_end && run_end - start < min_run) {
+      at = run_end;
+      continue;
+    }
+    accepted_end = run_end;
+    // One piece per lock hold: allocation waits for one discard at most.
+    PhysRange piece{start, std::min(run_end - start, kDiscardPiece)};
+    SFS_TRY(discard(piece));
+    discarded += piece.count;
+    at = piece.start + piece.count;
+  }
+  return discarded;
 }
 
 uint64_t Allocator::free_block_count() const {

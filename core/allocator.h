@@ -76,6 +76,18 @@ class Allocator {
   // can be written to them until release_committed (the time to discard).
   std::vector<PhysRange> frees_committed_by(uint64_t txid) const;
 
+  // FITRIM: calls `discard` on every run of at least min_run free blocks
+  // in [first, end), in pieces of at most kDiscardPiece blocks. Free means
+  // clear in memory: not in use, not reserved, not waiting for its freeing
+  // commit, so no I/O is in flight there. Each piece is discarded with the
+  // mutex held, so nothing can be allocated in it, nor the mark raised over
+  // it, meanwhile. Blocks above the mark are free (never written since
+  // mkfs) and discarded as well. The number of blocks discarded.
+  using DiscardFn = std::function<Status(PhysRange)>;
+  static constexpr uint64_t kDiscardPiece = 16384;  // 64 MiB
+  Result<uint64_t> discard_free(uint64_t first, uint64_t end, uint64_t min_run,
+                                const DiscardFn& discard);
+
   uint64_t free_block_count() const;
   uint64_t free_inode_count() const;
   // Blocks that are free on disk but wait for their freeing commit.

@@ -47,7 +47,16 @@ static bool only_times(const SetAttr& sa) {
   return !sa.mode && !sa.uid && !sa.gid && !sa.size && !sa.kill_suidgid && !sa.explicit_times;
 }
 
+// chattr +S: the change is committed before the call returns.
 Result<Attr> MountedFs::setattr(uint64_t ino, const SetAttr& sa) {
+  auto a = setattr_stored(ino, sa);
+  if (!a.ok()) return a;
+  auto nr = get_inode(ino);
+  if (nr.ok() && has_sync_flag(**nr)) SFS_TRY(fsync(ino, false));
+  return a;
+}
+
+Result<Attr> MountedFs::setattr_stored(uint64_t ino, const SetAttr& sa) {
   if (read_only_) return err(EROFS);
   SFS_TRY(check_inode_flags(ino, only_times(sa) ? FlagCheck::kTimes : FlagCheck::kAttrs));
   auto nr = get_inode(ino);

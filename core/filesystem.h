@@ -68,6 +68,11 @@ struct MountOptions {
   double attr_timeout = 60.0;
   double negative_timeout = 60.0;
   bool read_only = false;
+  // norecovery (or noload), ext4's: a read-only mount that leaves the
+  // journal unreplayed, so it shows the home locations as the last
+  // checkpoint left them (possibly inconsistent): for inspection and
+  // rescue. Only with read_only: mount refuses it otherwise (EINVAL).
+  bool norecovery = false;
   ErrorsBehavior errors = ErrorsBehavior::kRemountRo;  // errors=
   AtimeMode atime = AtimeMode::kRelatime;  // noatime / relatime / strictatime
   bool nodiratime = false;
@@ -173,12 +178,22 @@ class Filesystem {
   virtual Result<Attr> symlink(uint64_t parent, std::string_view name,
                                std::string_view target, const Creds& c) = 0;
   virtual Result<std::string> readlink(uint64_t ino) = 0;
+  // O_TMPFILE: a regular file in `parent`'s care (group, default ACL) but
+  // with no name and a link count of 0, freed when its last reference
+  // goes unless link() names it first (linkable: the open had no O_EXCL).
+  virtual Result<Attr> tmpfile(uint64_t /*parent*/, uint32_t /*mode*/, bool /*linkable*/,
+                               const Creds& /*c*/) {
+    return err(EOPNOTSUPP);
+  }
   virtual Result<Attr> link(uint64_t ino, uint64_t new_parent, std::string_view new_name) = 0;
   virtual Status unlink(uint64_t parent, std::string_view name) = 0;
   virtual Status rmdir(uint64_t parent, std::string_view name) = 0;
-  // flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE (RENAME_WHITEOUT: EINVAL).
+  // flags: 0, RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT or
+  // RENAME_NOREPLACE | RENAME_WHITEOUT. A whiteout (a character device 0:0,
+  // mode 0, as overlayfs expects) takes the source's name in the same
+  // transaction; c owns it.
   virtual Status rename(uint64_t parent, std::string_view name, uint64_t new_parent,
-                        std::string_view new_name, unsigned flags) = 0;
+                        std::string_view new_name, unsigned flags, const Creds& c) = 0;
 
   // ---- Attributes ----
   virtual Result<Attr> getattr(uint64_t ino) = 0;
@@ -208,6 +223,14 @@ class Filesystem {
   // the filesystem until it is mounted again, which replays the journal.
   virtual Status shutdown() { return err(ENOTTY); }
   virtual bool shut_down() const { return false; }
+  // ---- FITRIM (fstrim) ----
+  // Discards the free blocks in the device byte range [start, start+len)
+  // that lie in free runs of at least min_len bytes; the bytes discarded.
+  // EINVAL, as ext4: start past the device, len below one block, min_len
+  // above the device. EOPNOTSUPP when the device cannot discard.
+  virtual Result<uint64_t> trim(uint64_t /*start*/, uint64_t /*len*/, uint64_t /*min_len*/) {
+    return err(ENOTTY);
+  }
   // A request failed with EUCLEAN: the engine found a metadata block (or a
   // record in one) that fails verification. Counts it and applies the
   // errors= behaviour; the caller answers the request with EIO.
@@ -236,8 +259,8 @@ class Filesystem {
   virtual Status fsyncdir(uint64_t ino, bool datasync) = 0;
 
   // ---- Inode flags (chattr: FS_IOC_GETFLAGS / FS_IOC_SETFLAGS) ----
-  // FS_*_FL values. Only FS_IMMUTABLE_FL, FS_APPEND_FL, FS_NODUMP_FL and
-  // FS_NOATIME_FL exist; setting any other is EOPNOTSUPP. The caller has
+  // FS_*_FL values. Only FS_IMMUTABLE_FL, FS_APPEND_FL, FS_NODUMP_FL,
+  // FS_NOATIME_FL and FS_SYNC_FL exist; setting any other is EOPNOTSUPP. The caller has
   // checked that the change is allowed (the kernel does, before the ioctl).
   virtual Result<uint32_t> get_inode_flags(uint64_t /*ino*/) { return err(ENOTTY); }
   virtual Status set_inode_flags(uint64_t /*ino*/, uint32_t /*fs_flags*/) { return err(ENOTTY); }

@@ -1,5 +1,5 @@
-// Inode flags in the engine: chattr's immutable, append-only, nodump and
-// noatime, stored in the inode (core/base/format.h) and enforced here. The
+// Inode flags in the engine: chattr's immutable, append-only, nodump,
+// noatime and sync, stored in the inode (core/base/format.h) and enforced here. The
 // kernel cannot enforce them for FUSE (it never learns them: a FUSE
 // inode's i_flags carry no S_IMMUTABLE or S_APPEND), and it checks who may
 // change them (owner, and CAP_LINUX_IMMUTABLE for immutable and append)
@@ -39,6 +39,15 @@ Status MountedFs::check_inode_flags(uint64_t ino, FlagCheck what,
   if (write_at && *write_at >= (*nr)->disk.size) what = FlagCheck::kAppend;
   if (int e = flags_forbid((*nr)->disk.flags, what)) return err(e);
   return Status::Ok();
+}
+
+// chattr +S (FS_SYNC_FL) on a file: its write(2)s and attribute changes
+// return once durable, as under O_SYNC; the kernel cannot do it for us (a
+// FUSE inode's i_flags never carry S_SYNC). On a directory it is stored
+// only: changes of its names are not made synchronous.
+bool MountedFs::has_sync_flag(Inode& n) {
+  std::lock_guard lk(n.mu);
+  return !n.is_dir() && (n.disk.flags & kInodeSync);
 }
 
 Status MountedFs::check_entry_removable(uint64_t dir, std::string_view name) {

@@ -74,6 +74,9 @@ struct Inode {
   WriteErrors write_errors;               // writeback failures, errseq-style
   uint64_t write_error_cursor = 0;        // for flush/fsync callers without an open file
   bool freed = false;                     // slot released; the object is stale
+  // Made by O_TMPFILE without O_EXCL: link() may give it its first name
+  // although its link count is 0 (the VFS's I_LINKABLE).
+  bool linkable = false;
 
   bool is_dir() const { return (disk.mode & 0170000) == 0040000; }
   bool is_reg() const { return (disk.mode & 0170000) == 0100000; }

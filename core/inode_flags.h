@@ -1,8 +1,8 @@
 // The user-visible inode flags (chattr/lsattr, FS_IOC_GETFLAGS/SETFLAGS and
 // FS_IOC_FSGETXATTR/FSSETXATTR) and how they map to the on-disk bits
-// (core/base/format.h, InodeFlags). Only immutable, append-only, nodump and
-// noatime exist; any other flag asked for is EOPNOTSUPP, as ext4 answers
-// for flags it does not know.
+// (core/base/format.h, InodeFlags). Only immutable, append-only, nodump,
+// noatime and sync exist; any other flag asked for is EOPNOTSUPP, as ext4
+// answers for flags it does not know.
 #pragma once
 
 #include <linux/fs.h>
@@ -15,7 +15,7 @@
 namespace stablefs {
 
 inline constexpr uint32_t kUserFlagBits =
-    kInodeImmutable | kInodeAppend | kInodeNodump | kInodeNoatime;
+    kInodeImmutable | kInodeAppend | kInodeNodump | kInodeNoatime | kInodeSync;
 
 
 // What a change needs the inode's flags to allow.
@@ -41,6 +41,7 @@ constexpr uint32_t kFlagTable[][3] = {
     {kInodeAppend, FS_APPEND_FL, FS_XFLAG_APPEND},
     {kInodeNodump, FS_NODUMP_FL, FS_XFLAG_NODUMP},
     {kInodeNoatime, FS_NOATIME_FL, FS_XFLAG_NOATIME},
+    {kInodeSync, FS_SYNC_FL, FS_XFLAG_SYNC},
 };
 
 // `in`, written in column `from`, rewritten in column `to`; what has no

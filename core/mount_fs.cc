@@ -150,6 +150,25 @@ void MountedFs::discard_committed_frees(uint64_t txid) {
   }
 }
 
+// FITRIM. The allocator holds back every piece while it is discarded, so
+// no block is written while its discard is in flight; a free block holds
+// nothing a crash could need (its freeing commit is durable, see
+// discard_committed_frees). Blocks count from the start of the device, as
+// ext4's do, so the metadata region is in range and simply never free.
+Result<uint64_t> MountedFs::trim(uint64_t start, uint64_t len, uint64_t min_len) {
+  if (read_only_) return err(EROFS);
+  if (!dev_->can_discard()) return err(EOPNOTSUPP);
+  const uint64_t total = sb_.total_blocks;
+  const uint64_t first = start / kBlockSize;
+  const uint64_t min_run = std::max<uint64_t>(1, min_len / kBlockSize);
+  if (first >= total || len < kBlockSize || min_run > total) return err(EINVAL);
+  const uint64_t end = first + std::min(len / kBlockSize, total - first);
+  auto n = alloc_->discard_free(first, end, min_run,
+                                [&](PhysRange r) { return dev_->discard(r.start, r.count); });
+  if (!n.ok()) return Error{n.error()};
+  return *n * kBlockSize;
+}
+
 // A read-write mount replays the journal onto the device. A read-only one
 // writes nothing to the device, the replay included: the device may be
 // read-only (opened O_RDONLY for `ro`, a read-only loop device or NBD
@@ -160,6 +179,13 @@ void MountedFs::discard_committed_frees(uint64_t txid) {
 // needs recovery and replays onto a writable one; both of ours mount.)
 Result<ReplayResult> MountedFs::replay_log(JournalGeometry geo) {
   const JournalPosition tail{sb_.journal_tail, sb_.journal_tail_txid};
+  if (opts_.norecovery) {
+    // Read-only (the option parser sees to it): nothing is appended at the
+    // tail, so it can stand for the head.
+    SFS_LOG("norecovery: the journal is not replayed; what it holds since the last checkpoint "
+            "is not shown");
+    return ReplayResult{tail, 0, 0, 0, "norecovery"};
+  }
   if (read_only_) dev_ = std::make_unique<OverlayDevice>(std::move(dev_));
   auto replay = replay_journal(*dev_, geo, tail);
   if (replay.ok() && (replay->transactions > 0 || replay->discarded > 0))
@@ -186,6 +212,9 @@ Status MountedFs::raise_marks(uint64_t inode_hwm, uint64_t block_hwm) {
 }
 
 Status MountedFs::start(std::string* why) {
+  // A read-write mount appends to the log after its head: it must replay.
+  if (opts_.norecovery && !read_only_)
+    return mount_failed(EINVAL, "norecovery needs a read-only mount (ro)", why);
   SFS_TRY(read_superblock(why));
   bool unclean = sb_.state == kStateMounted;
   JournalGeometry geo{sb_.journal_start, sb_.journal_blocks};
@@ -196,7 +225,8 @@ Status MountedFs::start(std::string* why) {
   // Replay stopped inside a transaction or at one that started at the
   // head: if its commit block is further on, say that it was dropped.
   const bool inside = replay->stop_reason.find("end of log") == std::string::npos;
-  if (auto c = find_unreplayed_commit(*dev_, geo, replay->head, inside, true); c.ok() && *c)
+  if (auto c = find_unreplayed_commit(*dev_, geo, replay->head, inside, true);
+      !opts_.norecovery && c.ok() && *c)
     SFS_LOG("journal: transaction %llu has a commit block (block %llu%s) but replay stopped inside "
             "it (%s): its changes are not replayed; run fsck.stablefs",
             (unsigned long long)(*c)->txid, (unsigned long long)(*c)->block,

@@ -67,11 +67,12 @@ class MountedFs final : public Filesystem {
   Result<Attr> symlink(uint64_t parent, std::string_view name, std::string_view target,
                        const Creds& c) override;
   Result<std::string> readlink(uint64_t ino) override;
+  Result<Attr> tmpfile(uint64_t parent, uint32_t mode, bool linkable, const Creds& c) override;
   Result<Attr> link(uint64_t ino, uint64_t new_parent, std::string_view new_name) override;
   Status unlink(uint64_t parent, std::string_view name) override;
   Status rmdir(uint64_t parent, std::string_view name) override;
   Status rename(uint64_t parent, std::string_view name, uint64_t new_parent,
-                std::string_view new_name, unsigned flags) override;
+                std::string_view new_name, unsigned flags, const Creds& c) override;
 
   Result<Attr> getattr(uint64_t ino) override;
   Result<Attr> setattr(uint64_t ino, const SetAttr& sa) override;
@@ -82,6 +83,7 @@ class MountedFs final : public Filesystem {
   Result<size_t> write(uint64_t ino, uint64_t off, const char* data, size_t size) override;
   Result<bool> kill_privileges(uint64_t ino, PrivilegeCaller& caller) override;
   Status shutdown() override;
+  Result<uint64_t> trim(uint64_t start, uint64_t len, uint64_t min_len) override;
   bool shut_down() const override { return shut_down_.load(std::memory_order_relaxed); }
   void metadata_corruption_found() override;
   uint64_t sample_write_errors(uint64_t ino) override;
@@ -199,16 +201,22 @@ class MountedFs final : public Filesystem {
                            std::optional<uint64_t> write_at = std::nullopt);
   // Removing (or renaming away) dir/name: the directory and the child.
   Status check_entry_removable(uint64_t dir, std::string_view name);
+  bool has_sync_flag(Inode& n);  // chattr +S on a non-directory; takes n.mu
+  Result<Attr> setattr_stored(uint64_t ino, const SetAttr& sa);  // setattr without +S's commit
 
   // ---- names_fs.cc ----
+  // An empty name makes an O_TMPFILE inode: no entry, link count 0.
   Result<Attr> create_node(uint64_t parent, std::string_view name, uint32_t mode,
-                           uint64_t rdev, const Creds& c, std::string_view symlink_target);
+                           uint64_t rdev, const Creds& c, std::string_view symlink_target,
+                           bool linkable = false);
   Result<Attr> lookup_by_id(uint64_t ino);  // "." by node id, any file type
   Result<InodeRef> child_of(Inode& dir, std::string_view name);
   Status drop_link(Handle& h, Inode& n);
   Status store_symlink_target(Handle& h, Inode& n, std::string_view target);  // n.mu held
   Status rename_locked(InodeRef& src_dir, std::string_view name, InodeRef& dst_dir,
-                       std::string_view new_name, unsigned flags);
+                       std::string_view new_name, unsigned flags, const Creds& c);
+  Result<InodeRef> new_whiteout(Handle& h, Inode& dir, const Creds& c);
+  void abandon_new_inode(Handle& h, const InodeRef& n);
   struct RenamePlan;
   Result<RenamePlan> plan_rename(InodeRef& src_dir, std::string_view name, InodeRef& dst_dir,
                                  std::string_view new_name, unsigned flags);
@@ -234,7 +242,8 @@ class MountedFs final : public Filesystem {
                                           size_t needed);
   static size_t read_run_pages(uint64_t idx, uint64_t last, uint64_t isize);
   Status truncate_locked(const InodeRef& n, uint64_t size);
-  Status store_size(Inode& n, uint64_t size);
+  Status store_size(Inode& n, uint64_t size, bool whole = false);
+  Status write_back_under(Inode& n, uint64_t size);  // before a truncate down; n.op held
   Status zero_range_in_cache(Inode& n, uint64_t off, uint64_t len);
   Result<PageRef> grab_stable_page(Inode& n, uint64_t idx, bool fill);
   Status unmap_range(Inode& n, uint64_t first, uint64_t count);

@@ -133,10 +133,11 @@ Directory::GrowFn MountedFs::dir_grower(Inode& dir) {
 
 Result<Attr> MountedFs::create_node(uint64_t parent, std::string_view name, uint32_t mode,
                                     uint64_t rdev, const Creds& c,
-                                    std::string_view symlink_target) {
+                                    std::string_view symlink_target, bool linkable) {
   if (read_only_) return err(EROFS);
+  const bool tmpfile = name.empty();
   if (is_dot(name)) return err(EEXIST);
-  SFS_TRY(Directory::check_name(name));
+  if (!tmpfile) SFS_TRY(Directory::check_name(name));
   SFS_TRY(check_inode_flags(parent, FlagCheck::kAddEntry));
   auto dirr = get_inode(parent);
   if (!dirr.ok()) return Error{dirr.error()};
@@ -149,7 +150,7 @@ Result<Attr> MountedFs::create_node(uint64_t parent, std::string_view name, uint
     if (!dir.is_dir()) return err(ENOTDIR);
     if (dir.disk.nlink == 0) return err(ENOENT);  // removed while we waited
     SFS_TRY(load_dir(dir));
-    if (dir.dir->lookup(name)) return err(EEXIST);
+    if (!tmpfile && dir.dir->lookup(name)) return err(EEXIST);
     if (S_ISDIR(mode) && dir.disk.nlink >= kMaxLinks) return err(EMLINK);
     // BSD group semantics under a setgid directory, as ext4 does.
     if (dir.disk.mode & S_ISGID) {
@@ -174,11 +175,17 @@ Result<Attr> MountedFs::create_node(uint64_t parent, std::string_view name, uint
   {
     std::lock_guard lk(n.mu);
     n.lookups++;
+    if (tmpfile) {
+      // An orphan from the start: a crash before link() names it leaves
+      // it to the next mount's orphan cleanup, as an unlinked open file.
+      n.disk.nlink = 0;
+      n.linkable = linkable;
+    }
     if (S_ISLNK(mode)) added = store_symlink_target(h, n, symlink_target);
     if (added.ok()) added = store_inherited_acls(h, n, acls);
     if (added.ok()) added = store_inode(h, n);
   }
-  if (added.ok()) {
+  if (added.ok() && !tmpfile) {
     std::lock_guard lk(dir.mu);
     added = fail_point("create: add the entry");
     if (added.ok()) added = dir.dir->add(h, name, n.ino, dtype_of(mode), dir_grower(dir));
@@ -190,15 +197,8 @@ Result<Attr> MountedFs::create_node(uint64_t parent, std::string_view name, uint
   }
   if (!added.ok()) {
     // Undo the inode (and its target block): it was never visible.
-    {
-      std::lock_guard lk(n.mu);
-      n.disk.nlink = 0;
-      n.lookups = 0;
-      (void)store_inode(h, n);
-    }
-    h.stop();
     op.unlock();
-    maybe_evict(*nr);
+    abandon_new_inode(h, *nr);
     return Error{added.error()};
   }
   h.stop();
@@ -251,6 +251,10 @@ Result<Attr> MountedFs::mknod(uint64_t parent, std::string_view name, uint32_t m
            type != S_IFSOCK)
     return err(EINVAL);
   return create_node(parent, name, mode, rdev, c, {});
+}
+
+Result<Attr> MountedFs::tmpfile(uint64_t parent, uint32_t mode, bool linkable, const Creds& c) {
+  return create_node(parent, {}, S_IFREG | (mode & 07777), 0, c, {}, linkable);
 }
 
 Result<Attr> MountedFs::mkdir(uint64_t parent, std::string_view name, uint32_t mode,
@@ -318,7 +322,7 @@ Result<Attr> MountedFs::link(uint64_t ino, uint64_t new_parent, std::string_view
     std::scoped_lock lk(dir.mu, n.mu);
     if (!dir.is_dir()) return err(ENOTDIR);
     if (n.is_dir()) return err(EPERM);
-    if (dir.disk.nlink == 0 || n.disk.nlink == 0) return err(ENOENT);
+    if (dir.disk.nlink == 0 || (n.disk.nlink == 0 && !n.linkable)) return err(ENOENT);
     if (n.disk.nlink >= kMaxLinks) return err(EMLINK);
     SFS_TRY(load_dir(dir));
     if (dir.dir->lookup(new_name)) return err(EEXIST);
@@ -334,6 +338,7 @@ Result<Attr> MountedFs::link(uint64_t ino, uint64_t new_parent, std::string_view
   next.nlink++;
   next.ctime = t;
   SFS_TRY(store_inode(h, n, next));
+  n.linkable = false;  // named once; unlinked again, it stays unlinked (as the VFS)
   n.lookups++;
   return to_attr(n);
 }
@@ -428,10 +433,12 @@ Status MountedFs::rmdir(uint64_t parent, std::string_view name) {
 }
 
 Status MountedFs::rename(uint64_t parent, std::string_view name, uint64_t new_parent,
-                         std::string_view new_name, unsigned flags) {
+                         std::string_view new_name, unsigned flags, const Creds& c) {
   if (read_only_) return err(EROFS);
-  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return err(EINVAL);
-  if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) return err(EINVAL);
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) return err(EINVAL);
+  // As the VFS: an exchange leaves no name behind to whiten, nor to keep.
+  if ((flags & RENAME_EXCHANGE) && (flags & (RENAME_NOREPLACE | RENAME_WHITEOUT)))
+    return err(EINVAL);
   if (name.size() > kMaxNameLen || new_name.size() > kMaxNameLen) return err(ENAMETOOLONG);
   if (is_dot(name) || is_dot(new_name)) return err(EBUSY);
   SFS_TRY(Directory::check_name(new_name));
@@ -451,7 +458,7 @@ Status MountedFs::rename(uint64_t parent, std::string_view name, uint64_t new_pa
   std::unique_lock l1(first->op);
   std::unique_lock<std::shared_mutex> l2;
   if (second != first) l2 = std::unique_lock(second->op);
-  return rename_locked(*srcr, name, *dstr, new_name, flags);
+  return rename_locked(*srcr, name, *dstr, new_name, flags, c);
 }
 
 // What a rename found under its directories' op locks, and will change.
@@ -460,6 +467,7 @@ struct MountedFs::RenamePlan {
   DirEntry se;          // the entry that moves
   std::optional<DirEntry> de;  // what new_name names now, if anything
   InodeRef moved, victim;      // their inodes (victim null without de)
+  InodeRef whiteout;           // RENAME_WHITEOUT: what takes the source's name
   bool moved_dir = false, victim_dir = false;
 };
 
@@ -475,14 +483,28 @@ Status MountedFs::abort_half_done(Status s, uint64_t dir_ino) {
 }
 
 Status MountedFs::rename_locked(InodeRef& srcd, std::string_view name, InodeRef& dstd,
-                                std::string_view new_name, unsigned flags) {
+                                std::string_view new_name, unsigned flags, const Creds& c) {
   auto planned = plan_rename(srcd, name, dstd, new_name, flags);
   if (!planned.ok()) return Error{planned.error()};
   RenamePlan& p = *planned;
   if (p.de && p.de->ino == p.se.ino) return Status::Ok();  // same inode: POSIX no-op
   Handle h = journal_->start();
+  if (flags & RENAME_WHITEOUT) {
+    // Made before the inode locks, as create_node makes its inode: no one
+    // can reach it yet, and new_inode takes its mu.
+    auto w = new_whiteout(h, *p.srcd, c);
+    if (!w.ok()) return Error{w.error()};
+    p.whiteout = *w;
+  }
   InodeLocks locks{p.srcd.get(), p.dstd.get(), p.moved.get(), p.victim.get()};
-  SFS_TRY(apply_rename(h, p, name, new_name, flags));
+  Status applied = apply_rename(h, p, name, new_name, flags);
+  if (!applied.ok()) {
+    if (p.whiteout) {
+      locks.unlock();
+      abandon_new_inode(h, p.whiteout);
+    }
+    return applied;
+  }
   if (p.victim && !(flags & RENAME_EXCHANGE)) {
     // Unlock before evicting: eviction takes the victim's op lock. The
     // victim's op lock is not held here, only the parents'.
@@ -563,6 +585,32 @@ Status MountedFs::check_not_ancestor(uint64_t dir_ino, uint64_t into) {
   return dir_ino == kRootIno ? err(EINVAL) : Status::Ok();
 }
 
+// The inode a RENAME_WHITEOUT leaves under the source's name: a character
+// device 0:0 of mode 0 (the VFS's WHITEOUT_MODE and WHITEOUT_DEV), owned
+// as a file created in `dir` would be. No ACL is inherited: mode 0 grants
+// nothing to mask. Stored in h, linked by apply_rename. dir's op held.
+Result<InodeRef> MountedFs::new_whiteout(Handle& h, Inode& dir, const Creds& c) {
+  uint32_t gid = c.gid;
+  {
+    std::lock_guard lk(dir.mu);
+    if (dir.disk.mode & S_ISGID) gid = dir.disk.gid;
+  }
+  return new_inode(h, S_IFCHR, c.uid, gid, 0, dir.ino);
+}
+
+// Undoes new_inode(h, ...) for an inode that never got a name: it is
+// freed, with whatever it holds, once h stops. h is stopped here.
+void MountedFs::abandon_new_inode(Handle& h, const InodeRef& n) {
+  {
+    std::lock_guard lk(n->mu);
+    n->disk.nlink = 0;
+    n->lookups = 0;
+    (void)store_inode(h, *n);
+  }
+  h.stop();
+  maybe_evict(n);
+}
+
 // Changes the entries, then stores the four inodes. Every inode is pinned
 // first and the first entry change fails with nothing changed, so an error
 // leaves memory and journal as they were, except when the second entry
@@ -580,10 +628,13 @@ Status MountedFs::apply_rename(Handle& h, const RenamePlan& p, std::string_view 
     if (s.ok()) s = p.dstd->dir->replace(h, new_name, p.moved->ino, p.se.type);
     if (!s.ok()) return abort_half_done(s, p.dstd->ino);
   } else {
+    // After a whiteout was stored, this is the step that can fail first.
+    SFS_TRY(fail_point("rename: the first entry"));
     if (p.victim) SFS_TRY(p.dstd->dir->replace(h, new_name, p.moved->ino, p.se.type));
     else SFS_TRY(p.dstd->dir->add(h, new_name, p.moved->ino, p.se.type, dir_grower(*p.dstd)));
     Status s = fail_point("rename: the second entry");
-    if (s.ok()) s = p.srcd->dir->remove(h, name);
+    if (s.ok() && p.whiteout) s = p.srcd->dir->replace(h, name, p.whiteout->ino, kTypeChr);
+    else if (s.ok()) s = p.srcd->dir->remove(h, name);
     if (!s.ok()) return abort_half_done(s, p.srcd->ino);
   }
 

@@ -11,6 +11,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -125,6 +126,11 @@ class MountContext {
 
 // The full operation table, assembled from the ops_* files.
 fuse_lowlevel_ops make_lowlevel_ops();
+
+// FUSE_STATX's answers for this mount (fs/kernel_channel.h): getattr's,
+// with the birth time. m must outlive the session.
+struct StatxAttrs;
+std::function<StatxAttrs(uint64_t nodeid)> statx_source_for(MountContext& m);
 
 // Sets conn->want and the connection limits for this mount. Called from
 // init; separate so tests can check what each option asks of the kernel.

@@ -1,13 +1,18 @@
 #include "fs/kernel_channel.h"
 
 #include <linux/fuse.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <cstddef>
 #include <cstring>
+#include <utility>
 
 namespace stablefs {
 namespace {
@@ -17,6 +22,7 @@ struct LastRequest {
   uint32_t opcode = 0;
   uint64_t nodeid = 0;
   uint32_t write_flags = 0;
+  bool tmpfile = false;  // a FUSE_TMPFILE handed to libfuse as a CREATE
 };
 thread_local LastRequest last_request;
 
@@ -26,6 +32,73 @@ std::atomic<uint64_t> init_unique{0};
 std::atomic<bool> init_offers_killpriv_v2{false};
 std::atomic<bool> killpriv_v2{false};
 
+// FUSE protocol 7.39's STATX, newer than Debian 12's <linux/fuse.h>
+// (7.38), spelled as include/uapi/linux/fuse.h spells it.
+constexpr uint32_t kFuseStatx = 52;
+struct SxTime {
+  int64_t tv_sec;
+  uint32_t tv_nsec;
+  int32_t reserved;
+};
+struct FuseStatx {
+  uint32_t mask, blksize;
+  uint64_t attributes;
+  uint32_t nlink, uid, gid;
+  uint16_t mode, spare0[1];
+  uint64_t ino, size, blocks, attributes_mask;
+  SxTime atime, btime, ctime, mtime;
+  uint32_t rdev_major, rdev_minor, dev_major, dev_minor;
+  uint64_t spare2[14];
+};
+struct FuseStatxOut {
+  uint64_t attr_valid;
+  uint32_t attr_valid_nsec, flags;
+  uint64_t spare[2];
+  FuseStatx stat;
+};
+static_assert(sizeof(FuseStatx) == 256 && sizeof(FuseStatxOut) == 288, "FUSE ABI");
+
+StatxSource statx_source;  // set before the loop threads start
+
+SxTime sx_time(struct timespec t) { return SxTime{t.tv_sec, uint32_t(t.tv_nsec), 0}; }
+
+// Writes the reply to STATX request `unique` for node `nodeid`.
+void answer_statx(int fd, uint64_t unique, uint64_t nodeid) {
+  StatxAttrs a = statx_source(nodeid);
+  FuseStatxOut out{};
+  fuse_out_header h{};
+  h.unique = unique;
+  h.len = sizeof h;
+  if (a.error != 0) {
+    h.error = -a.error;
+  } else {
+    h.len += sizeof out;
+    double whole = std::floor(a.timeout);
+    out.attr_valid = uint64_t(whole);
+    out.attr_valid_nsec = uint32_t((a.timeout - whole) * 1e9);
+    FuseStatx& s = out.stat;
+    s.mask = STATX_BASIC_STATS | STATX_BTIME;
+    s.blksize = uint32_t(a.st.st_blksize);
+    s.nlink = uint32_t(a.st.st_nlink);
+    s.uid = a.st.st_uid;
+    s.gid = a.st.st_gid;
+    s.mode = uint16_t(a.st.st_mode);
+    s.ino = a.st.st_ino;
+    s.size = uint64_t(a.st.st_size);
+    s.blocks = uint64_t(a.st.st_blocks);
+    s.atime = sx_time(a.st.st_atim);
+    s.mtime = sx_time(a.st.st_mtim);
+    s.ctime = sx_time(a.st.st_ctim);
+    s.btime = sx_time(a.btime);
+    s.rdev_major = major(a.st.st_rdev);
+    s.rdev_minor = minor(a.st.st_rdev);
+  }
+  iovec iov[2] = {{&h, sizeof h}, {&out, sizeof out}};
+  // A failed write means the request is gone (interrupted, or the
+  // connection): nothing is waiting for the answer.
+  (void)::writev(fd, iov, a.error != 0 ? 1 : 2);
+}
+
 template <class T>
 bool read_struct(const void* buf, size_t len, size_t off, T* out) {
   if (len < off + sizeof(T)) return false;
@@ -34,13 +107,31 @@ bool read_struct(const void* buf, size_t len, size_t off, T* out) {
 }
 
 ssize_t channel_read(int fd, void* buf, size_t len, void* /*userdata*/) {
-  ssize_t n = ::read(fd, buf, len);
+  ssize_t n;
   fuse_in_header in;
-  if (n <= 0 || !read_struct(buf, size_t(n), 0, &in)) return n;
+  for (;;) {
+    n = ::read(fd, buf, len);
+    if (n <= 0 || !read_struct(buf, size_t(n), 0, &in)) return n;
+    if (in.opcode != kFuseStatx || !statx_source) break;
+    // libfuse's loop enables cancellation only while it receives (it
+    // cancels its workers when the session ends): answering here runs the
+    // engine and writes a log line, which a cancellation must not cut
+    // short with a lock held (a worker cancelled in fprintf left stderr's
+    // lock taken and every other thread waiting for it).
+    int cancel_state;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+    answer_statx(fd, in.unique, in.nodeid);
+    pthread_setcancelstate(cancel_state, nullptr);
+  }
   last_request = LastRequest{in.opcode, in.nodeid, 0};
   if (in.opcode == FUSE_WRITE) {
     fuse_write_in w;
     if (read_struct(buf, size_t(n), sizeof in, &w)) last_request.write_flags = w.write_flags;
+  } else if (in.opcode == FUSE_TMPFILE) {
+    in.opcode = FUSE_CREATE;
+    std::memcpy(buf, &in, sizeof in);
+    last_request.opcode = FUSE_CREATE;
+    last_request.tmpfile = true;
   } else if (in.opcode == FUSE_INIT) {
     fuse_init_in init;
     bool offered = read_struct(buf, size_t(n), sizeof in, &init) &&
@@ -81,6 +172,13 @@ int install_kernel_channel(fuse_session* se) {
 }
 
 bool killpriv_v2_active() { return killpriv_v2.load(std::memory_order_relaxed); }
+
+void set_statx_source(StatxSource source) { statx_source = std::move(source); }
+
+bool creating_tmpfile(uint64_t parent) {
+  const LastRequest& r = last_request;
+  return r.tmpfile && r.opcode == FUSE_CREATE && r.nodeid == parent;
+}
 
 bool write_kills_suidgid(uint64_t ino) {
   const LastRequest& r = last_request;

@@ -1,6 +1,7 @@
-// The /dev/fuse channel under libfuse, for the two things libfuse 3.14
-// cannot do: negotiate FUSE_HANDLE_KILLPRIV_V2, and tell the filesystem
-// that a WRITE carries FUSE_WRITE_KILL_SUIDGID.
+// The /dev/fuse channel under libfuse, for the four things libfuse 3.14
+// cannot do: negotiate FUSE_HANDLE_KILLPRIV_V2, tell the filesystem that
+// a WRITE carries FUSE_WRITE_KILL_SUIDGID, pass on FUSE_TMPFILE, and
+// answer FUSE_STATX.
 //
 // Without KILLPRIV_V2 the kernel keeps the filesystem's superblock out of
 // SB_NOSEC and, before every write(2), asks GETXATTR security.capability
@@ -17,11 +18,27 @@
 // and each request's header and WRITE flags are noted for the thread that
 // reads it, which is the thread that then runs its callback (libfuse's
 // loops receive and process a request on one thread).
+//
+// FUSE_TMPFILE (O_TMPFILE, kernel 6.1) is unknown to libfuse 3.14, which
+// would answer ENOSYS, and the kernel would then refuse every O_TMPFILE
+// with EOPNOTSUPP. Its request and reply are CREATE's to the byte (struct
+// fuse_create_in and a name, the VFS's "/"; fuse_entry_out and
+// fuse_open_out), so the hook hands it to libfuse as a CREATE and notes
+// it; op_create asks creating_tmpfile() and makes a nameless inode.
+//
+// FUSE_STATX (kernel 6.6) is how the kernel learns a birth time: it asks
+// when statx(2) wants STATX_BTIME, and after one ENOSYS (libfuse 3.14's
+// answer) never again. It has no libfuse counterpart, so the hook answers
+// it itself, on the thread that read it, from the attributes the source
+// set_statx_source installs gives, then reads the next request for
+// libfuse. Without a source it is left to libfuse (ENOSYS).
 #pragma once
 
 #include <fuse_lowlevel.h>
+#include <sys/stat.h>
 
 #include <cstdint>
+#include <functional>
 
 namespace stablefs {
 
@@ -38,5 +55,21 @@ bool killpriv_v2_active();
 // last request is not that WRITE (which libfuse's loops never do), true:
 // a privilege kept by mistake is worse than one dropped by mistake.
 bool write_kills_suidgid(uint64_t ino);
+
+// For the CREATE in `parent` that this thread is handling: whether the
+// kernel sent it as FUSE_TMPFILE.
+bool creating_tmpfile(uint64_t parent);
+
+// What a FUSE_STATX reply says of node `nodeid`: 0 and the attributes
+// (with the birth time) and how long the kernel may keep them, or an errno.
+struct StatxAttrs {
+  int error = 0;
+  struct stat st {};
+  struct timespec btime {};
+  double timeout = 0;
+};
+using StatxSource = std::function<StatxAttrs(uint64_t nodeid)>;
+// Call before the loop starts; the source must not throw.
+void set_statx_source(StatxSource source);
 
 }  // namespace stablefs

@@ -1,8 +1,12 @@
 // Attributes: getattr, setattr (with the kernel's "now" timestamps resolved
 // here, so the engine only ever sees concrete times) and statfs.
+#include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/statvfs.h>
 
+#include <cstring>
+
+#include "fs/kernel_channel.h"
 #include "fs/request.h"
 
 namespace stablefs {
@@ -90,11 +94,27 @@ void shutdown_ioctl(fuse_req_t req) {
   fuse_reply_ioctl(req, 0, nullptr, 0);
 }
 
+// FITRIM (fstrim) is _IOWR: the kernel passes the caller's struct
+// fstrim_range in and copies our answer out, whose len is the bytes
+// discarded. CAP_SYS_ADMIN, as for shutdown, is uid 0 here.
+void fitrim_ioctl(fuse_req_t req, const void* in_buf, size_t in_bufsz, size_t out_bufsz) {
+  if (fuse_req_ctx(req)->uid != 0) return (void)fuse_reply_err(req, EPERM);
+  fstrim_range range;
+  if (in_bufsz < sizeof range || out_bufsz < sizeof range)
+    return (void)fuse_reply_err(req, EINVAL);
+  std::memcpy(&range, in_buf, sizeof range);
+  auto trimmed = mount_of(req).fs().trim(range.start, range.len, range.minlen);
+  if (!trimmed.ok()) return reply_error(req, trimmed.error());
+  range.len = *trimmed;
+  fuse_reply_ioctl(req, 0, &range, sizeof range);
+}
+
 void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void* /*arg*/,
               fuse_file_info* /*fi*/, unsigned /*flags*/, const void* in_buf, size_t in_bufsz,
               size_t out_bufsz) {
   guarded(req, RequestOp::kIoctl, [&] {
     if (cmd == kFsIocShutdown) return shutdown_ioctl(req);
+    if (cmd == FITRIM) return fitrim_ioctl(req, in_buf, in_bufsz, out_bufsz);
     if (is_inode_flags_ioctl(cmd))
       return inode_flags_ioctl(req, ino, cmd, in_buf, in_bufsz, out_bufsz);
     fuse_reply_err(req, ENOTTY);
@@ -102,6 +122,28 @@ void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void* /*arg*/,
 }
 
 }  // namespace
+
+// GETATTR's answer, for a request libfuse never sees: errors as
+// reply_error makes them, and nothing thrown into the channel's read.
+std::function<StatxAttrs(uint64_t)> statx_source_for(MountContext& m) {
+  return [&m](uint64_t ino) noexcept {
+    StatxAttrs out;
+    try {
+      auto r = m.fs().getattr(ino);
+      if (!r.ok()) {
+        if (r.error() == EUCLEAN) m.fs().metadata_corruption_found();
+        out.error = r.error() == EUCLEAN ? EIO : r.error();
+        return out;
+      }
+      out.st = to_stat(*r);
+      out.btime = {time_t(r->btime.sec), long(r->btime.nsec)};
+      out.timeout = m.attr_timeout(*r);
+    } catch (...) {
+      out.error = EIO;
+    }
+    return out;
+  };
+}
 
 void add_attr_ops(fuse_lowlevel_ops& ops) {
   ops.ioctl = op_ioctl;

@@ -58,11 +58,15 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 // create is mknod + open of a regular file. The new inode's reference is
 // the kernel's only if the reply arrives, so any failure after mknod
 // drops it again.
+// Also O_TMPFILE (fs/kernel_channel.h): the same reply for an inode
+// without a name, which O_EXCL keeps from ever getting one.
 void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
                fuse_file_info* fi) {
   guarded(req, RequestOp::kCreate, [&] {
     MountContext& m = mount_of(req);
-    auto r = m.fs().mknod(parent, name, S_IFREG | (mode & ~S_IFMT), 0, caller_creds(req));
+    auto r = creating_tmpfile(parent)
+                 ? m.fs().tmpfile(parent, mode, !(fi->flags & O_EXCL), caller_creds(req))
+                 : m.fs().mknod(parent, name, S_IFREG | (mode & ~S_IFMT), 0, caller_creds(req));
     if (!r.ok()) return (void)reply_error(req, r.error());
     const Attr a = *r;
     Status s = m.fs().open(a.ino, fi->flags);

@@ -28,7 +28,7 @@ void reply_flags(fuse_req_t req, Filesystem& fs, fuse_ino_t ino, unsigned cmd, s
     return (void)fuse_reply_ioctl(req, 0, &word, sizeof word);
   }
   fsxattr fa{};
-  // The engine speaks FS_*_FL; both words name the same four flags.
+  // The engine speaks FS_*_FL; both words name the same five flags.
   auto disk = disk_flags_from_fs(*flags);
   fa.fsx_xflags = disk.ok() ? xflags_of(*disk) : 0;
   if (out_bufsz < sizeof fa) return (void)fuse_reply_err(req, EINVAL);

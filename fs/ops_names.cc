@@ -77,13 +77,15 @@ void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
           [&] { reply_status(req, mount_of(req).fs().rmdir(parent, name)); });
 }
 
-// flags is 0, RENAME_NOREPLACE or RENAME_EXCHANGE; the engine validates
-// them (RENAME_WHITEOUT and combinations are EINVAL, as on ext4).
+// flags are renameat2's, passed on by the kernel; the engine validates
+// them. RENAME_WHITEOUT needs CAP_MKNOD, which the VFS checked; the
+// whiteout is the caller's, as a mknod of theirs would be.
 void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t new_parent,
                const char* new_name, unsigned int flags) {
   // The kernel sends RENAME2 only with flags; libfuse calls us for both.
   guarded(req, flags == 0 ? RequestOp::kRename : RequestOp::kRename2, [&] {
-    reply_status(req, mount_of(req).fs().rename(parent, name, new_parent, new_name, flags));
+    reply_status(req, mount_of(req).fs().rename(parent, name, new_parent, new_name, flags,
+                                                caller_creds(req)));
   });
 }
 

@@ -211,6 +211,7 @@ Status parse_one(const std::string& opt, ParsedMountOptions& out, std::string* w
   if (opt == "discard") return fs.discard = true, Status::Ok();
   if (key == "nbd_conns" && has_value) return parse_nbd_conns(value, out, why);
   if (opt == "nodiscard") return fs.discard = false, Status::Ok();
+  if (opt == "norecovery" || opt == "noload") return fs.norecovery = true, Status::Ok();
   if (opt == "writeback_cache") return fs.writeback_cache = true, Status::Ok();
   if (key == "stable_pages" || key == "errors" || key == "cache_size" || key == "commit" ||
       key == "writeback_delay" || key == "meta_cache" || key == "entry_timeout" ||

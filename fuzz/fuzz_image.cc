@@ -90,7 +90,7 @@ void change_after_checkpoint(Filesystem& fs) {
   write_pages(fs, late, 0, 2, 'z');
   must_ok(fs.fsync(late, false), "fsync late");
   must_ok(fs.unlink(kRootIno, "fifo"), "unlink");
-  must_ok(fs.rename(kRootIno, "small", kRootIno, "renamed", 0), "rename");
+  must_ok(fs.rename(kRootIno, "small", kRootIno, "renamed", 0, Creds{}), "rename");
   must_ok(fs.fsyncdir(kRootIno, false), "fsyncdir root");
 }
 
@@ -309,7 +309,7 @@ void change_tree(Filesystem& fs) {
     lookups[d->ino]++;
     auto m = fs.mkdir(d->ino, "fuzz_dir", 0755, {});
     if (m.ok()) lookups[m->ino]++;
-    (void)fs.rename(d->ino, "entry_with_a_longish_name_7", kRootIno, "moved", 0);
+    (void)fs.rename(d->ino, "entry_with_a_longish_name_7", kRootIno, "moved", 0, Creds{});
     (void)fs.unlink(d->ino, "entry_with_a_longish_name_9");
     (void)fs.rmdir(d->ino, "sub");
   }

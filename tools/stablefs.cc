@@ -358,6 +358,7 @@ int serve(MountContext& ctx, const CommandLine& cl, const std::string& mountpoin
   if (int e = install_kernel_channel(se.get()); e != 0)
     std::fprintf(stderr, "stablefs: cannot hook the FUSE channel (%s); serving without it\n",
                  std::strerror(-e));
+  set_statx_source(statx_source_for(ctx));
   raise_readahead(mountpoint);
   bg.report(kExitOk);
   (void)fuse_daemonize(/*foreground=*/1);  // only chdir("/"): we forked already

@@ -83,7 +83,8 @@ enum InodeFlags : uint32_t {
   kInodeAppend = 1u << 2,     // data only appended; not removed or renamed
   kInodeNodump = 1u << 3,     // dump(8) skips it; stored only
   kInodeNoatime = 1u << 4,    // reads never update atime
-  kInodeKnownFlags = (1u << 5) - 1,
+  kInodeSync = 1u << 5,       // a file's writes and attribute changes are synchronous
+  kInodeKnownFlags = (1u << 6) - 1,
 };
 
 // Decoded inode (in-memory form of the 256-byte record).

@@ -178,7 +178,7 @@ bool CrashWorkload::op_rename_file() {
   size_t pos = pos_();
   oracle_.name_changing({sdir, sname}, pos);
   oracle_.name_changing({ddir, dname}, pos);
-  Status s = fs_.rename(sdir, sname, ddir, dname, 0);
+  Status s = fs_.rename(sdir, sname, ddir, dname, 0, Creds{});
   if (!s.ok()) return fail("rename " + path_of(sdir, sname) + " " + path_of(ddir, dname),
                            s.error());
   if (dents.count(dname)) drop_link(dents[dname].ino, pos);
@@ -285,7 +285,7 @@ bool CrashWorkload::op_rename_dir() {
   size_t pos = pos_();
   oracle_.name_changing({dd.parent, dd.name}, pos);
   oracle_.name_changing({np, nn}, pos);
-  Status s = fs_.rename(dd.parent, dd.name, np, nn, 0);
+  Status s = fs_.rename(dd.parent, dd.name, np, nn, 0, Creds{});
   if (!s.ok()) return fail("rename dir " + path_of(dd.parent, dd.name), s.error());
   dirs_[dd.parent].entries.erase(dd.name);
   dirs_[np].entries[nn] = Entry{true, d};

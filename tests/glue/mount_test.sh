@@ -128,6 +128,7 @@ if [[ "${1:-}" == hang ]]; then
 	echo ready > "$FAKE_READY"
 	read -r _ < "$FAKE_NEVER"
 fi
+echo "check args: $*"
 mkdir -p "$RESULT_BASE/generic"
 printf '\nKernel version: x\nRan: generic/001 generic/002\nNot run: generic/002\nPassed all 2 tests\n' >> "$RESULT_BASE/check.log"
 echo "not for fuse" > "$RESULT_BASE/generic/002.notrun"
@@ -150,6 +151,14 @@ expect_contains "$out" "test.img: clean"
 expect_contains "$out" "scratch.img: clean"
 expect_eq "" "$(find "$tmp/work" -name '*.img')"
 expect_eq 0 "$(count_daemons)"
+
+begin "RunnerInLoopModeKeepsOutTheTestsThatOverwriteTheScratchDevice"
+out=$(SFS_LOOP=1 "$glue/run" "$fake" 2>&1)
+expect_status 0 $?
+expect_contains "$out" "check args: -E $(readlink -f "$glue")/loop-excluded"
+expect_contains "$out" "ran 2: passed 1, failed 0, not run 1"
+out=$("$glue/run" "$fake" 2>&1)
+expect_not_contains "$out" "loop-excluded"
 
 begin "RunnerCleansUpAfterSigterm"
 mkfifo "$tmp/ready" "$tmp/never"

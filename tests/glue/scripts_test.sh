@@ -76,6 +76,26 @@ expect_eq fuse "$(awk '$1 == "/w/test.img" { print $2 }' <<< "$out")"
 expect_eq ext4 "$(awk '$1 == "/dev/vda1" { print $2 }' <<< "$out")"
 expect_eq fuse.stablefsx "$(awk '$1 == "/w/other" { print $2 }' <<< "$out")"
 
+begin "DfWrapperDropsOnlyTheComplaintOfSomeoneElsesDeadFuseMount"
+cat > "$tmp/fakebin/df" <<'FAKE'
+#!/bin/bash
+echo "Filesystem Type 1024-blocks Used Available Capacity Mounted on"
+echo "/w/test.img fuse.stablefs 100 1 99 1% /w/test"
+echo "df: /elsewhere/mnt: Transport endpoint is not connected" >&2
+[[ -n "$EXTRA_ERROR" ]] && echo "$EXTRA_ERROR" >&2
+exit 1
+FAKE
+err=$(PATH=$tmp/fakebin:$PATH TEST_DIR=/w/test "$glue/df-fuse" -T -P 2>&1 >/dev/null)
+expect_status 0 $?
+expect_eq "" "$err"
+err=$(PATH=$tmp/fakebin:$PATH TEST_DIR=/elsewhere/mnt "$glue/df-fuse" -T -P 2>&1 >/dev/null)
+expect_status 1 $?
+expect_contains "$err" "/elsewhere/mnt: Transport endpoint is not connected"
+err=$(PATH=$tmp/fakebin:$PATH EXTRA_ERROR="df: /w/x: Permission denied" "$glue/df-fuse" -T -P \
+	2>&1 >/dev/null)
+expect_status 1 $?
+expect_eq "df: /w/x: Permission denied" "$err"
+
 # --- images -----------------------------------------------------------------
 begin "ImageSetupFormatsAFreshImageThatFsckFindsClean"
 sfs_make_image "$bin_dir" "$tmp/a.img" 32M

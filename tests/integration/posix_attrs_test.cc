@@ -49,6 +49,32 @@ TEST_F(PosixAttrs, ChmodAfterChownKeepsSetuid) {
   EXPECT_EQ(stat_of(path("f")).st_mode & 07777, 06755u);
 }
 
+// statx(2) STATX_BTIME: the kernel asks FUSE_STATX, which libfuse 3.14
+// does not know (fs/kernel_channel.h answers it). The birth time is the
+// creation's, moved neither by a write nor by a remount.
+TEST_F(PosixAttrs, StatxReportsTheBirthTime) {
+  struct timespec before {};
+  ASSERT_EQ(clock_gettime(CLOCK_REALTIME, &before), 0);
+  ASSERT_EQ(write_file(path("born"), "x"), 0);
+  auto btime_of = [&](const std::string& p) {
+    struct statx sx {};
+    EXPECT_EQ(statx(AT_FDCWD, p.c_str(), AT_STATX_FORCE_SYNC, STATX_BASIC_STATS | STATX_BTIME, &sx),
+              0)
+        << strerror(errno);
+    EXPECT_TRUE(sx.stx_mask & STATX_BTIME) << "no birth time in the statx answer";
+    return sx.stx_btime;
+  };
+  struct statx_timestamp born = btime_of(path("born"));
+  EXPECT_GE(born.tv_sec, before.tv_sec - 1);
+  EXPECT_LE(born.tv_sec, before.tv_sec + 60);
+  ASSERT_EQ(write_file(path("born"), "rewritten later"), 0);
+  ASSERT_NO_FATAL_FAILURE(remount());
+  struct statx_timestamp again = btime_of(path("born"));
+  EXPECT_EQ(again.tv_sec, born.tv_sec);
+  EXPECT_EQ(again.tv_nsec, born.tv_nsec);
+  EXPECT_TRUE(btime_of(mnt()).tv_sec > 0) << "the root has a birth time too";
+}
+
 TEST_F(PosixAttrs, UtimensatStoresNanosecondTimes) {
   ASSERT_EQ(write_file(path("f"), "x"), 0);
   ASSERT_EQ(symlink("f", path("l").c_str()), 0);

@@ -1,10 +1,13 @@
 // POSIX namespace behaviour on a real mount: create, unlink, rename in all
 // its forms, links and link counts, symlinks, name length limits. Each
 // stateful test remounts and checks its state survived.
+#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <string>
@@ -25,6 +28,41 @@ TEST_F(PosixNames, CreateThenUnlinkRemovesTheName) {
   EXPECT_EQ(SFS_ERRNO_OF(unlink(path("a").c_str())), ENOENT);
   ASSERT_NO_FATAL_FAILURE(remount());
   EXPECT_EQ(SFS_ERRNO_OF(access(path("a").c_str(), F_OK)), ENOENT);
+}
+
+// O_TMPFILE (FUSE_TMPFILE, which libfuse 3.14 does not know; see
+// fs/kernel_channel.h): a file with no name and no link until linkat names
+// it, keeping what was written before; O_EXCL keeps it nameless, and one
+// closed without a name leaves nothing behind.
+TEST_F(PosixNames, TmpfileHasNoNameUntilLinkedAndKeepsItsData) {
+  struct statvfs before {};
+  ASSERT_EQ(statvfs(mnt().c_str(), &before), 0);
+  UniqueFd fd = open_fd(mnt(), O_TMPFILE | O_RDWR, 0640);
+  ASSERT_TRUE(fd.ok()) << "O_TMPFILE: " << strerror(errno);
+  ASSERT_EQ(pwrite(fd.get(), "nameless", 8, 0), 8);
+  struct stat st {};
+  ASSERT_EQ(fstat(fd.get(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(st.st_nlink, 0u);
+  ASSERT_EQ(linkat(fd.get(), "", AT_FDCWD, path("named").c_str(), AT_EMPTY_PATH), 0)
+      << strerror(errno);
+  EXPECT_EQ(stat_of(path("named")).st_nlink, 1u);
+  EXPECT_EQ(stat_of(path("named")).st_ino, st.st_ino);
+  {
+    UniqueFd excl = open_fd(mnt(), O_TMPFILE | O_RDWR | O_EXCL, 0600);
+    ASSERT_TRUE(excl.ok()) << strerror(errno);
+    EXPECT_EQ(SFS_ERRNO_OF(linkat(excl.get(), "", AT_FDCWD, path("never").c_str(), AT_EMPTY_PATH)),
+              ENOENT);
+    UniqueFd closed_unnamed = open_fd(mnt(), O_TMPFILE | O_RDWR, 0600);
+    ASSERT_TRUE(closed_unnamed.ok()) << strerror(errno);
+  }
+  fd.reset();
+  ASSERT_NO_FATAL_FAILURE(remount());
+  EXPECT_EQ(slurp(path("named")), "nameless");
+  EXPECT_EQ(SFS_ERRNO_OF(access(path("never").c_str(), F_OK)), ENOENT);
+  struct statvfs after {};
+  ASSERT_EQ(statvfs(mnt().c_str(), &after), 0);
+  EXPECT_EQ(after.f_ffree, before.f_ffree - 1) << "a nameless tmpfile kept its inode";
 }
 
 TEST_F(PosixNames, CreateExclusiveOnExistingNameFailsWithEEXIST) {
@@ -90,6 +128,39 @@ TEST_F(PosixNames, RenameExchangeSwapsTheTwoEntries) {
   ASSERT_NO_FATAL_FAILURE(remount());
   EXPECT_EQ(slurp(path("d")), "contents of a");
   EXPECT_EQ(slurp(path("a/inner")), "inside d");
+}
+
+// RENAME_WHITEOUT (overlayfs's upper layer, xfstests' renameat2 -w): the
+// source name is left to a whiteout, a character device 0:0 of mode 0
+// that readdir reports as DT_CHR.
+TEST_F(PosixNames, RenameWhiteoutLeavesAWhiteoutUnderTheSourceName) {
+  ASSERT_EQ(write_file(path("a"), "contents of a"), 0);
+  ino_t a_ino = stat_of(path("a")).st_ino;
+  ASSERT_EQ(renameat2(AT_FDCWD, path("a").c_str(), AT_FDCWD, path("b").c_str(), RENAME_WHITEOUT),
+            0)
+      << strerror(errno);
+  auto expect_whiteout = [&] {
+    struct stat st = stat_of(path("a"));
+    EXPECT_TRUE(S_ISCHR(st.st_mode));
+    EXPECT_EQ(st.st_mode & 07777, 0u);
+    EXPECT_EQ(st.st_rdev, makedev(0, 0));
+    EXPECT_EQ(st.st_uid, geteuid());
+    EXPECT_EQ(slurp(path("b")), "contents of a");
+    EXPECT_EQ(stat_of(path("b")).st_ino, a_ino);
+    DIR* d = opendir(mnt().c_str());
+    ASSERT_NE(d, nullptr);
+    unsigned char type = DT_UNKNOWN;
+    while (struct dirent* e = readdir(d))
+      if (std::string(e->d_name) == "a") type = e->d_type;
+    closedir(d);
+    EXPECT_EQ(type, DT_CHR);
+  };
+  expect_whiteout();
+  EXPECT_EQ(SFS_ERRNO_OF(renameat2(AT_FDCWD, path("b").c_str(), AT_FDCWD, path("a").c_str(),
+                                   RENAME_WHITEOUT | RENAME_EXCHANGE)),
+            EINVAL);
+  ASSERT_NO_FATAL_FAILURE(remount());
+  expect_whiteout();
 }
 
 TEST_F(PosixNames, RenameDirectoryIntoItsOwnSubdirectoryFailsWithEINVAL) {

@@ -156,6 +156,36 @@ TEST_F(DiskSizeTest, ShrinkingTruncateOverUnwrittenDataStoresNoMoreThanIsWritten
   expect_fsck_clean();
 }
 
+// xfstests generic/098: data, then an append past a hole, then a truncate
+// into the hole. Nothing is ever written between the stored size and the
+// truncated one, so the truncate must store its size whole, after the
+// committed truncate and after an unmount alike.
+TEST_F(DiskSizeTest, TruncateIntoAHoleAboveTheStoredSizeStoresThatSize) {
+  const std::string synced(32 * kPageSize, 'a');
+  const std::string truncated = synced + std::string(8 * kPageSize, '\0');
+  auto write_append_truncate = [&](const char* name) {
+    uint64_t f = create(name);
+    write_all(f, 0, synced);
+    ASSERT_TRUE(fs_->fsync(f, false).ok());
+    write_all(f, 64 * kPageSize, std::string(8 * kPageSize, 'b'));
+    SetAttr sa;
+    sa.size = truncated.size();
+    ASSERT_TRUE(fs_->setattr(f, sa).ok());
+  };
+  mount_quiet();
+  ASSERT_NO_FATAL_FAILURE(write_append_truncate("unmounted"));
+  unmount();
+  mount_quiet();
+  EXPECT_EQ(differs(read_back("unmounted"), truncated), "") << "after an unmount";
+  ASSERT_NO_FATAL_FAILURE(write_append_truncate("f"));
+  commit_elsewhere();
+  crash();
+  mount_quiet();
+  EXPECT_EQ(differs(read_back("f"), truncated), "") << "after the committed truncate";
+  unmount();
+  expect_fsck_clean();
+}
+
 TEST_F(DiskSizeTest, FallocateBeyondUnwrittenDataStoresTheDataFirst) {
   mount_quiet();
   uint64_t f = create("f");

@@ -70,6 +70,15 @@ class EngineTest : public ::testing::Test {
     back.resize(*r);
     return back;
   }
+  // A setgid directory (mode 02775) of group `gid` in the root.
+  uint64_t setgid_dir(const char* name, uint32_t gid) {
+    auto d = fs_->mkdir(kRootIno, name, 02775, {});
+    EXPECT_TRUE(d.ok()) << d.error();
+    SetAttr sa;
+    sa.gid = gid;
+    EXPECT_TRUE(fs_->setattr(d->ino, sa).ok());
+    return d->ino;
+  }
   uint64_t create(const char* name, uint64_t parent = kRootIno) {
     auto a = fs_->mknod(parent, name, S_IFREG | 0644, 0, {});
     EXPECT_TRUE(a.ok()) << a.error();

@@ -459,9 +459,9 @@ TEST_F(EngineTest, NamespaceOperations) {
   EXPECT_EQ(fs_->rmdir(kRootIno, "dir").error(), ENOTEMPTY);
   ASSERT_TRUE(fs_->link(f, kRootIno, "hard").ok());
   EXPECT_EQ(fs_->getattr(f)->nlink, 2u);
-  ASSERT_TRUE(fs_->rename(kRootIno, "hard", kRootIno, "hard2", 0).ok());
+  ASSERT_TRUE(fs_->rename(kRootIno, "hard", kRootIno, "hard2", 0, Creds{}).ok());
   EXPECT_EQ(fs_->lookup(kRootIno, "hard").error(), ENOENT);
-  EXPECT_EQ(fs_->rename(kRootIno, "dir", d->ino, "sub", 0).error(), EINVAL);
+  EXPECT_EQ(fs_->rename(kRootIno, "dir", d->ino, "sub", 0, Creds{}).error(), EINVAL);
   ASSERT_TRUE(fs_->symlink(kRootIno, "ln", "target/path", {}).ok());
   auto l = fs_->lookup(kRootIno, "ln");
   EXPECT_EQ(*fs_->readlink(l->ino), "target/path");

@@ -106,6 +106,12 @@ TEST(MountOptions, DiscardIsOffUnlessAsked) {
   EXPECT_FALSE(parse("discard,nodiscard").opts.fs.discard);
 }
 
+TEST(MountOptions, NorecoveryAndItsAliasNoloadAreAccepted) {
+  EXPECT_FALSE(parse("ro").opts.fs.norecovery);
+  EXPECT_TRUE(parse("ro,norecovery").opts.fs.norecovery);
+  EXPECT_TRUE(parse("noload,ro").opts.fs.norecovery);
+}
+
 TEST(MountOptions, ParsesEveryStablefsOption) {
   Parsed p = parse(
       "cache_size=64M,stable_pages=shadow,verify_writes,writeback_cache,commit=30,"
@@ -349,7 +355,8 @@ class UnusedFilesystem : public Filesystem {
   Result<Attr> link(uint64_t, uint64_t, std::string_view) override { return err(ENOSYS); }
   Status unlink(uint64_t, std::string_view) override { return err(ENOSYS); }
   Status rmdir(uint64_t, std::string_view) override { return err(ENOSYS); }
-  Status rename(uint64_t, std::string_view, uint64_t, std::string_view, unsigned) override {
+  Status rename(uint64_t, std::string_view, uint64_t, std::string_view, unsigned,
+                const Creds&) override {
     return err(ENOSYS);
   }
   Result<Attr> getattr(uint64_t) override { return err(ENOSYS); }

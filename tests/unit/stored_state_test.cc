@@ -150,7 +150,7 @@ TEST_F(StoredStateTest, RenameThatCannotBeStoredChangesNothing) {
   FaultDevice& faults = mount_small_cache();
   const uint32_t root_links = fs_->getattr(kRootIno)->nlink;
   fail_inode_reads(faults, d_);
-  EXPECT_EQ(fs_->rename(kRootIno, "d", e_, "d", 0).error(), EIO);
+  EXPECT_EQ(fs_->rename(kRootIno, "d", e_, "d", 0, Creds{}).error(), EIO);
   EXPECT_TRUE(fs_->lookup(kRootIno, "d").ok()) << "the entry left its directory";
   EXPECT_EQ(fs_->lookup(e_, "d").error(), ENOENT);
   EXPECT_EQ(fs_->getattr(e_)->nlink, 2u);
@@ -204,6 +204,24 @@ TEST_F(StoredStateTest, SetxattrThatCannotBeStoredChangesNothing) {
   EXPECT_EQ(fs_->getattr(f_)->blocks512, blocks512) << "an xattr block charged that was not stored";
   crash_and_check(faults);  // and no xattr block allocated for nobody
   EXPECT_EQ(fs_->getxattr(fs_->lookup(kRootIno, "f")->ino, "user.k").error(), ENODATA);
+}
+
+// xfstests generic/213 then 214: a fallocate that filled the filesystem,
+// the file removed, and at once another fallocate. The removed file's
+// blocks wait for their freeing commit; the allocation commits to get them
+// (as writeback does) instead of failing with ENOSPC.
+TEST_F(StoredStateTest, FallocateRightAfterAFullFileWentCommitsToReuseItsBlocks) {
+  mount_with_faults();
+  uint64_t big = create("big");
+  ASSERT_EQ(fs_->fallocate(big, 0, 0, dev_.block_count() * kBlockSize).error(), ENOSPC);
+  ASSERT_TRUE(fs_->unlink(kRootIno, "big").ok());
+  fs_->forget(big, 1);
+  ASSERT_GT(fs_->statfs()->blocks_free, 64u) << "statfs counts blocks waiting for a commit as free";
+  uint64_t small = create("small");
+  Status s = fs_->fallocate(small, 0, 0, 64 * kBlockSize);
+  EXPECT_TRUE(s.ok()) << "ENOSPC with the blocks freed but not yet committed: " << s.error();
+  unmount();
+  expect_fsck_clean();
 }
 
 // A directory that must grow when its extent root is full needs a block
@@ -274,7 +292,7 @@ class HalfDoneRenameTest : public StoredStateTest {
     root_links_ = fs_->getattr(kRootIno)->nlink;
     e_links_ = fs_->getattr(e_)->nlink;
     fail_step(*fs_, "rename: the second entry", EIO);
-    EXPECT_EQ(fs_->rename(kRootIno, "d", to_dir, to_name, flags).error(), EIO);
+    EXPECT_EQ(fs_->rename(kRootIno, "d", to_dir, to_name, flags, Creds{}).error(), EIO);
     EXPECT_FALSE(fs_->fsyncdir(kRootIno, false).ok()) << "the half-done rename could commit";
     crash();
     expect_fsck_clean();
