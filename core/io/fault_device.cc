@@ -96,6 +96,7 @@ Status FaultDevice::submit_and_wait(std::span<IoRequest*> requests) {
       case IoOp::kRead: reads_++; break;
       case IoOp::kWrite: writes_++; break;
       case IoOp::kFlush: flushes_++; break;
+      case IoOp::kDiscard: break;
     }
     wait_latency();
     size_t keep = 0;
