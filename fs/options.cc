@@ -185,6 +185,16 @@ Status parse_nbd_conns(std::string_view v, ParsedMountOptions& out, std::string*
   return Status::Ok();
 }
 
+// threads=N: 1 to kMaxRequestThreads.
+Status parse_threads(std::string_view v, ParsedMountOptions& out, std::string* why) {
+  auto n = parse_uint(v);
+  if (!n.ok() || *n < 1 || *n > uint64_t(kMaxRequestThreads))
+    return fail(why, "invalid value for threads: '" + std::string(v) + "' (expected 1 to " +
+                         std::to_string(kMaxRequestThreads) + ")");
+  out.request_threads = int(*n);
+  return Status::Ok();
+}
+
 Status parse_one(const std::string& opt, ParsedMountOptions& out, std::string* why) {
   auto eq = opt.find('=');
   std::string_view key = std::string_view(opt).substr(0, eq);
@@ -210,13 +220,14 @@ Status parse_one(const std::string& opt, ParsedMountOptions& out, std::string* w
   if (opt == "verify_writes") return fs.verify_writes = true, Status::Ok();
   if (opt == "discard") return fs.discard = true, Status::Ok();
   if (key == "nbd_conns" && has_value) return parse_nbd_conns(value, out, why);
+  if (key == "threads" && has_value) return parse_threads(value, out, why);
   if (opt == "nodiscard") return fs.discard = false, Status::Ok();
   if (opt == "norecovery" || opt == "noload") return fs.norecovery = true, Status::Ok();
   if (opt == "writeback_cache") return fs.writeback_cache = true, Status::Ok();
   if (key == "stable_pages" || key == "errors" || key == "cache_size" || key == "commit" ||
       key == "writeback_delay" || key == "meta_cache" || key == "entry_timeout" ||
       key == "journal_data" || key == "journal_deltas" || key == "nbd_conns" ||
-      key == "attr_timeout" || key == "negative_timeout")
+      key == "attr_timeout" || key == "negative_timeout" || key == "threads")
     return fail(why, "mount option '" + std::string(key) + "' needs a value");
 
   // atime policy: FUSE leaves atime to the daemon, so the daemon must know.

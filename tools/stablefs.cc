@@ -65,6 +65,8 @@ void print_usage(FILE* out) {
       "                                  how pages under writeback stay stable (default wait)\n"
       "  verify_writes                   read every data block back and verify its checksum\n"
       "  nbd_conns=N                     connections to an NBD server with multi-conn (1-8, 4)\n"
+      "  threads=N                       most request threads (1-64, default 64; 1 suits many\n"
+      "                                  writers of one file)\n"
       "  discard                         release freed blocks in the backing store (NBD trim,\n"
       "                                  punched holes) once their free is committed\n"
       "  journal_data=PAGES              write runs of up to PAGES rewritten pages through\n"
@@ -296,14 +298,14 @@ struct LoopConfigDeleter {
   void operator()(fuse_loop_config* c) const { fuse_loop_cfg_destroy(c); }
 };
 
-int run_loop(fuse_session* se, bool single_threaded) {
+int run_loop(fuse_session* se, bool single_threaded, int threads) {
   if (single_threaded) return fuse_session_loop(se);
   std::unique_ptr<fuse_loop_config, LoopConfigDeleter> cfg(fuse_loop_cfg_create());
   // Idle threads are kept (-1 is libfuse's default and its advice): a
   // thread blocked in fsync is common, and recreating threads costs more
-  // than their stacks. Up to 64 requests in flight, so concurrent fsyncs
-  // can share one journal commit.
-  fuse_loop_cfg_set_max_threads(cfg.get(), 64);
+  // than their stacks. Up to `threads` requests in flight (threads=, 64 by
+  // default), so concurrent fsyncs can share one journal commit.
+  fuse_loop_cfg_set_max_threads(cfg.get(), unsigned(threads));
   fuse_loop_cfg_set_clone_fd(cfg.get(), 0);
   return fuse_session_loop_mt(se, cfg.get());
 }
@@ -362,7 +364,7 @@ int serve(MountContext& ctx, const CommandLine& cl, const std::string& mountpoin
   raise_readahead(mountpoint);
   bg.report(kExitOk);
   (void)fuse_daemonize(/*foreground=*/1);  // only chdir("/"): we forked already
-  int ret = run_loop(se.get(), cl.single_threaded);
+  int ret = run_loop(se.get(), cl.single_threaded, mo.request_threads);
   // 0 after an unmount; a positive value is the signal (SIGINT, SIGTERM,
   // SIGHUP) that asked us to stop, which is a normal way to end too.
   return ret < 0 ? kExitFailure : kExitOk;

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -77,6 +78,54 @@ TEST_F(ConcurrentFsyncs, ManyThreadsCreateWriteFsyncOnColdCachesWithATinyMetadat
     for (int i = 0; i < kFiles; i += 7)
       EXPECT_EQ(slurp(path("t" + std::to_string(t) + "/f" + std::to_string(i))),
                 std::string(4096, char('a' + t % 26)));
+}
+
+// threads=N bounds libfuse's request threads. libfuse starts another
+// thread whenever all are busy and keeps idle ones, so the daemon's thread
+// count after many concurrent fsyncs shows how many it was allowed. (The
+// kernel's io_uring workers, iou-wrk-*, also appear among its tasks and
+// come and go with the I/O; they are not counted.)
+class RequestThreads : public RealMount {
+ protected:
+  bool mount_in_setup() const override { return false; }
+
+  // The daemon's tasks when idle after mounting with `options`, and after
+  // 16 threads each create, write and fsync 10 files at once (each checked
+  // after a remount).
+  void tasks_before_and_after_load(const std::string& options, size_t* idle, size_t* loaded) {
+    DaemonLaunch l = launch_daemon(image(), mnt(), {"-o", options});
+    ASSERT_TRUE(l.mounted) << l.log;
+    std::string tasks = "/proc/" + std::to_string(l.pid) + "/task";
+    auto count = [&] {
+      size_t n = 0;
+      for (auto& e : std::filesystem::directory_iterator(tasks))
+        if (slurp(e.path().string() + "/comm").rfind("iou-", 0) != 0) n++;
+      return n;
+    };
+    *idle = count();
+    std::string root = mnt() + "/" + options.substr(options.find('=') + 1);
+    EXPECT_EQ(::mkdir(root.c_str(), 0755), 0);
+    EXPECT_EQ(fsync_workload(root, 16, 10), 0) << "a create, write or fsync failed";
+    *loaded = count();
+    EXPECT_EQ(stop_daemon(l.pid, mnt()), 0);
+    l = launch_daemon(image(), mnt(), {});
+    ASSERT_TRUE(l.mounted) << l.log;
+    for (int t = 0; t < 16; t++)
+      for (int i = 0; i < 10; i++)
+        EXPECT_EQ(slurp(root + "/t" + std::to_string(t) + "/f" + std::to_string(i)),
+                  std::string(4096, char('a' + t % 26)));
+    EXPECT_EQ(stop_daemon(l.pid, mnt()), 0);
+  }
+};
+
+TEST_F(RequestThreads, OneThreadServesConcurrentFsyncsWithoutStartingMore) {
+  size_t idle = 0, loaded = 0;
+  ASSERT_NO_FATAL_FAILURE(tasks_before_and_after_load("threads=1", &idle, &loaded));
+  EXPECT_EQ(loaded, idle) << "threads=1 started more request threads under load";
+  // The default starts more under the same load, so the count above means
+  // something.
+  ASSERT_NO_FATAL_FAILURE(tasks_before_and_after_load("threads=64", &idle, &loaded));
+  EXPECT_GE(loaded, idle + 2) << "16 concurrent fsyncs ran on fewer than 3 request threads";
 }
 
 }  // namespace

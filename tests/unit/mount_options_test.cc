@@ -132,6 +132,20 @@ TEST(MountOptions, ParsesEveryStablefsOption) {
   EXPECT_EQ(p.opts.fuse_options, std::vector<std::string>{"default_permissions"});
 }
 
+TEST(MountOptions, ThreadsBoundsTheRequestThreads) {
+  EXPECT_EQ(parse("").opts.request_threads, kMaxRequestThreads);
+  EXPECT_EQ(parse("threads=1").opts.request_threads, 1);
+  EXPECT_EQ(parse("threads=64").opts.request_threads, 64);
+  for (const char* bad : {"threads", "threads=", "threads=0", "threads=65", "threads=-1",
+                          "threads=two"}) {
+    Parsed p = parse(bad);
+    EXPECT_EQ(p.status.error(), EINVAL) << bad;
+    EXPECT_NE(p.why.find("threads"), std::string::npos) << bad << " -> " << p.why;
+  }
+  // A daemon setting, never handed to libfuse (which would reject it).
+  EXPECT_EQ(parse("threads=4").opts.fuse_options, std::vector<std::string>{"default_permissions"});
+}
+
 TEST(MountOptions, EveryStablePagesPolicyIsAccepted) {
   EXPECT_EQ(parse("stable_pages=wait").opts.fs.stable_pages, StablePages::kWait);
   EXPECT_EQ(parse("stable_pages=shadow").opts.fs.stable_pages, StablePages::kShadow);
