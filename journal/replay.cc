@@ -292,9 +292,14 @@ Status write_home(BlockDevice& dev, JournalGeometry geo,
                          : verify_meta_block(w.data, w.blocknr, 0).ok();
       if (!good) return err(EIO);
       // Each delta must rebuild exactly the version its transaction sealed
-      // (the scan checked the records, not what they apply to).
+      // (the scan checked the records, not what they apply to), and the
+      // result must still be metadata: a delta may carry header bytes, and
+      // one that rebuilds its version faithfully can still leave a header
+      // no reader accepts. Nothing of this batch is written then.
       for (const DeltaEntry* d : kinds[i]->deltas)
         if (!apply_delta(const_cast<uint8_t*>(w.data), *d)) return err(EUCLEAN);
+      if (!kinds[i]->deltas.empty() && !verify_meta_block(w.data, w.blocknr, 0).ok())
+        return err(EUCLEAN);
     }
     SFS_TRY(write_block_runs(dev, writes));
   }

@@ -1259,6 +1259,32 @@ TEST_F(JournalDeltaTest, DeltaThatDoesNotRebuildItsVersionIsRefused) {
   EXPECT_EQ(r.error(), EUCLEAN);
 }
 
+// Replay writes home only blocks that verify as metadata. A delta may carry
+// any bytes, the header's too: one that rebuilds the version its
+// transaction sealed, checksum and all, but leaves a block that does not
+// verify (here a header version no binary knows, as a corrupt or hostile
+// log could carry) is refused like a delta that does not rebuild its
+// version. Found by the journal fuzzer.
+TEST_F(JournalDeltaTest, DeltaThatLeavesABlockThatDoesNotVerifyIsRefused) {
+  open_deltas();
+  commit_one(kA, 0x11);
+  {
+    Handle h = journal_->start();
+    auto b = buf(kA);
+    ASSERT_TRUE(h.get_write_access(*b).ok());
+    b->data()[4] ^= 0x01;  // the header version
+    h.dirty_metadata(*b);
+    h.stop();
+    ASSERT_TRUE(journal_->commit().ok());
+  }
+  ASSERT_EQ(journal_->stats().deltas_logged, 1u);
+  const std::vector<uint8_t> home_before = mem_.durable_block(kA);
+  auto r = crash_and_replay({0, 1});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), EUCLEAN);
+  EXPECT_EQ(mem_.durable_block(kA), home_before) << "replay wrote home a block that does not verify";
+}
+
 // A model: random small and large changes, revokes and checkpoints on a
 // few blocks; after every commit, a power cut and replay must give exactly
 // the committed contents of every block.
