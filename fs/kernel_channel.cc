@@ -26,11 +26,17 @@ struct LastRequest {
 };
 thread_local LastRequest last_request;
 
-// The INIT exchange: the request's unique and whether the kernel offered
-// KILLPRIV_V2; 0 once the reply went out.
+// The INIT exchange: the request's unique (0 once the reply went out) and
+// what the kernel offered of the flags we add to libfuse's reply.
 std::atomic<uint64_t> init_unique{0};
 std::atomic<bool> init_offers_killpriv_v2{false};
+std::atomic<bool> init_offers_idmap{false};
 std::atomic<bool> killpriv_v2{false};
+bool take_idmap = false;  // set before the loop threads start
+
+// Protocol 7.40's FUSE_ALLOW_IDMAP, as a flags2 bit (flag bits from 32 on
+// travel there, shifted down by 32).
+constexpr uint32_t kAllowIdmapFlags2 = uint32_t((1ULL << 40) >> 32);
 
 // FUSE protocol 7.39's STATX, newer than Debian 12's <linux/fuse.h>
 // (7.38), spelled as include/uapi/linux/fuse.h spells it.
@@ -134,27 +140,38 @@ ssize_t channel_read(int fd, void* buf, size_t len, void* /*userdata*/) {
     last_request.tmpfile = true;
   } else if (in.opcode == FUSE_INIT) {
     fuse_init_in init;
-    bool offered = read_struct(buf, size_t(n), sizeof in, &init) &&
-                   (init.flags & FUSE_HANDLE_KILLPRIV_V2) != 0;
-    init_offers_killpriv_v2 = offered;
+    bool whole = read_struct(buf, size_t(n), sizeof in, &init);
+    init_offers_killpriv_v2 = whole && (init.flags & FUSE_HANDLE_KILLPRIV_V2) != 0;
+    init_offers_idmap =
+        whole && (init.flags & FUSE_INIT_EXT) != 0 && (init.flags2 & kAllowIdmapFlags2) != 0;
     init_unique = in.unique;
   }
   return n;
+}
+
+// Adds what the kernel offered of our flags to libfuse's INIT reply `init`
+// of `len` bytes (libfuse built it on its stack for this one writev).
+void amend_init_reply(fuse_init_out* init, size_t len) {
+  constexpr size_t kFlagsEnd = offsetof(fuse_init_out, flags) + sizeof(uint32_t);
+  constexpr size_t kFlags2End = offsetof(fuse_init_out, flags2) + sizeof(uint32_t);
+  if (len >= kFlagsEnd && init_offers_killpriv_v2) {
+    init->flags |= FUSE_HANDLE_KILLPRIV_V2;
+    killpriv_v2 = true;
+  }
+  if (len >= kFlags2End && init_offers_idmap && take_idmap) {
+    init->flags |= FUSE_INIT_EXT;
+    init->flags2 |= kAllowIdmapFlags2;
+  }
 }
 
 ssize_t channel_writev(int fd, struct iovec* iov, int count, void* /*userdata*/) {
   uint64_t unique = init_unique.load();
   if (unique != 0 && count >= 2 && iov[0].iov_len == sizeof(fuse_out_header)) {
     auto* out = static_cast<fuse_out_header*>(iov[0].iov_base);
-    constexpr size_t kFlagsEnd = offsetof(fuse_init_out, flags) + sizeof(uint32_t);
     if (out->unique == unique) {
       init_unique = 0;
-      if (out->error == 0 && iov[1].iov_len >= kFlagsEnd && init_offers_killpriv_v2) {
-        // libfuse built this reply on its stack for this one writev.
-        auto* init = static_cast<fuse_init_out*>(iov[1].iov_base);
-        init->flags |= FUSE_HANDLE_KILLPRIV_V2;
-        killpriv_v2 = true;
-      }
+      if (out->error == 0)
+        amend_init_reply(static_cast<fuse_init_out*>(iov[1].iov_base), iov[1].iov_len);
     }
   }
   return ::writev(fd, iov, count);
@@ -162,7 +179,8 @@ ssize_t channel_writev(int fd, struct iovec* iov, int count, void* /*userdata*/)
 
 }  // namespace
 
-int install_kernel_channel(fuse_session* se) {
+int install_kernel_channel(fuse_session* se, bool allow_idmap) {
+  take_idmap = allow_idmap;
   fuse_custom_io io{};
   io.read = channel_read;
   io.writev = channel_writev;

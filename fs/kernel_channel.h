@@ -1,7 +1,7 @@
-// The /dev/fuse channel under libfuse, for the four things libfuse 3.14
-// cannot do: negotiate FUSE_HANDLE_KILLPRIV_V2, tell the filesystem that
-// a WRITE carries FUSE_WRITE_KILL_SUIDGID, pass on FUSE_TMPFILE, and
-// answer FUSE_STATX.
+// The /dev/fuse channel under libfuse, for the five things libfuse 3.14
+// cannot do: negotiate FUSE_HANDLE_KILLPRIV_V2 and FUSE_ALLOW_IDMAP, tell
+// the filesystem that a WRITE carries FUSE_WRITE_KILL_SUIDGID, pass on
+// FUSE_TMPFILE, and answer FUSE_STATX.
 //
 // Without KILLPRIV_V2 the kernel keeps the filesystem's superblock out of
 // SB_NOSEC and, before every write(2), asks GETXATTR security.capability
@@ -18,6 +18,18 @@
 // and each request's header and WRITE flags are noted for the thread that
 // reads it, which is the thread that then runs its callback (libfuse's
 // loops receive and process a request on one thread).
+//
+// FUSE_ALLOW_IDMAP (kernel 6.12) lets an idmapped mount be made of a
+// stablefs mount (mount_setattr(2) with MOUNT_ATTR_IDMAP; containers'
+// volumes, systemd-homed). The kernel accepts it only from a filesystem
+// mounted with default_permissions, which stablefs always is (it fails the
+// connection otherwise), since the permission checks must be its own: it
+// alone knows the mount's idmap. For the same reason it then sends the
+// caller's ids only in the requests that create an inode, mapped through
+// the idmap; every other request carries FUSE_INVALID_UIDGID, on plain
+// mounts too (fs/request_caller.h finds the ids where they are needed).
+// The flag is bit 40, in the INIT reply's flags2, read by the kernel only
+// when the reply also has FUSE_INIT_EXT.
 //
 // FUSE_TMPFILE (O_TMPFILE, kernel 6.1) is unknown to libfuse 3.14, which
 // would answer ENOSYS, and the kernel would then refuse every O_TMPFILE
@@ -44,7 +56,10 @@ namespace stablefs {
 
 // Installs the hooks. Call after fuse_session_mount, before the loop. 0 or
 // a negative errno (the session then keeps libfuse's own I/O).
-int install_kernel_channel(fuse_session* se);
+// `allow_idmap`: whether to take FUSE_ALLOW_IDMAP when the kernel offers
+// it. Not under allow_root, which libfuse enforces by each request's uid
+// (and would refuse every request that carries none, root's too).
+int install_kernel_channel(fuse_session* se, bool allow_idmap);
 
 // True once the kernel accepted FUSE_HANDLE_KILLPRIV_V2 for this mount:
 // from then on the filesystem drops privileges on write itself.

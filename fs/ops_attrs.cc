@@ -8,6 +8,7 @@
 
 #include "fs/kernel_channel.h"
 #include "fs/request.h"
+#include "fs/request_caller.h"
 
 namespace stablefs {
 namespace {
@@ -87,8 +88,12 @@ void op_statfs(fuse_req_t req, fuse_ino_t /*ino*/) {
 // Any other ioctl is not ours: ENOTTY, as the kernel answers itself.
 constexpr unsigned kFsIocShutdown = _IOR('X', 125, uint32_t);
 
+// An ioctl's header has no ids once idmapped mounts are allowed; the
+// caller's fsuid then comes from /proc (fs/request_caller.h).
+bool from_root(fuse_req_t req) { return RequestCaller(req).fsuid() == 0; }
+
 void shutdown_ioctl(fuse_req_t req) {
-  if (fuse_req_ctx(req)->uid != 0) return (void)fuse_reply_err(req, EPERM);
+  if (!from_root(req)) return (void)fuse_reply_err(req, EPERM);
   Status s = mount_of(req).fs().shutdown();
   if (!s.ok()) return (void)reply_error(req, s.error());
   fuse_reply_ioctl(req, 0, nullptr, 0);
@@ -98,7 +103,7 @@ void shutdown_ioctl(fuse_req_t req) {
 // fstrim_range in and copies our answer out, whose len is the bytes
 // discarded. CAP_SYS_ADMIN, as for shutdown, is uid 0 here.
 void fitrim_ioctl(fuse_req_t req, const void* in_buf, size_t in_bufsz, size_t out_bufsz) {
-  if (fuse_req_ctx(req)->uid != 0) return (void)fuse_reply_err(req, EPERM);
+  if (!from_root(req)) return (void)fuse_reply_err(req, EPERM);
   fstrim_range range;
   if (in_bufsz < sizeof range || out_bufsz < sizeof range)
     return (void)fuse_reply_err(req, EINVAL);

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <ctime>
 
+#include "fs/request_caller.h"
+
 namespace stablefs {
 
 MountContext::MountContext(Filesystem& fs, const MountOptions& opts)
@@ -71,7 +73,12 @@ Status MountContext::unmount_once() {
 
 Creds caller_creds(fuse_req_t req) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
-  return Creds{ctx->uid, ctx->gid, ctx->umask};
+  // A creation carries the ids the mount maps the caller to, so /proc is
+  // read only when the kernel could not give them (fs/request_caller.h).
+  if (ctx->uid != kInvalidRequestId && ctx->gid != kInvalidRequestId)
+    return Creds{ctx->uid, ctx->gid, ctx->umask};
+  RequestCaller caller(req);
+  return Creds{caller.fsuid(), caller.fsgid(), ctx->umask};
 }
 
 namespace {

@@ -20,6 +20,8 @@ inline MountContext& mount_of(fuse_req_t req) {
   return *static_cast<MountContext*>(fuse_req_userdata(req));
 }
 
+// The ids a created node is owned by: the request's (on an idmapped mount,
+// the ids the mount maps the caller to), and the umask.
 Creds caller_creds(fuse_req_t req);
 struct stat to_stat(const Attr& a);
 Timespec to_timespec(const struct timespec& ts);

@@ -8,6 +8,19 @@
 #include <string>
 
 namespace stablefs {
+namespace {
+
+// The fourth field of a "Uid:" or "Gid:" line (real, effective, saved, fs).
+std::optional<uint32_t> fs_id_of(const std::string& fields) {
+  std::istringstream in(fields);
+  unsigned long id[4];
+  for (unsigned long& v : id)
+    if (!(in >> v)) return std::nullopt;
+  if (id[3] > UINT32_MAX) return std::nullopt;
+  return uint32_t(id[3]);
+}
+
+}  // namespace
 
 ProcStatus parse_proc_status(const std::string& text) {
   ProcStatus st;
@@ -24,6 +37,10 @@ ProcStatus parse_proc_status(const std::string& text) {
       std::istringstream gs(line.substr(7));
       unsigned long g;
       while (gs >> g) st.groups.push_back(uint32_t(g));
+    } else if (line.rfind("Uid:", 0) == 0) {
+      st.fsuid = fs_id_of(line.substr(4));
+    } else if (line.rfind("Gid:", 0) == 0) {
+      st.fsgid = fs_id_of(line.substr(4));
     }
   }
   return st;
@@ -33,7 +50,8 @@ RequestCaller::RequestCaller(fuse_req_t req, std::optional<bool> has_fsetid)
     : has_fsetid_(has_fsetid) {
   if (const fuse_ctx* ctx = fuse_req_ctx(req)) {
     pid_ = ctx->pid;
-    fsgid_ = ctx->gid;
+    if (ctx->uid != kInvalidRequestId) fsuid_ = ctx->uid;
+    if (ctx->gid != kInvalidRequestId) fsgid_ = ctx->gid;
   }
 }
 
@@ -48,6 +66,18 @@ void RequestCaller::read_status() {
   ProcStatus st = parse_proc_status(text.str());
   effective_caps_ = st.effective_caps;
   groups_ = std::move(st.groups);
+  if (!fsuid_) fsuid_ = st.fsuid;
+  if (!fsgid_) fsgid_ = st.fsgid;
+}
+
+uint32_t RequestCaller::fsuid() {
+  if (!fsuid_) read_status();
+  return fsuid_.value_or(kOverflowId);
+}
+
+uint32_t RequestCaller::fsgid() {
+  if (!fsgid_) read_status();
+  return fsgid_.value_or(kOverflowId);
 }
 
 bool RequestCaller::has_fsetid() {
@@ -59,8 +89,9 @@ bool RequestCaller::has_fsetid() {
 }
 
 bool RequestCaller::in_group(uint32_t gid) {
-  if (gid == fsgid_) return true;
-  read_status();
+  // An fsgid /proc could not tell is no group at all, not the overflow id.
+  if (!fsgid_) read_status();
+  if (fsgid_ && gid == *fsgid_) return true;
   return std::find(groups_.begin(), groups_.end(), gid) != groups_.end();
 }
 

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -356,8 +357,11 @@ int serve(MountContext& ctx, const CommandLine& cl, const std::string& mountpoin
   KernelMount kernel_mount{se.get()};
   ctx.set_session(se.get());
   // Best effort: without the hooks the mount works as libfuse negotiates
-  // it, with a GETXATTR before every write.
-  if (int e = install_kernel_channel(se.get()); e != 0)
+  // it, with a GETXATTR before every write. Idmapped mounts are allowed
+  // except under allow_root, which libfuse enforces by request uids.
+  const bool allow_root = std::find(mo.fuse_options.begin(), mo.fuse_options.end(),
+                                    "allow_root") != mo.fuse_options.end();
+  if (int e = install_kernel_channel(se.get(), /*allow_idmap=*/!allow_root); e != 0)
     std::fprintf(stderr, "stablefs: cannot hook the FUSE channel (%s); serving without it\n",
                  std::strerror(-e));
   set_statx_source(statx_source_for(ctx));

@@ -22,13 +22,11 @@ namespace {
 
 constexpr uid_t kNobody = 65534;
 
-class PosixAcl : public RealMount {
+class PosixAcl : public SharedMount {  // nobody must reach the mount
  protected:
-  std::string mount_options() const override { return "allow_other"; }
   void SetUp() override {
-    RealMount::SetUp();
+    SharedMount::SetUp();
     if (HasFatalFailure()) return;
-    ASSERT_EQ(chmod(dir().c_str(), 0755), 0);  // nobody must reach the mount
     ASSERT_TRUE(run_command({"setfacl", "--version"}).ok())
         << "setfacl is missing: install the Debian package acl (scripts/deps.sh)";
   }

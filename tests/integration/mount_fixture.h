@@ -19,6 +19,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -107,6 +108,18 @@ class RealMount : public ::testing::Test {
 
   // Under INTEG_NBD: starts the server and points image_ at it.
   void serve_image_over_nbd(const std::string& kind);
+};
+
+// A RealMount that other users reach too: mounted allow_other, with the
+// test's directory (0700 from mkdtemp) opened to 0755.
+class SharedMount : public RealMount {
+ protected:
+  std::string mount_options() const override { return "allow_other"; }
+  void SetUp() override {
+    RealMount::SetUp();
+    if (HasFatalFailure()) return;
+    ASSERT_EQ(::chmod(dir().c_str(), 0755), 0);
+  }
 };
 
 }  // namespace stablefs::integ

@@ -27,14 +27,8 @@ namespace {
 
 constexpr uid_t kNobody = 65534;
 
-class Privileges : public RealMount {
+class Privileges : public SharedMount {  // nobody must reach the mount
  protected:
-  std::string mount_options() const override { return "allow_other"; }
-  void SetUp() override {
-    RealMount::SetUp();
-    // mkdtemp made the test's directory 0700; nobody must reach the mount.
-    ASSERT_EQ(chmod(dir().c_str(), 0755), 0);
-  }
 
   // A file owned by nobody with `mode`.
   std::string nobody_file(const char* name, mode_t mode) {

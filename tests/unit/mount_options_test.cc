@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "fs/fuse_adapter.h"
 #include "fs/options.h"
@@ -533,6 +534,23 @@ TEST(ProcStatus, MissingOrGarbledFieldsMeanNoCapabilityAndNoGroup) {
   EXPECT_EQ(st.effective_caps, 0u);
   EXPECT_TRUE(st.groups.empty());
   EXPECT_EQ(parse_proc_status("").effective_caps, 0u);
+}
+
+// Once idmapped mounts are allowed, most requests carry no ids: the
+// caller's fsuid and fsgid (the fourth of real, effective, saved, fs) come
+// from /proc, never its real or effective ids.
+TEST(ProcStatus, ReadsTheFsIdsFromTheFourthField) {
+  ProcStatus st = parse_proc_status(
+      "Name:\tsetfsuid\nUid:\t0\t0\t0\t1001\nGid:\t0\t27\t0\t1002\nGroups:\t\n");
+  EXPECT_EQ(st.fsuid, std::optional<uint32_t>(1001));
+  EXPECT_EQ(st.fsgid, std::optional<uint32_t>(1002));
+}
+
+TEST(ProcStatus, ShortOrGarbledIdLinesGiveNoId) {
+  ProcStatus st = parse_proc_status("Uid:\t0\t0\t0\nGid:\tx\ty\tz\tw\n");
+  EXPECT_FALSE(st.fsuid.has_value());
+  EXPECT_FALSE(st.fsgid.has_value());
+  EXPECT_FALSE(parse_proc_status("Uid:\t1\t1\t1\t4294967296\n").fsuid.has_value());
 }
 
 }  // namespace
