@@ -49,15 +49,18 @@ field() {
 }
 
 # Serves $img with nbdkit (in the foreground, so $nbd_pid is the server's)
-# and prints its URI.
+# and prints its URI once nbdkit accepts connections: it writes its pid
+# file only then (-P). The socket file alone is not enough: it appears at
+# bind(), before listen(), and a mount in between was refused (seen under
+# load in CI).
 start_nbd() {
-  local sock=$work/nbd.sock
-  rm -f "$sock"
-  nbdkit -f --exit-with-parent -U "$sock" file "$img" 2>>"$work/nbd.log" &
+  local sock=$work/nbd.sock pidfile=$work/nbd.pid
+  rm -f "$sock" "$pidfile"
+  nbdkit -f --exit-with-parent -P "$pidfile" -U "$sock" file "$img" 2>>"$work/nbd.log" &
   nbd_pid=$!
-  # Polling another process's socket, with a deadline.
-  for _ in $(seq 200); do [[ -S $sock ]] && break; sleep 0.05; done
-  [[ -S $sock ]] || fail "nbdkit did not listen on $sock"
+  # Polling another process's pid file, with a deadline.
+  for _ in $(seq 200); do [[ -s $pidfile ]] && break; sleep 0.05; done
+  [[ -s $pidfile ]] || fail "nbdkit did not listen on $sock"
   echo "nbd+unix:///?socket=$sock"
 }
 stop_nbd() {
