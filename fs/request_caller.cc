@@ -89,8 +89,10 @@ bool RequestCaller::has_fsetid() {
 }
 
 bool RequestCaller::in_group(uint32_t gid) {
-  // An fsgid /proc could not tell is no group at all, not the overflow id.
-  if (!fsgid_) read_status();
+  if (fsgid_ && gid == *fsgid_) return true;
+  // The supplementary groups, and the fsgid when the header had none (an
+  // fsgid /proc could not tell is no group at all, not the overflow id).
+  read_status();
   if (fsgid_ && gid == *fsgid_) return true;
   return std::find(groups_.begin(), groups_.end(), gid) != groups_.end();
 }
