@@ -7,6 +7,8 @@
 // becomes uid/gid 65534 (the mount allows other users).
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
+#include <sys/syscall.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -18,6 +20,7 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "tests/integration/mount_fixture.h"
 #include "tests/integration/test_util.h"
@@ -192,6 +195,60 @@ TEST_F(Privileges, AnyWriteDropsTheFileCapability) {
   ASSERT_NO_FATAL_FAILURE(remount());
   EXPECT_EQ(getxattr(p.c_str(), "security.capability", nullptr, 0), -1);
   EXPECT_EQ(errno, ENODATA);
+}
+
+// On a mount whose requests carry the caller's ids (allow_root: such a
+// mount does not take FUSE_ALLOW_IDMAP, fs/kernel_channel.cc), membership
+// of the file's group through a supplementary group counts: the header
+// holds only the fsgid, so the daemon must still read the groups from
+// /proc. The caller is root without CAP_FSETID (allow_root serves only
+// root and the mount's owner), fsgid nobody, and kGroup as its only
+// supplementary group.
+class PrivilegesWithCallerIds : public Privileges {
+ protected:
+  std::string mount_options() const override { return "allow_root"; }
+  static constexpr gid_t kGroup = 4242;
+
+  // fn in a child with fsgid nobody, supplementary `groups`, and no CAP_FSETID.
+  static int as_root_without_fsetid(std::vector<gid_t> groups, const std::function<int()>& fn) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      if (setgroups(groups.size(), groups.data()) != 0 || setgid(kNobody) != 0) _exit(100);
+      __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+      __user_cap_data_struct caps[2]{};
+      if (syscall(SYS_capget, &hdr, caps) != 0) _exit(101);
+      caps[CAP_FSETID / 32].effective &= ~(1u << (CAP_FSETID % 32));
+      if (syscall(SYS_capset, &hdr, caps) != 0) _exit(102);
+      _exit(fn());
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+    return WEXITSTATUS(status);
+  }
+
+  // A file of root's in group kGroup, setgid without group x.
+  std::string group_file(const char* name) {
+    std::string p = root_file(name, 02666);
+    EXPECT_EQ(chown(p.c_str(), 0, kGroup), 0);
+    EXPECT_EQ(chmod(p.c_str(), 02666), 0);
+    EXPECT_EQ(mode_of(p), 02666u) << "setup";
+    return p;
+  }
+};
+
+// An O_DIRECT write reaches the daemon from the writer (a buffered one by
+// a member goes to the page cache: the kernel sees no privilege to drop),
+// flagged FUSE_WRITE_KILL_SUIDGID, so the capability is known without
+// /proc; the group must still be looked up there.
+TEST_F(PrivilegesWithCallerIds, DirectWriteByASupplementaryMemberOfTheGroupKeepsSetgid) {
+  std::string member = group_file("member");
+  ASSERT_EQ(as_root_without_fsetid({kGroup}, [&] { return direct_write_at_start(member); }), 0);
+  EXPECT_EQ(cached_mode_of(member), 02666u);
+  EXPECT_EQ(mode_of(member), 02666u);
+  // The same caller outside the group loses it: the drop path is live.
+  std::string outsider = group_file("outsider");
+  ASSERT_EQ(as_root_without_fsetid({}, [&] { return direct_write_at_start(outsider); }), 0);
+  EXPECT_EQ(cached_mode_of(outsider), 0666u);
 }
 
 }  // namespace
