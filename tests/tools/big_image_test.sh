@@ -68,7 +68,7 @@ sum=$(sha256sum < "$mnt/file")
 out=$(phase "unmount" fusermount3 -u "$mnt" 2>&1)
 expect_status 0 $?
 echo "$out"
-flock -w 30 "$img" true || fail "the daemon did not let go of the image"
+wait_released 30 || fail "the daemon did not let go of the image"
 
 begin "FsckOfTheImageIsFastAndClean"
 out=$(phase "fsck.stablefs --scrub" "$fsck" --scrub "$img" 2>&1)

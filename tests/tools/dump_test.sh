@@ -48,7 +48,7 @@ mkdir "$mnt/sub"
 seq 1 3000 > "$mnt/sub/numbers"   # 13893 bytes: 4 blocks
 ln -s /a/target "$mnt/link"
 fusermount3 -u "$mnt"
-flock -w 30 "$img" true
+wait_released 30 || fail "the daemon did not let go of the image"
 
 begin "DirectoryByPathListsItsEntries"
 out=$("$dump" --dir / "$img")
@@ -101,7 +101,7 @@ expect_status 0 $?
 kill -9 "$daemon_pid"
 umount -l "$mnt"
 # The kernel closes the dead daemon's files; then nobody holds the image.
-flock -w 30 "$img" true
+wait_released 30 || fail "the daemon did not let go of the image"
 before=$(sha256sum < "$img")
 out=$("$dump" "$img")
 expect_status 0 $?

@@ -52,7 +52,7 @@ json=$("$stat" --json "$mnt")
 expect_eq "$label|$uuid" "$(python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["label"] + "|" + d["uuid"])' <<< "$json")"
 fusermount3 -u "$mnt"
 expect_status 0 $?
-flock -w 30 "$img" true
+wait_released 30 || fail "the daemon did not let go of the image"
 
 begin "LabelSurvivesUnmountAndTheNextMount"
 out=$("$fsck" "$img")
@@ -61,7 +61,7 @@ expect_status 0 $?
 expect_status 0 $?
 expect_contains "$("$stat" "$mnt")" "  label \"$label\", uuid $uuid"
 fusermount3 -u "$mnt"
-flock -w 30 "$img" true
+wait_released 30 || fail "the daemon did not let go of the image"
 
 begin "UnlabelledFilesystemShowsAnEmptyLabel"
 out=$("$mkfs" --force --uuid="$uuid" "$img" 2>&1)
@@ -71,7 +71,7 @@ expect_not_contains "$out" "label:"
 expect_contains "$("$stat" "$mnt")" "  label \"\", uuid $uuid"
 expect_contains "$("$stat" --json "$mnt")" '"label":"","uuid":"'"$uuid"'"'
 fusermount3 -u "$mnt"
-flock -w 30 "$img" true
+wait_released 30 || fail "the daemon did not let go of the image"
 
 begin "TuneChangesTheLabelAndNothingElse"
 before=$("$dump" --json "$img")
@@ -93,7 +93,7 @@ out=$("$tune" -L nope "$img" 2>&1)
 expect_status 1 $?
 expect_contains "$out" "in use (mounted, or being checked)"
 fusermount3 -u "$mnt"
-flock -w 30 "$img" true
+wait_released 30 || fail "the daemon did not let go of the image"
 expect_not_contains "$("$dump" "$img")" "nope"
 
 begin "TuneRewritesABadPrimaryFromTheBackup"

@@ -51,7 +51,7 @@ mounted_source() { findmnt -rn -o SOURCE,FSTYPE --mountpoint "$mnt"; }
 # go of the image (it holds the image's lock until it has finished).
 unmount_and_wait() {
 	umount "$mnt" || return 1
-	flock -w 60 "$img" true
+	wait_released 60
 }
 
 declare -A path_before
