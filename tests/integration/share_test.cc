@@ -1,0 +1,220 @@
+// A second mount of an image that a daemon already serves shares that
+// daemon's mount, as a second mount of a block device shares the kernel
+// filesystem's superblock (tools/share_mount.h): no second daemon, the
+// same files through both, each mount with its own read-only flag, and
+// the daemon lets go of the image only when the last mount is gone.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+#include <vector>
+
+#include "fs/mount_identity.h"
+#include "tests/integration/mount_fixture.h"
+#include "tests/integration/test_util.h"
+
+namespace stablefs::integ {
+namespace {
+
+class ShareMount : public RealMount {
+ protected:
+  std::string image_size() const override { return "256M"; }
+  bool mount_in_setup() const override { return false; }
+
+  // The fixture's mount, with its daemon's pid (ours to reap).
+  void mount_first(const std::vector<std::string>& extra = {}) {
+    DaemonLaunch l = launch_daemon(image(), mnt(), extra);
+    ASSERT_TRUE(l.mounted) << "first mount: " << l.log;
+    daemon_ = l.pid;
+  }
+
+  std::string new_dir(const std::string& name) {
+    std::string d = dir() + "/" + name;
+    EXPECT_EQ(::mkdir(d.c_str(), 0755), 0) << d;
+    return d;
+  }
+
+  pid_t daemon_ = -1;
+};
+
+// `stablefs TARGET MOUNTPOINT OPTIONS...` as mount.fuse3 runs it (in the
+// background, no -f): for a served image it returns at once.
+CommandResult mount_again(const std::string& target, const std::string& mountpoint,
+                          const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> argv = {stablefs_bin(), target, mountpoint};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return run_command(argv, std::chrono::seconds(30));
+}
+
+// The pid of the daemon that serves `mountpoint`, from its identity ioctl;
+// -errno when it does not answer.
+long served_by(const std::string& mountpoint) {
+  UniqueFd d = open_fd(mountpoint, O_RDONLY | O_DIRECTORY);
+  if (!d.ok()) return -errno;
+  MountIdentity id;
+  if (::ioctl(d.get(), kIocMountIdentity, &id) != 0) return -errno;
+  return long(id.pid);
+}
+
+bool still_running(pid_t pid) {
+  int status;
+  return ::waitpid(pid, &status, WNOHANG) == 0;
+}
+
+int rename_errno(const std::string& from, const std::string& to) {
+  return ::rename(from.c_str(), to.c_str()) == 0 ? 0 : errno;
+}
+
+TEST_F(ShareMount, SecondMountSharesTheDaemonUntilTheLastUnmount) {
+  ASSERT_NO_FATAL_FAILURE(mount_first());
+  const std::string second = new_dir("second");
+  CommandResult r = mount_again(image(), second);
+  ASSERT_TRUE(r.ok()) << r.describe() << "\n" << r.output;
+  EXPECT_NE(r.output.find("shares"), std::string::npos) << r.output;
+  ASSERT_EQ(fuse_mounts_at(second), 1);
+  EXPECT_EQ(served_by(second), long(daemon_));
+  EXPECT_EQ(served_by(mnt()), long(daemon_));
+
+  // generic/732's steps: renames within each mount, seen through the other.
+  ASSERT_EQ(::mkdir(path("A").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(path("B").c_str(), 0755), 0);
+  ASSERT_EQ(write_file(path("A/f"), "seven"), 0);
+  ASSERT_EQ(rename_errno(path("A/f"), path("B/f")), 0);
+  EXPECT_EQ(slurp(second + "/B/f"), "seven");
+  ASSERT_EQ(rename_errno(second + "/B/f", second + "/A/f"), 0);
+  EXPECT_EQ(slurp(path("A/f")), "seven");
+  ASSERT_EQ(rename_errno(path("A/f"), path("B/f")), 0);
+  EXPECT_EQ(open_errno(second + "/A/f", O_RDONLY), ENOENT);
+  // Across the two mounts it is EXDEV, as between any two mounts.
+  EXPECT_EQ(rename_errno(path("B/f"), second + "/A/f"), EXDEV);
+
+  // Unmounting the first leaves the second served by the same daemon.
+  CommandResult u = run_command({"fusermount3", "-u", mnt()});
+  ASSERT_TRUE(u.ok()) << u.output;
+  EXPECT_EQ(fuse_mounts_at(mnt()), 0);
+  EXPECT_TRUE(still_running(daemon_)) << "the daemon exited with a mount still using it";
+  const std::string kept(100000, 'k');
+  ASSERT_EQ(write_file(second + "/kept", kept), 0);
+  {
+    UniqueFd f = open_fd(second + "/kept", O_RDWR);
+    ASSERT_TRUE(f.ok());
+    ASSERT_EQ(::fsync(f.get()), 0);
+  }
+  EXPECT_TRUE(same_bytes(slurp(second + "/kept"), kept));
+  EXPECT_EQ(slurp(second + "/B/f"), "seven");
+
+  // The last unmount ends the daemon, cleanly, and frees the image.
+  int status = stop_daemon(daemon_, second);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << describe_wait_status(status);
+  CommandResult fsck = run_fsck({});
+  EXPECT_TRUE(fsck.ok()) << fsck.output;
+  EXPECT_NE(fsck.output.find("clean"), std::string::npos) << fsck.output;
+
+  // A fresh mount sees everything written through both.
+  ASSERT_NO_FATAL_FAILURE(mount_first());
+  EXPECT_TRUE(same_bytes(slurp(path("kept")), kept));
+  EXPECT_EQ(slurp(path("B/f")), "seven");
+}
+
+TEST_F(ShareMount, ReadOnlySecondMountIsReadOnlyAlone) {
+  ASSERT_NO_FATAL_FAILURE(mount_first());
+  const std::string ro = new_dir("ro");
+  CommandResult r = mount_again(image(), ro, {"-o", "ro"});
+  ASSERT_TRUE(r.ok()) << r.describe() << "\n" << r.output;
+  ASSERT_EQ(fuse_mounts_at(ro), 1);
+
+  struct statvfs sv {};
+  ASSERT_EQ(::statvfs(ro.c_str(), &sv), 0);
+  EXPECT_TRUE(sv.f_flag & ST_RDONLY);
+  ASSERT_EQ(::statvfs(mnt().c_str(), &sv), 0);
+  EXPECT_FALSE(sv.f_flag & ST_RDONLY);
+
+  EXPECT_EQ(write_file(ro + "/nope", "x"), EROFS);
+  ASSERT_EQ(write_file(path("yes"), "written"), 0);
+  EXPECT_EQ(slurp(ro + "/yes"), "written");
+  EXPECT_EQ(open_errno(ro + "/yes", O_WRONLY), EROFS);
+
+  // umount(8) as well as fusermount3 takes a shared mount down.
+  CommandResult u = run_command({"umount", ro});
+  ASSERT_TRUE(u.ok()) << u.output;
+  EXPECT_EQ(fuse_mounts_at(ro), 0);
+  EXPECT_TRUE(still_running(daemon_));
+  EXPECT_EQ(write_file(path("after"), "still"), 0);
+  int status = stop_daemon(daemon_, mnt());
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << describe_wait_status(status);
+}
+
+TEST_F(ShareMount, OptionsOnlyANewDaemonCouldHonourMustMatch) {
+  ASSERT_NO_FATAL_FAILURE(mount_first({"-o", "cache_size=64M"}));
+  const std::string second = new_dir("second");
+
+  CommandResult differs = mount_again(image(), second, {"-o", "cache_size=128M,verify_writes"});
+  EXPECT_EQ(differs.exit_code, 1) << differs.output;
+  EXPECT_NE(differs.output.find("cache_size=134217728"), std::string::npos) << differs.output;
+  EXPECT_NE(differs.output.find("verify_writes=on"), std::string::npos) << differs.output;
+  EXPECT_EQ(fuse_mounts_at(second), 0);
+
+  // The daemon's own values, or none, and per-mount flags, are fine.
+  CommandResult same = mount_again(image(), second, {"-o", "cache_size=64M,nosuid,noexec"});
+  ASSERT_TRUE(same.ok()) << same.output;
+  EXPECT_EQ(served_by(second), long(daemon_));
+  ASSERT_TRUE(run_command({"umount", second}).ok());
+  int status = stop_daemon(daemon_, mnt());
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << describe_wait_status(status);
+}
+
+TEST_F(ShareMount, ReadWriteMountOfAReadOnlyDaemonIsRefused) {
+  ASSERT_NO_FATAL_FAILURE(mount_first({"-o", "ro"}));
+  const std::string second = new_dir("second");
+  CommandResult rw = mount_again(image(), second);
+  EXPECT_EQ(rw.exit_code, 1) << rw.output;
+  EXPECT_NE(rw.output.find("read-only"), std::string::npos) << rw.output;
+  EXPECT_EQ(fuse_mounts_at(second), 0);
+  CommandResult ro = mount_again(image(), second, {"-o", "ro"});
+  ASSERT_TRUE(ro.ok()) << ro.output;
+  EXPECT_EQ(served_by(second), long(daemon_));
+}
+
+// Two images named alike in two directories are two filesystems, and a
+// hard link to an image is the same one: identity is the inode, not the
+// path.
+TEST_F(ShareMount, TheSameImageIsFoundByInodeNotByName) {
+  ASSERT_NO_FATAL_FAILURE(mount_first());
+  const std::string other_dir = new_dir("other");
+  const std::string other = other_dir + "/" + image().substr(image().rfind('/') + 1);
+  CommandResult mk = run_mkfs({"--size", "256M", other});
+  ASSERT_TRUE(mk.ok()) << mk.output;
+  const std::string link = other_dir + "/hardlink";
+  ASSERT_EQ(::link(other.c_str(), link.c_str()), 0);
+
+  const std::string second = new_dir("second");
+  DaemonLaunch own = launch_daemon(other, second, {});
+  ASSERT_TRUE(own.mounted) << own.log;
+  EXPECT_EQ(served_by(second), long(own.pid));
+  ASSERT_EQ(write_file(second + "/only-in-other", "o"), 0);
+
+  // Through the hard link: the mount of `other`, not the first one that
+  // mountinfo lists (the fixture's image).
+  const std::string third = new_dir("third");
+  CommandResult r = mount_again(link, third);
+  ASSERT_TRUE(r.ok()) << r.describe() << "\n" << r.output;
+  EXPECT_EQ(served_by(third), long(own.pid));
+  EXPECT_EQ(slurp(third + "/only-in-other"), "o");
+  EXPECT_EQ(open_errno(path("only-in-other"), O_RDONLY), ENOENT);
+
+  ASSERT_TRUE(run_command({"fusermount3", "-u", third}).ok());
+  int status = stop_daemon(own.pid, second);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << describe_wait_status(status);
+  status = stop_daemon(daemon_, mnt());
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << describe_wait_status(status);
+}
+
+}  // namespace
+}  // namespace stablefs::integ
