@@ -51,6 +51,8 @@ void print_usage(FILE* out) {
       "Mounts the stablefs filesystem in TARGET (an image file, a block device or an\n"
       "NBD URI: nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH)\n"
       "on MOUNTPOINT. Unmount with `fusermount3 -u MOUNTPOINT` (or umount as root).\n"
+      "If a stablefs daemon already serves TARGET, MOUNTPOINT becomes a second mount\n"
+      "of its mount (no new daemon; see stablefs(8)).\n"
       "\n"
       "  -o OPTIONS    comma-separated mount options (may be repeated)\n"
       "  -f            stay in the foreground\n"
