@@ -7,12 +7,16 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -66,6 +70,32 @@ long served_by(const std::string& mountpoint) {
 bool still_running(pid_t pid) {
   int status;
   return ::waitpid(pid, &status, WNOHANG) == 0;
+}
+
+// True while `pid` sits in openat(2) on a directory fd, not AT_FDCWD: in the
+// sharing helper, only its open of the cloned mount's root does that, a
+// FUSE OPENDIR that waits for the daemon (proc(5), /proc/PID/syscall).
+bool in_openat_on_a_dirfd(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/syscall");
+  long nr = -1;
+  std::string arg0;
+  if (!(in >> nr >> arg0) || nr != SYS_openat) return false;
+  // The register holds AT_FDCWD (-100) as an unsigned 64-bit value.
+  return std::stoull(arg0, nullptr, 16) != uint64_t(int64_t(AT_FDCWD));
+}
+
+// Starts `stablefs TARGET MOUNTPOINT -f` (no fork, so `pid` is the helper
+// itself) while the daemon of the first mount is stopped, and waits until
+// the helper is blocked asking that mount: the window between finding the
+// mount and attaching it, held open.
+pid_t start_share_held_at_the_daemon(const std::string& target, const std::string& mountpoint,
+                                     const std::string& log, pid_t stopped_daemon) {
+  pid_t helper = spawn_logged({stablefs_bin(), target, mountpoint, "-f"}, log);
+  EXPECT_GT(helper, 0);
+  bool held = wait_until([&] { return in_openat_on_a_dirfd(helper); }, std::chrono::seconds(20));
+  EXPECT_TRUE(held) << "the helper never blocked on the stopped daemon " << stopped_daemon
+                    << "\n" << read_file(log);
+  return helper;
 }
 
 int rename_errno(const std::string& from, const std::string& to) {
@@ -214,6 +244,56 @@ TEST_F(ShareMount, TheSameImageIsFoundByInodeNotByName) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << describe_wait_status(status);
   status = stop_daemon(daemon_, mnt());
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << describe_wait_status(status);
+}
+
+// The first mount is unmounted after the helper found it and before it is
+// attached: the helper holds a detached copy of it, so the daemon keeps
+// serving and the second mount shares it, never the directory that was
+// under the first.
+TEST_F(ShareMount, FirstMountUnmountedDuringTheShareIsStillShared) {
+  ASSERT_NO_FATAL_FAILURE(mount_first());
+  ASSERT_EQ(write_file(path("before"), "b"), 0);
+  const std::string second = new_dir("second");
+  ASSERT_EQ(::kill(daemon_, SIGSTOP), 0);
+  pid_t helper = start_share_held_at_the_daemon(image(), second, dir() + "/helper.log", daemon_);
+  // Only the mount goes: the helper's copy still holds the superblock, so
+  // the kernel sends the stopped daemon nothing. umount(2) itself, since
+  // umount(8) first stats the mount point, which would wait for the daemon.
+  EXPECT_EQ(::umount2(mnt().c_str(), 0), 0) << strerror(errno);
+  ASSERT_EQ(::kill(daemon_, SIGCONT), 0);
+  int hs = 0;
+  ASSERT_TRUE(wait_with_deadline(helper, std::chrono::seconds(30), &hs));
+  ASSERT_TRUE(WIFEXITED(hs) && WEXITSTATUS(hs) == 0)
+      << describe_wait_status(hs) << "\n" << read_file(dir() + "/helper.log");
+  EXPECT_EQ(fuse_mounts_at(mnt()), 0);
+  EXPECT_EQ(served_by(second), long(daemon_));
+  EXPECT_EQ(slurp(second + "/before"), "b");
+  int status = stop_daemon(daemon_, second);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << describe_wait_status(status);
+  CommandResult fsck = run_fsck({});
+  EXPECT_TRUE(fsck.ok()) << fsck.output;
+}
+
+// The daemon dies while the helper is asking it: the second mount is
+// refused as "in use" (the dead first mount is still there) and nothing
+// is left mounted on the second mount point.
+TEST_F(ShareMount, DaemonDyingDuringTheShareLeavesNoMount) {
+  ASSERT_NO_FATAL_FAILURE(mount_first());
+  const std::string second = new_dir("second");
+  ASSERT_EQ(::kill(daemon_, SIGSTOP), 0);
+  pid_t helper = start_share_held_at_the_daemon(image(), second, dir() + "/helper.log", daemon_);
+  ASSERT_EQ(::kill(daemon_, SIGKILL), 0);
+  int hs = 0;
+  ASSERT_TRUE(wait_with_deadline(helper, std::chrono::seconds(60), &hs));
+  EXPECT_TRUE(WIFEXITED(hs) && WEXITSTATUS(hs) == 1)
+      << describe_wait_status(hs) << "\n" << read_file(dir() + "/helper.log");
+  EXPECT_NE(read_file(dir() + "/helper.log").find("in use"), std::string::npos)
+      << read_file(dir() + "/helper.log");
+  EXPECT_EQ(fuse_mounts_at(second), 0);
+  // Reaps the killed daemon and takes its dead mount down.
+  int status = stop_daemon(daemon_, mnt());
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << describe_wait_status(status);
+  EXPECT_EQ(fuse_mounts_at(mnt()), 0);
 }
 
 }  // namespace
