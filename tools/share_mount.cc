@@ -160,11 +160,16 @@ bool same_source(const MountIdentity& a, const MountIdentity& b) {
 ShareResult share_served_mount(const ShareRequest& r) {
   auto want = identify_source(r.target, "");
   if (!want.ok()) return {};
+  // Only mounts of a filesystem's root: a bind of a subdirectory would
+  // share less than the image. Those whose source reads as the target are
+  // asked first, so other daemons are asked only when paths differ.
+  std::vector<MountInfoEntry> candidates;
+  for (MountInfoEntry& e : read_mountinfo())
+    if (e.fstype == "fuse.stablefs" && e.root == "/") candidates.push_back(std::move(e));
+  std::stable_partition(candidates.begin(), candidates.end(),
+                        [&](const MountInfoEntry& e) { return e.source == r.target; });
   std::string hint;  // the first reason a candidate could not be asked
-  for (const MountInfoEntry& e : read_mountinfo()) {
-    // Only a mount of the filesystem's root: a bind of a subdirectory
-    // would share less than the image.
-    if (e.fstype != "fuse.stablefs" || e.root != "/") continue;
+  for (const MountInfoEntry& e : candidates) {
     auto m = clone_mount(e.mount_point);
     auto theirs = m.ok() ? ask_identity(m->root.get()) : Result<MountIdentity>(err(m.error()));
     if (!theirs.ok()) {

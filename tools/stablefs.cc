@@ -404,12 +404,13 @@ int run(const CommandLine& cl, const std::string& target, const std::string& mou
     }
   }
   if (!dev.ok()) {
+    // One line, as every refusal: an image in use is shared only through
+    // a mount of it this process can see.
+    if (dev.error() == EBUSY && hint.empty())
+      hint = "no mount of it to share is visible here (another mount namespace, or its daemon "
+             "is going away)";
     std::fprintf(stderr, "stablefs: cannot open %s: %s%s%s\n", target.c_str(),
                  open_failure_text(dev.error()), hint.empty() ? "" : "; ", hint.c_str());
-    if (dev.error() == EBUSY && hint.empty())
-      std::fprintf(stderr, "stablefs: a mount of an image in use shares the daemon's mount when "
-                           "this process can see it; none is visible here (another mount "
-                           "namespace, or its daemon is going away)\n");
     return kExitFailure;
   }
   // The identity the mount answers with (fs/mount_identity.h): stat'ed

@@ -20,7 +20,6 @@
 #include <string>
 #include <vector>
 
-#include "fs/mount_identity.h"
 #include "tests/integration/mount_fixture.h"
 #include "tests/integration/test_util.h"
 
@@ -55,16 +54,6 @@ CommandResult mount_again(const std::string& target, const std::string& mountpoi
   std::vector<std::string> argv = {stablefs_bin(), target, mountpoint};
   argv.insert(argv.end(), extra.begin(), extra.end());
   return run_command(argv, std::chrono::seconds(30));
-}
-
-// The pid of the daemon that serves `mountpoint`, from its identity ioctl;
-// -errno when it does not answer.
-long served_by(const std::string& mountpoint) {
-  UniqueFd d = open_fd(mountpoint, O_RDONLY | O_DIRECTORY);
-  if (!d.ok()) return -errno;
-  MountIdentity id;
-  if (::ioctl(d.get(), kIocMountIdentity, &id) != 0) return -errno;
-  return long(id.pid);
 }
 
 bool still_running(pid_t pid) {
@@ -109,8 +98,8 @@ TEST_F(ShareMount, SecondMountSharesTheDaemonUntilTheLastUnmount) {
   ASSERT_TRUE(r.ok()) << r.describe() << "\n" << r.output;
   EXPECT_NE(r.output.find("shares"), std::string::npos) << r.output;
   ASSERT_EQ(fuse_mounts_at(second), 1);
-  EXPECT_EQ(served_by(second), long(daemon_));
-  EXPECT_EQ(served_by(mnt()), long(daemon_));
+  EXPECT_EQ(daemon_pid_serving(second), long(daemon_));
+  EXPECT_EQ(daemon_pid_serving(mnt()), long(daemon_));
 
   // generic/732's steps: renames within each mount, seen through the other.
   ASSERT_EQ(::mkdir(path("A").c_str(), 0755), 0);
@@ -194,7 +183,7 @@ TEST_F(ShareMount, OptionsOnlyANewDaemonCouldHonourMustMatch) {
   // The daemon's own values, or none, and per-mount flags, are fine.
   CommandResult same = mount_again(image(), second, {"-o", "cache_size=64M,nosuid,noexec"});
   ASSERT_TRUE(same.ok()) << same.output;
-  EXPECT_EQ(served_by(second), long(daemon_));
+  EXPECT_EQ(daemon_pid_serving(second), long(daemon_));
   ASSERT_TRUE(run_command({"umount", second}).ok());
   int status = stop_daemon(daemon_, mnt());
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << describe_wait_status(status);
@@ -209,7 +198,7 @@ TEST_F(ShareMount, ReadWriteMountOfAReadOnlyDaemonIsRefused) {
   EXPECT_EQ(fuse_mounts_at(second), 0);
   CommandResult ro = mount_again(image(), second, {"-o", "ro"});
   ASSERT_TRUE(ro.ok()) << ro.output;
-  EXPECT_EQ(served_by(second), long(daemon_));
+  EXPECT_EQ(daemon_pid_serving(second), long(daemon_));
 }
 
 // Two images named alike in two directories are two filesystems, and a
@@ -227,7 +216,7 @@ TEST_F(ShareMount, TheSameImageIsFoundByInodeNotByName) {
   const std::string second = new_dir("second");
   DaemonLaunch own = launch_daemon(other, second, {});
   ASSERT_TRUE(own.mounted) << own.log;
-  EXPECT_EQ(served_by(second), long(own.pid));
+  EXPECT_EQ(daemon_pid_serving(second), long(own.pid));
   ASSERT_EQ(write_file(second + "/only-in-other", "o"), 0);
 
   // Through the hard link: the mount of `other`, not the first one that
@@ -235,7 +224,7 @@ TEST_F(ShareMount, TheSameImageIsFoundByInodeNotByName) {
   const std::string third = new_dir("third");
   CommandResult r = mount_again(link, third);
   ASSERT_TRUE(r.ok()) << r.describe() << "\n" << r.output;
-  EXPECT_EQ(served_by(third), long(own.pid));
+  EXPECT_EQ(daemon_pid_serving(third), long(own.pid));
   EXPECT_EQ(slurp(third + "/only-in-other"), "o");
   EXPECT_EQ(open_errno(path("only-in-other"), O_RDONLY), ENOENT);
 
@@ -266,7 +255,7 @@ TEST_F(ShareMount, FirstMountUnmountedDuringTheShareIsStillShared) {
   ASSERT_TRUE(WIFEXITED(hs) && WEXITSTATUS(hs) == 0)
       << describe_wait_status(hs) << "\n" << read_file(dir() + "/helper.log");
   EXPECT_EQ(fuse_mounts_at(mnt()), 0);
-  EXPECT_EQ(served_by(second), long(daemon_));
+  EXPECT_EQ(daemon_pid_serving(second), long(daemon_));
   EXPECT_EQ(slurp(second + "/before"), "b");
   int status = stop_daemon(daemon_, second);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << describe_wait_status(status);
