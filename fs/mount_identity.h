@@ -7,10 +7,17 @@
 // (tools/share_mount.h, identify_source), answered by fs/ops_attrs.cc.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/vfs.h>
 
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <string>
+
+#include "core/base/result.h"
+#include "core/base/unique_fd.h"
 
 
 namespace stablefs {
@@ -30,8 +37,11 @@ struct MountIdentity {
   int64_t pid = 0;       // the daemon's
   char source[1024] = {};   // the canonical path or the NBD URI
   char options[1024] = {};  // encode_daemon_options() of the daemon
+  // The mount point the daemon was started on, which names its live
+  // counters (core/stats/live_counters.h); a shared mount has another.
+  char counters_mountpoint[1024] = {};
 };
-static_assert(sizeof(MountIdentity) == 48 + 2048, "no padding");
+static_assert(sizeof(MountIdentity) == 48 + 3 * 1024, "no padding");
 
 constexpr uint64_t kMountIdentityMagic = 0x44494d5346534653ull;  // "SFSFSMID"
 constexpr uint32_t kMountIdentityVersion = 1;
@@ -39,5 +49,31 @@ constexpr uint32_t kMountIdentityVersion = 1;
 // sizeof(MountIdentity) bytes of the answer out. Only ever sent to
 // fuse.stablefs mounts, where nothing else answers type 'S'.
 constexpr unsigned kIocMountIdentity = _IOR('S', 0x5f, MountIdentity);
+
+// Asks the mount that `dir_fd` is on. Errors: the ioctl's (ENOTTY: not
+// stablefs, or a daemon older than the ioctl; ENOTCONN: its daemon is
+// gone), EPROTO for an answer of another layout.
+inline Result<MountIdentity> ask_mount_identity(int dir_fd) {
+  MountIdentity id;
+  if (::ioctl(dir_fd, kIocMountIdentity, &id) != 0) return err(errno);
+  if (id.magic != kMountIdentityMagic || id.version != kMountIdentityVersion) return err(EPROTO);
+  return id;
+}
+
+// Where the daemon serving the mount at `mountpoint` (canonical) publishes
+// its counters: `mountpoint` itself, unless it is a FUSE mount whose daemon
+// says it was started on another one (a second mount that shares it).
+inline std::string counters_mountpoint_for(const std::string& mountpoint) {
+  constexpr long kFuseSuperMagic = 0x65735546;  // only FUSE mounts are asked
+  UniqueFd d(::open(mountpoint.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  struct statfs sf {};
+  if (!d.ok() || ::fstatfs(d.get(), &sf) != 0 || sf.f_type != kFuseSuperMagic) return mountpoint;
+  auto id = ask_mount_identity(d.get());
+  if (!id.ok() || id->counters_mountpoint[0] == '\0' ||
+      ::strnlen(id->counters_mountpoint, sizeof id->counters_mountpoint) ==
+          sizeof id->counters_mountpoint)
+    return mountpoint;
+  return id->counters_mountpoint;
+}
 
 }  // namespace stablefs

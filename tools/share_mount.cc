@@ -23,13 +23,6 @@ void copy_string(char (&dst)[1024], const std::string& src) {
   std::memcpy(dst, src.data(), std::min(src.size(), sizeof dst - 1));
 }
 
-Result<MountIdentity> ask_identity(int dir_fd) {
-  MountIdentity id;
-  if (::ioctl(dir_fd, kIocMountIdentity, &id) != 0) return err(errno);
-  if (id.magic != kMountIdentityMagic) return err(EPROTO);
-  return id;
-}
-
 // A detached copy of one mount (not of the mounts below it), and its root
 // directory to ask through. Closing `tree` before it is attached drops the
 // copy.
@@ -103,7 +96,7 @@ ShareResult attach(const ShareRequest& r, DetachedMount& m, const MountIdentity&
     return {ShareResult::Outcome::kRefused,
             "cannot mount " + mount_point + " again on " + r.mountpoint + ": " + errno_text(errno)};
   UniqueFd now(::open(r.mountpoint.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  auto again = now.ok() ? ask_identity(now.get()) : Result<MountIdentity>(err(errno));
+  auto again = now.ok() ? ask_mount_identity(now.get()) : Result<MountIdentity>(err(errno));
   if (!again.ok() || again->pid != theirs.pid || !same_source(*again, theirs)) {
     now.reset();
     ::umount2(r.mountpoint.c_str(), MNT_DETACH);
@@ -119,13 +112,15 @@ ShareResult attach(const ShareRequest& r, DetachedMount& m, const MountIdentity&
 
 }  // namespace
 
-Result<MountIdentity> identify_source(const std::string& source, const std::string& options) {
+Result<MountIdentity> identify_source(const std::string& source, const std::string& options,
+                                     const std::string& counters_mountpoint) {
   MountIdentity id;
   id.magic = kMountIdentityMagic;
   id.version = kMountIdentityVersion;
   id.pid = ::getpid();
   copy_string(id.source, source);
   copy_string(id.options, options);
+  copy_string(id.counters_mountpoint, counters_mountpoint);
   if (is_nbd_uri(source)) {
     id.kind = uint32_t(SourceKind::kNbd);
     return id;
@@ -158,7 +153,7 @@ bool same_source(const MountIdentity& a, const MountIdentity& b) {
 }
 
 ShareResult share_served_mount(const ShareRequest& r) {
-  auto want = identify_source(r.target, "");
+  auto want = identify_source(r.target, "", "");
   if (!want.ok()) return {};
   // Only mounts of a filesystem's root: a bind of a subdirectory would
   // share less than the image. Those whose source reads as the target are
@@ -171,7 +166,7 @@ ShareResult share_served_mount(const ShareRequest& r) {
   std::string hint;  // the first reason a candidate could not be asked
   for (const MountInfoEntry& e : candidates) {
     auto m = clone_mount(e.mount_point);
-    auto theirs = m.ok() ? ask_identity(m->root.get()) : Result<MountIdentity>(err(m.error()));
+    auto theirs = m.ok() ? ask_mount_identity(m->root.get()) : Result<MountIdentity>(err(m.error()));
     if (!theirs.ok()) {
       if (hint.empty() && theirs.error() == EPERM)
         hint = "sharing the mount at " + e.mount_point + " needs CAP_SYS_ADMIN";

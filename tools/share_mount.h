@@ -34,10 +34,12 @@
 namespace stablefs {
 
 // The identity of `source` (a canonical path or an NBD URI) as this process
-// sees it now, with this process's pid and the given daemon options. The
-// daemon calls it once the image is open and locked, so the path then names
-// what it locked. Errors: stat's.
-Result<MountIdentity> identify_source(const std::string& source, const std::string& options);
+// sees it now, with this process's pid, the given daemon options and the
+// mount point that names its counters. The daemon calls it once the image
+// is open and locked, so the path then names what it locked. Errors:
+// stat's.
+Result<MountIdentity> identify_source(const std::string& source, const std::string& options,
+                                      const std::string& counters_mountpoint);
 
 // True when both name the same image: same kind, and the same inode, device
 // number or URI.

@@ -415,7 +415,8 @@ int run(const CommandLine& cl, const std::string& target, const std::string& mou
   }
   // The identity the mount answers with (fs/mount_identity.h): stat'ed
   // now that the image is locked, so the path names what was locked.
-  auto identity = identify_source(target, encode_daemon_options(daemon_options_of(mo)));
+  auto identity =
+      identify_source(target, encode_daemon_options(daemon_options_of(mo)), mountpoint);
   MountOptions fo = mo.fs;
   fo.counters_mountpoint = mountpoint;  // canonical (validate_paths)
   fo.source = target;
@@ -440,12 +441,13 @@ namespace stablefs {
 namespace {
 
 // Whether the daemon serving `mountpoint` refuses changes, from its live
-// counters; false when it cannot tell (no counters segment).
+// counters (named after the mount it was started on, when `mountpoint`
+// shares it); false when it cannot tell (no counters segment).
 bool served_read_only(const std::string& mountpoint) {
   char real[PATH_MAX];
   if (::realpath(mountpoint.c_str(), real) == nullptr) return false;
   std::string why;
-  auto view = stablefs::CountersView::open(real, &why);
+  auto view = stablefs::CountersView::open(counters_mountpoint_for(real), &why);
   return view.ok() && (*view)->counters().read_only.load() != 0;
 }
 

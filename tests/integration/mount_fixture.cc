@@ -60,9 +60,8 @@ const char* fsck_bin() { return FSCK_BIN; }
 long daemon_pid_serving(const std::string& mountpoint) {
   UniqueFd d = open_fd(mountpoint, O_RDONLY | O_DIRECTORY);
   if (!d.ok()) return -errno;
-  MountIdentity id;
-  if (::ioctl(d.get(), kIocMountIdentity, &id) != 0) return -errno;
-  return long(id.pid);
+  auto id = ask_mount_identity(d.get());
+  return id.ok() ? long(id->pid) : -long(id.error());
 }
 
 int fuse_mounts_at(const std::string& mountpoint) {

@@ -100,6 +100,11 @@ TEST_F(ShareMount, SecondMountSharesTheDaemonUntilTheLastUnmount) {
   ASSERT_EQ(fuse_mounts_at(second), 1);
   EXPECT_EQ(daemon_pid_serving(second), long(daemon_));
   EXPECT_EQ(daemon_pid_serving(mnt()), long(daemon_));
+  // The daemon's counters, named after the first mount, through the second.
+  CommandResult stat = run_command({STAT_BIN, second});
+  EXPECT_TRUE(stat.ok()) << stat.output;
+  EXPECT_NE(stat.output.find("(pid " + std::to_string(daemon_) + ")"), std::string::npos)
+      << stat.output;
 
   // generic/732's steps: renames within each mount, seen through the other.
   ASSERT_EQ(::mkdir(path("A").c_str(), 0755), 0);
@@ -199,6 +204,11 @@ TEST_F(ShareMount, ReadWriteMountOfAReadOnlyDaemonIsRefused) {
   CommandResult ro = mount_again(image(), second, {"-o", "ro"});
   ASSERT_TRUE(ro.ok()) << ro.output;
   EXPECT_EQ(daemon_pid_serving(second), long(daemon_));
+  // Nor can the shared mount be remounted read-write (the helper reads the
+  // daemon's state from the counters of the mount it was started on).
+  CommandResult remount = mount_again(image(), second, {"-o", "remount,rw"});
+  EXPECT_EQ(remount.exit_code, 1) << remount.output;
+  EXPECT_NE(remount.output.find("read-only"), std::string::npos) << remount.output;
 }
 
 // Two images named alike in two directories are two filesystems, and a
