@@ -41,7 +41,9 @@ Result<DetachedMount> clone_mount(const std::string& mount_point) {
 }
 
 // The per-mount flags the options ask for, as libfuse would set them on a
-// mount of its own: nosuid and nodev unless suid or dev is given.
+// mount of its own: nosuid and nodev unless suid or dev is given. noatime
+// is set as libfuse would too, though FUSE leaves atime to the daemon,
+// whose policy a second mount can only match (fs/daemon_options.h).
 mount_attr per_mount_flags(const std::vector<std::string>& option_strings) {
   bool ro = false, nosuid = true, nodev = true, noexec = false, noatime = false;
   for (const std::string& s : option_strings)
