@@ -62,7 +62,9 @@ inline Result<MountIdentity> ask_mount_identity(int dir_fd) {
 
 // Where the daemon serving the mount at `mountpoint` (canonical) publishes
 // its counters: `mountpoint` itself, unless it is a FUSE mount whose daemon
-// says it was started on another one (a second mount that shares it).
+// says it was started on another one (a second mount that shares it). Asking
+// costs the daemon a STATFS and an IOCTL request, which the counters would
+// show: call it only when `mountpoint` has no counters of its own.
 inline std::string counters_mountpoint_for(const std::string& mountpoint) {
   constexpr long kFuseSuperMagic = 0x65735546;  // only FUSE mounts are asked
   UniqueFd d(::open(mountpoint.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));

@@ -447,7 +447,10 @@ bool served_read_only(const std::string& mountpoint) {
   char real[PATH_MAX];
   if (::realpath(mountpoint.c_str(), real) == nullptr) return false;
   std::string why;
-  auto view = stablefs::CountersView::open(counters_mountpoint_for(real), &why);
+  auto view = stablefs::CountersView::open(real, &why);
+  if (!view.ok() && view.error() == ENOENT)
+    if (std::string first = counters_mountpoint_for(real); first != real)
+      view = stablefs::CountersView::open(first, &why);
   return view.ok() && (*view)->counters().read_only.load() != 0;
 }
 

@@ -341,9 +341,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::string why;
+  auto view = stablefs::CountersView::open(buf, &why);
   // A second mount that shares a daemon reads the counters of the mount
   // the daemon was started on.
-  auto view = stablefs::CountersView::open(stablefs::counters_mountpoint_for(buf), &why);
+  if (!view.ok() && view.error() == ENOENT)
+    if (std::string first = stablefs::counters_mountpoint_for(buf); first != buf)
+      view = stablefs::CountersView::open(first, &why);
   if (!view.ok()) {
     std::fprintf(stderr, "stablefs-stat: %s\n", why.c_str());
     return 1;
