@@ -18,6 +18,7 @@
 
 #include "core/filesystem.h"
 #include "core/stats/live_counters.h"
+#include "fs/mount_identity.h"
 
 namespace stablefs {
 
@@ -80,6 +81,15 @@ class MountContext {
   // Called at the start of every request that dirties `ino`'s pages.
   void note_data_written(uint64_t ino);
 
+  // Which image this daemon serves, for the identity ioctl
+  // (fs/mount_identity.h). Set before the session starts, never after:
+  // requests read it without a lock. Until set the ioctl answers ENOTTY.
+  void set_identity(const MountIdentity& id) {
+    identity_ = id;
+    has_identity_ = true;
+  }
+  const MountIdentity* identity() const { return has_identity_ ? &identity_ : nullptr; }
+
   // The session, for notifications; set once it exists (null in tests).
   void set_session(fuse_session* se) { session_.store(se); }
   // Makes the kernel drop the attributes it caches for `ino`: for the
@@ -120,6 +130,8 @@ class MountContext {
   std::mutex open_files_mu_;  // protects open_files_; a leaf lock
   std::unordered_map<OpenFile*, std::unique_ptr<OpenFile>> open_files_;
   std::atomic<fuse_session*> session_{nullptr};
+  MountIdentity identity_;
+  bool has_identity_ = false;
   std::once_flag unmount_once_;
   Status unmount_status_;  // written once, under unmount_once_
 };

@@ -114,12 +114,22 @@ void fitrim_ioctl(fuse_req_t req, const void* in_buf, size_t in_bufsz, size_t ou
   fuse_reply_ioctl(req, 0, &range, sizeof range);
 }
 
+// Which image this daemon serves (fs/mount_identity.h): anyone who can
+// reach the mount may ask, as anyone can read its source in mountinfo.
+void mount_identity_ioctl(fuse_req_t req, size_t out_bufsz) {
+  const MountIdentity* id = mount_of(req).identity();
+  if (!id) return (void)fuse_reply_err(req, ENOTTY);
+  if (out_bufsz < sizeof *id) return (void)fuse_reply_err(req, EINVAL);
+  fuse_reply_ioctl(req, 0, id, sizeof *id);
+}
+
 void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void* /*arg*/,
               fuse_file_info* /*fi*/, unsigned /*flags*/, const void* in_buf, size_t in_bufsz,
               size_t out_bufsz) {
   guarded(req, RequestOp::kIoctl, [&] {
     if (cmd == kFsIocShutdown) return shutdown_ioctl(req);
     if (cmd == FITRIM) return fitrim_ioctl(req, in_buf, in_bufsz, out_bufsz);
+    if (cmd == kIocMountIdentity) return mount_identity_ioctl(req, out_bufsz);
     if (is_inode_flags_ioctl(cmd))
       return inode_flags_ioctl(req, ino, cmd, in_buf, in_bufsz, out_bufsz);
     fuse_reply_err(req, ENOTTY);

@@ -42,25 +42,6 @@ bool starts_with(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
 }
 
-// Splits on commas not preceded by a backslash and removes the escapes.
-std::vector<std::string> split_options(std::string_view csv) {
-  std::vector<std::string> out;
-  std::string cur;
-  for (size_t i = 0; i < csv.size(); i++) {
-    char c = csv[i];
-    if (c == '\\' && i + 1 < csv.size()) {
-      cur += csv[++i];
-    } else if (c == ',') {
-      out.push_back(std::move(cur));
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  out.push_back(std::move(cur));
-  return out;
-}
-
 Status fail(std::string* why, std::string msg) {
   if (why) *why = "stablefs: " + std::move(msg);
   return err(EINVAL);
@@ -259,8 +240,26 @@ Status parse_one(const std::string& opt, ParsedMountOptions& out, std::string* w
 
 }  // namespace
 
+std::vector<std::string> split_mount_options(std::string_view csv) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (size_t i = 0; i < csv.size(); i++) {
+    char c = csv[i];
+    if (c == '\\' && i + 1 < csv.size()) {
+      cur += csv[++i];
+    } else if (c == ',') {
+      out.push_back(std::move(cur));
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  out.push_back(std::move(cur));
+  return out;
+}
+
 Status parse_mount_options(std::string_view csv, ParsedMountOptions* out, std::string* why) {
-  for (const std::string& opt : split_options(csv)) {
+  for (const std::string& opt : split_mount_options(csv)) {
     if (opt.empty()) continue;  // "a,,b" and a trailing comma are harmless
     SFS_TRY(parse_one(opt, *out, why));
   }

@@ -50,6 +50,10 @@ struct ParsedMountOptions {
   std::vector<std::string> fuse_options;
 };
 
+// Splits one -o argument on the commas not preceded by a backslash, and
+// removes the escapes.
+std::vector<std::string> split_mount_options(std::string_view csv);
+
 // Parses one comma-separated option string into *out (call once per `-o`;
 // later options override earlier ones). A backslash escapes a comma, as in
 // libfuse. On error returns EINVAL and sets *why to one complete line,

@@ -28,16 +28,16 @@
 #include <string>
 #include <vector>
 
-#include <fstream>
-#include <sstream>
-
 #include "core/base/log.h"
 #include "core/filesystem.h"
 #include "core/stats/live_counters.h"
 #include "core/io/open_device.h"
 #include "fs/fuse_adapter.h"
+#include "fs/daemon_options.h"
 #include "fs/kernel_channel.h"
 #include "fs/options.h"
+#include "tools/mountinfo.h"
+#include "tools/share_mount.h"
 #include "tools/tool_cli.h"
 #include "tools/version.h"
 
@@ -51,6 +51,8 @@ void print_usage(FILE* out) {
       "Mounts the stablefs filesystem in TARGET (an image file, a block device or an\n"
       "NBD URI: nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH)\n"
       "on MOUNTPOINT. Unmount with `fusermount3 -u MOUNTPOINT` (or umount as root).\n"
+      "If a stablefs daemon already serves TARGET, MOUNTPOINT becomes a second mount\n"
+      "of its mount (no new daemon; see stablefs(8)).\n"
       "\n"
       "  -o OPTIONS    comma-separated mount options (may be repeated)\n"
       "  -f            stay in the foreground\n"
@@ -146,40 +148,10 @@ std::optional<std::string> real_path(const std::string& p) {
   return std::string(buf);
 }
 
-// /proc/self/mountinfo escapes blanks, tabs, newlines and backslashes as
-// \ooo octal.
-std::string unescape_mount_path(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); i++) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      int v = 0;
-      bool octal = true;
-      for (size_t j = 1; j <= 3; j++) {
-        if (s[i + j] < '0' || s[i + j] > '7') octal = false;
-        else v = v * 8 + (s[i + j] - '0');
-      }
-      if (octal) {
-        out += char(v);
-        i += 3;
-        continue;
-      }
-    }
-    out += s[i];
-  }
-  return out;
-}
-
 bool is_mount_point(const std::string& abs_path) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, devno, root, mount_point;
-    if (fields >> id >> parent >> devno >> root >> mount_point &&
-        unescape_mount_path(mount_point) == abs_path)
-      return true;
-  }
-  return false;
+  auto mounts = read_mountinfo();
+  return std::any_of(mounts.begin(), mounts.end(),
+                     [&](const MountInfoEntry& e) { return e.mount_point == abs_path; });
 }
 
 // Checks that need no engine, done before forking so the caller sees them.
@@ -321,14 +293,9 @@ int run_loop(fuse_session* se, bool single_threaded, int threads) {
 // number comes from mountinfo, since stat() on the mountpoint would wait
 // for the not-yet-running session.
 void raise_readahead(const std::string& mountpoint) {
-  std::ifstream mi("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(mi, line)) {
-    std::istringstream f(line);
-    std::string id, parent, dev, root, mp;
-    if (!(f >> id >> parent >> dev >> root >> mp)) continue;
-    if (mp != mountpoint) continue;
-    std::ofstream ra("/sys/class/bdi/" + dev + "/read_ahead_kb");
+  for (const MountInfoEntry& e : read_mountinfo()) {
+    if (e.mount_point != mountpoint) continue;
+    std::ofstream ra("/sys/class/bdi/" + e.devno + "/read_ahead_kb");
     ra << 1024;
   }
 }
@@ -391,24 +358,65 @@ const char* mount_failure_hint(int e) {
   }
 }
 
+// The image is in use. If a daemon serves it in a mount this process
+// sees, share that mount (tools/share_mount.h): kExitOk or kExitFailure.
+// Otherwise nullopt, with a hint for the "in use" message in *hint.
+std::optional<int> share_if_served(const CommandLine& cl, const std::string& target,
+                                   const std::string& mountpoint, const ParsedMountOptions& mo,
+                                   std::string* hint) {
+  ShareResult shared = share_served_mount({target, mountpoint, cl.option_strings, mo});
+  switch (shared.outcome) {
+    case ShareResult::Outcome::kShared:
+      // stderr, as every line from the daemon: a kernel filesystem's second
+      // mount prints nothing on stdout either.
+      std::fprintf(stderr, "%s\n", shared.message.c_str());
+      return kExitOk;
+    case ShareResult::Outcome::kRefused:
+      std::fprintf(stderr, "stablefs: cannot mount %s on %s: %s\n", target.c_str(),
+                   mountpoint.c_str(), shared.message.c_str());
+      return kExitFailure;
+    case ShareResult::Outcome::kNoMount:
+      *hint = shared.message;
+      return std::nullopt;
+  }
+  return kExitFailure;
+}
+
 int run(const CommandLine& cl, const std::string& target, const std::string& mountpoint,
         const ParsedMountOptions& mo, Background& bg) {
   OpenOptions oo;
-  // A daemon that is only finishing an unmount still holds the image for
-  // a moment: wait for it. An image that is mounted is refused at once.
-  {
-    // validate_paths made `target` canonical (or kept the NBD URI).
-    bool mounted = is_mount_source(target);
-    oo.busy_wait_ms = mounted ? 0 : 30000;
-  }
   oo.read_only = mo.fs.read_only;
   oo.nbd_connections = mo.nbd_connections;
   auto dev = open_device(target, oo);
+  std::string hint;
+  // A read-only open shares the image's lock with a read-only daemon, so
+  // it opens even when one serves the image; the mount's source says so.
+  const bool busy = !dev.ok() && dev.error() == EBUSY;
+  if (busy || (dev.ok() && oo.read_only && is_mount_source(target)))
+    if (auto code = share_if_served(cl, target, mountpoint, mo, &hint)) return *code;
+  if (busy) {
+    // A daemon that is only finishing an unmount still holds the image for
+    // a moment: wait for it. An image that is mounted is refused at once.
+    // validate_paths made `target` canonical (or kept the NBD URI).
+    if (!is_mount_source(target)) {
+      oo.busy_wait_ms = 30000;
+      dev = open_device(target, oo);
+    }
+  }
   if (!dev.ok()) {
-    std::fprintf(stderr, "stablefs: cannot open %s: %s\n", target.c_str(),
-                 open_failure_text(dev.error()));
+    // One line, as every refusal: an image in use is shared only through
+    // a mount of it this process can see.
+    if (dev.error() == EBUSY && hint.empty())
+      hint = "no mount of it to share is visible here (another mount namespace, or its daemon "
+             "is going away)";
+    std::fprintf(stderr, "stablefs: cannot open %s: %s%s%s\n", target.c_str(),
+                 open_failure_text(dev.error()), hint.empty() ? "" : "; ", hint.c_str());
     return kExitFailure;
   }
+  // The identity the mount answers with (fs/mount_identity.h): stat'ed
+  // now that the image is locked, so the path names what was locked.
+  auto identity =
+      identify_source(target, encode_daemon_options(daemon_options_of(mo)), mountpoint);
   MountOptions fo = mo.fs;
   fo.counters_mountpoint = mountpoint;  // canonical (validate_paths)
   fo.source = target;
@@ -420,6 +428,7 @@ int run(const CommandLine& cl, const std::string& target, const std::string& mou
     return kExitFailure;
   }
   MountContext ctx(**fs, mo.fs);
+  if (identity.ok()) ctx.set_identity(*identity);
   int code = serve(ctx, cl, mountpoint, mo, bg);
   if (!ctx.unmount_once().ok()) code = kExitFailure;  // already logged
   return code;
@@ -432,12 +441,16 @@ namespace stablefs {
 namespace {
 
 // Whether the daemon serving `mountpoint` refuses changes, from its live
-// counters; false when it cannot tell (no counters segment).
+// counters (named after the mount it was started on, when `mountpoint`
+// shares it); false when it cannot tell (no counters segment).
 bool served_read_only(const std::string& mountpoint) {
   char real[PATH_MAX];
   if (::realpath(mountpoint.c_str(), real) == nullptr) return false;
   std::string why;
   auto view = stablefs::CountersView::open(real, &why);
+  if (!view.ok() && view.error() == ENOENT)
+    if (std::string first = counters_mountpoint_for(real); first != real)
+      view = stablefs::CountersView::open(first, &why);
   return view.ok() && (*view)->counters().read_only.load() != 0;
 }
 

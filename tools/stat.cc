@@ -16,6 +16,7 @@
 
 #include "core/stats/live_counters.h"
 #include "core/io/open_device.h"
+#include "fs/mount_identity.h"
 #include "tools/fs_identity.h"
 #include "tools/superblock_copies.h"
 #include "tools/json_writer.h"
@@ -341,6 +342,11 @@ int main(int argc, char** argv) {
   }
   std::string why;
   auto view = stablefs::CountersView::open(buf, &why);
+  // A second mount that shares a daemon reads the counters of the mount
+  // the daemon was started on.
+  if (!view.ok() && view.error() == ENOENT)
+    if (std::string first = stablefs::counters_mountpoint_for(buf); first != buf)
+      view = stablefs::CountersView::open(first, &why);
   if (!view.ok()) {
     std::fprintf(stderr, "stablefs-stat: %s\n", why.c_str());
     return 1;

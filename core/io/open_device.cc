@@ -15,6 +15,7 @@
 #include "core/base/checksum.h"
 #include "core/base/format.h"
 #include "core/base/log.h"
+#include "core/base/unique_fd.h"
 #include "core/io/host_lock.h"
 #include "core/io/nbd_device.h"
 #include "core/io/uring_device.h"
@@ -28,22 +29,6 @@ bool is_nbd_uri(const std::string& target) {
 }
 
 namespace {
-
-// Owns an fd until it is handed to the device.
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
 
 // The NBD export's lock on this host: a file in /run/lock named after the
 // URI. An NBD server cannot be locked from a client, so this only keeps

@@ -79,6 +79,39 @@ expect_contains "$out" "fsck=clean"
 expect_not_contains "$out" "failed"
 expect_eq "" "$(losetup -j "$tmp/a.img")"
 
+# A second mount of a mounted image shares its daemon's mount (generic/732):
+# the shim does not wait for the image's lock then, and the runner's
+# clean-up unmounts every mount of its images, so the daemon exits.
+begin "SecondMountSharesTheDaemonAndCleanupUnmountsEveryMount"
+mkdir -p "$tmp/mnt2"
+out=$(unshare --mount --propagation private bash -c '
+	set -u
+	glue=$1 bin=$2 tmp=$3
+	. "$glue/lib/mount_helper.sh"
+	. "$glue/lib/processes.sh"
+	sfs_install_daemon_on_mount_path "$tmp/sbin-share" "$bin/stablefs" 30 "$tmp/share.log" || exit 1
+	mount -t fuse.stablefs -o allow_other "$tmp/a.img" "$tmp/mnt" || { echo "first mount failed"; exit 1; }
+	start=$SECONDS
+	mount -t fuse.stablefs -o allow_other "$tmp/a.img" "$tmp/mnt2" || { echo "second mount failed"; exit 1; }
+	# The shim would wait 30 s for the lock of an image that is in use.
+	(( SECONDS - start < 10 )) && echo "second mount at once"
+	echo shared > "$tmp/mnt/sharedfile"
+	echo "content=$(cat "$tmp/mnt2/sharedfile")"
+	echo "daemons=$(sfs_daemon_pids "$tmp/a.img" | wc -l)"
+	sfs_unmount_and_stop 30 "$tmp/mnt" -- "$tmp/a.img" || echo "daemon had to be killed"
+	echo "left=$(sfs_daemon_pids "$tmp/a.img" | wc -l)"
+	echo "mounts=$(findmnt -rn -S "$tmp/a.img" | wc -l)"
+' _ "$glue" "$bin_dir" "$tmp" 2>&1)
+expect_status 0 $?
+expect_contains "$out" "content=shared"
+expect_contains "$out" "daemons=1"
+expect_contains "$out" "left=0"
+expect_contains "$out" "mounts=0"
+expect_not_contains "$out" "failed"
+expect_not_contains "$out" "killed"
+expect_contains "$out" "second mount at once"
+expect_contains "$(cat "$tmp/share.log" 2>/dev/null)" "shares that mount"
+
 # The daemon's log lines (here: the one FS_IOC_SHUTDOWN writes) go to the
 # runner's log file, not to the stderr of the program that mounted it,
 # which under xfstests is the test's output (generic/392 and the other

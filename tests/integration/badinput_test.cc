@@ -138,12 +138,22 @@ TEST_F(BadInput, MountpointThatIsARegularFileIsRefused) {
   EXPECT_EQ(hash_file(image()), before);
 }
 
-TEST_F(BadInput, SecondDaemonOnTheSameImageIsRefusedWhileMounted) {
+// A second mount of a mounted image never starts a second daemon on it: it
+// shares the first daemon's mount (stablefs(8), "A second mount of a
+// mounted image"), or is refused when it asks for what only a new daemon
+// could give.
+TEST_F(BadInput, SecondMountOfAMountedImageStartsNoSecondDaemon) {
   ASSERT_NO_FATAL_FAILURE(mount());
   ASSERT_EQ(write_file(path("f"), "first mount"), 0);
   const std::string mnt2 = dir() + "/mnt2";
   ASSERT_EQ(mkdir(mnt2.c_str(), 0755), 0);
-  expect_mount_refused(image(), mnt2);
+  expect_mount_refused(image(), mnt2, {"-o", "threads=3"});
+  EXPECT_EQ(fuse_mounts_at(mnt2), 0);
+  CommandResult shared = run_command({stablefs_bin(), image(), mnt2}, std::chrono::seconds(30));
+  ASSERT_TRUE(shared.ok()) << shared.describe() << "\n" << shared.output;
+  EXPECT_EQ(daemon_pid_serving(mnt2), daemon_pid_serving(mnt()));
+  EXPECT_EQ(slurp(mnt2 + "/f"), "first mount");
+  ASSERT_TRUE(run_command({"fusermount3", "-u", mnt2}).ok());
   EXPECT_EQ(slurp(path("f")), "first mount") << "the first mount is unharmed";
   ASSERT_NO_FATAL_FAILURE(unmount_only());
   CommandResult fsck = run_fsck({"--scrub"});

@@ -1,6 +1,8 @@
 #include "tests/integration/mount_fixture.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,6 +12,9 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include "fs/mount_identity.h"
+#include "tests/integration/test_util.h"
 
 // STABLEFS_BIN, MKFS_BIN and FSCK_BIN come from tests/integration/CMakeLists.txt:
 // the tools are always built with the tests.
@@ -51,6 +56,13 @@ void fusermount(const std::string& mountpoint, bool lazy) {
 const char* stablefs_bin() { return STABLEFS_BIN; }
 const char* mkfs_bin() { return MKFS_BIN; }
 const char* fsck_bin() { return FSCK_BIN; }
+
+long daemon_pid_serving(const std::string& mountpoint) {
+  UniqueFd d = open_fd(mountpoint, O_RDONLY | O_DIRECTORY);
+  if (!d.ok()) return -errno;
+  auto id = ask_mount_identity(d.get());
+  return id.ok() ? long(id->pid) : -long(id.error());
+}
 
 int fuse_mounts_at(const std::string& mountpoint) {
   auto points = fuse_mount_points();

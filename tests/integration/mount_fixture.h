@@ -41,6 +41,11 @@ const char* fsck_bin();
 // Number of FUSE mounts currently stacked on `mountpoint`.
 int fuse_mounts_at(const std::string& mountpoint);
 
+// The pid of the daemon serving the stablefs mount at `mountpoint`, from
+// its identity ioctl (fs/mount_identity.h); -errno when it does not answer.
+// Two mounts that share one daemon give the same pid.
+long daemon_pid_serving(const std::string& mountpoint);
+
 struct DaemonLaunch {
   bool mounted = false;  // the mount went live; pid is the running daemon
   pid_t pid = -1;

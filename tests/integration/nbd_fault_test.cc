@@ -273,17 +273,21 @@ TEST_F(NbdFaults, ServerKilledTurnsTheMountReadOnlyAndARemountReplaysIt) {
   EXPECT_TRUE(c.ok()) << "fsck --scrub: " << c.describe() << "\n" << c.output;
 }
 
-// Two daemons on one export from one host: the second finds the host lock
-// taken and reports the export in use.
-TEST_F(NbdFaults, SecondMountOfTheSameExportIsRefused) {
+// Two mounts of one export from one host: the second finds the host lock
+// taken, and shares the first daemon's mount instead of starting a second
+// daemon (stablefs(8), "A second mount of a mounted image").
+TEST_F(NbdFaults, SecondMountOfTheSameExportSharesTheFirstDaemon) {
   ASSERT_NO_FATAL_FAILURE(serve({"file", image()}));
   ASSERT_NO_FATAL_FAILURE(mount_nbd());
   const std::string other = dir() + "/mnt2";
   ASSERT_EQ(::mkdir(other.c_str(), 0755), 0);
-  DaemonLaunch second = launch_daemon(server_->uri(), other, {});
-  EXPECT_FALSE(second.mounted) << "a second daemon serves the same export";
-  EXPECT_TRUE(second.exited);
-  EXPECT_NE(second.log.find("in use"), std::string::npos) << second.log;
+  CommandResult second = run_command({stablefs_bin(), server_->uri(), other},
+                                     std::chrono::seconds(30));
+  ASSERT_TRUE(second.ok()) << second.describe() << "\n" << second.output;
+  EXPECT_NE(second.output.find("shares"), std::string::npos) << second.output;
+  EXPECT_GT(daemon_pid_serving(other), 0);
+  EXPECT_EQ(daemon_pid_serving(other), daemon_pid_serving(mnt()));
+  ASSERT_TRUE(run_command({"fusermount3", "-u", other}).ok());
   EXPECT_EQ(WEXITSTATUS(unmount_nbd()), 0) << log();
 }
 

@@ -87,14 +87,20 @@ sfs_abort_fuse() {
 }
 
 # sfs_unmount_and_stop SECONDS TARGET... -- IMAGE...: unmount every TARGET
-# that is mounted (lazily if busy), then wait for the daemons of IMAGE to
-# write back and exit; TERM, then KILL, the ones that do not.
+# that is mounted (lazily if busy), and every other mount of an IMAGE: a
+# second mount of an image shares its daemon, which exits only once the
+# last mount is gone (generic/732 mounts SCRATCH_DEV twice). Then wait for
+# the daemons of IMAGE to write back and exit; TERM, then KILL, the ones
+# that do not.
 sfs_unmount_and_stop() {
-	local timeout=$1 t targets=() images=() pids=()
+	local timeout=$1 t img targets=() images=() pids=()
 	shift
 	while (($#)) && [[ "$1" != -- ]]; do targets+=("$1"); shift; done
 	shift
 	images=("$@")
+	for img in "${images[@]}"; do
+		mapfile -t -O "${#targets[@]}" targets < <(findmnt -rn -o TARGET -t fuse.stablefs -S "$img")
+	done
 	for t in $(sfs_mounts_at "${targets[@]}"); do
 		umount "$t" 2>/dev/null || umount -l "$t" 2>/dev/null ||
 			echo "xfstests-glue: cannot unmount $t" >&2
