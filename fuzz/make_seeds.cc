@@ -121,8 +121,13 @@ void image_seeds() {
 // the fuzzers build (block numbers fit the u16 block field of a patch).
 void xattr_set_seeds() {
   const MemDevice& img = fuzz::base_image(fuzz::BaseImage::kClean);
+  auto sb = decode_superblock(img.durable_block(kSuperblockA).data(), kSuperblockA,
+                              img.block_count(), nullptr);
+  if (!sb.ok()) std::exit(2);
   int found = 0;
-  for (uint64_t nr = 0; nr < img.block_count() && nr <= 0xFFFF; nr++) {
+  // From data_start: the log holds copies of the same blocks, not read
+  // from a clean image.
+  for (uint64_t nr = sb->data_start; nr < img.block_count() && nr <= 0xFFFF; nr++) {
     const uint32_t magic = decode_meta_header(img.durable_block(nr).data()).magic;
     if (magic != kMagicXattrIndex && magic != kMagicXattrData) continue;
     const bool index = magic == kMagicXattrIndex;
