@@ -178,8 +178,43 @@ TEST_F(LargeXattrTest, ASetPastTheBoundIsRefusedWithENOSPCAndNothingChanges) {
   EXPECT_EQ(fs_->setxattr(f, "user.too_long", std::string(kXattrValueMax + 1, 'v'), 0).error(),
             E2BIG);
   EXPECT_EQ(fs_->setxattr(f, "user." + std::string(kXattrNameMax, 'n'), "v", 0).error(), ERANGE);
+  // What still fits takes all 64 members: one handle of the largest size.
+  ASSERT_TRUE(fs_->setxattr(f, "user.v3", std::string(60000, 'w'), 0).ok());
+  EXPECT_EQ(blocks512(f), (1 + kXattrMaxMembers) * (kBlockSize / 512));
   unmount();
   expect_fsck_clean();
+  mount();
+  EXPECT_EQ(fs_->getxattr(f, "user.v3")->size(), 60000u);
+}
+
+// A full device: the blocks for the index and members cannot all be had,
+// the ones taken are given back, and the old set stays as it was.
+TEST_F(LargeXattrTest, GrowingOnAFullDeviceFailsWithENOSPCKeepsTheOldSetAndWorksWithRoom) {
+  mount();
+  uint64_t f = create("f");
+  ASSERT_TRUE(fs_->setxattr(f, "user.small", "s", 0).ok());
+  const uint64_t charged = blocks512(f);
+  // Leave fewer free blocks than the set needs, more than none.
+  uint64_t big = create("big");
+  ASSERT_TRUE(fs_->fallocate(big, 0, 0, (fs_->statfs()->blocks_free - 8) * kBlockSize).ok());
+  ASSERT_TRUE(fs_->fsync(big, false).ok());
+  const uint64_t free_blocks = fs_->statfs()->blocks_free;
+  ASSERT_GT(free_blocks, 0u);
+  ASSERT_LT(free_blocks, 17u);
+  EXPECT_EQ(fs_->setxattr(f, "user.long", std::string(kXattrValueMax, 'L'), 0).error(), ENOSPC);
+  EXPECT_EQ(fs_->getxattr(f, "user.long").error(), ENODATA);
+  EXPECT_EQ(*fs_->getxattr(f, "user.small"), "s");
+  EXPECT_EQ(blocks512(f), charged);
+  EXPECT_EQ(fs_->statfs()->blocks_free, free_blocks) << "blocks taken for the set were kept";
+  unmount();
+  EXPECT_EQ(magic_of(inode_on_disk(f).xattr_block), kMagicXattr);
+  expect_fsck_clean();
+  // With room again, the same set is stored.
+  mount();
+  ASSERT_TRUE(fs_->unlink(kRootIno, "big").ok());  // no lookups after a remount: freed now
+  ASSERT_TRUE(fs_->fsync(f, false).ok());
+  ASSERT_TRUE(fs_->setxattr(f, "user.long", std::string(kXattrValueMax, 'L'), 0).ok());
+  EXPECT_EQ(fs_->getxattr(f, "user.long")->size(), kXattrValueMax);
 }
 
 TEST_F(LargeXattrTest, ShrinkingToOneBlockFreesTheIndexAndItsMembers) {
