@@ -68,7 +68,7 @@ Status MountedFs::set_acl(uint64_t ino, std::string_view name, std::string_view 
     next.mode = mode;
     next.ctime = now();
     return store_inode(h, n, next);
-  });
+  }, kXattrStoreCredits);
 }
 
 Status MountedFs::chmod_acl_locked(Handle& h, Inode& n, DiskInode& next) {

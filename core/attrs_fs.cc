@@ -69,7 +69,8 @@ Result<Attr> MountedFs::setattr_stored(uint64_t ino, const SetAttr& sa) {
     if (*sa.size > (uint64_t(UINT32_MAX) + 1) * kBlockSize) return err(EFBIG);
     SFS_TRY(truncate_locked(*nr, *sa.size));
   }
-  Handle h = journal_->start();
+  // A chmod rewrites the access ACL, and with it the xattr set.
+  Handle h = journal_->start(sa.mode ? kXattrStoreCredits : 0);
   std::lock_guard lk(n.mu);
   // The new attributes are built in a copy: n keeps what is stored until
   // the store succeeded, so a failed setattr leaves no unsaved value behind.
@@ -162,7 +163,7 @@ Status MountedFs::setxattr(uint64_t ino, std::string_view name, std::string_view
     updated[std::string(name)] = std::string(value);
     if (!xattrs_fit(updated)) return err(ENOSPC);
     return store_xattr_map(h, n, std::move(updated), n.disk);
-  });
+  }, kXattrStoreCredits);
 }
 
 Result<std::string> MountedFs::getxattr(uint64_t ino, std::string_view name) {
@@ -229,7 +230,7 @@ Result<bool> MountedFs::kill_privileges(uint64_t ino, PrivilegeCaller& caller) {
   }
   if (read_only_) return err(EROFS);
   std::unique_lock op(n.op);
-  Handle h = journal_->start();
+  Handle h = journal_->start(kXattrStoreCredits);  // the set may be rewritten
   std::lock_guard lk(n.mu);
   const uint32_t setid = setid_dropped_for(n, caller);
   if (!has_privileges_to_kill(n, setid)) return false;
@@ -246,7 +247,7 @@ Status MountedFs::removexattr(uint64_t ino, std::string_view name) {
     auto updated = *n.xattrs;
     if (updated.erase(std::string(name)) == 0) return err(ENODATA);
     return store_xattr_map(h, n, std::move(updated), n.disk);
-  });
+  }, kXattrStoreCredits);
 }
 
 }  // namespace stablefs

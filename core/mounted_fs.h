@@ -186,14 +186,15 @@ class MountedFs final : public Filesystem {
                          const std::optional<std::string>& value);  // n.mu held
 
   // The frame of a change to one inode's metadata: `change(h, n)` runs
-  // with n.op held exclusively, a journal handle h started, then n.mu held.
+  // with n.op held exclusively, a journal handle h started (with `credits`,
+  // Journal::start), then n.mu held.
   template <class Fn>
-  Status change_inode(uint64_t ino, Fn&& change) {
+  Status change_inode(uint64_t ino, Fn&& change, uint64_t credits = 0) {
     auto nr = get_inode(ino);
     if (!nr.ok()) return Error{nr.error()};
     Inode& n = **nr;
     std::unique_lock op(n.op);
-    Handle h = journal_->start();
+    Handle h = journal_->start(credits);
     std::lock_guard lk(n.mu);
     return change(h, n);
   }

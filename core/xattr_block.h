@@ -31,6 +31,13 @@ struct XattrSpace {
   std::function<Status()> enable_large_xattrs;
 };
 
+// The log blocks one store of a set may dirty at most: every member, the
+// index, the inode's table block, two bitmap blocks, and room for the
+// revoke records of what it frees. A handle that may store a set starts
+// with them as credits (Journal::start), so the request threads storing
+// sets at once cannot outgrow the smallest log between them.
+constexpr uint64_t kXattrStoreCredits = kXattrMaxMembers + 8;
+
 // Fills n.xattrs from its block(s) once (EUCLEAN for a corrupt block or
 // set). n.mu held.
 Status load_xattrs(BufferCache& cache, Inode& n);

@@ -180,8 +180,8 @@ constexpr uint32_t kXattrIndexHeader = 16;
 constexpr uint32_t kXattrSetHeader = 4;
 constexpr uint32_t kXattrSetEntryHeader = 5;
 // 64 members: one change of a maximal set (members, index, inode, two
-// bitmap blocks) fits one journal transaction of the smallest log many
-// times over (core/FORMAT.md).
+// bitmap blocks) is a small part of the smallest log's transaction limit,
+// which the handles' credits keep them under (core/FORMAT.md).
 constexpr uint32_t kXattrMaxMembers = 64;
 constexpr uint32_t kXattrMaxSetBytes = kXattrMaxMembers * kMetaPayload;  // 258048
 
