@@ -304,8 +304,8 @@ std::vector<uint64_t> Checker::check_xattr_block(uint64_t ino, const DiskInode& 
 // feature bit, a member count within bounds that matches the set's size,
 // members that are the inode's own XDAT blocks (each claimed: a block two
 // inodes claim is reported), zero past the set, the set's hash, then its
-// records as the one block's. A member or index that cannot be read
-// leaves members unclaimed: nothing is freed as leaked then.
+// records as the one block's. An index that cannot be decoded leaves its
+// members unknown, so nothing may be freed as leaked (unreadable).
 std::vector<uint64_t> Checker::check_xattr_set(uint64_t ino, const DiskInode& d,
                                                const std::string& who, const uint8_t* index) {
   std::vector<uint64_t> charged = {d.xattr_block};
