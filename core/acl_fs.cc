@@ -31,7 +31,7 @@ Status MountedFs::store_one_xattr(Handle& h, Inode& n, DiskInode& next, std::str
   if (value) updated[std::string(name)] = *value;
   else if (updated.erase(std::string(name)) == 0) return Status::Ok();
   if (!xattrs_fit(updated)) return err(ENOSPC);
-  SFS_TRY(store_xattrs(h, *cache_, *alloc_, n.ino, next, updated));
+  SFS_TRY(store_xattrs(h, xattr_space(), n.ino, next, updated));
   *n.xattrs = std::move(updated);
   return Status::Ok();
 }
@@ -68,7 +68,7 @@ Status MountedFs::set_acl(uint64_t ino, std::string_view name, std::string_view 
     next.mode = mode;
     next.ctime = now();
     return store_inode(h, n, next);
-  });
+  }, kXattrStoreCredits);
 }
 
 Status MountedFs::chmod_acl_locked(Handle& h, Inode& n, DiskInode& next) {

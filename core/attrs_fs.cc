@@ -3,10 +3,7 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 
-#include <cstring>
-
-#include "core/base/endian.h"
-#include "core/base/log.h"
+#include "core/base/format.h"
 #include "core/mounted_fs.h"
 #include "core/posix_acl.h"
 #include "core/xattr_block.h"
@@ -72,7 +69,8 @@ Result<Attr> MountedFs::setattr_stored(uint64_t ino, const SetAttr& sa) {
     if (*sa.size > (uint64_t(UINT32_MAX) + 1) * kBlockSize) return err(EFBIG);
     SFS_TRY(truncate_locked(*nr, *sa.size));
   }
-  Handle h = journal_->start();
+  // A chmod rewrites the access ACL, and with it the xattr set.
+  Handle h = journal_->start(sa.mode ? kXattrStoreCredits : 0);
   std::lock_guard lk(n.mu);
   // The new attributes are built in a copy: n keeps what is stored until
   // the store succeeded, so a failed setattr leaves no unsaved value behind.
@@ -119,7 +117,7 @@ Status MountedFs::open(uint64_t ino, int flags) {
   return Status::Ok();
 }
 
-// ---- Extended attributes: one metadata block per inode ----
+// ---- Extended attributes (stored by core/xattr_block.cc) ----
 namespace {
 
 bool supported_namespace(std::string_view name) {
@@ -129,81 +127,10 @@ bool supported_namespace(std::string_view name) {
   return false;
 }
 
-size_t encoded_size(const std::map<std::string, std::string>& xs) {
-  size_t n = kXattrHeader;
-  for (auto& [k, v] : xs) n += 3 + k.size() + v.size();
-  return n;
-}
-
 }  // namespace
 
-bool xattrs_fit(const XattrMap& xs) { return encoded_size(xs) <= kMetaPayload; }
-
-Status load_xattrs(BufferCache& cache, Inode& n) {
-  if (n.xattrs) return Status::Ok();
-  auto xs = std::make_unique<std::map<std::string, std::string>>();
-  if (n.disk.xattr_block) {
-    auto buf = cache.read(n.disk.xattr_block, kMagicXattr);
-    if (!buf.ok()) return Error{buf.error()};
-    Decoder d((*buf)->payload(), kMetaPayload);
-    uint16_t count = d.u16();
-    for (uint16_t i = 0; i < count; i++) {
-      uint8_t nl = d.u8();
-      uint16_t vl = d.u16();
-      std::string k(nl, '\0'), v(vl, '\0');
-      if (nl == 0 || !d.bytes(k.data(), nl) || !d.bytes(v.data(), vl)) {
-        SFS_LOG("inode %llu: xattr block %llu is corrupt", (unsigned long long)n.ino,
-                (unsigned long long)n.disk.xattr_block);
-        return err(EUCLEAN);
-      }
-      (*xs)[k] = std::move(v);
-    }
-  }
-  n.xattrs = std::move(xs);
-  return Status::Ok();
-}
-
-// Writes `xs` to the xattr block of inode `ino`, whose attributes are to
-// become `d` (the block is allocated or freed there, never in the inode
-// itself). The caller stores `d` and makes `xs` the inode's map only once
-// both succeeded, so get/list never answer with a value that was not
-// stored. The inode's mu held.
-Status store_xattrs(Handle& h, BufferCache& cache, Allocator& alloc, uint64_t ino, DiskInode& d,
-                    const XattrMap& xs) {
-  if (xs.empty()) {
-    if (d.xattr_block) {
-      h.revoke(d.xattr_block);
-      cache.forget(d.xattr_block);
-      SFS_TRY(alloc.free_blocks(h, {d.xattr_block, 1}));
-      d.xattr_block = 0;
-      d.blocks -= std::min<uint64_t>(d.blocks, 1);
-    }
-    return Status::Ok();
-  }
-  std::shared_ptr<MetaBuffer> buf;
-  if (d.xattr_block) {
-    auto r = cache.read(d.xattr_block, kMagicXattr);
-    if (!r.ok()) return Error{r.error()};
-    buf = *r;
-  } else {
-    auto r = alloc.alloc_blocks(h, 0, 1);
-    if (!r.ok()) return Error{r.error()};
-    buf = cache.create(r->start, kMagicXattr, ino);
-    d.xattr_block = r->start;
-    d.blocks++;
-  }
-  SFS_TRY(h.get_write_access(*buf));
-  std::memset(buf->payload(), 0, kMetaPayload);
-  Encoder e(buf->payload(), kMetaPayload);
-  e.u16(uint16_t(xs.size()));
-  for (auto& [k, v] : xs) {
-    e.u8(uint8_t(k.size()));
-    e.u16(uint16_t(v.size()));
-    e.bytes(k.data(), k.size());
-    e.bytes(v.data(), v.size());
-  }
-  h.dirty_metadata(*buf);
-  return e.overflow() ? Status(err(ENOSPC)) : Status::Ok();
+XattrSpace MountedFs::xattr_space() {
+  return XattrSpace{*cache_, *alloc_, [this] { return enable_incompat(kIncompatLargeXattrs); }};
 }
 
 // Makes `xs` n's extended attributes and `next` its other attributes: the
@@ -214,7 +141,7 @@ Status store_xattrs(Handle& h, BufferCache& cache, Allocator& alloc, uint64_t in
 Status MountedFs::store_xattr_map(Handle& h, Inode& n, std::map<std::string, std::string> xs,
                                   DiskInode next) {
   SFS_TRY(pin_inode(h, n));
-  SFS_TRY(store_xattrs(h, *cache_, *alloc_, n.ino, next, xs));
+  SFS_TRY(store_xattrs(h, xattr_space(), n.ino, next, xs));
   next.ctime = now();
   SFS_TRY(store_inode(h, n, next));
   *n.xattrs = std::move(xs);
@@ -224,9 +151,9 @@ Status MountedFs::store_xattr_map(Handle& h, Inode& n, std::map<std::string, std
 Status MountedFs::setxattr(uint64_t ino, std::string_view name, std::string_view value,
                            int flags) {
   if (read_only_) return err(EROFS);
-  if (name.size() > 255) return err(ERANGE);
+  if (name.size() > kXattrNameMax) return err(ERANGE);
   if (!supported_namespace(name)) return err(EOPNOTSUPP);
-  if (value.size() > 65536) return err(E2BIG);
+  if (value.size() > kXattrValueMax) return err(E2BIG);
   SFS_TRY(check_inode_flags(ino, FlagCheck::kAttrs));
   if (is_posix_acl_name(name)) return set_acl(ino, name, value, flags);
   return change_inode(ino, [&](Handle& h, Inode& n) -> Status {
@@ -234,9 +161,9 @@ Status MountedFs::setxattr(uint64_t ino, std::string_view name, std::string_view
     SFS_TRY(check_xattr_flags(*n.xattrs, name, flags));
     auto updated = *n.xattrs;
     updated[std::string(name)] = std::string(value);
-    if (encoded_size(updated) > kMetaPayload) return err(ENOSPC);
+    if (!xattrs_fit(updated)) return err(ENOSPC);
     return store_xattr_map(h, n, std::move(updated), n.disk);
-  });
+  }, kXattrStoreCredits);
 }
 
 Result<std::string> MountedFs::getxattr(uint64_t ino, std::string_view name) {
@@ -303,7 +230,7 @@ Result<bool> MountedFs::kill_privileges(uint64_t ino, PrivilegeCaller& caller) {
   }
   if (read_only_) return err(EROFS);
   std::unique_lock op(n.op);
-  Handle h = journal_->start();
+  Handle h = journal_->start(kXattrStoreCredits);  // the set may be rewritten
   std::lock_guard lk(n.mu);
   const uint32_t setid = setid_dropped_for(n, caller);
   if (!has_privileges_to_kill(n, setid)) return false;
@@ -320,7 +247,7 @@ Status MountedFs::removexattr(uint64_t ino, std::string_view name) {
     auto updated = *n.xattrs;
     if (updated.erase(std::string(name)) == 0) return err(ENODATA);
     return store_xattr_map(h, n, std::move(updated), n.disk);
-  });
+  }, kXattrStoreCredits);
 }
 
 }  // namespace stablefs

@@ -32,6 +32,7 @@
 #include "core/io/overlay_device.h"
 #include "core/posix_acl.h"
 #include "core/unreplayed_commit.h"
+#include "core/xattr_format.h"
 
 namespace stablefs {
 namespace fsck_internal {
@@ -215,10 +216,11 @@ void Checker::check_inode(uint64_t ino, const DiskInode& d) {
   }
   mode_[ino] = d.mode;
   nlink_[ino] = d.nlink;
-  if (d.xattr_block) check_xattr_block(ino, d);
+  std::vector<uint64_t> xattr_blocks;
+  if (d.xattr_block) xattr_blocks = check_xattr_block(ino, d);
   check_flag_bits(who, d);
   if (d.flags & kInodeInlineData) {
-    check_block_count(ino, d, 0);
+    check_block_count(ino, d, 0, xattr_blocks.size());
     if (d.size > kInodeRootSize) problem(who + ": inline data larger than the inode");
     else if (type == S_IFLNK) check_symlink(ino, d, nullptr);
     return;
@@ -231,12 +233,12 @@ void Checker::check_inode(uint64_t ino, const DiskInode& d) {
   for (uint64_t b : (*map)->node_blocks()) claim(b, ino, "extent tree");
   if (d.nlink == 0) {  // maybe an orphan, which a repair frees
     meta_blocks_[ino] = (*map)->node_blocks();
-    if (d.xattr_block) meta_blocks_[ino].push_back(d.xattr_block);
+    meta_blocks_[ino].insert(meta_blocks_[ino].end(), xattr_blocks.begin(), xattr_blocks.end());
   }
   for (const auto& [lo, e] : (*map)->extents())
     for (uint32_t i = 0; i < e.len; i++) claim(e.physical + i, ino, "data");
   res_.data_blocks += (*map)->mapped_blocks();
-  check_block_count(ino, d, (*map)->mapped_blocks());
+  check_block_count(ino, d, (*map)->mapped_blocks(), xattr_blocks.size());
   if (type == S_IFDIR) {
     check_directory(ino, d, **map);
   } else if (opts_.scrub && (type == S_IFREG || type == S_IFLNK)) {
@@ -246,70 +248,145 @@ void Checker::check_inode(uint64_t ino, const DiskInode& d) {
 }
 
 // `blocks` (st_blocks / 8) charges every mapped block, unwritten ones
-// included, plus the xattr block. Extent-tree nodes are not charged: the
-// engine allocates them through a NodeAllocator that knows no inode.
-void Checker::check_block_count(uint64_t ino, const DiskInode& d, uint64_t mapped) {
-  uint64_t charged = mapped + (d.xattr_block ? 1 : 0);
+// included, plus the xattr blocks (the one block, or an index and its
+// members). Extent-tree nodes are not charged: the engine allocates them
+// through a NodeAllocator that knows no inode.
+void Checker::check_block_count(uint64_t ino, const DiskInode& d, uint64_t mapped,
+                                uint64_t xattr) {
+  uint64_t charged = mapped + xattr;
   if (d.blocks == charged) return;
+  std::string xattr_part;
+  if (xattr) xattr_part = " + " + std::to_string(xattr) + " xattr block" + (xattr > 1 ? "s" : "");
   fixable("inode " + std::to_string(ino) + ": block count " + std::to_string(d.blocks) +
               ", but it holds " + std::to_string(charged) + " (" + std::to_string(mapped) +
-              " mapped" + (d.xattr_block ? " + 1 xattr block" : "") + ")",
+              " mapped" + xattr_part + ")",
           true, [&](RepairPlan& p) { p.inodes[ino].blocks = charged; });
 }
 
 // The xattr block: its own, a valid XATR block, and every record inside
 // the payload: `u16 count`, then per record `u8 name_len` (not 0) ·
 // `u16 value_len` · name · value. Names are unique and in a namespace the
-// engine serves (user., trusted., security.).
-void Checker::check_xattr_block(uint64_t ino, const DiskInode& d) {
+// engine serves (user., trusted., security.). Or, with large_xattrs, an
+// XIDX index whose members hold the set (check_xattr_set). Returns the
+// blocks the inode is charged for: the block, and an index's members.
+std::vector<uint64_t> Checker::check_xattr_block(uint64_t ino, const DiskInode& d) {
   std::string who =
       "inode " + std::to_string(ino) + ": xattr block " + std::to_string(d.xattr_block);
   claim(d.xattr_block, ino, "xattr");
-  if (d.xattr_block < sb_.data_start || d.xattr_block >= sb_.total_blocks) return;  // claimed
+  std::vector<uint64_t> charged = {d.xattr_block};
+  if (d.xattr_block < sb_.data_start || d.xattr_block >= sb_.total_blocks) return charged;
   AlignedBlock b;
   std::string why;
   if (!dev_.read(d.xattr_block, b.data(), kBlockSize).ok()) {
     problem(who + ": read error");
-    return;
+    return charged;
   }
-  if (!verify_meta_block(b.data(), d.xattr_block, kMagicXattr, &why).ok()) {
-    problem(who + ": " + why);
-    return;
+  const uint32_t magic = decode_meta_header(b.data()).magic;
+  if (!verify_meta_block(b.data(), d.xattr_block,
+                         magic == kMagicXattrIndex ? kMagicXattrIndex : kMagicXattr, &why)
+           .ok()) {
+    // What is not an intact XATR block may be an index: its members are
+    // then unknown, and no block may be freed as leaked.
+    if (magic == kMagicXattr) problem(who + ": " + why);
+    else unreadable(who + ": " + why);
+    return charged;
   }
   if (uint64_t owner = decode_meta_header(b.data()).owner; owner != ino) {
     problem(who + " belongs to inode " + std::to_string(owner));
-    return;
+    return charged;
   }
-  Decoder dec(b.data() + kMetaHeaderSize, kMetaPayload);
-  const uint16_t count = dec.u16();
-  std::vector<std::string> names;
-  for (uint16_t i = 0; i < count; i++) {
-    std::string at = who + ": record " + std::to_string(i) + " of " + std::to_string(count);
-    uint8_t nl = dec.u8();
-    uint16_t vl = dec.u16();
-    std::string name(nl, '\0');
-    if (dec.overflow() || !dec.bytes(name.data(), nl) || vl > dec.remaining()) {
-      problem(at + " runs past the end of the block");
-      return;
-    }
-    std::string value(vl, '\0');
-    dec.bytes(value.data(), vl);
-    if (nl == 0) {
-      problem(at + " has an empty name");
-      return;
-    }
-    if (is_posix_acl_name(name)) {
-      check_acl_xattr(at, d, name, value);
-      names.push_back(std::move(name));
+  if (magic == kMagicXattrIndex) return check_xattr_set(ino, d, who, b.data());
+  check_xattr_records(who, d, b.data() + kMetaHeaderSize, kMetaPayload, XattrLayout::kBlock);
+  return charged;
+}
+
+// An XIDX index (core/FORMAT.md, "Xattr sets of several blocks"): the
+// feature bit, a member count within bounds that matches the set's size,
+// members that are the inode's own XDAT blocks (each claimed: a block two
+// inodes claim is reported), zero past the set, the set's hash, then its
+// records as the one block's. An index that cannot be decoded leaves its
+// members unknown, so nothing may be freed as leaked (unreadable).
+std::vector<uint64_t> Checker::check_xattr_set(uint64_t ino, const DiskInode& d,
+                                               const std::string& who, const uint8_t* index) {
+  std::vector<uint64_t> charged = {d.xattr_block};
+  if (!(sb_.incompat & kIncompatLargeXattrs))
+    problem(who + " is an xattr index, but the superblock lacks the large_xattrs feature");
+  std::string why;
+  auto x = decode_xattr_index(index + kMetaHeaderSize, &why);
+  if (!x.ok()) {
+    unreadable(who + ": " + why);
+    return charged;
+  }
+  std::string set(x->set_bytes, '\0');
+  bool whole = true;
+  for (size_t i = 0; i < x->members.size(); i++) {
+    const uint64_t m = x->members[i];
+    const std::string at = who + ": member " + std::to_string(i) + " (block " +
+                           std::to_string(m) + ")";
+    claim(m, ino, "xattr");
+    charged.push_back(m);
+    AlignedBlock b;
+    if (m >= sb_.total_blocks || !dev_.read(m, b.data(), kBlockSize).ok()) {
+      problem(at + ": cannot be read");
+      whole = false;
       continue;
     }
-    bool known = false;
-    for (std::string_view p : {"user.", "trusted.", "security."})
-      known |= name.size() > p.size() && name.compare(0, p.size(), p) == 0;
-    if (!known || name.find('\0') != std::string::npos)
-      problem(at + ": invalid name");
-    names.push_back(std::move(name));
+    if (!verify_meta_block(b.data(), m, kMagicXattrData, &why).ok()) {
+      problem(at + ": " + why);
+      whole = false;
+      continue;
+    }
+    if (uint64_t owner = decode_meta_header(b.data()).owner; owner != ino) {
+      problem(at + " belongs to inode " + std::to_string(owner));
+      whole = false;
+      continue;
+    }
+    const size_t from = i * kMetaPayload, n = std::min<size_t>(kMetaPayload, set.size() - from);
+    std::memcpy(set.data() + from, b.data() + kMetaHeaderSize, n);
+    const uint8_t* tail = b.data() + kMetaHeaderSize + n;
+    if (std::any_of(tail, static_cast<const uint8_t*>(b.data()) + kBlockSize,
+                    [](uint8_t c) { return c != 0; }))
+      problem(at + ": bytes past the end of the set are not zero");
   }
+  if (!whole) return charged;
+  if (xattr_set_hash(ino, set) != x->set_hash) {
+    problem(who + ": its members do not hold the set it describes (hash mismatch)");
+    return charged;
+  }
+  const auto* p = reinterpret_cast<const uint8_t*>(set.data());
+  check_xattr_records(who, d, p, set.size(), XattrLayout::kSet);
+  // The index bounds the set's size; the names must fit one listxattr.
+  size_t list = 0;
+  (void)parse_xattr_records(p, set.size(), XattrLayout::kSet,
+                            [&](std::string_view k, std::string_view) { list += k.size() + 1; });
+  if (list > kXattrListMax)
+    problem(who + ": its names take " + std::to_string(list) + " bytes, more than one listxattr "
+            "returns (" + std::to_string(kXattrListMax) + ")");
+  return charged;
+}
+
+// The records of an xattr block or set: well formed, names unique (in
+// order, for a set) and in a namespace the engine serves, ACLs valid.
+void Checker::check_xattr_records(const std::string& who, const DiskInode& d, const uint8_t* p,
+                                  size_t n, XattrLayout layout) {
+  std::vector<std::string> names;
+  uint32_t i = 0;
+  std::string bad = parse_xattr_records(p, n, layout, [&](std::string_view k, std::string_view v) {
+    const std::string at = who + ": record " + std::to_string(i++);
+    std::string name(k);
+    if (layout == XattrLayout::kSet && !names.empty() && name <= names.back())
+      problem(at + ": names are not in increasing order");
+    if (is_posix_acl_name(name)) {
+      check_acl_xattr(at, d, name, v);
+    } else {
+      bool known = false;
+      for (std::string_view pre : {"user.", "trusted.", "security."})
+        known |= name.size() > pre.size() && name.compare(0, pre.size(), pre) == 0;
+      if (!known || name.find('\0') != std::string::npos) problem(at + ": invalid name");
+    }
+    names.push_back(std::move(name));
+  });
+  if (!bad.empty()) problem(who + ": " + bad);
   std::sort(names.begin(), names.end());
   if (std::adjacent_find(names.begin(), names.end()) != names.end())
     problem(who + ": a name appears twice");

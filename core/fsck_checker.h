@@ -19,6 +19,7 @@
 #include "core/extent_map.h"
 #include "core/fsck.h"
 #include "core/fsck_repair.h"
+#include "core/xattr_format.h"
 #include "journal/buffer.h"
 #include "journal/journal.h"
 
@@ -106,8 +107,12 @@ class Checker {
   void clear_inode(uint64_t ino);
   void claim(uint64_t block, uint64_t ino, const char* what);
   void check_inode(uint64_t ino, const DiskInode& d);
-  void check_block_count(uint64_t ino, const DiskInode& d, uint64_t mapped);
-  void check_xattr_block(uint64_t ino, const DiskInode& d);
+  void check_block_count(uint64_t ino, const DiskInode& d, uint64_t mapped, uint64_t xattr);
+  std::vector<uint64_t> check_xattr_block(uint64_t ino, const DiskInode& d);
+  std::vector<uint64_t> check_xattr_set(uint64_t ino, const DiskInode& d, const std::string& who,
+                                        const uint8_t* index);
+  void check_xattr_records(const std::string& who, const DiskInode& d, const uint8_t* p, size_t n,
+                           XattrLayout layout);
   void check_flag_bits(const std::string& who, const DiskInode& d);
   void check_acl_xattr(const std::string& at, const DiskInode& d, std::string_view name,
                        std::string_view value);

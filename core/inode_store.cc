@@ -6,6 +6,7 @@
 
 #include "core/base/log.h"
 #include "core/mounted_fs.h"
+#include "core/xattr_block.h"
 
 namespace stablefs {
 
@@ -221,11 +222,8 @@ Status MountedFs::evict_inode(const InodeRef& n) {
   // Pinned before the first block is freed: the record's store below then
   // fails only with the journal, and n keeps what is stored until then.
   SFS_TRY(pin_inode(h, *n));
-  if (n->disk.xattr_block) {
-    h.revoke(n->disk.xattr_block);
-    cache_->forget(n->disk.xattr_block);
-    SFS_TRY(alloc_->free_blocks(h, {n->disk.xattr_block, 1}));
-  }
+  DiskInode unlinked = n->disk;
+  SFS_TRY(free_xattrs(h, xattr_space(), n->ino, unlinked));
   for (uint64_t b : n->map ? n->map->node_blocks() : std::vector<uint64_t>{}) {
     h.revoke(b);
     cache_->forget(b);

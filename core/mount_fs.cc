@@ -211,6 +211,16 @@ Status MountedFs::raise_marks(uint64_t inode_hwm, uint64_t block_hwm) {
   return Status::Ok();
 }
 
+Status MountedFs::enable_incompat(uint32_t feature) {
+  std::lock_guard lk(sb_mu_);
+  if (sb_.incompat & feature) return Status::Ok();
+  sb_.incompat |= feature;
+  Status s = write_superblocks();
+  // Not durable: the caller gives up its change, and the next one tries again.
+  if (!s.ok()) sb_.incompat &= ~feature;
+  return s;
+}
+
 Status MountedFs::start(std::string* why) {
   // A read-write mount appends to the log after its head: it must replay.
   if (opts_.norecovery && !read_only_)

@@ -46,6 +46,7 @@
 namespace stablefs {
 
 class CountingDevice;
+struct XattrSpace;
 
 using InodeRef = std::shared_ptr<Inode>;
 
@@ -119,6 +120,9 @@ class MountedFs final : public Filesystem {
   // The allocator's Allocator::RaiseMarks: initialises what the new marks
   // cover, then writes them to the superblocks (core/lazy_init.h).
   Status raise_marks(uint64_t inode_hwm, uint64_t block_hwm);
+  // Sets an incompat feature bit (kIncompat*) in both superblocks, durably,
+  // before the first structure that needs it is written; nothing if set.
+  Status enable_incompat(uint32_t feature);
   Status cleanup_orphans();
   void flusher_main();
 
@@ -153,6 +157,7 @@ class MountedFs final : public Filesystem {
   Status kill_privileges_locked(Handle& h, Inode& n, DiskInode next, uint32_t setid);
   Status store_xattr_map(Handle& h, Inode& n, std::map<std::string, std::string> xs,
                          DiskInode next);  // n.mu held
+  XattrSpace xattr_space();  // what store_xattrs allocates from (core/xattr_block.h)
   Attr to_attr(const Inode& n) const;        // n.mu held
   NodeAllocator node_allocator(uint64_t goal);
   // rdev for a device, parent for a directory.
@@ -181,14 +186,15 @@ class MountedFs final : public Filesystem {
                          const std::optional<std::string>& value);  // n.mu held
 
   // The frame of a change to one inode's metadata: `change(h, n)` runs
-  // with n.op held exclusively, a journal handle h started, then n.mu held.
+  // with n.op held exclusively, a journal handle h started (with `credits`,
+  // Journal::start), then n.mu held.
   template <class Fn>
-  Status change_inode(uint64_t ino, Fn&& change) {
+  Status change_inode(uint64_t ino, Fn&& change, uint64_t credits = 0) {
     auto nr = get_inode(ino);
     if (!nr.ok()) return Error{nr.error()};
     Inode& n = **nr;
     std::unique_lock op(n.op);
-    Handle h = journal_->start();
+    Handle h = journal_->start(credits);
     std::lock_guard lk(n.mu);
     return change(h, n);
   }

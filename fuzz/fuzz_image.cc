@@ -52,7 +52,8 @@ void write_pages(Filesystem& fs, uint64_t ino, uint64_t first_page, size_t pages
 // Every on-disk structure at least once: directory blocks (several, in a
 // directory of 120 names), inline and tree extent maps (a fragmented file
 // with more than 9 extents, a sparse one deep enough for index nodes),
-// inline and block symlinks, an xattr block, special files, hard links.
+// inline and block symlinks, an xattr block and a set of several (an
+// index and its members), special files, hard links.
 void populate(Filesystem& fs) {
   const uint64_t root = kRootIno;
   uint64_t d = must(fs.mkdir(root, "dir", 0755, {}), "mkdir").ino;
@@ -76,6 +77,11 @@ void populate(Filesystem& fs) {
   must(fs.symlink(d, "long_link", std::string(300, 'L'), {}), "long symlink");
   must_ok(fs.setxattr(small, "user.one", "1", 0), "setxattr");
   must_ok(fs.setxattr(small, "user.big", std::string(1500, 'x'), 0), "setxattr big");
+  uint64_t many = create_file(fs, root, kManyXattrsFile);
+  for (int i = 0; i < 40; i++)
+    must_ok(fs.setxattr(many, "user.x" + std::to_string(i), std::string(200, char('a' + i % 26)), 0),
+            "setxattr many");
+  must_ok(fs.fsync(many, false), "fsync many");
   must(fs.mknod(root, "fifo", S_IFIFO | 0600, 0, {}), "mkfifo");
   must(fs.mknod(root, "chr", S_IFCHR | 0600, makedev(1, 3), {}), "mknod chr");
   must(fs.link(three, root, "hardlink"), "link");
@@ -312,6 +318,13 @@ void change_tree(Filesystem& fs) {
     (void)fs.rename(d->ino, "entry_with_a_longish_name_7", kRootIno, "moved", 0, Creds{});
     (void)fs.unlink(d->ino, "entry_with_a_longish_name_9");
     (void)fs.rmdir(d->ino, "sub");
+  }
+  // A multi-block xattr set grown past another member, and shrunk.
+  auto many = fs.lookup(kRootIno, kManyXattrsFile);
+  if (many.ok()) {
+    lookups[many->ino]++;
+    (void)fs.setxattr(many->ino, "user.fuzz_big", std::string(5000, 'f'), 0);
+    (void)fs.removexattr(many->ino, "user.x3");
   }
   auto frag = fs.lookup(kRootIno, "fragmented");
   if (frag.ok()) {

@@ -30,6 +30,9 @@ enum class BaseImage {
 // The image, made on first use (deterministic operations; timestamps and
 // the UUID differ between processes). Never written after that.
 const MemDevice& base_image(BaseImage kind);
+// The file of the base images whose xattrs span several blocks (an XIDX
+// index and its XDAT members).
+constexpr const char* kManyXattrsFile = "many_xattrs";
 
 // Input layout (all fields little-endian, missing bytes read as 0):
 //   u8 flags (kFlag* below)

@@ -12,6 +12,7 @@
 
 #include "core/base/endian.h"
 #include "core/base/format.h"
+#include "fuzz/fuzz_image.h"
 #include "journal/format.h"
 
 using namespace stablefs;
@@ -111,6 +112,50 @@ void image_seeds() {
       emit("mount", name, b);
       emit("fsck", name, b);
     }
+  }
+}
+
+// The image fuzzers, aimed at the multi-block xattr set of the clean base
+// image: its index (set size, member count, hash, first member pointer)
+// and each member's first records, found by their magics in the image
+// the fuzzers build (block numbers fit the u16 block field of a patch).
+void xattr_set_seeds() {
+  const MemDevice& img = fuzz::base_image(fuzz::BaseImage::kClean);
+  auto sb = decode_superblock(img.durable_block(kSuperblockA).data(), kSuperblockA,
+                              img.block_count(), nullptr);
+  if (!sb.ok()) std::exit(2);
+  int found = 0;
+  // From data_start: the log holds copies of the same blocks, not read
+  // from a clean image.
+  for (uint64_t nr = sb->data_start; nr < img.block_count() && nr <= 0xFFFF; nr++) {
+    const uint32_t magic = decode_meta_header(img.durable_block(nr).data()).magic;
+    if (magic != kMagicXattrIndex && magic != kMagicXattrData) continue;
+    const bool index = magic == kMagicXattrIndex;
+    const std::vector<std::pair<uint16_t, uint32_t>> fields =
+        index ? std::vector<std::pair<uint16_t, uint32_t>>{{0, 9000}, {4, 1}, {4, 200}, {8, 0},
+                                                            {16, 1}}
+              : std::vector<std::pair<uint16_t, uint32_t>>{{0, 0xFFFFFFFF}, {4, 0}, {5, 70000}};
+    for (auto [at, value] : fields) {
+      for (uint8_t flags : {uint8_t(0x00), uint8_t(0x08)}) {
+        Bytes b;
+        u8(b, flags);
+        u8(b, 0x80);  // the block number itself
+        u16(b, uint16_t(nr));
+        u16(b, uint16_t(kMetaHeaderSize + at));
+        u8(b, 3);  // 4 bytes
+        u32(b, value);
+        std::string name = std::string(index ? "xattr-index-" : "xattr-member-") +
+                           std::to_string(nr) + "-at-" + std::to_string(at) + "-flags-" +
+                           std::to_string(flags);
+        emit("mount", name, b);
+        emit("fsck", name, b);
+      }
+    }
+    found++;
+  }
+  if (found < 3) {
+    std::fprintf(stderr, "make_seeds: the base image has no multi-block xattr set\n");
+    std::exit(3);
   }
 }
 
@@ -235,6 +280,7 @@ int main(int argc, char** argv) {
   g_out = argv[1];
   superblock_seeds();
   image_seeds();
+  xattr_set_seeds();
   journal_seeds();
   directory_seeds();
   extent_seeds();

@@ -49,6 +49,7 @@ class Transaction {
   const uint64_t txid;
   State state = State::kRunning;
   int handles = 0;
+  uint64_t reserved = 0;  // credits of the open handles (Journal::start)
   // Dirty buffers by home block number: what the commit freezes and logs.
   std::map<uint64_t, std::shared_ptr<MetaBuffer>> metadata;
   std::set<uint64_t> revokes;
@@ -199,7 +200,7 @@ struct Journal::Impl {
 
 // ---------------------------------------------------------------- Handle
 
-Handle::Handle(Handle&& o) noexcept : journal_(o.journal_), txid_(o.txid_) {
+Handle::Handle(Handle&& o) noexcept : journal_(o.journal_), txid_(o.txid_), credits_(o.credits_) {
   o.journal_ = nullptr;
 }
 
@@ -208,6 +209,7 @@ Handle& Handle::operator=(Handle&& o) noexcept {
     stop();
     journal_ = o.journal_;
     txid_ = o.txid_;
+    credits_ = o.credits_;
     o.journal_ = nullptr;
   }
   return *this;
@@ -372,6 +374,10 @@ void Handle::stop() {
     // context switch per metadata operation.
     if (--j.running->handles == 0 && j.running->state == Transaction::State::kLocked)
       j.commit_cv.notify_all();
+    if (credits_) {
+      j.running->reserved -= credits_;
+      j.start_cv.notify_all();  // a handle with credits may wait for them
+    }
   }
   journal_ = nullptr;
 }
@@ -402,21 +408,28 @@ Journal::~Journal() {
   impl_->thread.join();
 }
 
-Handle Journal::start() {
+Handle Journal::start(uint64_t credits) {
   Impl& j = *impl_;
+  const uint64_t hard = j.hard_limit();
+  credits = std::min(credits, hard / 2);
   std::unique_lock lk(j.mu);
   for (;;) {
     if (j.error) return Handle();
     Transaction& t = *j.running;
     if (t.state == Transaction::State::kRunning) {
-      if (t.log_blocks() < j.hard_limit()) break;
-      j.request_commit(t.txid);
+      const bool room = credits == 0 ? t.log_blocks() < hard
+                                     : t.log_blocks() + t.reserved + credits < hard;
+      if (room) break;
+      // Only a commit makes room for the blocks already logged; open
+      // handles' credits come back when they stop.
+      if (t.log_blocks() + credits >= hard) j.request_commit(t.txid);
     }
     j.start_cv.wait(lk);
   }
   j.running->handles++;
+  j.running->reserved += credits;
   j.stats.handles++;
-  return Handle(this, j.running->txid);
+  return Handle(this, j.running->txid, credits);
 }
 
 Status Journal::commit() {

@@ -195,9 +195,11 @@ class Handle {
 
  private:
   friend class Journal;
-  Handle(Journal* j, uint64_t txid) : journal_(j), txid_(txid) {}
+  Handle(Journal* j, uint64_t txid, uint64_t credits)
+      : journal_(j), txid_(txid), credits_(credits) {}
   Journal* journal_ = nullptr;
   uint64_t txid_ = 0;
+  uint64_t credits_ = 0;  // reserved in the transaction until stop()
 };
 
 class Journal {
@@ -213,7 +215,14 @@ class Journal {
   // for commit or is too large to grow. Once the journal has failed
   // (error() != 0) returns an inactive handle, whose get_write_access()
   // fails with EIO.
-  Handle start();
+  // `credits` (JBD2's nblocks) is the most log blocks the handle may add,
+  // for the few handles that dirty many blocks (an xattr set of 64
+  // members). Such a handle starts only while the transaction's blocks,
+  // the credits of its other open handles and its own stay under the hard
+  // limit, so they cannot together outgrow the log however many request
+  // threads start one at once (capped at half the hard limit). A handle
+  // without credits waits only at the hard limit, as before.
+  Handle start(uint64_t credits = 0);
 
   // Commits the running transaction (if it has anything) and waits until
   // it is durable. Concurrent callers share one commit (group commit).

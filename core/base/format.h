@@ -39,6 +39,8 @@ enum BlockMagic : uint32_t {
   kMagicExtentLeaf = 0x4C545845,   // "EXTL"
   kMagicExtentIndex = 0x49545845,  // "EXTI"
   kMagicXattr = 0x52544158,        // "XATR"
+  kMagicXattrIndex = 0x58444958,   // "XIDX"
+  kMagicXattrData = 0x54414458,    // "XDAT"
   kMagicJournalDescriptor = 0x4353444A,  // "JDSC"
   kMagicJournalCommit = 0x544D434A,      // "JCMT"
   kMagicJournalRevoke = 0x4B56524A,      // "JRVK"
@@ -158,6 +160,30 @@ enum DirType : uint8_t {
 // ---- Xattr block ----
 // Payload: 0 u16 count | then per entry: u8 name_len | u16 value_len | name | value
 constexpr uint32_t kXattrHeader = 2;
+constexpr uint32_t kXattrEntryHeader = 3;
+// Limits the kernel applies before the daemon sees a request (XATTR_SIZE_MAX,
+// XATTR_NAME_MAX) and the size of the whole list listxattr(2) can return
+// (XATTR_LIST_MAX): a stored set never exceeds the last either.
+constexpr uint32_t kXattrValueMax = 65536;
+constexpr uint32_t kXattrNameMax = 255;
+constexpr uint32_t kXattrListMax = 65536;
+
+// ---- Xattr sets of several blocks (kIncompatLargeXattrs) ----
+// Index (XIDX) payload: 0 u32 set_bytes | 4 u16 member_count | 6 u16 zero
+// | 8 u64 set_hash (XXH3-64 of the set bytes seeded with the inode number)
+// | 16.. member_count x u64 member block numbers.
+// Members (XDAT): payload = bytes [i * kMetaPayload, (i + 1) * kMetaPayload)
+// of the set, zero past set_bytes.
+// Set bytes: 0 u32 count | then per entry: u8 name_len | u32 value_len |
+// name | value, names strictly increasing.
+constexpr uint32_t kXattrIndexHeader = 16;
+constexpr uint32_t kXattrSetHeader = 4;
+constexpr uint32_t kXattrSetEntryHeader = 5;
+// 64 members: one change of a maximal set (members, index, inode, two
+// bitmap blocks) is a small part of the smallest log's transaction limit,
+// which the handles' credits keep them under (core/FORMAT.md).
+constexpr uint32_t kXattrMaxMembers = 64;
+constexpr uint32_t kXattrMaxSetBytes = kXattrMaxMembers * kMetaPayload;  // 258048
 
 // ---- Superblock (blocks 0 and 1, identical contents) ----
 enum SuperState : uint32_t { kStateClean = 1, kStateMounted = 2 };
@@ -184,9 +210,15 @@ enum IncompatFeatures : uint32_t {
   // blocks logged as the bytes changed since their previous logged version.
   // Same lifecycle as kIncompatAsyncCommit.
   kIncompatJournalDeltas = 1u << 3,
+  // An inode's xattr block may be an index of several blocks (core/FORMAT.md,
+  // "Xattr sets of several blocks"), which a binary that does not know it
+  // would read as a corrupt xattr block. Set before the first such set is
+  // stored and kept for life.
+  kIncompatLargeXattrs = 1u << 4,
 };
-constexpr uint32_t kIncompatSupported =
-    kIncompatAsyncCommit | kIncompatJournalData | kIncompatLazyInit | kIncompatJournalDeltas;
+constexpr uint32_t kIncompatSupported = kIncompatAsyncCommit | kIncompatJournalData |
+                                        kIncompatLazyInit | kIncompatJournalDeltas |
+                                        kIncompatLargeXattrs;
 // The bits that only say what the log may hold: cleared once it is empty.
 constexpr uint32_t kIncompatLogFeatures =
     kIncompatAsyncCommit | kIncompatJournalData | kIncompatJournalDeltas;

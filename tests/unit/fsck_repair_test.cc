@@ -12,6 +12,7 @@
 
 #include "core/base/endian.h"
 #include "core/fsck.h"
+#include "core/xattr_format.h"
 #include "tests/unit/engine_fixture.h"
 
 namespace stablefs {
@@ -347,6 +348,36 @@ TEST_F(FsckRepairTest, AnOrphanOfACleanFilesystemIsFreedWithItsBlocks) {
   EXPECT_EQ(read_back("keep"), data_);
   EXPECT_EQ(fs_->lookup(kRootIno, "orphan").error(), ENOENT);
   (void)keep;
+}
+
+// The same with a multi-block xattr set: the index and every member are
+// freed with the orphan (core/FORMAT.md, "Xattr sets of several blocks").
+TEST_F(FsckRepairTest, AnOrphansXattrIndexAndEveryMemberAreFreedWithIt) {
+  mount();
+  make_file("keep");
+  uint64_t f = make_file("orphan");
+  ASSERT_TRUE(fs_->setxattr(f, "user.long", std::string(kXattrValueMax, 'L'), 0).ok());
+  ASSERT_TRUE(fs_->fsync(f, false).ok());
+  unmount();
+  const DiskInode d = inode(f);
+  auto index = dev_.durable_block(d.xattr_block);
+  ASSERT_EQ(decode_meta_header(index.data()).magic, kMagicXattrIndex);
+  auto x = decode_xattr_index(index.data() + kMetaHeaderSize, nullptr);
+  ASSERT_TRUE(x.ok());
+  std::vector<uint64_t> blocks = x->members;
+  blocks.push_back(d.xattr_block);
+  const uint64_t root_blk = first_block(kRootIno);
+  const size_t off = record_offset(root_blk, "orphan");
+  edit_block(root_blk, [&](uint8_t* b) { put_le64(b + kMetaHeaderSize + off, 0); });
+  edit_inode(f, [](DiskInode& i) { i.nlink = 0; });
+
+  expect_found_and_repaired(FsckRepair::kPreen);
+  const Superblock sb = superblock();
+  for (uint64_t blk : blocks) {
+    std::vector<uint8_t> bm = dev_.durable_block(sb.block_bitmap_start + blk / kBitsPerBitmapBlock);
+    const uint64_t i = blk % kBitsPerBitmapBlock;
+    EXPECT_FALSE(bm[kMetaHeaderSize + i / 8] >> (i % 8) & 1) << "xattr block " << blk << " kept";
+  }
 }
 
 // An entry that names a free inode has no fix -p may make (it drops a

@@ -1343,3 +1343,34 @@ TEST_F(JournalDeltaTest, RandomChangesReplayToTheCommittedContentsAfterEveryComm
 
 }  // namespace
 }  // namespace stablefs
+
+namespace stablefs {
+namespace {
+
+// Handles with credits (Journal::start) start only while the credits of
+// the open ones and their own fit under the hard limit (64 blocks for this
+// 256-block log): three handles that may each add 30 blocks cannot all be
+// open at once, since together they could outgrow the limit before the
+// transaction commits. A handle without credits is not held back by them.
+TEST_F(JournalTest, HandlesWithCreditsWaitUntilTheirCreditsFit) {
+  open();
+  Handle a = journal_->start(30);
+  Handle b = journal_->start(30);
+  auto third = std::async(std::launch::async, [&] { return journal_->start(30); });
+  EXPECT_EQ(third.wait_for(200ms), std::future_status::timeout)
+      << "a third handle of 30 credits started beside 60 reserved of 64";
+  Handle small = journal_->start();
+  EXPECT_TRUE(small.active());
+  small.stop();
+  a.stop();
+  ASSERT_EQ(third.wait_for(kDeadline), std::future_status::ready);
+  Handle c = third.get();
+  EXPECT_TRUE(c.active());
+  set(c, kA, 0x33);
+  c.stop();
+  b.stop();
+  ASSERT_TRUE(journal_->commit().ok());
+}
+
+}  // namespace
+}  // namespace stablefs
