@@ -1317,7 +1317,9 @@ TEST_F(JournalDeltaTest, RandomChangesReplayToTheCommittedContentsAfterEveryComm
     }
     h.stop();
     ASSERT_TRUE(journal_->commit().ok());
-    if (rng() % 8 == 0) ASSERT_TRUE(journal_->checkpoint().ok());
+    if (rng() % 8 == 0) {
+      ASSERT_TRUE(journal_->checkpoint().ok());
+    }
     deltas_seen = journal_->stats().deltas_logged;
 
     // A remount of what is durable now, on a copy of the device.
