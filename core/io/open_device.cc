@@ -2,8 +2,11 @@
 
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/loop.h>
+#include <linux/major.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include <cstdio>
 #include <fstream>
@@ -112,6 +115,35 @@ Result<std::unique_ptr<BlockDevice>> open_image(const std::string& path, const O
   return make_device(guard, cfg);
 }
 
+// A loop device's backing file, locked as an image file is (flock): a
+// daemon on /dev/loopN takes O_EXCL on the device and one on the file
+// behind it flock on the file, so without this neither would see the other
+// and both would write the same blocks. Null when the device is no loop
+// device or its file cannot be opened here (deleted, or outside this mount
+// namespace, where nothing here can open it by path either).
+Result<std::shared_ptr<const UniqueFd>> lock_loop_backing_file(int dev_fd, dev_t rdev,
+                                                               const OpenOptions& opts) {
+  std::shared_ptr<const UniqueFd> none;
+  if (major(rdev) != LOOP_MAJOR) return none;
+  loop_info64 info{};
+  if (::ioctl(dev_fd, LOOP_GET_STATUS64, &info) != 0) return none;  // no file bound
+  std::ifstream sys("/sys/dev/block/" + std::to_string(major(rdev)) + ":" +
+                    std::to_string(minor(rdev)) + "/loop/backing_file");
+  std::string file_path;
+  if (!std::getline(sys, file_path) || file_path.empty()) return none;
+  UniqueFd file(::open(file_path.c_str(), O_RDONLY | O_CLOEXEC));
+  struct stat st;
+  if (!file.ok() || ::fstat(file.get(), &st) != 0 || !S_ISREG(st.st_mode)) return none;
+  // lo_device is the kernel's new_encode_dev of the file's device.
+  const uint64_t d = info.lo_device;
+  const unsigned lo_major = unsigned((d & 0xfff00) >> 8);
+  const unsigned lo_minor = unsigned((d & 0xff) | ((d >> 12) & 0xfff00));
+  if (st.st_ino != info.lo_inode || major(st.st_dev) != lo_major || minor(st.st_dev) != lo_minor)
+    return none;  // the path names another file now
+  SFS_TRY(flock_with_deadline(file.get(), opts.read_only, opts.busy_wait_ms));
+  return std::make_shared<const UniqueFd>(std::move(file));
+}
+
 Result<std::unique_ptr<BlockDevice>> open_block_device(const std::string& path,
                                                        const OpenOptions& opts) {
   int flags = (opts.read_only ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC;
@@ -134,6 +166,11 @@ Result<std::unique_ptr<BlockDevice>> open_block_device(const std::string& path,
   if (sector <= 0 || sector > int(kBlockSize) || kBlockSize % unsigned(sector) != 0)
     return err(EINVAL);
   UringDevice::Config cfg;
+  if (opts.exclusive) {
+    auto lock = lock_loop_backing_file(fd, st.st_rdev, opts);
+    if (!lock.ok()) return err(lock.error());
+    cfg.companion_lock = std::move(*lock);
+  }
   cfg.block_count = bytes / kBlockSize;
   cfg.sector_size = uint32_t(sector);
   cfg.read_only = opts.read_only;
@@ -159,7 +196,26 @@ Result<std::unique_ptr<BlockDevice>> open_device(const std::string& path,
   return err(ENOTBLK);
 }
 
+namespace {
+
+// The file behind loop device `path` as the kernel names it, or "" when
+// `path` is no bound loop device.
+std::string loop_backing_file(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 || !S_ISBLK(st.st_mode) || major(st.st_rdev) != LOOP_MAJOR)
+    return "";
+  std::ifstream sys("/sys/dev/block/" + std::to_string(major(st.st_rdev)) + ":" +
+                    std::to_string(minor(st.st_rdev)) + "/loop/backing_file");
+  std::string file;
+  std::getline(sys, file);
+  return file;
+}
+
+}  // namespace
+
 bool is_mount_source(const std::string& source) {
+  // A loop device and the file behind it are one image (lock_loop_backing_file).
+  const std::string behind_source = loop_backing_file(source);
   std::ifstream mi("/proc/self/mountinfo");
   std::string line;
   while (std::getline(mi, line)) {
@@ -168,7 +224,9 @@ bool is_mount_source(const std::string& source) {
     if (dash == std::string::npos) continue;
     std::istringstream f(line.substr(dash + 3));
     std::string fstype, src;
-    if (f >> fstype >> src && src == source) return true;
+    if (!(f >> fstype >> src)) continue;
+    if (src == source || (!behind_source.empty() && src == behind_source)) return true;
+    if (src.rfind("/dev/loop", 0) == 0 && loop_backing_file(src) == source) return true;
   }
   return false;
 }

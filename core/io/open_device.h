@@ -23,19 +23,23 @@ struct OpenOptions {
   int nbd_connections = 1;
 };
 
-// Opens path with io_uring. Image files use O_DIRECT when the host
-// filesystem allows it; block devices get their size from BLKGETSIZE64 and
-// sector size from BLKSSZGET. Errors: ENOENT, EACCES, ENOTBLK (neither a
-// regular file nor a block device), EBUSY (in use by another stablefs).
 // True when a mount in /proc/self/mountinfo has `source` (a canonical
-// path) as its source: the image is in use by a live mount, as opposed to a
-// daemon that is only finishing an unmount.
+// path) as its source, or, for a loop device and the file bound to it, the
+// other one: the image is in use by a live mount, as opposed to a daemon
+// that is only finishing an unmount.
 bool is_mount_source(const std::string& source);
 
 // True for the NBD URIs accepted wherever an image path is: nbd://,
 // nbds://, nbd+unix://, nbds+unix:// (libnbd's syntax, nbd_connect_uri(3)).
 bool is_nbd_uri(const std::string& target);
 
+// Opens path with io_uring. Image files use O_DIRECT when the host
+// filesystem allows it; block devices get their size from BLKGETSIZE64 and
+// sector size from BLKSSZGET. `exclusive` on a loop device also takes the
+// image file's lock on the file bound to it, so a daemon on /dev/loopN and
+// one on that file exclude each other. Errors: ENOENT, EACCES, ENOTBLK
+// (neither a regular file nor a block device), EBUSY (in use by another
+// stablefs).
 // An NBD URI opens an NbdDevice: size and limits come from the server,
 // `create` does not apply, and `exclusive` takes a lock on this host named
 // after the URI (an NBD server cannot be locked remotely; see the README's

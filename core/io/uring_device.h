@@ -21,6 +21,7 @@
 #include <memory>
 #include <mutex>
 
+#include "core/base/unique_fd.h"
 #include "core/io/block_device.h"
 
 namespace stablefs {
@@ -44,6 +45,9 @@ class UringDevice : public BlockDevice {
     uint32_t sector_size = 512;
     bool read_only = false;
     bool direct_io = false;  // informational: fd was opened with O_DIRECT
+    // Held as long as the device lives: the lock on a loop device's backing
+    // file (core/io/open_device.cc).
+    std::shared_ptr<const UniqueFd> companion_lock;
   };
 
   // Takes ownership of fd: it is closed when the device is destroyed, and

@@ -12,8 +12,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cctype>
 #include <string>
+#include <utility>
 
 #include "tests/integration/image_file.h"
 #include "tests/integration/mount_fixture.h"
@@ -156,6 +158,38 @@ TEST_F(BadInput, SecondMountOfAMountedImageStartsNoSecondDaemon) {
   ASSERT_TRUE(run_command({"fusermount3", "-u", mnt2}).ok());
   EXPECT_EQ(slurp(path("f")), "first mount") << "the first mount is unharmed";
   ASSERT_NO_FATAL_FAILURE(unmount_only());
+  CommandResult fsck = run_fsck({"--scrub"});
+  EXPECT_TRUE(fsck.ok()) << fsck.describe() << "\n" << fsck.output;
+}
+
+// A loop device over the image and the image file are one filesystem: a
+// daemon on either refuses a second daemon on the other at once (the
+// second would write the same blocks), and so does fsck. Each takes its
+// own lock otherwise (O_EXCL on the device, flock on the file).
+TEST_F(BadInput, ALoopDeviceAndTheFileBoundToItAreOneImage) {
+  CommandResult attach = run_command({"losetup", "--find", "--show", image()});
+  ASSERT_TRUE(attach.ok()) << "losetup (loop devices needed): " << attach.output;
+  const std::string loop = nonempty_lines(attach.output).at(0);
+  struct Detach {
+    std::string dev;
+    ~Detach() { run_command({"losetup", "-d", dev}); }
+  } detach{loop};
+  const std::string mnt2 = dir() + "/mnt2";
+  ASSERT_EQ(mkdir(mnt2.c_str(), 0755), 0);
+  for (const auto& [first, second] : {std::pair{loop, image()}, std::pair{image(), loop}}) {
+    SCOPED_TRACE("mounted " + first + ", then " + second);
+    DaemonLaunch l = launch_daemon(first, mnt(), {});
+    ASSERT_TRUE(l.mounted) << l.log;
+    ASSERT_EQ(write_file(path("f"), "through " + first), 0);
+    auto t0 = std::chrono::steady_clock::now();
+    expect_mount_refused(second, mnt2);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5))
+        << "refused at once, not after waiting for an unmount";
+    EXPECT_EQ(fuse_mounts_at(mnt2), 0);
+    CommandResult fsck = run_command({fsck_bin(), "-n", second});
+    EXPECT_EQ(fsck.exit_code, kFsckOperationalError) << fsck.output;
+    EXPECT_EQ(stop_daemon(l.pid, mnt()), 0);
+  }
   CommandResult fsck = run_fsck({"--scrub"});
   EXPECT_TRUE(fsck.ok()) << fsck.describe() << "\n" << fsck.output;
 }
