@@ -258,7 +258,9 @@ TEST_F(FsckRepairTest, ARepairCutOffAtAnyWriteIsFinishedByTheNextRun) {
     finished = !cut.cut();
     // A repair whose writes failed (its journal aborted) is never
     // reported as done: fsck exits with an operational error.
-    if (!finished) EXPECT_FALSE(cut_run.ok()) << "a repair cut off was reported as made";
+    if (!finished) {
+      EXPECT_FALSE(cut_run.ok()) << "a repair cut off was reported as made";
+    }
     dev_.crash();
 
     std::string lines;
