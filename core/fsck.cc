@@ -204,14 +204,13 @@ void Checker::check_inode(uint64_t ino, const DiskInode& d) {
       type != S_IFBLK && type != S_IFIFO && type != S_IFSOCK) {
     // Nothing of it can be trusted or served: its entries go (they then
     // name a free inode) and so do its blocks (then leaked).
-    fixable(who + ": invalid file type", false, [&](RepairPlan&) { clear_inode(ino); });
+    free_untrusted_inode(ino, who + ": invalid file type");
     return;
   }
   if ((d.flags & kInodeInlineData) && type != S_IFLNK) {
     // Only a short symlink keeps its bytes in the inode: a directory or
     // file flagged so has neither blocks nor a map anyone can trust.
-    fixable(who + ": inline data on an inode that is not a symlink", false,
-            [&](RepairPlan&) { clear_inode(ino); });
+    free_untrusted_inode(ino, who + ": inline data on an inode that is not a symlink");
     return;
   }
   mode_[ino] = d.mode;
@@ -245,6 +244,20 @@ void Checker::check_inode(uint64_t ino, const DiskInode& d) {
     scrub_file(ino, **map);
   }
   if (type == S_IFLNK) check_symlink(ino, d, map->get());
+}
+
+// An inode none of whose fields can be trusted is freed (-y), but never
+// the root: nothing would take its place (e2fsck's pass 3 recreates it,
+// fsck.stablefs cannot), and freeing it leaves a filesystem that has no
+// root, which the next check reports and no repair fixes (the fsck
+// fuzzer's find). Its entries were not read, so the rest of the namespace
+// is incomplete: no link count, entry or block is fixed on its account.
+void Checker::free_untrusted_inode(uint64_t ino, const std::string& line) {
+  if (ino == kRootIno) {
+    unreadable(line + " (the root directory is never freed)");
+    return;
+  }
+  fixable(line, false, [&](RepairPlan&) { clear_inode(ino); });
 }
 
 // `blocks` (st_blocks / 8) charges every mapped block, unwritten ones

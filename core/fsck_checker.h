@@ -105,6 +105,7 @@ class Checker {
   Status check_checksum_table_blocks();
   Status repair();
   void clear_inode(uint64_t ino);
+  void free_untrusted_inode(uint64_t ino, const std::string& line);
   void claim(uint64_t block, uint64_t ino, const char* what);
   void check_inode(uint64_t ino, const DiskInode& d);
   void check_block_count(uint64_t ino, const DiskInode& d, uint64_t mapped, uint64_t xattr);
